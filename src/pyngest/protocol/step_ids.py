@@ -1,0 +1,32 @@
+"""Hashed step ids (PROTOCOL.md §4.1).
+
+The first use of a user step id hashes to ``sha1(id)``; the n-th repeat within one execution
+(n >= 1) hashes ``id + ":" + n``. The server treats the result as opaque.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+
+def hash_step_id(user_id: str, repeat: int = 0) -> str:
+    text = user_id if repeat == 0 else f"{user_id}:{repeat}"
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()  # noqa: S324 - protocol, not security
+
+
+class StepIdCounter:
+    """Hands out hashed ids for one execution, counting repeats of each user id.
+
+    O(1) per step: a dict of counts, never rebuilt.
+    """
+
+    __slots__ = ("_seen",)
+
+    def __init__(self) -> None:
+        self._seen: dict[str, int] = {}
+
+    def next(self, user_id: str) -> tuple[str, int]:
+        """Return (hashed id, repeat index) for the next use of ``user_id``."""
+        n = self._seen.get(user_id, 0)
+        self._seen[user_id] = n + 1
+        return hash_step_id(user_id, n), n
