@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import signal
 import socket
 import sys
@@ -269,10 +268,13 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
     service = Service(cfg)
     await service.start(sync_apps=False)
     app = build_app(service)
-    server = uvicorn.Server(uvicorn.Config(
+    server = _Server(uvicorn.Config(
         app, http="httptools", lifespan="off", access_log=False, log_level="warning",
         timeout_graceful_shutdown=cfg.shutdown_grace_s, timeout_keep_alive=30,
     ))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.request_exit, sig)
     serving = asyncio.create_task(server.serve(sockets=sockets))
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
@@ -284,6 +286,36 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
         log.info("shutting down: finishing in-flight work (up to %.0f s)", cfg.shutdown_grace_s)
         await service.stop()
         log.info("stopped")
+
+
+class _Server:
+    """uvicorn's server without its signal handling: we stop the HTTP side first, then the
+    service (workers finish in-flight requests, the store is flushed), then exit."""
+
+    def __init__(self, config: Any) -> None:
+        import contextlib
+
+        import uvicorn
+
+        class Quiet(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Any:
+                yield
+
+        self._server = Quiet(config)
+
+    @property
+    def started(self) -> bool:
+        return bool(self._server.started)
+
+    def request_exit(self, sig: int) -> None:
+        if self._server.should_exit:
+            self._server.force_exit = True  # a second signal: don't wait any more
+        log.info("received %s: shutting down", signal.Signals(sig).name)
+        self._server.should_exit = True
+
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        await self._server.serve(sockets=sockets)
 
 
 def _banner(cfg: ServerConfig, sockets: list[socket.socket], config_file: Path | None, took: float) -> None:
