@@ -125,12 +125,19 @@ class Database:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in the writer's transaction; return once it is committed."""
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``fn`` for the writer now; the future resolves once it is committed.
+
+        Writes are applied in the order they are submitted.
+        """
         assert self._loop is not None, "database is not open"
         fut: asyncio.Future[T] = self._loop.create_future()
         self._writes.put((fn, fut))
-        return await fut
+        return fut
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the writer's transaction; return once it is committed."""
+        return await self.submit(fn)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._loop is not None and self._pool is not None, "database is not open"
