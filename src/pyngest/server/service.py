@@ -51,6 +51,8 @@ class Service:
                 JobKind.TIMEOUT_FINISH: control.timeout_finish,
                 JobKind.CRON: self.runner.fire_cron,
                 JobKind.CANCEL: control.cancel_job,
+                JobKind.DEBOUNCE: self.runner.fire_debounce,
+                JobKind.BATCH: self.runner.fire_batch,
             },
             size=config.queue_workers,
             commit=self.state.commit,

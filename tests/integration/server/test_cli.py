@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from pyngest.server.store.sqlite.connection import SCHEMA_VERSION
+
 KEY = "signkey-test-" + "12" * 32
 
 
@@ -67,7 +69,7 @@ def test_dev_listens_on_both_loopbacks_prints_a_banner_and_stops_gracefully(tmp_
     assert code == 0, err
     assert f"http://127.0.0.1:{port}" in err and "ready in" in err and "stopped" in err
     with sqlite3.connect(tmp_path / "db" / "main.db") as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
         assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
 
 
@@ -121,6 +123,31 @@ def test_start_requires_keys_and_enforces_them(tmp_path: Path) -> None:
         assert reg.status_code == 401
     finally:
         stop(proc)
+
+
+def test_an_older_schema_is_upgraded_in_place(tmp_path: Path) -> None:
+    db = tmp_path / "db"
+    port = free_port()
+    proc = spawn(["dev", "--no-discovery", "-p", str(port), "--sqlite-dir", str(db)], tmp_path)
+    try:
+        wait_healthy(port)
+        httpx.post(f"http://127.0.0.1:{port}/e/k", json={"name": "kept/across.upgrade"})
+    finally:
+        stop(proc)
+    with sqlite3.connect(db / "main.db") as conn:  # make it look like a version-1 database
+        conn.execute("DROP TABLE flow")
+        conn.execute("DROP TABLE skips")
+        conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    proc = spawn(["dev", "--no-discovery", "-p", str(port), "--sqlite-dir", str(db)], tmp_path)
+    try:
+        wait_healthy(port)
+        events = httpx.get(f"http://127.0.0.1:{port}/v1/events").json()["data"]
+        assert [e["name"] for e in events] == ["kept/across.upgrade"]
+    finally:
+        stop(proc)
+    with sqlite3.connect(db / "main.db") as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
+        assert conn.execute("SELECT COUNT(*) FROM flow").fetchone() == (0,)
 
 
 def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:
