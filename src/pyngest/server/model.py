@@ -39,6 +39,7 @@ class JobKind(str, Enum):
     CANCEL = "cancel"            # cancel a run (from the API or a cancelOn match)
     DEBOUNCE = "debounce"        # a debounce period ends: start the run with the last event
     BATCH = "batch"              # a batch's timeout ends: start the run with what it holds
+    OPERATION = "operation"      # a chunk of a bulk cancellation or a replay
 
 
 class PauseKind(str, Enum):

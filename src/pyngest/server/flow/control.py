@@ -144,7 +144,7 @@ class FlowControl:
             plan.start_at = at
             self.state.set(batch, key, tat, int(tat) + period)
 
-        self._concurrency(fn, first, plan)
+        self.plan_concurrency(fn, first, plan)
         run = self.runner.schedule_run(fn, events, first, batch, plan=plan)
         if "singleton" in plan.attrs:
             self.state.set(batch, plan.attrs["singleton"], run.id, now + 366 * _DAY)
@@ -161,7 +161,8 @@ class FlowControl:
         run = await self.runner.state.runs.get(run_id)
         return run is not None and not run.ended
 
-    def _concurrency(self, fn: Function, event: dict[str, Any], plan: RunPlan) -> None:
+    def plan_concurrency(self, fn: Function, event: dict[str, Any], plan: RunPlan) -> None:
+        """Which virtual queue the run's steps wait in, and under which limits."""
         constraints: list[list[Any]] = []
         part = [fn.id]
         for c in fn.config.get("concurrency") or []:

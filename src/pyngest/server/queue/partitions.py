@@ -52,6 +52,7 @@ class ReadyQueue:
         self._running: dict[str, int] = {}  # counter -> jobs holding a slot
         self._seq = itertools.count()
         self._size = 0
+        self._paused: set[str] = set()  # functions whose steps must not start
 
     def __len__(self) -> int:
         return self._size
@@ -119,7 +120,8 @@ class ReadyQueue:
             if part is None or not part.heap:
                 continue
             job = part.heap[0][2]
-            full = self._full_counter(job)
+            fn_id = pid.split("|", 1)[0]
+            full = f"paused:{fn_id}" if fn_id in self._paused else self._full_counter(job)
             if full is not None:
                 part.blocked_on = full
                 self._blocked.setdefault(full, set()).add(pid)
@@ -149,11 +151,22 @@ class ReadyQueue:
                 self._running[counter] = n
             else:
                 self._running.pop(counter, None)
-            waiting = self._blocked.pop(counter, None)
-            if waiting:
-                for pid in waiting:
-                    part = self._parts.get(pid)
-                    if part is not None:
-                        part.blocked_on = None
-                        self._schedule(pid)
+            self._unblock(counter)
+
+    def _unblock(self, counter: str) -> None:
+        waiting = self._blocked.pop(counter, None)
+        if waiting:
+            for pid in waiting:
+                part = self._parts.get(pid)
+                if part is not None:
+                    part.blocked_on = None
+                    self._schedule(pid)
+
+    def pause(self, fn_id: str) -> None:
+        """Steps of this function's runs wait (queued, not dropped) until :meth:`resume`."""
+        self._paused.add(fn_id)
+
+    def resume(self, fn_id: str) -> None:
+        self._paused.discard(fn_id)
+        self._unblock(f"paused:{fn_id}")
 

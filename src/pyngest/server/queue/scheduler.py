@@ -81,6 +81,14 @@ class Scheduler:
     def running(self, counter: str) -> int:
         return self._ready.running(counter)
 
+    def pause_function(self, fn_id: str) -> None:
+        self._ready.pause(fn_id)
+
+    def resume_function(self, fn_id: str) -> None:
+        self._ready.resume(fn_id)
+        if self._ready.has_candidates():
+            self._wake()
+
     # ---------------------------------------------------------------------------- writes
 
     async def commit(self, batch: Batch) -> CommitResult:

@@ -41,6 +41,7 @@ from pyngest.server.store.base import (
     AppUrlRecord,
     FunctionRecord,
     HistoryRow,
+    OperationRecord,
     RunQuery,
     SyncRecord,
 )
@@ -479,6 +480,52 @@ class SqliteStore:
         def q(conn: sqlite3.Connection) -> int:
             row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
             return int(row[0] or 0)
+
+        return await self.db.read(q)
+
+    # ------------------------------------------------------------------- bulk operations
+
+    async def save_operation(self, op: OperationRecord) -> None:
+        await self.db.write(lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO operations(id, kind, fn_id, app_id, name, spec, status, total, done, "
+            "created_ms, ended_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (op.id, op.kind, op.fn_id, op.app_id, op.name, orjson.dumps(op.spec), op.status, op.total,
+             op.done, op.created_ms, op.ended_ms),
+        ))
+
+    async def get_operation(self, op_id: str) -> OperationRecord | None:
+        ops = await self._operations("WHERE id=?", (op_id,), 1)
+        return ops[0] if ops else None
+
+    async def list_operations(self, fn_id: str | None, kind: str | None, limit: int) -> list[OperationRecord]:
+        where, args = [], []
+        if fn_id:
+            where.append("fn_id=?")
+            args.append(fn_id)
+        if kind:
+            where.append("kind=?")
+            args.append(kind)
+        return await self._operations(("WHERE " + " AND ".join(where)) if where else "", tuple(args), limit)
+
+    async def _operations(self, where: str, args: tuple[Any, ...], limit: int) -> list[OperationRecord]:
+        def q(conn: sqlite3.Connection) -> list[OperationRecord]:
+            rows = conn.execute(
+                "SELECT id, kind, fn_id, app_id, name, spec, status, total, done, created_ms, ended_ms "
+                f"FROM operations {where} ORDER BY created_ms DESC LIMIT ?", (*args, limit),
+            )
+            return [OperationRecord(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5]), *r[6:]) for r in rows]
+
+        return await self.db.read(q)
+
+    async def skipped_events(self, fn_id: str, from_ms: int, until_ms: int, after_event: str | None,
+                             limit: int) -> list[str]:
+        def q(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT event_internal_id FROM skips WHERE fn_id=? AND at_ms >= ? AND at_ms < ? "
+                "AND event_internal_id > ? ORDER BY event_internal_id LIMIT ?",
+                (fn_id, from_ms, until_ms, after_event or "", limit),
+            )
+            return [r[0] for r in rows]
 
         return await self.db.read(q)
 
