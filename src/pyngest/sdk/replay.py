@@ -261,8 +261,7 @@ class Execution:
         info.op = Opcode.STEP_ERROR
         err = errors.CodedError(
             errors.ErrorCode.STEP_NESTED,
-            "Nested steps are not supported: call steps from the function body, not from inside "
-            "another step's handler",
+            "Nested steps are not supported.",
             is_retriable=False,
         )
         return Interrupt([StepResponse(info, error=err)])
@@ -289,8 +288,7 @@ def _result_from_interrupt(interrupt: Interrupt) -> CallResult:
 def _unexpected(err: SkipInterrupt) -> CallResult:
     return CallResult(
         errors.StepUnexpectedError(
-            f'found step "{err.step_id}" when targeting a different step: the function is not '
-            "deterministic (its steps differ between requests)"
+            f'found step "{err.step_id}" when targeting a different step'
         )
     )
 
