@@ -57,7 +57,8 @@ def build(sdk: ModuleType, ai_mod: ModuleType, **client_kwargs: Any) -> tuple[An
         try:
             await ctx.step.run("boom", boom)
         except inngest.StepError as err:
-            return await ctx.step.run("fallback", lambda: {"recovered": err.name, "message": err.message})
+            name, message = err.name, err.message
+            return await ctx.step.run("fallback", lambda: {"recovered": name, "message": message})
         return "unreachable"
 
     @fn("uncaught", retries=0)
@@ -88,7 +89,7 @@ def build(sdk: ModuleType, ai_mod: ModuleType, **client_kwargs: Any) -> tuple[An
     async def sleeps(ctx: Any) -> Any:
         await ctx.step.sleep("nap", datetime.timedelta(minutes=5))
         await ctx.step.sleep("ms-nap", 90_000)
-        await ctx.step.sleep_until("until", datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.timezone.utc))
+        await ctx.step.sleep_until("until", datetime.datetime(2030, 1, 2, 3, 4, 5, tzinfo=datetime.UTC))
         return "rested"
 
     @fn("waits")

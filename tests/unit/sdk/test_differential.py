@@ -19,7 +19,6 @@ import pyngest.fast_api
 import pyngest.flask
 
 from . import scenarios
-from .official import inngest
 from .harness import (
     SIGNING_KEY,
     ASGIClient,
@@ -32,6 +31,7 @@ from .harness import (
     signed_headers,
     simulate,
 )
+from .official import inngest
 
 
 @pytest.fixture(scope="module")
