@@ -121,7 +121,11 @@ def parse_url(url: str, mode: ServerKind) -> str:
     if "://" not in url:
         url = ("https://" if mode is ServerKind.CLOUD else "http://") + url
     parsed = urllib.parse.urlparse(url)
-    if parsed.scheme not in ("http", "https") or not parsed.netloc:
+    host = parsed.netloc
+    # "1" in INNGEST_DEV=1 is a flag, not a host: a host needs a dot, a port or be localhost.
+    if parsed.scheme not in ("http", "https") or not (
+        "." in host or ":" in host or host.split("@")[-1].startswith("localhost")
+    ):
         raise errors.URLInvalidError(f"invalid URL {url!r}: expected an origin like http://localhost:8288")
     return parsed.geturl()
 
