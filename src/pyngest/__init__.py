@@ -6,7 +6,7 @@ options, step tools, errors and middleware. Framework adapters live in ``pyngest
 ``pyngest.experimental.mocked``. The server is ``pyngest.server`` (CLI ``pyngest``).
 """
 
-from pyngest.sdk import errors
+from pyngest import errors
 from pyngest.sdk.client import Inngest
 from pyngest.sdk.config import Streaming
 from pyngest.sdk.errors import NonRetriableError, RetryAfterError, StepError
@@ -29,6 +29,9 @@ from pyngest.sdk.options import (
 from pyngest.sdk.serializer import PydanticSerializer, Serializer
 from pyngest.sdk.steps import ParallelMode, Step, StepSync
 from pyngest.sdk.types import JSON, Event, SendEventsResult
+
+# Some docs pages write inngest.Trigger(event=...) for TriggerEvent.
+Trigger = TriggerEvent
 
 __all__ = [
     "JSON",
@@ -60,6 +63,7 @@ __all__ = [
     "Throttle",
     "Timeouts",
     "TransformOutputResult",
+    "Trigger",
     "TriggerCron",
     "TriggerEvent",
     "errors",

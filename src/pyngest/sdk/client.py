@@ -36,7 +36,7 @@ from pyngest.sdk.options import (
     TriggerEvent,
 )
 from pyngest.sdk.serializer import Serializer
-from pyngest.sdk.types import EMPTY, Event, Logger, SendEventsResult
+from pyngest.sdk.types import EMPTY, Event, Logger, SendEventsResult, SendInput, to_events
 
 T = TypeVar("T")
 
@@ -74,7 +74,7 @@ class Inngest:
     def __init__(
         self,
         *,
-        app_id: str,
+        app_id: str | None = None,
         event_key: str | None = None,
         signing_key: str | None = None,
         signing_key_fallback: str | None = None,
@@ -87,7 +87,9 @@ class Inngest:
         serializer: Serializer | None = None,
         app_version: str | None = None,
         request_timeout: int | datetime.timedelta | None = None,
+        id: str | None = None,  # noqa: A002 - the TS name, used by some docs pages
     ) -> None:
+        app_id = app_id or id
         if not isinstance(app_id, str) or not app_id:
             raise errors.Error("app_id must be a non-empty string")
         self.app_id = app_id
@@ -179,7 +181,8 @@ class Inngest:
         self,
         *,
         fn_id: str,
-        trigger: TriggerEvent | TriggerCron | list[TriggerEvent | TriggerCron],
+        trigger: TriggerEvent | TriggerCron | list[TriggerEvent | TriggerCron] | None = None,
+        event: str | None = None,
         name: str | None = None,
         batch_events: Batch | None = None,
         cancel: list[Cancel] | None = None,
@@ -202,6 +205,7 @@ class Inngest:
         Args:
             fn_id: stable function id (unique in the app).
             trigger: an event or cron trigger, or a list of them.
+            event: shorthand for ``trigger=TriggerEvent(event=...)``.
             name: display name (default: ``fn_id``).
             batch_events, cancel, concurrency, debounce, idempotency, priority, rate_limit,
             throttle, timeouts, singleton: flow control (FEATURES.md §6).
@@ -212,6 +216,13 @@ class Inngest:
         """
         if not isinstance(fn_id, str) or not fn_id:
             raise errors.FunctionConfigInvalidError("fn_id must be a non-empty string")
+        if trigger is None:
+            if event is None:
+                raise errors.FunctionConfigInvalidError(
+                    f"function {fn_id}: pass trigger=inngest.TriggerEvent(event=...) or inngest.TriggerCron(cron=...)"
+                )
+            trigger = TriggerEvent(event=event)
+        triggers = trigger
 
         def decorator(handler: Callable[..., Any]) -> Function[Any]:
             return Function(
@@ -233,7 +244,7 @@ class Inngest:
                     timeouts=timeouts,
                     singleton=singleton,
                 ),
-                trigger,
+                triggers,
                 handler,
                 output_type,
                 middleware,
@@ -312,8 +323,6 @@ class Inngest:
         body = []
         now = self._clock.now_ms()
         for ev in events:
-            if not isinstance(ev, Event):
-                raise TypeError(f"send takes inngest.Event objects, got {type(ev).__name__}")
             d = ev.to_dict()
             if d.get("id") == "":
                 del d["id"]
@@ -343,9 +352,19 @@ class Inngest:
             error = f"HTTP {res.status_code}"
         return SendEventsResult(ids=[i for i in ids if isinstance(i, str)], error=error if error else None)
 
-    async def send(self, events: Event | list[Event], *, skip_middleware: bool = False) -> list[str]:
-        """Send one or more events; returns their ids. Retries 5xx and network errors."""
-        batch = events if isinstance(events, list) else [events]
+    async def send(
+        self,
+        events: SendInput = None,
+        *,
+        skip_middleware: bool = False,
+        **event_fields: Any,
+    ) -> list[str]:
+        """Send one or more events; returns their ids. Retries 5xx and network errors.
+
+        Events are ``inngest.Event`` objects (or dicts with the same keys); ``send(name=...,
+        data=...)`` sends one.
+        """
+        batch = to_events(events, event_fields)
         mw = None
         if not skip_middleware:
             mw = MiddlewareManager.from_client(self, None)
@@ -370,9 +389,15 @@ class Inngest:
             raise errors.SendEventsError(result.error, result.ids)
         return result.ids
 
-    def send_sync(self, events: Event | list[Event], *, skip_middleware: bool = False) -> list[str]:
+    def send_sync(
+        self,
+        events: SendInput = None,
+        *,
+        skip_middleware: bool = False,
+        **event_fields: Any,
+    ) -> list[str]:
         """Blocking ``send``."""
-        batch = events if isinstance(events, list) else [events]
+        batch = to_events(events, event_fields)
         mw = None
         if not skip_middleware:
             mw = MiddlewareManager.from_client(self, None)

@@ -24,7 +24,7 @@ from pyngest.sdk.replay import (
     SkipInterrupt,
     StepResponse,
 )
-from pyngest.sdk.types import EMPTY, Event, SendEventsResult
+from pyngest.sdk.types import EMPTY, Event, SendEventsResult, to_events
 
 if TYPE_CHECKING:
     from pyngest.experimental.ai.base import BaseAdapter
@@ -176,11 +176,11 @@ class Step(_StepBase):
         out = await self._op(step_id, Opcode.WAIT_FOR_EVENT, name=event, opts=self._wait_opts(if_exp, timeout))
         return None if out is None else Event.model_validate(out)
 
-    async def send_event(self, step_id: str, events: Event | list[Event]) -> list[str]:
+    async def send_event(self, step_id: str, events: Event | Mapping[str, Any] | list[Any]) -> list[str]:
         """Send events as a step, so a retried function does not send them twice."""
 
         async def send() -> list[str]:
-            batch = events if isinstance(events, list) else [events]
+            batch = to_events(events, {})
             mw = self._execution.middleware
             await mw.call("before_send_events", batch)
             result: SendEventsResult | None = None
@@ -309,11 +309,11 @@ class StepSync(_StepBase):
         out = self._op(step_id, Opcode.WAIT_FOR_EVENT, name=event, opts=self._wait_opts(if_exp, timeout))
         return None if out is None else Event.model_validate(out)
 
-    def send_event(self, step_id: str, events: Event | list[Event]) -> list[str]:
+    def send_event(self, step_id: str, events: Event | Mapping[str, Any] | list[Any]) -> list[str]:
         """Send events as a step, so a retried function does not send them twice."""
 
         def send() -> list[str]:
-            batch = events if isinstance(events, list) else [events]
+            batch = to_events(events, {})
             mw = self._execution.middleware
             mw.call_sync("before_send_events", batch)
             result: SendEventsResult | None = None

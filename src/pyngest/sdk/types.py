@@ -123,6 +123,9 @@ class Event:
         return f"Event(name={self.name!r}, data={dict(self.data)!r}, id={self.id!r}, ts={self.ts!r})"
 
 
+SendInput: TypeAlias = "Event | Mapping[str, Any] | Sequence[Event | Mapping[str, Any]] | None"
+
+
 class SendEventsResult:
     """What sending events returned: the accepted ids and, on failure, an error message."""
 
@@ -134,3 +137,23 @@ class SendEventsResult:
 
     def __repr__(self) -> str:
         return f"SendEventsResult(ids={self.ids!r}, error={self.error!r})"
+
+
+def to_events(events: SendInput, fields: dict[str, Any]) -> list[Event]:
+    """Normalize what ``send`` accepts into a list of Events."""
+    if events is None:
+        if not fields:
+            raise TypeError("send needs events: send(inngest.Event(name=...)) or send(name=..., data=...)")
+        events = [fields]
+    elif fields:
+        raise TypeError(f"send got events and also {sorted(fields)}: pass one or the other")
+    items = list(events) if isinstance(events, (list, tuple)) else [events]
+    out: list[Event] = []
+    for ev in items:
+        if isinstance(ev, Event):
+            out.append(ev)
+        elif isinstance(ev, Mapping):
+            out.append(Event(**{k: v for k, v in ev.items() if k in ("name", "data", "id", "ts", "user", "v")}))
+        else:
+            raise TypeError(f"send takes inngest.Event objects (or dicts), got {type(ev).__name__}")
+    return out
