@@ -198,3 +198,47 @@ def test_signed_production_mode(framework: str) -> None:
         assert (run.status, run.output) == ("Completed", "signed ok")
     finally:
         srv.stop()
+
+
+def test_invoke_across_apps_and_cancel(pyngest_server: DevServer) -> None:
+    """reference__python__steps__invoke_by_id (across apps) and cancel-on-events, for real."""
+    inngest_client_1 = _client(pyngest_server, "app-1")
+    inngest_client_2 = _client(pyngest_server, "app-2")
+
+    @inngest_client_1.create_function(fn_id="fn-1", trigger=inngest.TriggerEvent(event="app/fn-1"))
+    async def fn_1(ctx: inngest.Context, step: inngest.Step) -> str:
+        return "Hello!"
+
+    @inngest_client_2.create_function(fn_id="fn-2", trigger=inngest.TriggerEvent(event="app/fn-2"))
+    async def fn_2(ctx: inngest.Context, step: inngest.Step) -> Any:
+        return await step.invoke_by_id("invoke", app_id="app-1", function_id="fn-1")
+
+    @inngest_client_2.create_function(
+        fn_id="schedule-reminder",
+        trigger=inngest.TriggerEvent(event="tasks/reminder.created"),
+        cancel=[inngest.Cancel(event="tasks/reminder.deleted", if_exp="async.data.reminderId == event.data.reminderId")],
+    )
+    async def reminder(ctx: inngest.Context, step: inngest.Step) -> None:
+        await step.sleep_until("sleep-until-remind-at-time", ctx.event.data["remind_at"])
+        await step.run("send-reminder-push", lambda: None)
+
+    app1, app2 = fastapi.FastAPI(), fastapi.FastAPI()
+    pyngest.fast_api.serve(app1, inngest_client_1, [fn_1])
+    pyngest.fast_api.serve(app2, inngest_client_2, [fn_2, reminder])
+    with serve_app(app1) as base1, serve_app(app2) as base2:
+        pyngest_server.sync(base1 + "/api/inngest")
+        pyngest_server.sync(base2 + "/api/inngest")
+        (eid,) = inngest_client_2.send_sync(inngest.Event(name="app/fn-2"))
+        run = pyngest_server.wait_for_run(eid)
+        assert (run.status, run.output) == ("Completed", "Hello!")
+        remind_at = (datetime.datetime.now(datetime.UTC) + datetime.timedelta(hours=1)).isoformat()
+        (rid,) = inngest_client_2.send_sync(
+            inngest.Event(name="tasks/reminder.created", data={"remind_at": remind_at, "reminderId": 5})
+        )
+        deadline = time.monotonic() + 10
+        while not pyngest_server.runs(rid) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        time.sleep(0.3)  # let the run reach its sleep
+        inngest_client_2.send_sync(inngest.Event(name="tasks/reminder.deleted", data={"reminderId": 5}))
+        cancelled = pyngest_server.wait_for_run(rid)
+    assert cancelled.status == "Cancelled"

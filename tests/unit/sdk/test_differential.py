@@ -280,3 +280,27 @@ def test_flask_adapter_matches(api: FakeAPI) -> None:
     simulate(o, p, "diff-app-sync-steps", [event()], resolve=_resolve, max_attempts=2)
     simulate(o, p, "diff-app-sync-sends", [event()], resolve=_resolve)
     assert_same(o.request("GET", "/api/inngest"), p.request("GET", "/api/inngest"))
+
+
+def test_streaming_matches_official(api: FakeAPI, loop: asyncio.AbstractEventLoop) -> None:
+    kw = {"api_base_url": api.url, "event_api_base_url": api.url, "is_production": False}
+    oc, ofns = scenarios.build(inngest, inngest.experimental.ai, **kw)
+    pc, pfns = scenarios.build(pyngest, pyngest.experimental.ai, **kw)
+    oapp, papp = fastapi.FastAPI(), fastapi.FastAPI()
+    inngest.fast_api.serve(oapp, oc, [ofns["steps"], ofns["fn-error"]], streaming=inngest.Streaming.FORCE)
+    pyngest.fast_api.serve(papp, pc, [pfns["steps"], pfns["fn-error"]], streaming=pyngest.Streaming.FORCE)
+    o, p = ASGIClient(oapp, loop), ASGIClient(papp, loop)
+    for fn_id, steps in (("steps", {}), ("fn-error", {h("a"): {"data": 1}})):
+        body = exec_body(events=[event()], steps=steps, stack=list(steps), max_attempts=2)
+        ro, rp = _post(o, p, f"/api/inngest?fnId=diff-app-{fn_id}&stepId=step", body)
+        assert ro.status == rp.status == 201
+        eo, ep = json.loads(ro.body), json.loads(rp.body)
+        assert eo["status"] == ep["status"]
+        for k in ("content-type", "x-inngest-no-retry", "x-inngest-req-version", "x-inngest-framework"):
+            assert eo["headers"].get(k) == ep["headers"].get(k), k
+        bo, bp = json.loads(eo["body"]), json.loads(ep["body"])
+        for b in (bo, bp):
+            for item in b if isinstance(b, list) else [b]:
+                if isinstance(item, dict) and item.get("stack"):
+                    item["stack"] = "<stack>"
+        assert bo == bp

@@ -11,7 +11,7 @@ PLACEHOLDER_ID = "00000000000000000000000000"
 class Inngest(_Inngest):
     """A client whose ``send`` sends nothing and returns placeholder ids."""
 
-    def __init__(self, *, app_id: str, **kwargs: Any) -> None:
+    def __init__(self, *, app_id: str | None = None, **kwargs: Any) -> None:
         kwargs.setdefault("is_production", False)
         super().__init__(app_id=app_id, **kwargs)
         self.sent: list[Event] = []
