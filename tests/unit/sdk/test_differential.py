@@ -17,6 +17,7 @@ import pyngest
 import pyngest.experimental.ai
 import pyngest.fast_api
 import pyngest.flask
+from pyngest.protocol import jcs
 
 from . import scenarios
 from .harness import (
@@ -304,3 +305,52 @@ def test_streaming_matches_official(api: FakeAPI, loop: asyncio.AbstractEventLoo
                 if isinstance(item, dict) and item.get("stack"):
                     item["stack"] = "<stack>"
         assert bo == bp
+
+
+def test_use_api_fetches_state(api: FakeAPI, dev: tuple[Any, Any], cloud: tuple[Any, Any]) -> None:
+    """A too-large run state arrives as ``use_api: true`` with empty events/steps; both SDKs
+    fetch the batch and the memos from the API (with the hashed signing key in production)."""
+    run_id = "01HUSEAPIUSEAPIUSEAPIUSEAP"
+    api.batches[run_id] = [event(data={"i": 1}), event(data={"i": 2})]
+    api.actions[run_id] = {h("add"): {"data": 0}, h("add:1"): {"data": 1}}
+    body = exec_body(events=[event(data={"i": 1})], steps={}, stack=[], use_api=True, run_id=run_id, max_attempts=3)
+    for (o, p), headers in ((dev, None), (cloud, signed_headers(body))):
+        ro, rp = _post(o, p, "/api/inngest?fnId=diff-app-steps&stepId=step", body, headers)
+        got = assert_same(ro, rp)
+        assert got["body"][0]["displayName"] == "add" and got["body"][0]["data"] == 3  # third add: 1 + 2
+        ro, rp = _post(o, p, "/api/inngest?fnId=diff-app-batch&stepId=step", body, headers)
+        assert assert_same(ro, rp)["body"] == [1, 2]
+
+
+def test_in_band_sync(cloud: tuple[Any, Any]) -> None:
+    o, p = cloud
+    body = jcs.dumps({"url": "https://public.example.com/api/inngest"})  # servers send canonical JSON
+    headers = {**signed_headers(body), "x-inngest-sync-kind": "in_band"}
+    ro, rp = o.request("PUT", "/api/inngest", headers, body), p.request("PUT", "/api/inngest", headers, body)
+    assert ro.status == rp.status == 200
+    assert ro.headers["x-inngest-sync-kind"] == rp.headers["x-inngest-sync-kind"] == "in_band"
+    a, b = ro.json(), rp.json()
+    assert a["functions"] == b["functions"] and a["url"] == b["url"] == "https://public.example.com/api/inngest"
+    assert {k for k in a if k not in ("sdk_author",)} == set(b) - {"sdk_author"}
+    from pyngest.protocol import signing
+
+    assert signing.verify(rp.body, rp.headers["x-inngest-signature"], [SIGNING_KEY])
+    # unsigned in-band sync: refused by both
+    ro = o.request("PUT", "/api/inngest", {"x-inngest-sync-kind": "in_band"}, body)
+    rp = p.request("PUT", "/api/inngest", {"x-inngest-sync-kind": "in_band"}, body)
+    assert ro.status == rp.status == 401
+
+
+def test_flask_runs_async_functions(api: FakeAPI) -> None:
+    c = pyngest.Inngest(app_id="fa", is_production=False, event_api_base_url=api.url)
+
+    @c.create_function(fn_id="f", trigger=pyngest.TriggerEvent(event="e"))
+    async def f(ctx: pyngest.Context) -> Any:
+        ids = await ctx.step.send_event("s", pyngest.Event(name="from-flask"))
+        return await ctx.step.run("a", lambda: len(ids))
+
+    app = flask.Flask("fa")
+    pyngest.flask.serve(app, c, [f])
+    client = FlaskClient(app)
+    t = simulate(client, client, "fa-f", [event(name="e")])
+    assert t.final["body"] == 1
