@@ -12,5 +12,6 @@ with warnings.catch_warnings():
     import inngest.experimental.mocked
     import inngest.fast_api
     import inngest.flask
+    import inngest.tornado
 
 __all__ = ["inngest"]
