@@ -276,29 +276,33 @@ class Registry:
             fn_cfg, errors = validate_function(raw)
             slug = raw.get("id") if isinstance(raw, dict) else None
             label = f"function {slug!r}" if slug else f"functions[{i}]"
-            if errors or fn_cfg is None:
-                problems.extend(f"{label}: {e}" for e in errors)
+            problems.extend(f"{label}: {e}" for e in errors)
+            if fn_cfg is None:
                 continue
-            if fn_cfg["id"] in seen_slugs:
+            if not errors and fn_cfg["id"] in seen_slugs:
                 problems.append(f"{label}: duplicate function id")
                 continue
-            seen_slugs.add(fn_cfg["id"])
-            prev = existing.get(fn_cfg["id"])
+            seen_slugs.add(fn_cfg.get("id", ""))
+            prev = existing.get(fn_cfg.get("id", ""))
             if prev is not None and app is not None and prev.app_id != app.id:
                 problems.append(f"{label}: the id is already used by another app")
                 continue
-            fid = prev.id if prev is not None else function_uuid(fn_cfg["name"], step_url(fn_cfg))
+            url = step_url(fn_cfg)
+            fid = prev.id if prev is not None else function_uuid(str(fn_cfg.get("name", "")), url)
             version = prev.version + (prev.config != fn_cfg) if prev is not None else 1
             rec = FunctionRecord(
-                id=fid, app_id="", slug=fn_cfg["id"], name=fn_cfg["name"], config=dict(fn_cfg),
-                version=version, created_ms=now, updated_ms=now,
+                id=fid, app_id="", slug=str(fn_cfg.get("id", "")), name=str(fn_cfg.get("name", "")),
+                config=dict(fn_cfg), version=version, created_ms=now, updated_ms=now,
             )
             try:
                 compile_function(rec)
             except ValueError as exc:
                 problems.append(f"{label}: {exc}")
                 continue
-            records.append(rec)
+            except (TypeError, AttributeError, KeyError):
+                continue  # malformed beyond what the structural errors above already say
+            if not errors:
+                records.append(rec)
         if problems:
             raise RegistrationError(
                 "At least one function is invalid", 400, {"errors": problems}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Iterator
+from collections.abc import Awaitable, Iterator
 from typing import Any
 
 from pyngest.server.exprs import Condition, compile_condition
@@ -20,9 +20,13 @@ from pyngest.server.model import (
     Batch,
     CommitResult,
     DeletePause,
+    Enqueue,
+    InsertEvents,
+    JobKind,
     Pause,
     PauseKind,
     Run,
+    StoredEvent,
 )
 from pyngest.server.queue.scheduler import Scheduler
 from pyngest.server.store.base import Store
@@ -172,13 +176,23 @@ class State:
         self.pauses = PauseBook()
         # The newest stored event's sequence number: a pause only matches events after it.
         self.last_event_seq = 0
+        # Events committed together with the job that will match them, so that job needn't
+        # read them back from the store. The job takes them out.
+        self.fresh_events: dict[str, StoredEvent] = {}
 
     async def load(self) -> None:
         self.pauses.load(await self.store.all_pauses())
         self.last_event_seq = await self.store.max_event_seq()
 
     async def commit(self, batch: Batch) -> CommitResult:
-        result = await self.scheduler.commit(batch)
+        return await self.submit(batch)
+
+    def submit(self, batch: Batch) -> Awaitable[CommitResult]:
+        """Queue ``batch`` now, in order with every other submission; await to know it is durable."""
+        return self._mirrored(batch, self.scheduler.submit(batch))
+
+    async def _mirrored(self, batch: Batch, pending: Awaitable[CommitResult]) -> CommitResult:
+        result = await pending
         for op in batch.ops:
             if isinstance(op, AddPause) and op.pause.run_id not in result.skipped_runs:
                 self.pauses.add(op.pause)
@@ -188,4 +202,10 @@ class State:
             self.pauses.remove(pid)
         if result.event_seqs:
             self.last_event_seq = max(self.last_event_seq, *result.event_seqs.values())
+            inserted = [e for op in batch.ops if isinstance(op, InsertEvents) for e in op.events]
+            awaited = {i for op in batch.ops if isinstance(op, Enqueue) and op.job.kind is JobKind.EVENTS
+                       and op.job.id not in result.ignored_jobs for i in (op.job.payload or {}).get("ids", ())}
+            for ev in inserted:
+                if ev.internal_id in awaited and ev.internal_id not in result.duplicate_events:
+                    self.fresh_events[ev.internal_id] = ev
         return result

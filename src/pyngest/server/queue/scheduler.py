@@ -17,6 +17,7 @@ import heapq
 import itertools
 import logging
 from collections import deque
+from collections.abc import Awaitable
 
 from pyngest.clock import Clock, TimerHandle
 from pyngest.server.model import Batch, CommitResult, DeleteJob, Enqueue, Job
@@ -74,7 +75,14 @@ class Scheduler:
 
     async def commit(self, batch: Batch) -> CommitResult:
         """Commit ``batch`` to the store, then reflect its jobs in memory."""
-        result = await self.store.commit(batch)
+        return await self.submit(batch)
+
+    def submit(self, batch: Batch) -> Awaitable[CommitResult]:
+        """Queue ``batch`` for commit right away (keeping submission order); await the result."""
+        return self._applied(batch, self.store.submit(batch))
+
+    async def _applied(self, batch: Batch, fut: Awaitable[CommitResult]) -> CommitResult:
+        result = await fut
         self.apply(batch, result)
         return result
 

@@ -11,6 +11,7 @@ Processing is idempotent, so a job interrupted by a crash is simply processed ag
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -56,6 +57,10 @@ class Runner:
         self.state = executor.state
         self.registry = registry
         self.clock = clock
+        # Events are matched one job at a time, in arrival order, so the first of two events
+        # with the same id wins its idempotency key. Only matching is serialized: each job's
+        # batch is submitted in order and its commit awaited outside the lock.
+        self._order = asyncio.Lock()
 
     # ------------------------------------------------------------------------ ingestion
 
@@ -67,13 +72,21 @@ class Runner:
 
     async def process_events(self, job: Job) -> None:
         ids = list((job.payload or {}).get("ids") or [])
-        events = await self.state.store.get_events(ids)
-        batch = Batch([DeleteJob(job.id)])
-        for ev in events:
-            data = event_dict(ev)
-            await self._match_pauses(ev, data)
-            self._start_runs(ev, data, batch)
-        await self.state.commit(batch)
+        async with self._order:
+            fresh = self.state.fresh_events
+            events = [fresh.pop(i) for i in ids if i in fresh]
+            if len(events) < len(ids):  # after a restart: read them back
+                have = {e.internal_id for e in events}
+                position = {iid: n for n, iid in enumerate(ids)}
+                stored_events = await self.state.store.get_events([i for i in ids if i not in have])
+                events = sorted(events + stored_events, key=lambda e: position[e.internal_id])
+            batch = Batch([DeleteJob(job.id)])
+            for ev in events:
+                data = event_dict(ev)
+                await self._match_pauses(ev, data)
+                self._start_runs(ev, data, batch)
+            committed = self.state.submit(batch)
+        await committed
 
     async def _match_pauses(self, ev: StoredEvent, data: dict[str, Any]) -> None:
         for pause in list(self.state.pauses.matching(data, ev.seq)):

@@ -9,6 +9,7 @@ A backend implements this protocol; the SQLite backend is the embedded default.
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -97,6 +98,11 @@ class Store(Protocol):
     async def close(self) -> None: ...
 
     # -- writes
+    def submit(self, batch: Batch) -> asyncio.Future[CommitResult]:
+        """Queue ``batch`` now (batches commit in submission order); the future resolves once
+        it is durable."""
+        ...
+
     async def commit(self, batch: Batch) -> CommitResult: ...
 
     # -- runs, jobs, pauses

@@ -24,6 +24,10 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
+
+class StoreError(RuntimeError):
+    """The database cannot be used as it is; the message says what to do."""
+
 SCHEMA_VERSION = 1
 _MAX_GROUP = 256
 
@@ -50,7 +54,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         current = int(row[0]) if row else 0
     if current > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise StoreError(
             f"the database has schema version {current}, newer than this pyngest "
             f"understands ({SCHEMA_VERSION}); upgrade pyngest or use another --sqlite-dir"
         )
@@ -125,12 +129,19 @@ class Database:
             self._pool.shutdown(wait=True)
             self._pool = None
 
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in the writer's transaction; return once it is committed."""
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``fn`` for the writer now; the future resolves once it is committed.
+
+        Writes are applied in the order they are submitted.
+        """
         assert self._loop is not None, "database is not open"
         fut: asyncio.Future[T] = self._loop.create_future()
         self._writes.put((fn, fut))
-        return await fut
+        return fut
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the writer's transaction; return once it is committed."""
+        return await self.submit(fn)
 
     async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         assert self._loop is not None and self._pool is not None, "database is not open"

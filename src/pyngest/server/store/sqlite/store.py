@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 from pathlib import Path
 from typing import Any
@@ -145,8 +146,11 @@ class SqliteStore:
 
     # ------------------------------------------------------------------------------- writes
 
+    def submit(self, batch: Batch) -> asyncio.Future[CommitResult]:
+        return self.db.submit(lambda conn: self._apply(conn, batch))
+
     async def commit(self, batch: Batch) -> CommitResult:
-        return await self.db.write(lambda conn: self._apply(conn, batch))
+        return await self.submit(batch)
 
     def _apply(self, conn: sqlite3.Connection, batch: Batch) -> CommitResult:
         result = CommitResult()
