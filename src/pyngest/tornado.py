@@ -8,6 +8,7 @@ import tornado.web
 
 from pyngest.sdk import config
 from pyngest.sdk.client import Inngest
+from pyngest.sdk.config import Streaming
 from pyngest.sdk.function import Function
 from pyngest.sdk.handler import CommHandler, Request, lower_headers
 
@@ -33,6 +34,7 @@ def serve(
         client=client,
         framework=FRAMEWORK,
         functions=functions,
+        streaming=Streaming.DISABLE,  # this adapter writes whole bodies
         enable_unauthed_sync=enable_unauthed_sync,
         public_path=public_path,
         serve_origin=serve_origin,
