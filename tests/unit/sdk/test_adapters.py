@@ -12,6 +12,7 @@ from starlette.applications import Starlette
 
 import pyngest as inngest
 import pyngest.django
+import pyngest.experimental.ai
 import pyngest.starlette
 
 from . import django_urls, scenarios
