@@ -5,6 +5,7 @@ Shared by the HTTP handler and the in-process ``mocked`` test runner.
 
 from __future__ import annotations
 
+from collections.abc import Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -12,7 +13,7 @@ from pyngest.sdk import errors
 from pyngest.sdk.function import Context, ContextSync, Function
 from pyngest.sdk.memos import StepMemos
 from pyngest.sdk.middleware import MiddlewareManager, TransformOutputResult, TransformOutputStepInfo
-from pyngest.sdk.replay import CallResult, Execution, run_async, run_sync
+from pyngest.sdk.replay import HOOK, Ask, CallResult, Execution, drive_async, drive_sync, run
 from pyngest.sdk.steps import Step, StepSync
 from pyngest.sdk.types import Event
 
@@ -169,6 +170,20 @@ def _output_result(res: CallResult) -> tuple[CallResult, TransformOutputResult] 
     return res, TransformOutputResult(error=res.error, output=res.output, step=step)
 
 
+def _execute(exe: Execution, client: Inngest, fn: Function[Any], ctx: Any, output_type: object) -> Generator[Ask, Any, CallResult]:
+    res = yield from run(exe, client, fn, ctx, output_type)
+    try:
+        pair = _output_result(res)
+        if pair is not None:
+            target_res, tor = pair
+            yield HOOK, ("transform_output", tor)
+            target_res.error, target_res.output = tor.error, tor.output
+        yield HOOK, ("before_response",)
+    except Exception as err:
+        return CallResult(err)
+    return res
+
+
 async def execute_async(
     client: Inngest,
     fn: Function[Any],
@@ -180,21 +195,13 @@ async def execute_async(
     raw_request: object = None,
     headers: dict[str, str] | None = None,
 ) -> CallResult:
+    """Run an async function's request; never raises."""
     prepared = _prepare(client, fn, fn_id, req, events, steps, target, raw_request, headers or {}, is_async=True)
     if isinstance(prepared, CallResult):
         return prepared
     handler, exe, ctx, two_args, output_type, mw = prepared
-    res = await run_async(exe, client, fn, ctx, handler, two_args, output_type)
-    try:
-        pair = _output_result(res)
-        if pair is not None:
-            target_res, tor = pair
-            await mw.call("transform_output", tor)
-            target_res.error, target_res.output = tor.error, tor.output
-        await mw.call("before_response")
-    except Exception as err:
-        return CallResult(err)
-    return res
+    call = (lambda: handler(ctx, ctx.step)) if two_args else (lambda: handler(ctx))
+    return await drive_async(_execute(exe, client, fn, ctx, output_type), mw, call)
 
 
 def execute_sync(
@@ -208,18 +215,10 @@ def execute_sync(
     raw_request: object = None,
     headers: dict[str, str] | None = None,
 ) -> CallResult:
+    """Run a plain function's request; never raises."""
     prepared = _prepare(client, fn, fn_id, req, events, steps, target, raw_request, headers or {}, is_async=False)
     if isinstance(prepared, CallResult):
         return prepared
     handler, exe, ctx, two_args, output_type, mw = prepared
-    res = run_sync(exe, client, fn, ctx, handler, two_args, output_type)
-    try:
-        pair = _output_result(res)
-        if pair is not None:
-            target_res, tor = pair
-            mw.call_sync("transform_output", tor)
-            target_res.error, target_res.output = tor.error, tor.output
-        mw.call_sync("before_response")
-    except Exception as err:
-        return CallResult(err)
-    return res
+    call = (lambda: handler(ctx, ctx.step)) if two_args else (lambda: handler(ctx))
+    return drive_sync(_execute(exe, client, fn, ctx, output_type), mw, call)

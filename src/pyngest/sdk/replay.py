@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
@@ -26,6 +26,8 @@ from pyngest.sdk.types import EMPTY
 if TYPE_CHECKING:
     from pyngest.sdk.client import Inngest
     from pyngest.sdk.function import Function
+
+T = TypeVar("T")
 
 
 class Interrupt(BaseException):
@@ -293,36 +295,35 @@ def _unexpected(err: SkipInterrupt) -> CallResult:
     )
 
 
-async def run_async(
-    exe: Execution,
-    client: Inngest,
-    fn: Function[Any],
-    ctx: Any,
-    handler: Callable[..., Awaitable[Any]],
-    two_args: bool,
-    output_type: object,
-) -> CallResult:
-    mw = exe.middleware
+# The run logic is written once, as a generator that asks its driver to call a middleware hook
+# or the user's handler; an async and a sync driver answer (awaiting, or calling directly).
+HOOK = "hook"
+CALL = "call"
+Ask = tuple[str, tuple[Any, ...]]
+
+
+def run(exe: Execution, client: Inngest, fn: Function[Any], ctx: Any, output_type: object) -> Generator[Ask, Any, CallResult]:
+    """Replay the handler once: input hooks, the handler, output hooks; never raises."""
     try:
-        await mw.call("transform_input", ctx, fn, exe.memos)
-        await mw.call("before_memoization")
+        yield HOOK, ("transform_input", ctx, fn, exe.memos)
+        yield HOOK, ("before_memoization",)
         if exe.exhausted_now():
-            await mw.call("after_memoization")
-            await mw.call("before_execution")
+            yield HOOK, ("after_memoization",)
+            yield HOOK, ("before_execution",)
     except Exception as err:
         return CallResult(err)
     try:
         try:
-            output = await (handler(ctx, ctx.step) if two_args else handler(ctx))
+            output = yield CALL, ()
             output = client._serialize(output, output_type)
         except Exception as user_err:
             raise UserError(user_err) from None
-        await mw.call("after_execution")
+        yield HOOK, ("after_execution",)
         exe.check_leftovers()
         return CallResult(output=output)
     except Interrupt as interrupt:
         try:
-            await mw.call("after_execution")
+            yield HOOK, ("after_execution",)
         except Exception as err:
             return CallResult(err)
         return _result_from_interrupt(interrupt)
@@ -331,53 +332,64 @@ async def run_async(
     except SkipInterrupt as err:
         return _unexpected(err)
     except NestedStepInterrupt:
-        return CallResult(errors.CodedError(errors.ErrorCode.STEP_NESTED, "Nested steps are not supported.", is_retriable=False))
+        return CallResult(
+            errors.CodedError(errors.ErrorCode.STEP_NESTED, "Nested steps are not supported.", is_retriable=False)
+        )
     except Exception as err:
         return CallResult(err)
+
+
+async def drive_async(gen: Generator[Ask, Any, T], mw: MiddlewareManager, call: Callable[[], Awaitable[Any]]) -> T:
+    value: Any = None
+    exc: BaseException | None = None
+    while True:
+        try:
+            kind, args = gen.throw(exc) if exc is not None else gen.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        value, exc = None, None
+        try:
+            if kind == HOOK:
+                await mw.call(*args)
+            else:
+                value = await call()
+        except BaseException as err:  # noqa: BLE001 - handed back to the generator, which decides
+            exc = err
+
+
+def drive_sync(gen: Generator[Ask, Any, T], mw: MiddlewareManager, call: Callable[[], Any]) -> T:
+    value: Any = None
+    exc: BaseException | None = None
+    while True:
+        try:
+            kind, args = gen.throw(exc) if exc is not None else gen.send(value)
+        except StopIteration as stop:
+            return stop.value  # type: ignore[no-any-return]
+        value, exc = None, None
+        try:
+            if kind == HOOK:
+                mw.call_sync(*args)
+            else:
+                value = call()
+                if inspect.isawaitable(value):
+                    raise errors.AsyncUnsupportedError("the handler returned an awaitable in a non-async function")
+        except BaseException as err:  # noqa: BLE001 - handed back to the generator, which decides
+            exc = err
+
+
+def _invoke(handler: Callable[..., Any], ctx: Any, two_args: bool) -> Callable[[], Any]:
+    return lambda: handler(ctx, ctx.step) if two_args else handler(ctx)
+
+
+async def run_async(
+    exe: Execution, client: Inngest, fn: Function[Any], ctx: Any,
+    handler: Callable[..., Awaitable[Any]], two_args: bool, output_type: object,
+) -> CallResult:
+    return await drive_async(run(exe, client, fn, ctx, output_type), exe.middleware, _invoke(handler, ctx, two_args))
 
 
 def run_sync(
-    exe: Execution,
-    client: Inngest,
-    fn: Function[Any],
-    ctx: Any,
-    handler: Callable[..., Any],
-    two_args: bool,
-    output_type: object,
+    exe: Execution, client: Inngest, fn: Function[Any], ctx: Any,
+    handler: Callable[..., Any], two_args: bool, output_type: object,
 ) -> CallResult:
-    mw = exe.middleware
-    try:
-        mw.call_sync("transform_input", ctx, fn, exe.memos)
-        mw.call_sync("before_memoization")
-        if exe.exhausted_now():
-            mw.call_sync("after_memoization")
-            mw.call_sync("before_execution")
-    except Exception as err:
-        return CallResult(err)
-    try:
-        try:
-            output = handler(ctx, ctx.step) if two_args else handler(ctx)
-            if inspect.isawaitable(output):
-                raise errors.AsyncUnsupportedError(
-                    "the handler returned an awaitable in a non-async function"
-                )
-            output = client._serialize(output, output_type)
-        except Exception as user_err:
-            raise UserError(user_err) from None
-        mw.call_sync("after_execution")
-        exe.check_leftovers()
-        return CallResult(output=output)
-    except Interrupt as interrupt:
-        try:
-            mw.call_sync("after_execution")
-        except Exception as err:
-            return CallResult(err)
-        return _result_from_interrupt(interrupt)
-    except UserError as err:
-        return CallResult(err.err)
-    except SkipInterrupt as err:
-        return _unexpected(err)
-    except NestedStepInterrupt:
-        return CallResult(errors.CodedError(errors.ErrorCode.STEP_NESTED, "Nested steps are not supported.", is_retriable=False))
-    except Exception as err:
-        return CallResult(err)
+    return drive_sync(run(exe, client, fn, ctx, output_type), exe.middleware, _invoke(handler, ctx, two_args))
