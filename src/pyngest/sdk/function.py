@@ -149,10 +149,9 @@ class Function(Generic[T]):
         self._on_failure_two_args = False
         if opts.on_failure is not None:
             if self.is_handler_async != inspect.iscoroutinefunction(opts.on_failure):
-                kind = "an async" if self.is_handler_async else "a non-async"
-                other = "non-async" if self.is_handler_async else "async"
+                kind, other = ("an async", "a non-async") if self.is_handler_async else ("a non-async", "an async")
                 raise errors.Error(
-                    f"{kind} function cannot have an {other} on_failure handler (function {opts.local_id})"
+                    f"{kind} function cannot have {other} on_failure handler (function {opts.local_id})"
                 )
             self._on_failure_fn_id = f"{opts.fully_qualified_id}-failure"
             self._on_failure_two_args = _takes_step(opts.on_failure)
