@@ -216,6 +216,11 @@ class Inngest:
         """
         if not isinstance(fn_id, str) or not fn_id:
             raise errors.FunctionConfigInvalidError("fn_id must be a non-empty string")
+        if _experimental_execution:
+            self.logger.warning(
+                f"function {fn_id}: _experimental_execution (asyncio.gather over steps) is not "
+                "supported by pyngest; use step.parallel(...) to run steps in parallel"
+            )
         if trigger is None:
             if event is None:
                 raise errors.FunctionConfigInvalidError(
