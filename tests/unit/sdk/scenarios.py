@@ -210,4 +210,13 @@ def build(sdk: ModuleType, ai_mod: ModuleType, **client_kwargs: Any) -> tuple[An
     async def options(ctx: Any) -> Any:
         return None
 
+    @fn("memos")
+    async def memos(ctx: Any) -> Any:
+        out = [await ctx.step.run(sid, lambda: "fresh") for sid in ("a", "b", "c", "d", "f")]
+        try:
+            await ctx.step.run("e", lambda: "fresh")
+        except inngest.StepError as err:
+            out.append([err.name, err.message, err.stack])
+        return out
+
     return client, fns

@@ -354,3 +354,21 @@ def test_flask_runs_async_functions(api: FakeAPI) -> None:
     client = FlaskClient(app)
     t = simulate(client, client, "fa-f", [event(name="e")])
     assert t.final["body"] == 1
+
+
+def test_memo_formats(dev: tuple[Any, Any]) -> None:
+    """Memo values in every shape PROTOCOL.md §4.3 allows, decoded alike by both SDKs."""
+    o, p = dev
+    steps = {
+        h("a"): {"data": 1, "error": None},
+        h("b"): {},
+        h("c"): {"error": {"message": "no name"}},  # not a valid error: the whole value is data
+        h("d"): None,
+        h("f"): {"name": "app/reply", "data": {"x": 1}, "id": "01", "ts": 5},  # an event, unwrapped
+        h("e"): {"error": {"name": "E", "message": "m", "stack": "s"}, "data": 5},
+    }
+    body = exec_body(events=[event()], steps=steps, stack=list(steps))
+    ro, rp = _post(o, p, "/api/inngest?fnId=diff-app-memos&stepId=step", body)
+    got = assert_same(ro, rp)
+    assert got["body"] == [1, None, {"error": {"message": "no name"}}, None,
+                           {"name": "app/reply", "data": {"x": 1}, "id": "01", "ts": 5}, ["E", "m", "s"]]
