@@ -19,7 +19,7 @@ import orjson
 from pyngest.protocol.opcodes import Opcode
 from pyngest.protocol.step_ids import StepIdCounter
 from pyngest.sdk import errors
-from pyngest.sdk.memos import Output, StepMemos
+from pyngest.sdk.memos import StepMemos
 from pyngest.sdk.middleware import MiddlewareManager
 from pyngest.sdk.types import EMPTY
 
@@ -200,10 +200,20 @@ class Execution:
         self._warned = False
         self._exhausted_fired = False
 
-    def info(self, user_id: str, op: Opcode, *, name: str | None = None, opts: dict[str, Any] | None = None) -> StepInfo:
+    def take(self, user_id: str) -> tuple[str, int, Any]:
+        """Hash the step's id (counting repeats) and take its memo, or EMPTY."""
         if not isinstance(user_id, str):
             raise TypeError(f"a step id must be a string, got {type(user_id).__name__}")
         hashed, n = self.counter.next(user_id)
+        if self.in_step:
+            raise NestedStepInterrupt()
+        return hashed, n, self.memos.pop(hashed)
+
+    @staticmethod
+    def step_info(
+        hashed: str, n: int, user_id: str, op: Opcode, name: str | None, opts: dict[str, Any] | None
+    ) -> StepInfo:
+        # Built only for steps without a memo: replaying memoized steps stays cheap.
         return StepInfo(
             id=hashed,
             display_name=user_id,
@@ -214,12 +224,6 @@ class Execution:
             index=n if n else None,
         )
 
-    def pop(self, info: StepInfo) -> Any:
-        """Take the step's memo (or EMPTY)."""
-        if self.in_step:
-            raise NestedStepInterrupt()
-        return self.memos.pop(info.id)
-
     def exhausted_now(self) -> bool:
         """True once: when no memos are left, new code starts (fire the hooks)."""
         if self._exhausted_fired or self.memos.size:
@@ -228,10 +232,8 @@ class Execution:
         self.new_code = True
         return True
 
-    def resolve(self, info: StepInfo, memo: Any) -> Output | None:
-        """The memo to return, None to execute the step now; raises to stop the handler."""
-        if memo is not EMPTY:
-            return memo  # type: ignore[no-any-return]
+    def resolve(self, info: StepInfo) -> None:
+        """For a step without a memo: return to execute it now, or raise to stop the handler."""
         targeting = self.target is not None
         if targeting and self.target != info.id:
             raise SkipInterrupt(info.display_name)
@@ -250,7 +252,7 @@ class Execution:
                 # After parallel steps the server asks for plans, not inline execution.
                 info.op = Opcode.STEP_PLANNED
                 raise Interrupt([StepResponse(info)])
-            return None
+            return
         raise Interrupt([StepResponse(info)])
 
     def step_error(self, info: StepInfo, err: Exception) -> Interrupt:

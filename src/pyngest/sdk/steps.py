@@ -108,14 +108,20 @@ class Step(_StepBase):
         self.ai = AI(self)
         self._group = Group(execution)
 
-    async def _begin(self, step_id: str, op: Opcode, **kw: Any) -> tuple[Any, Any]:
+    async def _begin(
+        self, step_id: str, op: Opcode, name: str | None = None, opts: dict[str, Any] | None = None
+    ) -> tuple[Any, Any]:
+        """(None, memo) for a memoized step; (info, None) to execute it; raises to stop."""
         exe = self._execution
-        info = exe.info(step_id, op, **kw)
-        memo = exe.pop(info)
+        hashed, n, memo = exe.take(step_id)
         if exe.exhausted_now():
             await exe.middleware.call("after_memoization")
             await exe.middleware.call("before_execution")
-        return info, exe.resolve(info, memo)
+        if memo is not EMPTY:
+            return None, memo
+        info = exe.step_info(hashed, n, step_id, op, name, opts)
+        exe.resolve(info)
+        return info, None
 
     async def _op(self, step_id: str, op: Opcode, **kw: Any) -> Any:
         _, memo = await self._begin(step_id, op, **kw)
@@ -247,14 +253,20 @@ class StepSync(_StepBase):
         self.ai = AISync(self)
         self._group = GroupSync(execution)
 
-    def _begin(self, step_id: str, op: Opcode, **kw: Any) -> tuple[Any, Any]:
+    def _begin(
+        self, step_id: str, op: Opcode, name: str | None = None, opts: dict[str, Any] | None = None
+    ) -> tuple[Any, Any]:
+        """(None, memo) for a memoized step; (info, None) to execute it; raises to stop."""
         exe = self._execution
-        info = exe.info(step_id, op, **kw)
-        memo = exe.pop(info)
+        hashed, n, memo = exe.take(step_id)
         if exe.exhausted_now():
             exe.middleware.call_sync("after_memoization")
             exe.middleware.call_sync("before_execution")
-        return info, exe.resolve(info, memo)
+        if memo is not EMPTY:
+            return None, memo
+        info = exe.step_info(hashed, n, step_id, op, name, opts)
+        exe.resolve(info)
+        return info, None
 
     def _op(self, step_id: str, op: Opcode, **kw: Any) -> Any:
         _, memo = self._begin(step_id, op, **kw)
