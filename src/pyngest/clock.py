@@ -89,7 +89,12 @@ class TestClock:
         if when_ms <= self._now:
             return
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self.call_at(when_ms, lambda: fut.done() or fut.set_result(None))
+
+        def wake() -> None:
+            if not fut.done():
+                fut.set_result(None)
+
+        self.call_at(when_ms, wake)
         await fut
 
     def set(self, when_ms: int) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from datetime import datetime, timezone
+from datetime import UTC, datetime, timezone
 from zoneinfo import ZoneInfo
 
 from cronsim import CronSim, CronSimError
@@ -17,7 +17,7 @@ class Schedule:
     def __init__(self, expression: str) -> None:
         self.expression = expression
         text = expression.strip()
-        self.zone: ZoneInfo | timezone = timezone.utc
+        self.zone: ZoneInfo | timezone = UTC
         for prefix in ("CRON_TZ=", "TZ="):
             if text.startswith(prefix):
                 zone, _, text = text[len(prefix):].partition(" ")
@@ -35,7 +35,7 @@ class Schedule:
             raise CronError(f"invalid cron expression {expression!r}: {exc}") from exc
 
     def next_after(self, ms: int) -> int:
-        start = datetime.fromtimestamp(ms / 1000, tz=timezone.utc).astimezone(self.zone)
+        start = datetime.fromtimestamp(ms / 1000, tz=UTC).astimezone(self.zone)
         nxt = next(CronSim(self.fields, start))
         return int(nxt.timestamp() * 1000)
 

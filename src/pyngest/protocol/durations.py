@@ -7,7 +7,7 @@ units, e.g. ``30s``, ``1h30m``, ``2d``, ``1.5h``, ``100ms``. Values are handled 
 from __future__ import annotations
 
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 _UNIT_MS: dict[str, float] = {
     "ns": 1e-6,
@@ -76,7 +76,7 @@ def parse_time_ms(text: str) -> int | None:
     except ValueError:
         return None
     if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
+        dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp() * 1000)
 
 
@@ -90,10 +90,10 @@ def parse_until_or_duration(text: str, now_ms: int) -> int:
 
 def iso_ms(ms: int) -> str:
     """Unix ms → ``YYYY-MM-DDTHH:MM:SS.mmmZ``."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
 def rfc3339_s(ms: int) -> str:
     """Unix ms → ``YYYY-MM-DDTHH:MM:SSZ`` (seconds precision, as upstream's cron ids)."""
-    return datetime.fromtimestamp(ms // 1000, tz=timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return datetime.fromtimestamp(ms // 1000, tz=UTC).strftime("%Y-%m-%dT%H:%M:%SZ")

@@ -44,7 +44,7 @@ def _is_plain(value: Any) -> bool:
     if t is str or t is bool or value is None:
         return True
     if t is int:
-        return -_SAFE_INT <= value <= _SAFE_INT
+        return bool(-_SAFE_INT <= value <= _SAFE_INT)
     if t is dict:
         for k, v in value.items():
             if type(k) is not str or (k and max(k) > "\uffff"):

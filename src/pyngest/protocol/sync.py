@@ -146,7 +146,7 @@ def decode_register(body: Any) -> RegisterRequest:
         raise SyncError("App ID required")
     if not isinstance(out.get("url", ""), str):
         raise SyncError("Invalid request: 'url' must be a string")
-    return out  # type: ignore[return-value]
+    return out  # type: ignore[no-any-return]
 
 
 def decode_function(fn: Any) -> Any:
@@ -204,11 +204,11 @@ def _int(errors: list[str], value: Any, what: str, *, minimum: int | None = None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
         errors.append(f"{what} must be an integer")
         return None
-    value = int(value)
-    if minimum is not None and value < minimum:
+    number = int(value)
+    if minimum is not None and number < minimum:
         errors.append(f"{what} must be at least {minimum}")
         return None
-    return value
+    return number
 
 
 def _opt_str(errors: list[str], obj: dict[str, Any], key: str, what: str) -> None:
@@ -461,11 +461,11 @@ def _validate_concurrency(errors: list[str], fn: dict[str, Any]) -> None:
 
 def max_attempts(fn: FunctionConfig | dict[str, Any]) -> int:
     """Attempts per step = retries + 1."""
-    step = next(iter(fn.get("steps", {}).values()), {})
+    step: dict[str, Any] = next(iter(fn.get("steps", {}).values()), {})
     retries = (step.get("retries") or {}).get("attempts", DEFAULT_RETRIES)
     return int(retries) + 1
 
 
 def step_url(fn: FunctionConfig | dict[str, Any]) -> str:
-    step = next(iter(fn.get("steps", {}).values()), {})
+    step: dict[str, Any] = next(iter(fn.get("steps", {}).values()), {})
     return str((step.get("runtime") or {}).get("url", ""))

@@ -128,7 +128,7 @@ def main() -> None:
 @click.option("--no-discovery", is_flag=True, envvar=_env("no_discovery"), help="Do not scan local ports for apps.")
 @click.option("--no-poll", is_flag=True, envvar=_env("no_poll"), help="Do not re-sync apps periodically.")
 @click.pass_context
-def dev(ctx: click.Context, **params: Any) -> None:
+def dev(ctx: click.Context, /, **params: Any) -> None:
     """Run the local development server (any event key works, no signing needed)."""
     path = find_config(Path.cwd())
     if path is not None:
@@ -144,7 +144,7 @@ def dev(ctx: click.Context, **params: Any) -> None:
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               envvar=_env("config"), help="A config file (YAML, JSON or TOML).")
 @click.pass_context
-def start(ctx: click.Context, config_path: Path | None, **params: Any) -> None:
+def start(ctx: click.Context, /, config_path: Path | None, **params: Any) -> None:
     """Run the self-hosted server (event keys and a signing key required)."""
     if config_path is not None:
         if not config_path.is_file():
@@ -252,11 +252,10 @@ def _run(cfg: ServerConfig, config_file: Path | None) -> None:
     sockets = _sockets(cfg)
     try:
         import uvloop
-
-        runner = uvloop.run
     except ImportError:  # pragma: no cover - platforms without uvloop
-        runner = asyncio.run
-    runner(_serve(cfg, sockets, config_file))
+        asyncio.run(_serve(cfg, sockets, config_file))
+    else:
+        uvloop.run(_serve(cfg, sockets, config_file))
 
 
 async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: Path | None) -> None:
@@ -264,7 +263,6 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
 
     from pyngest.server.api.app import build_app
     from pyngest.server.service import Service
-
     from pyngest.server.store.sqlite.connection import StoreError
 
     t0 = time.monotonic()
@@ -276,7 +274,7 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
     app = build_app(service)
     server = _Server(uvicorn.Config(
         app, http="httptools", lifespan="off", access_log=False, log_level="warning",
-        timeout_graceful_shutdown=cfg.shutdown_grace_s, timeout_keep_alive=30,
+        timeout_graceful_shutdown=int(cfg.shutdown_grace_s), timeout_keep_alive=30,
     ))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -160,11 +160,11 @@ def _expressions(config: FunctionConfig) -> list[tuple[str, str]]:
     for i, c in enumerate(config.get("cancel") or []):
         if c.get("if"):
             out.append((c["if"], f"cancel[{i}].if"))
-    for i, c in enumerate(config.get("concurrency") or []):
-        if c.get("key"):
-            out.append((c["key"], f"concurrency[{i}].key"))
+    for i, limit in enumerate(config.get("concurrency") or []):
+        if limit.get("key"):
+            out.append((str(limit["key"]), f"concurrency[{i}].key"))
     for name in ("throttle", "rateLimit", "debounce", "batchEvents", "singleton"):
-        block = config.get(name)  # type: ignore[misc]
+        block = config.get(name)
         if isinstance(block, dict) and block.get("key"):
             out.append((block["key"], f"{name}.key"))
     batch = config.get("batchEvents")

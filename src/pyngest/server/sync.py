@@ -79,7 +79,7 @@ class AppSyncer:
                 text = await resp.text(errors="replace")
                 if resp.status >= 300:
                     error = _describe_failure(resp.status, text, url)
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = f"could not reach the app at {url}: {exc.__class__.__name__} {exc}".strip()
         rec = self.urls.get(normalize_url(url))
         if rec is not None:
@@ -120,7 +120,7 @@ class AppSyncer:
                 async with self._session.get(url, timeout=PROBE_TIMEOUT, allow_redirects=False) as resp:  # type: ignore[union-attr]
                     if resp.headers.get(H.SDK):
                         found.append(url)
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+            except (TimeoutError, aiohttp.ClientError, OSError):
                 pass
 
         await asyncio.gather(*(

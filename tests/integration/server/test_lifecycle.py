@@ -9,7 +9,7 @@ from pyngest.protocol import ids
 from pyngest.protocol.step_ids import hash_step_id
 from tests.integration.server.harness import Call, Harness, done, function_config, ops
 
-S, W, I, G = hash_step_id("nap"), hash_step_id("wait"), hash_step_id("inv"), hash_step_id("sig")
+S, W, INV, G = hash_step_id("nap"), hash_step_id("wait"), hash_step_id("inv"), hash_step_id("sig")
 MIN = 60_000
 
 
@@ -118,9 +118,9 @@ async def test_invoke_times_out_with_upstreams_error(harness: Harness) -> None:
     async def script(call: Call) -> tuple:
         if call.body["event"]["name"] == "inngest/function.invoked":
             return ops({"op": "Sleep", "id": S, "name": "1h"})  # the child takes too long
-        if I in call.body["steps"]:
-            return done(call.body["steps"][I])
-        return ops({"op": "InvokeFunction", "id": I, "name": "inv",
+        if INV in call.body["steps"]:
+            return done(call.body["steps"][INV])
+        return ops({"op": "InvokeFunction", "id": INV, "name": "inv",
                     "opts": {"function_id": "test-child", "payload": {"data": {"n": 1}}, "timeout": "5m"}})
 
     harness.app.script = script

@@ -107,8 +107,8 @@ class EventAPI:
         if not isinstance(raw, dict):
             return public_error("Unable to read post data request: the body must be a JSON object", 400)
         now = self.service.clock.now_ms()
-        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
-        data = dict(data)
+        given = raw.get("data")
+        data: dict[str, Any] = dict(given) if isinstance(given, dict) else {}
         data[INTERNAL_DATA_KEY] = {"fn_id": slug, "correlation_id": "", "expire": 0, "gid": "", "name": "",
                                    "source_app_id": "", "source_fn_id": "", "source_fn_v": 0}
         event: dict[str, Any] = {"name": FN_INVOKED, "data": data, "user": raw.get("user") or {},

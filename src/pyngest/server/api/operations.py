@@ -79,7 +79,7 @@ class OperationsAPI:
         fn = self._function(fn_ident, body.get("app_id") if isinstance(body.get("app_id"), str) else None)
         if fn is None:
             return api_error(f"function {fn_ident!r} of app {body.get('app_id')!r} not found", 404)
-        bounds = {}
+        bounds: dict[str, int | None] = {}
         for name in ("started_after", "started_before"):
             value = body.get(name)
             if value is None:

@@ -13,7 +13,13 @@ from pyngest.protocol import headers as H
 from pyngest.protocol import jcs
 from pyngest.protocol.ids import is_ulid
 from pyngest.protocol.opcodes import Opcode, parse_opcode
-from pyngest.server.api.common import api_error, bearer_ok, json_response, public_error, unauthorized
+from pyngest.server.api.common import (
+    api_error,
+    bearer_ok,
+    json_response,
+    public_error,
+    unauthorized,
+)
 from pyngest.server.model import Batch
 from pyngest.server.registry import RegistrationError
 from pyngest.server.service import Service

@@ -130,7 +130,7 @@ class Driver:
                 status=0, transport_error="output_too_large: the SDK's response is larger than "
                 f"{MAX_SDK_RESPONSE_BYTES} bytes", started_ms=started, ended_ms=self._now(),
             )
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             return DriverResponse(
                 status=0, transport_error=_describe(exc, url), started_ms=started, ended_ms=self._now(),
             )

@@ -81,7 +81,7 @@ def system_events(
         data["error"] = error
     meta = first.get("meta")
     out: list[dict[str, Any]] = []
-    correlation_ids = _correlation_ids(events)
+    correlation_ids: list[str | None] = list(_correlation_ids(events))
     for corr in correlation_ids or [None]:
         d = dict(data)
         if corr is not None:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
@@ -44,7 +43,7 @@ async def fetch(session: aiohttp.ClientSession, opts: dict[str, Any]) -> dict[st
                 key = k.lower()
                 merged[key] = f"{merged[key]},{v}" if key in merged else v
             return {"url": str(resp.url), "headers": merged, "body": text, "status_code": resp.status}
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise GatewayFailure(f"request to {url} failed: {exc.__class__.__name__}: {exc}") from exc
 
 
@@ -76,7 +75,7 @@ async def infer(session: aiohttp.ClientSession, opts: dict[str, Any]) -> Any:
                 return orjson.loads(text)
             except orjson.JSONDecodeError as exc:
                 raise GatewayFailure("the AI provider's answer is not JSON", resp.status, text) from exc
-    except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+    except (TimeoutError, aiohttp.ClientError, OSError) as exc:
         raise GatewayFailure(f"request to {url} failed: {exc.__class__.__name__}: {exc}") from exc
 
 

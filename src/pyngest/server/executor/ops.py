@@ -41,6 +41,11 @@ class InvalidOp(ValueError):
     pass
 
 
+def as_dict(value: Any) -> dict[str, Any]:
+    """``value`` if it is a JSON object, else an empty one (SDKs may send null or omit it)."""
+    return value if isinstance(value, dict) else {}
+
+
 def step_name(op: dict[str, Any]) -> str:
     """What people call the step: its display name, else the id they gave it."""
     name = op.get("displayName")
@@ -61,8 +66,7 @@ def op_timing(op: dict[str, Any], resp: DriverResponse) -> tuple[int, int]:
 
 def parse_wake(op: dict[str, Any], now_ms: int) -> int:
     """A Sleep's wake time: ``opts.duration`` (Go) or ``name`` (a duration or an ISO date)."""
-    opts = op.get("opts") if isinstance(op.get("opts"), dict) else {}
-    text = (opts or {}).get("duration") or op.get("name") or ""
+    text = as_dict(op.get("opts")).get("duration") or op.get("name") or ""
     if not isinstance(text, str) or not text:
         raise InvalidOp("a Sleep op needs a duration or a date")
     at = parse_time_ms(text) if len(text) >= 10 else None
@@ -147,7 +151,7 @@ class OpHandlers:
                 }, batch)
             return self._step_done(run, job.attempt, resp, op, op_id, name, value, "StepCompleted", batch, race)
         if opcode is Opcode.STEP_ERROR:
-            error = op.get("error") if isinstance(op.get("error"), dict) else {"name": "Error", "message": "step errored"}
+            error = as_dict(op.get("error")) or {"name": "Error", "message": "step errored"}
             no_retry = resp.no_retry or bool(error.get("noRetry"))
             if not no_retry and job.attempt + 1 < fn.max_attempts:
                 start, end = op_timing(op, resp)
@@ -158,7 +162,7 @@ class OpHandlers:
                 return False
             return self._step_failed(run, job.attempt, resp, op_id, name, error, batch, op=op)
         if opcode is Opcode.STEP_FAILED:
-            error = op.get("error") if isinstance(op.get("error"), dict) else {"name": "Error", "message": "step failed"}
+            error = as_dict(op.get("error")) or {"name": "Error", "message": "step failed"}
             return self._step_failed(run, job.attempt, resp, op_id, name, error, batch, op=op)
         if opcode is Opcode.STEP_PLANNED:
             if op_id not in run.steps:
@@ -223,13 +227,13 @@ class OpHandlers:
 
     def _wait_for_event(self, run: Run, op: dict[str, Any], op_id: str, name: str,
                         batch: Batch, now: int, race: bool) -> None:
-        opts = op.get("opts") if isinstance(op.get("opts"), dict) else {}
-        event_name = (opts or {}).get("event") or op.get("name")
+        opts = as_dict(op.get("opts"))
+        event_name = opts.get("event") or op.get("name")
         if not isinstance(event_name, str) or not event_name:
             raise InvalidOp("a WaitForEvent op needs the event name to wait for")
-        expires = parse_expiry((opts or {}).get("timeout"), now, MAX_WAIT_MS)
-        expression = (opts or {}).get("if")
-        if not expression and (opts or {}).get("match"):
+        expires = parse_expiry(opts.get("timeout"), now, MAX_WAIT_MS)
+        expression = opts.get("if")
+        if not expression and opts.get("match"):
             expression = match_expression(str(opts["match"]))
         if expression:
             trigger = orjson.loads(run.events[0]) if run.events else {}
@@ -248,14 +252,14 @@ class OpHandlers:
 
     def _wait_for_signal(self, run: Run, op: dict[str, Any], op_id: str, name: str,
                          batch: Batch, now: int, race: bool) -> bool:
-        opts = op.get("opts") if isinstance(op.get("opts"), dict) else {}
-        signal = (opts or {}).get("signal")
+        opts = as_dict(op.get("opts"))
+        signal = opts.get("signal")
         if not isinstance(signal, str) or not signal:
             raise InvalidOp("a WaitForSignal op needs a signal name")
-        expires = parse_expiry((opts or {}).get("timeout"), now, MAX_WAIT_MS)
+        expires = parse_expiry(opts.get("timeout"), now, MAX_WAIT_MS)
         existing = self.x.state.pauses.for_signal(signal)
         if existing is not None and existing.run_id != run.id:
-            if (opts or {}).get("conflict") == "replace":
+            if opts.get("conflict") == "replace":
                 from pyngest.server.model import DeletePause
 
                 batch.add(DeletePause(existing.id))
@@ -274,18 +278,18 @@ class OpHandlers:
 
     def _invoke(self, run: Run, fn: Function, op: dict[str, Any], op_id: str, name: str,
                 batch: Batch, now: int, race: bool) -> bool:
-        opts = op.get("opts") if isinstance(op.get("opts"), dict) else {}
-        target = (opts or {}).get("function_id")
+        opts = as_dict(op.get("opts"))
+        target = opts.get("function_id")
         if not isinstance(target, str) or not target:
             raise InvalidOp("an InvokeFunction op needs opts.function_id")
-        expires = parse_expiry((opts or {}).get("timeout"), now, DEFAULT_INVOKE_TIMEOUT_MS)
+        expires = parse_expiry(opts.get("timeout"), now, DEFAULT_INVOKE_TIMEOUT_MS)
         if self.x.registry.find_function(target) is None:
             return self._step_failed(run, 0, DriverResponse(status=206), op_id, name, {
                 "name": "Error", "message": f"could not find function with ID: {target}",
             }, batch)
         corr = f"{run.id}.{op_id}"
-        payload = (opts or {}).get("payload") if isinstance((opts or {}).get("payload"), dict) else {}
-        data = dict(payload.get("data") or {}) if isinstance(payload.get("data"), dict) else {}
+        payload = as_dict(opts.get("payload"))
+        data = dict(as_dict(payload.get("data")))
         data[INTERNAL_DATA_KEY] = {
             "fn_id": target, "correlation_id": corr, "expire": expires, "gid": new_ulid(now),
             "name": name, "source_app_id": run.app_id, "source_fn_id": fn.id, "source_fn_v": fn.version,

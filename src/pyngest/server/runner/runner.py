@@ -19,9 +19,9 @@ import orjson
 
 from pyngest import cron
 from pyngest.clock import Clock
+from pyngest.protocol import jcs
 from pyngest.protocol.durations import parse_ms, parse_time_ms, rfc3339_s
 from pyngest.protocol.events import CRON_EVENT, FN_INVOKED, INTERNAL_DATA_KEY
-from pyngest.protocol import jcs
 from pyngest.protocol.ids import new_ulid
 from pyngest.server.events import enqueue_events, event_dict, stored
 from pyngest.server.executor.executor import Executor, execute_job

@@ -17,10 +17,10 @@ from pyngest.server.model import (
     Batch,
     CommitResult,
     CreateRun,
+    DeleteFlow,
     DeleteJob,
     DeletePause,
     DeleteRunJobs,
-    DeleteFlow,
     DeleteRunPauses,
     Enqueue,
     InsertEvents,
@@ -328,7 +328,8 @@ class SqliteStore:
 
     async def list_runs(self, query: RunQuery) -> list[Run]:
         def q(conn: sqlite3.Connection) -> list[Run]:
-            where, args = [], []
+            where: list[str] = []
+            args: list[Any] = []
             if query.fn_ids:
                 where.append(f"fn_id IN ({','.join('?' * len(query.fn_ids))})")
                 args += query.fn_ids
@@ -424,7 +425,7 @@ class SqliteStore:
             rows = conn.execute(
                 "SELECT fn_id, reason, at_ms FROM skips WHERE event_internal_id=?", (internal_id,)
             )
-            return [tuple(r) for r in rows]  # type: ignore[misc]
+            return [tuple(r) for r in rows]
 
         return await self.db.read(q)
 
@@ -454,7 +455,8 @@ class SqliteStore:
         from_ms: int | None = None, until_ms: int | None = None,
     ) -> list[StoredEvent]:
         def q(conn: sqlite3.Connection) -> list[StoredEvent]:
-            where, args = [], []
+            where: list[str] = []
+            args: list[Any] = []
             if name:
                 where.append("name = ?")
                 args.append(name)
@@ -498,7 +500,8 @@ class SqliteStore:
         return ops[0] if ops else None
 
     async def list_operations(self, fn_id: str | None, kind: str | None, limit: int) -> list[OperationRecord]:
-        where, args = [], []
+        where: list[str] = []
+        args: list[Any] = []
         if fn_id:
             where.append("fn_id=?")
             args.append(fn_id)
