@@ -73,6 +73,7 @@ class Service:
                 self.scheduler.pause_function(fn.id)
         await self.scheduler.start()
         await self.runner.schedule_crons(self.registry.cron_functions())
+        self.runner.start()
         self.workers.start()
         if sync_apps:
             await self.syncer.start()
@@ -85,6 +86,7 @@ class Service:
         self.started = False
         await self.syncer.close()
         await self.workers.stop(self.config.shutdown_grace_s)
+        await self.runner.stop()
         self.scheduler.close()
         await self.driver.close()
         await self.store.close()

@@ -9,6 +9,7 @@ next request for that run leaves.
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -16,6 +17,7 @@ import orjson
 
 from pyngest.clock import Clock
 from pyngest.protocol import jcs
+from pyngest.protocol.durations import parse_ms
 from pyngest.protocol.execution import build_body
 from pyngest.protocol.opcodes import MAX_OPS_PER_RESPONSE, MAX_SDK_REQUEST_BYTES
 from pyngest.server.executor import ops as opsmod
@@ -76,15 +78,18 @@ class Executor:
         if fn is None:
             await self._fail_missing_function(run, job)
             return
+        started: Awaitable[object] | None = None
         if run.status is RunStatus.QUEUED:
-            await self._mark_started(run, fn)
-            if run.ended:
-                return
+            # Submitted, not awaited: the writer keeps order, so this lands before the
+            # response's batch; a crash before it lands only leaves the run looking queued.
+            started = self._mark_started(run, fn)
         body = self.request_body(run, fn, job)
         resp = await self.driver.execute(
             url=fn.url, step_id=job.step_id, body=body, run_id=run.id, job_id=job.id,
             request_version=run.version,
         )
+        if started is not None:
+            await started
         async with self.state.runs.lock(run.id):
             run = await self.state.runs.get(job.run_id)
             batch = Batch([DeleteJob(job.id)])
@@ -131,26 +136,21 @@ class Executor:
             use_api=False,
         )
 
-    async def _mark_started(self, run: Run, fn: Function) -> None:
-        async with self.state.runs.lock(run.id):
-            if run.status is not RunStatus.QUEUED:
-                return
-            now = self.clock.now_ms()
-            run.status = RunStatus.RUNNING
-            run.started_ms = now
-            batch = Batch([
-                UpdateRun(run.id, {"status": RunStatus.RUNNING, "started_ms": now}),
-                AddHistory(run.id, now, "FunctionStarted"),
-            ])
-            finish = (fn.config.get("timeouts") or {}).get("finish")
-            if finish:
-                from pyngest.protocol.durations import parse_ms
-
-                batch.add(Enqueue(Job(
-                    id=f"{run.id}:timeout-finish", kind=JobKind.TIMEOUT_FINISH,
-                    due_ms=now + parse_ms(finish), run_id=run.id,
-                )))
-            await self.state.commit(batch)
+    def _mark_started(self, run: Run, fn: Function) -> Awaitable[object]:
+        now = self.clock.now_ms()
+        run.status = RunStatus.RUNNING
+        run.started_ms = now
+        batch = Batch([
+            UpdateRun(run.id, {"status": RunStatus.RUNNING, "started_ms": now}),
+            AddHistory(run.id, now, "FunctionStarted"),
+        ])
+        finish = (fn.config.get("timeouts") or {}).get("finish")
+        if finish:
+            batch.add(Enqueue(Job(
+                id=f"{run.id}:timeout-finish", kind=JobKind.TIMEOUT_FINISH,
+                due_ms=now + parse_ms(finish), run_id=run.id,
+            )))
+        return self.state.submit(batch)
 
     async def _fail_missing_function(self, run: Run, job: Job) -> None:
         async with self.state.runs.lock(run.id):

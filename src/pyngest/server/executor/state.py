@@ -20,6 +20,7 @@ from pyngest.server.model import (
     AddPause,
     Batch,
     CommitResult,
+    CreateRun,
     DeleteFlow,
     DeletePause,
     Enqueue,
@@ -182,6 +183,9 @@ class State:
         # read them back from the store. The job takes them out.
         self.fresh_events: dict[str, StoredEvent] = {}
         self.flow = FlowState()
+        # Runs scheduled in a batch that is not committed yet (they exist, as far as decisions
+        # like singleton go, though nothing can load them yet).
+        self.pending_runs: set[str] = set()
 
     async def load(self) -> None:
         self.pauses.load(await self.store.all_pauses())
@@ -198,7 +202,11 @@ class State:
     async def _mirrored(self, batch: Batch, pending: Awaitable[CommitResult]) -> CommitResult:
         result = await pending
         for op in batch.ops:
-            if isinstance(op, AddPause) and op.pause.run_id not in result.skipped_runs:
+            if isinstance(op, CreateRun):
+                self.pending_runs.discard(op.run.id)
+                if op.run.id not in result.skipped_runs:
+                    self.runs.put(op.run)  # its first request needn't read it back
+            elif isinstance(op, AddPause) and op.pause.run_id not in result.skipped_runs:
                 self.pauses.add(op.pause)
             elif isinstance(op, DeletePause):
                 self.pauses.remove(op.pause_id)

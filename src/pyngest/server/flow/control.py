@@ -158,6 +158,8 @@ class FlowControl:
         return key_hash(evaluate(expression, event=event))
 
     async def _still_running(self, run_id: str) -> bool:
+        if run_id in self.runner.state.pending_runs:
+            return True
         run = await self.runner.state.runs.get(run_id)
         return run is not None and not run.ended
 

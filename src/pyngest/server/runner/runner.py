@@ -12,7 +12,10 @@ Processing is idempotent, so a job interrupted by a crash is simply processed ag
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections import deque
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -50,6 +53,7 @@ from pyngest.server.registry import Function, Registry
 log = logging.getLogger("pyngest.runner")
 
 IDEMPOTENCY_MS = 24 * 3_600_000
+_MERGE = 256  # matching jobs merged into one commit, at most
 DEFAULT_CANCEL_TIMEOUT_MS = 365 * 86_400_000
 
 
@@ -62,7 +66,9 @@ class Runner:
         # Events are matched one job at a time, in arrival order, so the first of two events
         # with the same id wins its idempotency key. Only matching is serialized: each job's
         # batch is submitted in order and its commit awaited outside the lock.
-        self._order = asyncio.Lock()
+        self._inbox: deque[Job] = deque()
+        self._wakeup = asyncio.Event()
+        self._consumer: asyncio.Task[None] | None = None
         self.flow = FlowControl(self)
 
     # ------------------------------------------------------------------------ ingestion
@@ -73,37 +79,75 @@ class Runner:
         enqueue_events(batch, events, self.clock.now_ms())
         await self.state.commit(batch)
 
+    # Matching happens in one consumer task, in arrival order: the first of two events with the
+    # same id wins its idempotency key, and a debounce or batch sees its events in order. Workers
+    # only hand jobs over (so they never queue up behind each other), and the consumer merges
+    # the outcome of many jobs into one commit.
+
     async def process_events(self, job: Job) -> None:
-        ids = list((job.payload or {}).get("ids") or [])
-        async with self._order:
-            fresh = self.state.fresh_events
-            events = [fresh.pop(i) for i in ids if i in fresh]
-            if len(events) < len(ids):  # after a restart: read them back
-                have = {e.internal_id for e in events}
-                position = {iid: n for n, iid in enumerate(ids)}
-                stored_events = await self.state.store.get_events([i for i in ids if i not in have])
-                events = sorted(events + stored_events, key=lambda e: position[e.internal_id])
-            batch = Batch([DeleteJob(job.id)])
-            for ev in events:
-                data = event_dict(ev)
-                await self._match_pauses(ev, data)
-                await self._start_runs(ev, data, batch)
-            committed = self.state.submit(batch)
-        await committed
+        self._hand_over(job)
 
     async def fire_debounce(self, job: Job) -> None:
-        async with self._order:
-            batch = Batch([DeleteJob(job.id)])
-            await self.flow.fire_debounce(job, batch)
-            committed = self.state.submit(batch)
-        await committed
+        self._hand_over(job)
 
     async def fire_batch(self, job: Job) -> None:
-        async with self._order:
-            batch = Batch([DeleteJob(job.id)])
+        self._hand_over(job)
+
+    def _hand_over(self, job: Job) -> None:
+        self._inbox.append(job)
+        self._wakeup.set()
+
+    def start(self) -> None:
+        self._consumer = asyncio.create_task(self._consume(), name="pyngest-runner")
+
+    async def stop(self) -> None:
+        if self._consumer is not None:
+            self._consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._consumer
+            self._consumer = None
+
+    async def _consume(self) -> None:
+        while True:
+            await self._wakeup.wait()
+            self._wakeup.clear()
+            while self._inbox:
+                jobs = [self._inbox.popleft() for _ in range(min(len(self._inbox), _MERGE))]
+                batch = Batch()
+                for job in jobs:
+                    own = Batch([DeleteJob(job.id)])
+                    try:
+                        await self._handle(job, own)
+                    except Exception:
+                        log.exception("matching job %s failed; trying again in 5 s", job.id)
+                        own = Batch([DeleteJob(job.id), Enqueue(replace(job, due_ms=self.clock.now_ms() + 5_000))])
+                    batch.ops.extend(own.ops)
+                try:
+                    await self.state.submit(batch)
+                except Exception:
+                    log.exception("committing %d matched jobs failed; they run again after a restart", len(jobs))
+
+    async def _handle(self, job: Job, batch: Batch) -> None:
+        if job.kind is JobKind.DEBOUNCE:
+            await self.flow.fire_debounce(job, batch)
+        elif job.kind is JobKind.BATCH:
             await self.flow.fire_batch(job, batch)
-            committed = self.state.submit(batch)
-        await committed
+        else:
+            await self._match_events(job, batch)
+
+    async def _match_events(self, job: Job, batch: Batch) -> None:
+        ids = list((job.payload or {}).get("ids") or [])
+        fresh = self.state.fresh_events
+        events = [fresh.pop(i) for i in ids if i in fresh]
+        if len(events) < len(ids):  # after a restart: read them back
+            have = {e.internal_id for e in events}
+            position = {iid: n for n, iid in enumerate(ids)}
+            stored_events = await self.state.store.get_events([i for i in ids if i not in have])
+            events = sorted(events + stored_events, key=lambda e: position[e.internal_id])
+        for ev in events:
+            data = event_dict(ev)
+            await self._match_pauses(ev, data)
+            await self._start_runs(ev, data, batch)
 
     async def _match_pauses(self, ev: StoredEvent, data: dict[str, Any]) -> None:
         for pause in list(self.state.pauses.matching(data, ev.seq)):
@@ -164,6 +208,7 @@ class Runner:
         )
         batch.add(CreateRun(run, idempotency_key=plan.idempotency, idempotency_expires_ms=now + IDEMPOTENCY_MS,
                             extra_keys=plan.extra_keys))
+        self.state.pending_runs.add(run.id)
         # a future "ts" delays the run it starts
         ts_at = min(int(first.get("ts") or now), now + 366 * 86_400_000)
         start_at = max(plan.start_at, ts_at)
