@@ -319,7 +319,9 @@ class App:
             argv, cwd = [node, "app.mjs"], JS_DIR
         else:
             argv, cwd = [sys.executable, str(APPS_DIR / f"{self.kind}.py")], APPS_DIR
-        self.proc = Proc(self.kind, argv, _child_env(env), cwd, self.workdir / f"{self.kind}-{self.port}.out")
+        self.proc = Proc(
+            self.kind, argv, _child_env(env), cwd, self.workdir / f"{self.kind}-{self.port}.out"
+        )
         self.proc.start()
         poll(self._answers, timeout=START_TIMEOUT, interval=0.1, what=f"{self.kind} app to serve")
 
@@ -394,7 +396,9 @@ class Api:
         res.raise_for_status()
         return dict(res.json()["data"])
 
-    def wait_runs(self, event_id: str, count: int = 1, timeout: float = RUN_TIMEOUT) -> list[dict[str, Any]]:
+    def wait_runs(
+        self, event_id: str, count: int = 1, timeout: float = RUN_TIMEOUT
+    ) -> list[dict[str, Any]]:
         """Wait until the event has started ``count`` runs; return them."""
         return poll(
             lambda: (runs := self.event_runs(event_id)) and len(runs) >= count and runs,

@@ -24,7 +24,11 @@ from .harness import APP_KINDS, Api, App, new_tag
 
 pytestmark = pytest.mark.conformance
 
-SDK_HEADER = {"py_fastapi": "inngest-py:v0.5.19", "py_flask": "inngest-py:v0.5.19", "js": "inngest-js:v4.24.0"}
+SDK_HEADER = {
+    "py_fastapi": "inngest-py:v0.5.19",
+    "py_flask": "inngest-py:v0.5.19",
+    "js": "inngest-js:v4.24.0",
+}
 SDK_FIELD = {"py_fastapi": "py:v0.5.19", "py_flask": "py:v0.5.19", "js": "js:v4.24.0"}
 
 # The functions every app defines, by id (without the app prefix).
@@ -140,7 +144,9 @@ def test_put_makes_the_sdk_register_with_the_base_url(fake: FakeServer, fake_app
     assert body["v"] == "0.1"
 
 
-def test_registered_functions_are_the_same_set_in_every_app(fake: FakeServer, fake_app: App) -> None:
+def test_registered_functions_are_the_same_set_in_every_app(
+    fake: FakeServer, fake_app: App
+) -> None:
     body = json.loads(_register_request(fake, fake_app)["body"])
     functions = {f["id"]: f for f in body["functions"]}
     prefix = f"{fake_app.id}-"

@@ -26,6 +26,7 @@ import time
 import uuid
 from typing import Any
 
+
 def app_id(kind: str) -> str:
     return os.environ.get("CONFORMANCE_APP_ID") or f"conformance-{kind}"
 

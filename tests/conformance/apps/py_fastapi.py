@@ -114,7 +114,9 @@ async def wait_for_event_fn(ctx: inngest.Context) -> Any:
     return {"started": start, "received": None if received is None else received.data}
 
 
-@client.create_function(fn_id="invoke-child", trigger=inngest.TriggerEvent(event=f"{P}/never.child"))
+@client.create_function(
+    fn_id="invoke-child", trigger=inngest.TriggerEvent(event=f"{P}/never.child")
+)
 async def invoke_child(ctx: inngest.Context) -> Any:
     async def double() -> int:
         _step_record(ctx, "invoke-child", "double")

@@ -112,7 +112,9 @@ def wait_for_event_fn(ctx: inngest.ContextSync) -> Any:
     return {"started": start, "received": None if received is None else received.data}
 
 
-@client.create_function(fn_id="invoke-child", trigger=inngest.TriggerEvent(event=f"{P}/never.child"))
+@client.create_function(
+    fn_id="invoke-child", trigger=inngest.TriggerEvent(event=f"{P}/never.child")
+)
 def invoke_child(ctx: inngest.ContextSync) -> Any:
     def double() -> int:
         _step_record(ctx, "invoke-child", "double")
