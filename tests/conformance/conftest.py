@@ -69,3 +69,30 @@ def apps(server: Server, workdir: Path) -> Iterator[AppPool]:
 @pytest.fixture(scope="module", params=APP_KINDS)
 def app(request: pytest.FixtureRequest, apps: AppPool) -> App:
     return apps.get(request.param)
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.stash[_CALL_FAILED] = report.failed
+
+
+_CALL_FAILED = pytest.StashKey[bool]()
+
+
+@pytest.fixture(autouse=True)
+def _logs_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
+    """When a case fails, show the end of the server's and the apps' output with it."""
+    yield
+    if not request.node.stash.get(_CALL_FAILED, False):
+        return
+    if "server" in request.fixturenames:
+        srv = request.getfixturevalue("server")
+        if srv.proc is not None:
+            print(f"----- server output ({srv.proc.out}):\n{srv.proc.tail(60)}")
+    if "app" in request.fixturenames:
+        app = request.getfixturevalue("app")
+        if app.proc is not None:
+            print(f"----- {app.kind} app output ({app.proc.out}):\n{app.proc.tail(30)}")
