@@ -47,9 +47,9 @@ class AppPool:
             app = App(kind, self.workdir, self.server.url)
             self.apps[kind] = app
             app.start()
-            res = app.sync()
-            assert res.status_code == 200, (
-                f"syncing {kind} failed: PUT answered {res.status_code} {res.text}\n"
+            error = app.sync_error()
+            assert error is None, (
+                f"syncing {kind} failed: {error}\n"
                 f"server log:\n{self.server.proc.tail() if self.server.proc else ''}"
             )
         return self.apps[kind]

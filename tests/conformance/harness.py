@@ -329,11 +329,33 @@ class App:
         assert self.proc is not None
         self.proc.ensure_alive()
         res = requests.get(self.serve_url, timeout=5)
-        return res.status_code in (200, 401) and "x-inngest-sdk" in res.headers
+        if self.signing_key:
+            # Cloud mode: an unsigned GET is refused, by the SDK (not by a bare 401 of the stack).
+            return res.status_code == 401 and "x-inngest-sdk-handled" in res.headers
+        return res.status_code == 200 and "x-inngest-sdk" in res.headers
 
     def sync(self) -> requests.Response:
         """Ask the SDK to register with the server (it POSTs /fn/register), as a user's curl does."""
         return requests.put(self.serve_url, timeout=60)
+
+    def sync_error(self) -> str | None:
+        """Sync; return why it failed, or None if the server accepted the registration.
+
+        The status of the PUT is not enough: Python 0.5.19 answers 200 whatever the server said
+        and relays the server's reply as the body, so a refusal shows only there (``status`` /
+        ``ok`` of the server's JSON). JS answers with the server's status."""
+        res = self.sync()
+        try:
+            body = res.json()
+        except ValueError:
+            body = None
+        refused = isinstance(body, dict) and (
+            body.get("ok") is False
+            or (isinstance(body.get("status"), int) and body["status"] >= 400)
+        )
+        if res.status_code != 200 or refused:
+            return f"PUT {self.serve_url} answered {res.status_code}: {res.text[:500]}"
+        return None
 
     def stop(self) -> None:
         if self.proc is not None:
