@@ -30,6 +30,8 @@ from typing import Any, TypeVar
 
 import requests
 
+from .apps.common import blob, digest
+
 HERE = Path(__file__).resolve().parent
 APPS_DIR = HERE / "apps"
 JS_DIR = HERE / "js"
@@ -87,6 +89,11 @@ def hashed_signing_key(key: str) -> str:
 
 def new_tag() -> str:
     return uuid.uuid4().hex[:12]
+
+
+def large_state_digests(size: int, count: int) -> list[dict[str, Any]]:
+    """What the `large-state` function returns when its pieces reached its last step intact."""
+    return [{"len": size, "sha256": digest(blob(i, size))} for i in range(count)]
 
 
 # ---------------------------------------------------------------------------------------------

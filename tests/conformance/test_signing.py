@@ -16,7 +16,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from .harness import APP_KINDS, Api, App, PollTimeout, Server, hashed_signing_key, new_tag, poll
+from .harness import (
+    APP_KINDS,
+    Api,
+    App,
+    PollTimeout,
+    Server,
+    hashed_signing_key,
+    large_state_digests,
+    new_tag,
+    poll,
+)
 
 pytestmark = pytest.mark.conformance
 
@@ -73,6 +83,19 @@ def test_signed_execution_completes(app: App, api: Api) -> None:
         "add#1",
         "add#2",
     ]
+
+
+def test_large_state_signed(app: App, api: Api) -> None:
+    """With state over 4 MiB the SDK fetches it from /v0/runs/{id}/actions and /batch with its
+    Bearer token (bare hash from Python, `signkey-<env>-<hash>` from JS): the server must
+    accept both spellings there too."""
+    tag, size, count = new_tag(), 1024 * 1024, 5
+    run = api.wait_run(
+        api.send(app.event("large-state"), {"tag": tag, "size": size, "count": count}), timeout=180
+    )
+    assert run["status"] == "Completed", run
+    assert run["output"] == {"pieces": large_state_digests(size, count)}
+    assert app.observations(kind="use_api", run_id=run["run_id"]), "use_api was never set"
 
 
 def test_cloud_mode_app_refuses_unsigned_requests(app: App) -> None:

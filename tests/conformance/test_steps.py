@@ -6,12 +6,10 @@ from __future__ import annotations
 import datetime
 import json
 import time
-from typing import Any
 
 import pytest
 
-from .apps.common import blob, digest
-from .harness import Api, App, new_tag
+from .harness import Api, App, large_state_digests, new_tag
 
 pytestmark = pytest.mark.conformance
 
@@ -95,11 +93,6 @@ def test_parallel_steps(app: App, api: Api) -> None:
     assert sorted(steps[:3]) == ["p1", "p2", "p3"] and steps[3:] == ["sum"], steps
 
 
-def _blob_digest(index: int, size: int) -> dict[str, Any]:
-    text = blob(index, size)
-    return {"len": len(text), "sha256": digest(text)}
-
-
 def test_large_state_through_use_api(app: App, api: Api) -> None:
     """Six 1 MiB step outputs: more state than fits a request body (4 MiB), so the server must
     set ``use_api`` and serve the state from ``GET /v0/runs/{id}/actions`` and ``/batch``."""
@@ -110,7 +103,7 @@ def test_large_state_through_use_api(app: App, api: Api) -> None:
         timeout=180,
     )
     assert run["status"] == "Completed", run
-    assert run["output"] == {"pieces": [_blob_digest(i, size) for i in range(count)]}
+    assert run["output"] == {"pieces": large_state_digests(size, count)}
     assert _steps(app, tag, "large-state") == [f"piece-{i}" for i in range(count)] + ["check"]
     fetched = app.observations(kind="use_api", run_id=run["run_id"])
     assert fetched, "the SDK never fetched the run's state through the API (use_api not set)"
