@@ -222,7 +222,8 @@ def _opt_str(errors: list[str], obj: dict[str, Any], key: str, what: str) -> Non
 def validate_function(raw: Any) -> tuple[FunctionConfig | None, list[str]]:
     """Structural validation of one (already decoded) function config.
 
-    Returns the normalized config and a list of error messages (empty when valid). Normalizing
+    Returns the normalized config (as far as it could be normalized) and a list of error
+    messages; the config is only usable when the list is empty. Normalizing
     means: concurrency always a list of objects, retries read from the step, empty optional
     strings dropped.
     """
@@ -346,7 +347,7 @@ def validate_function(raw: Any) -> tuple[FunctionConfig | None, list[str]]:
                 errors.append("A function cannot specify batch and singleton together")
     if batching and fn.get("debounce") is not None:
         errors.append("A function cannot specify batch and debounce")
-    return (fn if not errors else None), errors  # type: ignore[return-value]
+    return fn, errors  # type: ignore[return-value]
 
 
 def _validate_triggers(errors: list[str], fn: dict[str, Any]) -> None:

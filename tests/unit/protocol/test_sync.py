@@ -45,7 +45,6 @@ def test_validation_collects_actionable_errors() -> None:
     raw["batchEvents"] = {"maxSize": 10, "timeout": "5s"}
     raw["debounce"] = {"period": "1s"}
     fn, errors = validate_function(raw)
-    assert fn is None
     assert "At least one trigger is required" in errors
     assert any("concurrency key is required" in e for e in errors)
     assert "A function cannot specify batch and debounce" in errors

@@ -1,0 +1,144 @@
+"""The Event API: ``POST /e/{key}`` and ``POST /invoke/{slug}`` (PROTOCOL.md §1)."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+from urllib.parse import parse_qsl, unquote
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pyngest.protocol import headers as H
+from pyngest.protocol.events import (
+    FN_INVOKED,
+    INTERNAL_DATA_KEY,
+    MAX_EVENTS_PER_REQUEST,
+    EventValidationError,
+    normalize_incoming,
+)
+from pyngest.protocol.ids import new_ulid, seeded_ulid
+from pyngest.server.api.common import bearer_ok, json_response, public_error, unauthorized
+from pyngest.server.events import stored
+from pyngest.server.model import StoredEvent
+from pyngest.server.service import Service
+
+NOT_EVENTS = "Request body must contain an event object or an array of event objects"
+
+
+class EventAPI:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.config = service.config
+
+    def _key_error(self, key: str) -> Response | None:
+        if not self.config.requires_auth:
+            return None  # dev: any key works
+        if not self.config.event_keys:
+            return json_response(
+                {"status": 503, "message": "",
+                 "error": "Event keys are required to process events securely: start the server with --event-key"},
+                503,
+            )
+        if key not in self.config.event_keys:
+            return json_response(
+                {"status": 401, "message": "",
+                 "error": "Event key not found: send events to /e/<key> with one of the server's --event-key values"},
+                401,
+            )
+        return None
+
+    async def receive(self, request: Request) -> Response:
+        key = request.path_params.get("key", "")
+        if (err := self._key_error(key)) is not None:
+            return err
+        body = await request.body()
+        try:
+            items = _parse_events(body, request.headers.get("content-type", ""))
+        except ValueError as exc:
+            return json_response({"ids": [], "status": 400, "error": str(exc)}, 400)
+        if len(items) > MAX_EVENTS_PER_REQUEST:
+            return json_response(
+                {"ids": [], "status": 400,
+                 "error": f"Cannot have more than {MAX_EVENTS_PER_REQUEST} events in a batch"}, 400,
+            )
+        now = self.service.clock.now_ms()
+        seed = request.headers.get(H.EVENT_ID_SEED)
+        source = hashlib.sha256(key.encode()).hexdigest()[:12] if key else ""
+        max_bytes = self.config.max_event_bytes
+        ids: list[str] = []
+        errors: list[str] = []
+        accepted: list[StoredEvent] = []
+        single = len(items) == 1
+        for index, raw in enumerate(items, start=1):
+            size = len(body) if single else len(orjson.dumps(raw))
+            if size > max_bytes:
+                errors.append(_label(index, single) + f"Event is over the max size: Max {max_bytes} bytes / Size {size} bytes")
+                ids.append("")
+                continue
+            try:
+                event = normalize_incoming(raw, now)
+            except EventValidationError as exc:
+                errors.append(_label(index, single) + str(exc))
+                ids.append("")
+                continue
+            iid = seeded_ulid(seed, index) or new_ulid(now)
+            accepted.append(stored(event, received_ms=now, internal_id=iid, source=source))
+            ids.append(iid)
+        if accepted:
+            await self.service.runner.accept(accepted)
+        if errors:
+            return json_response({"ids": ids, "status": 400, "error": "; ".join(errors)}, 400)
+        return json_response({"ids": ids, "status": 200})
+
+    async def invoke(self, request: Request) -> Response:
+        if self.config.requires_auth and not bearer_ok(request, self.config):
+            return unauthorized()
+        slug = unquote(request.path_params.get("slug", ""))
+        if not slug:
+            return public_error("Function slug is required", 400)
+        if self.service.registry.find_function(slug) is None:
+            return public_error(f"could not find function with ID: {slug}", 404)
+        try:
+            raw = orjson.loads(await request.body() or b"{}")
+        except orjson.JSONDecodeError as exc:
+            return public_error(f"Unable to read post data request: {exc}", 400)
+        if not isinstance(raw, dict):
+            return public_error("Unable to read post data request: the body must be a JSON object", 400)
+        now = self.service.clock.now_ms()
+        data = raw.get("data") if isinstance(raw.get("data"), dict) else {}
+        data = dict(data)
+        data[INTERNAL_DATA_KEY] = {"fn_id": slug, "correlation_id": "", "expire": 0, "gid": "", "name": "",
+                                   "source_app_id": "", "source_fn_id": "", "source_fn_v": 0}
+        event: dict[str, Any] = {"name": FN_INVOKED, "data": data, "user": raw.get("user") or {},
+                                 "ts": raw.get("ts") or now}
+        if raw.get("id"):
+            event["id"] = str(raw["id"])
+        iid = seeded_ulid(request.headers.get(H.EVENT_ID_SEED), 0) or new_ulid(now)
+        await self.service.runner.accept([stored(event, received_ms=now, internal_id=iid)])
+        return json_response({"id": iid, "status": 200})
+
+
+def _label(index: int, single: bool) -> str:
+    return "" if single else f"event {index}: "
+
+
+def _parse_events(body: bytes, content_type: str) -> list[Any]:
+    try:
+        parsed = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        if content_type.startswith("application/x-www-form-urlencoded"):
+            fields = dict(parse_qsl(body.decode("utf-8", "replace")))
+            return [_form_event(fields)]
+        raise ValueError(f"{NOT_EVENTS} (the body is not valid JSON: {exc})") from exc
+    if isinstance(parsed, dict):
+        return [parsed]
+    if isinstance(parsed, list):
+        return parsed
+    raise ValueError(NOT_EVENTS)
+
+
+def _form_event(fields: dict[str, str]) -> dict[str, Any]:
+    name = fields.pop("name", "")
+    return {"name": name, "data": fields}

@@ -1,0 +1,338 @@
+"""GraphQL at ``/v0/gql`` over graphql-core: objects are dicts whose lazy fields are callables,
+resolved by graphql-core's default resolver."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import orjson
+from graphql import GraphQLSchema, build_schema, graphql
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pyngest.protocol.durations import iso_ms
+from pyngest.protocol.ids import is_ulid
+from pyngest.server.api.common import bearer_ok, json_response, unauthorized
+from pyngest.server.model import Run, RunStatus, StoredEvent
+from pyngest.server.registry import Function
+from pyngest.server.service import Service
+from pyngest.server.store.base import AppRecord, RunQuery
+from pyngest.server.traces import build_trace, parse_output_id
+
+_STATUS = {
+    RunStatus.QUEUED: "QUEUED", RunStatus.RUNNING: "RUNNING", RunStatus.COMPLETED: "COMPLETED",
+    RunStatus.FAILED: "FAILED", RunStatus.CANCELLED: "CANCELLED", RunStatus.SKIPPED: "SKIPPED",
+}
+_FROM_STATUS = {v: k for k, v in _STATUS.items()}
+
+
+def _time(value: Any) -> Any:
+    if isinstance(value, int):
+        return iso_ms(value)
+    return value
+
+
+def load_schema() -> GraphQLSchema:
+    sdl = resources.files("pyngest.server.api.graphql").joinpath("schema.graphql").read_text()
+    schema = build_schema(sdl)
+    schema.type_map["Time"].serialize = _time  # type: ignore[attr-defined]
+    schema.type_map["StepInfo"].resolve_type = lambda obj, *_: obj.get("__typename")  # type: ignore[attr-defined]
+    return schema
+
+
+class Resolvers:
+    def __init__(self, service: Service) -> None:
+        self.s = service
+
+    # ------------------------------------------------------------------------ objects
+
+    def app(self, app: AppRecord) -> dict[str, Any]:
+        fns = [f for f in self.s.registry.functions.values() if f.app_id == app.id]
+        rec = next((r for r in self.s.syncer.urls.values() if r.app_id == app.id), None)
+        return {
+            "id": app.id, "externalID": app.name, "name": app.name, "sdkLanguage": app.sdk_language,
+            "sdkVersion": app.sdk_version, "framework": app.framework or None, "url": app.url,
+            "checksum": app.checksum, "error": app.error, "functions": lambda *_: [self.function(f) for f in fns],
+            "connectionType": "SERVERLESS", "method": "SERVE", "appVersion": app.app_version or None,
+            "connected": app.error is None, "functionCount": len(fns),
+            "autodiscovered": bool(rec and rec.source == "discovery"),
+        }
+
+    def function(self, fn: Function) -> dict[str, Any]:
+        triggers = [{"type": "EVENT", "value": t.event, "condition": t.condition.source if t.condition else None}
+                    for t in fn.event_triggers]
+        triggers += [{"type": "CRON", "value": t.expression, "condition": None} for t in fn.cron_triggers]
+        concurrency = fn.config.get("concurrency") or []
+        limit = next((int(c.get("limit", 0)) for c in concurrency if c.get("scope", "fn") == "fn" and not c.get("key")), 0)
+        return {
+            "id": fn.id, "name": fn.name, "slug": fn.slug, "config": orjson.dumps(fn.config).decode(),
+            "concurrency": limit, "triggers": triggers, "url": fn.url, "appID": fn.app_id,
+            "app": lambda *_: self.app(self.s.registry.apps[fn.app_id]) if fn.app_id in self.s.registry.apps else None,
+            "paused": fn.paused,
+        }
+
+    def event(self, ev: StoredEvent) -> dict[str, Any]:
+        body = ev.body.decode()
+
+        async def runs(*_: Any) -> list[dict[str, Any]]:
+            return [self.run_v1(r) for r in await self.s.store.runs_for_event(ev.internal_id)]
+
+        return {
+            "id": ev.internal_id, "externalID": ev.event_id, "workspace": {"id": "local"}, "name": ev.name,
+            "createdAt": ev.received_ms, "payload": orjson.dumps(orjson.loads(ev.body).get("data")).decode(),
+            "raw": body, "functionRuns": runs, "totalRuns": lambda *_: _count(runs), "status": None,
+            "pendingRuns": None, "schema": None,
+        }
+
+    def event_v2(self, ev: StoredEvent) -> dict[str, Any]:
+        async def runs(*_: Any) -> list[dict[str, Any]]:
+            return [self.run_v2(r) for r in await self.s.store.runs_for_event(ev.internal_id)]
+
+        body = orjson.loads(ev.body)
+        return {
+            "id": ev.internal_id, "name": ev.name, "idempotencyKey": ev.event_id, "occurredAt": ev.ts,
+            "receivedAt": ev.received_ms, "raw": ev.body.decode(), "version": body.get("v"),
+            "source": ev.source or None, "runs": runs,
+        }
+
+    def run_v1(self, run: Run) -> dict[str, Any]:
+        fn = self.s.registry.functions.get(run.fn_id)
+        return {
+            "id": run.id, "functionID": run.fn_id, "function": self.function(fn) if fn else None,
+            "workspace": {"id": "local"}, "batchID": run.batch_id, "status": _STATUS[run.status],
+            "startedAt": run.started_ms, "finishedAt": run.ended_ms,
+            "output": run.output.decode() if run.output is not None else None,
+            "eventID": run.event_ids[0] if run.event_ids else "", "cron": run.cron,
+            "event": lambda *_: self._first_event(run), "events": lambda *_: self._events(run),
+        }
+
+    def run_v2(self, run: Run) -> dict[str, Any]:
+        fn = self.s.registry.functions.get(run.fn_id)
+        app = self.s.registry.apps.get(run.app_id)
+
+        async def trace(*_: Any) -> dict[str, Any]:
+            return await self.trace(run)
+
+        return {
+            "id": run.id, "appID": run.app_id, "app": self.app(app) if app else None, "functionID": run.fn_id,
+            "function": self.function(fn) if fn else None, "traceID": run.id, "queuedAt": run.queued_ms,
+            "startedAt": run.started_ms, "endedAt": run.ended_ms, "status": _STATUS[run.status],
+            "sourceID": None, "triggerIDs": run.event_ids, "eventName": run.attrs.get("event_name"),
+            "isBatch": len(run.event_ids) > 1, "batchCreatedAt": None, "cronSchedule": run.cron,
+            "output": run.output.decode() if run.output is not None else None, "trace": trace,
+            "hasAI": False,
+        }
+
+    async def trace(self, run: Run) -> dict[str, Any]:
+        rows = await self.s.store.history(run.id)
+        fn = self.s.registry.functions.get(run.fn_id)
+        root = build_trace(run, rows, fn.name if fn else run.attrs.get("fn_slug", ""))
+        for span in [root, *root["childrenSpans"]]:
+            span.update(appID=run.app_id, functionID=run.fn_id, runID=run.id, traceID=run.id,
+                        isUserland=False)
+        return root
+
+    async def _first_event(self, run: Run) -> dict[str, Any] | None:
+        evs = await self.s.store.get_events(run.event_ids[:1])
+        return self.event(evs[0]) if evs else None
+
+    async def _events(self, run: Run) -> list[dict[str, Any]]:
+        return [self.event(e) for e in await self.s.store.get_events(run.event_ids)]
+
+    # -------------------------------------------------------------------------- queries
+
+    def root(self) -> dict[str, Any]:
+        return {
+            "apps": self.q_apps, "app": self.q_app, "event": self.q_event, "events": self.q_events,
+            "eventV2": self.q_event_v2, "functionBySlug": self.q_function_by_slug,
+            "functions": self.q_functions, "functionRun": self.q_function_run, "runs": self.q_runs,
+            "run": self.q_run, "runTraceSpanOutputByID": self.q_output, "runTrigger": self.q_trigger,
+            "runTrace": self.q_trace,
+            "cancelRun": self.m_cancel_run, "invokeFunction": self.m_invoke, "createApp": self.m_create_app,
+            "deleteAppByName": self.m_delete_app,
+        }
+
+    def q_apps(self, info: Any, filter: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # noqa: A002
+        if filter and filter.get("method") == "CONNECT":
+            return []
+        return [self.app(a) for a in sorted(self.s.registry.apps.values(), key=lambda a: a.name)]
+
+    def q_app(self, info: Any, id: str) -> dict[str, Any] | None:  # noqa: A002
+        app = self.s.registry.apps.get(id)
+        return self.app(app) if app else None
+
+    async def q_event(self, info: Any, query: dict[str, Any]) -> dict[str, Any] | None:
+        ev = await self.s.store.get_event(str(query["eventId"]))
+        return self.event(ev) if ev else None
+
+    async def q_events(self, info: Any, query: dict[str, Any]) -> list[dict[str, Any]]:
+        before = None
+        if query.get("lastEventId"):
+            last = await self.s.store.get_event(str(query["lastEventId"]))
+            before = last.seq if last else None
+        return [self.event(e) for e in await self.s.store.list_events(None, 50, before)]
+
+    async def q_event_v2(self, info: Any, id: str) -> dict[str, Any]:  # noqa: A002
+        ev = await self.s.store.get_event(id)
+        if ev is None:
+            raise ValueError(f"event {id} not found")
+        return self.event_v2(ev)
+
+    def q_function_by_slug(self, info: Any, query: dict[str, Any]) -> dict[str, Any] | None:
+        fn = self.s.registry.by_slug.get(query["functionSlug"])
+        return self.function(fn) if fn else None
+
+    def q_functions(self, info: Any) -> list[dict[str, Any]]:
+        return [self.function(f) for f in sorted(self.s.registry.functions.values(), key=lambda f: f.slug)]
+
+    async def q_function_run(self, info: Any, query: dict[str, Any]) -> dict[str, Any] | None:
+        run = await self._load(str(query["functionRunId"]))
+        return self.run_v1(run) if run else None
+
+    async def q_run(self, info: Any, runID: str) -> dict[str, Any] | None:  # noqa: N803
+        run = await self._load(runID)
+        return self.run_v2(run) if run else None
+
+    async def _load(self, run_id: str) -> Run | None:
+        if not is_ulid(run_id):
+            return None
+        return await self.s.store.load_run(run_id)
+
+    async def q_runs(self, info: Any, first: int, orderBy: list[dict[str, Any]], filter: dict[str, Any],  # noqa: A002, N803
+                     after: str | None = None) -> dict[str, Any]:
+        statuses = [_FROM_STATUS[s].value for s in filter.get("status") or []]
+        query = RunQuery(
+            fn_ids=filter.get("functionIDs") or None, app_ids=filter.get("appIDs") or None,
+            statuses=statuses or None, from_ms=_ms(filter.get("from")), until_ms=_ms(filter.get("until")),
+            before_id=after, limit=min(first, 1000) + 1,
+        )
+        runs = await self.s.store.list_runs(query)
+        more = len(runs) > first
+        runs = runs[:first]
+        return {
+            "edges": [{"node": self.run_v2(r), "cursor": r.id} for r in runs],
+            "pageInfo": {"hasNextPage": more, "hasPreviousPage": after is not None,
+                         "startCursor": runs[0].id if runs else None, "endCursor": runs[-1].id if runs else None},
+            "totalCount": len(runs),
+        }
+
+    async def q_output(self, info: Any, outputID: str) -> dict[str, Any]:  # noqa: N803
+        run_id, step_id = parse_output_id(outputID)
+        run = await self._load(run_id)
+        if run is None:
+            raise ValueError(f"no output {outputID!r}")
+        if step_id is None:
+            raw = run.output
+            if raw is None:
+                return {"data": None, "error": None, "input": None}
+            if run.status is RunStatus.FAILED:
+                return {"data": None, "error": _error(orjson.loads(raw)), "input": None}
+            return {"data": raw.decode(), "error": None, "input": None}
+        value = run.steps.get(step_id)
+        if value is None:
+            raise ValueError(f"no output {outputID!r}")
+        parsed = orjson.loads(value)
+        if isinstance(parsed, dict) and set(parsed) <= {"data", "error", "input"} and parsed:
+            if parsed.get("error") is not None:
+                return {"data": None, "error": _error(parsed["error"]), "input": None}
+            return {"data": orjson.dumps(parsed.get("data")).decode(), "error": None, "input": None}
+        return {"data": value.decode(), "error": None, "input": None}
+
+    async def q_trigger(self, info: Any, runID: str) -> dict[str, Any]:  # noqa: N803
+        run = await self._load(runID)
+        if run is None:
+            raise ValueError(f"run {runID} not found")
+        first = orjson.loads(run.events[0]) if run.events else {}
+        return {
+            "eventName": first.get("name"), "IDs": run.event_ids,
+            "payloads": [e.decode() for e in run.events], "timestamp": first.get("ts") or run.queued_ms,
+            "isBatch": len(run.events) > 1, "batchID": run.batch_id, "cron": run.cron,
+        }
+
+    async def q_trace(self, info: Any, runID: str) -> dict[str, Any]:  # noqa: N803
+        run = await self._load(runID)
+        if run is None:
+            raise ValueError(f"run {runID} not found")
+        return await self.trace(run)
+
+    # ------------------------------------------------------------------------ mutations
+
+    async def m_cancel_run(self, info: Any, runID: str) -> dict[str, Any]:  # noqa: N803
+        await self.s.executor.control.cancel_run(runID, reason="cancelled from the dashboard")
+        run = await self._load(runID)
+        if run is None:
+            raise ValueError(f"run {runID} not found")
+        return self.run_v2(run)
+
+    async def m_invoke(self, info: Any, functionSlug: str, data: Any = None, user: Any = None) -> bool:  # noqa: N803
+        from pyngest.protocol.events import FN_INVOKED, INTERNAL_DATA_KEY
+        from pyngest.server.events import stored
+
+        if self.s.registry.find_function(functionSlug) is None:
+            raise ValueError(f"could not find function with ID: {functionSlug}")
+        now = self.s.clock.now_ms()
+        payload = dict(data) if isinstance(data, dict) else {}
+        payload[INTERNAL_DATA_KEY] = {"fn_id": functionSlug}
+        event = {"name": FN_INVOKED, "data": payload, "user": user if isinstance(user, dict) else {}, "ts": now}
+        await self.s.runner.accept([stored(event, received_ms=now)])
+        return True
+
+    async def m_create_app(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
+        error = await self.s.syncer.add(input["url"], source="api")
+        app = self.s.registry.app_by_url(input["url"])
+        if app is None:
+            raise ValueError(error or "the app did not register")
+        return self.app(app)
+
+    async def m_delete_app(self, info: Any, name: str) -> bool:
+        app = self.s.registry.app_by_name(name)
+        if app is None:
+            return False
+        await self.s.syncer.remove(app.url)
+        await self.s.registry.delete_app(app.id)
+        return True
+
+
+def _error(obj: Any) -> dict[str, Any]:
+    if not isinstance(obj, dict):
+        return {"message": str(obj), "name": "Error", "stack": None}
+    return {"message": str(obj.get("message") or obj.get("error") or ""), "name": obj.get("name"),
+            "stack": obj.get("stack")}
+
+
+def _ms(value: Any) -> int | None:
+    if value is None:
+        return None
+    from pyngest.protocol.durations import parse_time_ms
+
+    return parse_time_ms(str(value))
+
+
+async def _count(runs: Any) -> int:
+    return len(await runs())
+
+
+class GraphQLEndpoint:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.schema = load_schema()
+        self.resolvers = Resolvers(service)
+
+    async def handle(self, request: Request) -> Response:
+        if self.service.config.requires_auth and not bearer_ok(request, self.service.config):
+            return unauthorized()
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return json_response({"errors": [{"message": f"the body must be JSON: {exc}"}]}, 400)
+        if not isinstance(body, dict) or not isinstance(body.get("query"), str):
+            return json_response({"errors": [{"message": "expected {\"query\": \"...\", \"variables\": {...}}"}]}, 400)
+        result = await graphql(
+            self.schema, body["query"], root_value=self.resolvers.root(),
+            variable_values=body.get("variables") or None, operation_name=body.get("operationName"),
+        )
+        out: dict[str, Any] = {"data": result.data}
+        if result.errors:
+            out["errors"] = [e.formatted for e in result.errors]
+        return json_response(out)

@@ -1,0 +1,159 @@
+"""REST API v1: events and runs, as the docs show (examples__fetch-run-status-and-output)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pyngest.protocol.durations import iso_ms
+from pyngest.server.api.common import api_error, bearer_ok, json_response, unauthorized
+from pyngest.server.model import Run, StoredEvent
+from pyngest.server.service import Service
+from pyngest.server.store.base import RunQuery
+
+MAX_LIMIT = 1000
+
+
+def run_json(run: Run, service: Service) -> dict[str, Any]:
+    fn = service.registry.functions.get(run.fn_id)
+    out: dict[str, Any] = {
+        "run_id": run.id,
+        "run_started_at": iso_ms(run.started_ms) if run.started_ms else None,
+        "function_id": run.fn_id,
+        "function_slug": fn.slug if fn else run.attrs.get("fn_slug"),
+        "function_version": run.fn_version,
+        "environment_id": "00000000-0000-4000-b000-000000000000",
+        "event_id": run.event_ids[0] if run.event_ids else None,
+        "status": run.status.value,
+        "queued_at": iso_ms(run.queued_ms),
+        "ended_at": iso_ms(run.ended_ms) if run.ended_ms else None,
+        "output": orjson.loads(run.output) if run.output is not None else None,
+    }
+    if run.batch_id:
+        out["batch_id"] = run.batch_id
+    if run.original_run_id:
+        out["original_run_id"] = run.original_run_id
+    if run.cron:
+        out["cron"] = run.cron
+    return out
+
+
+def event_json(ev: StoredEvent) -> dict[str, Any]:
+    body: dict[str, Any] = orjson.loads(ev.body)
+    body["internal_id"] = ev.internal_id
+    body["received_at"] = iso_ms(ev.received_ms)
+    return body
+
+
+class RestAPI:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+
+    def _meta(self) -> dict[str, Any]:
+        return {"fetched_at": iso_ms(self.service.clock.now_ms()), "cached_until": None}
+
+    def _auth(self, request: Request) -> Response | None:
+        return None if bearer_ok(request, self.service.config) else unauthorized()
+
+    async def list_events(self, request: Request) -> Response:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        q = request.query_params
+        try:
+            limit = min(int(q.get("limit", "50")), MAX_LIMIT)
+            before = int(q["cursor"]) if q.get("cursor") else None
+        except ValueError:
+            return api_error("limit and cursor must be integers", 400)
+        events = await self.service.store.list_events(q.get("name") or None, limit, before)
+        body: dict[str, Any] = {"data": [event_json(e) for e in events], "metadata": self._meta()}
+        if len(events) == limit and events:
+            body["cursor"] = str(events[-1].seq)
+        return json_response(body)
+
+    async def get_event(self, request: Request) -> Response:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        ev = await self.service.store.get_event(request.path_params["event_id"])
+        if ev is None:
+            return api_error(f"event {request.path_params['event_id']} not found", 404)
+        return json_response({"data": event_json(ev), "metadata": self._meta()})
+
+    async def event_runs(self, request: Request) -> Response:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        runs = await self.service.store.runs_for_event(request.path_params["event_id"])
+        return json_response({"data": [run_json(r, self.service) for r in runs], "metadata": self._meta()})
+
+    async def get_run(self, request: Request) -> Response:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        run = await self.service.store.load_run(request.path_params["run_id"])
+        if run is None:
+            return api_error(f"run {request.path_params['run_id']} not found", 404)
+        return json_response({"data": run_json(run, self.service), "metadata": self._meta()})
+
+    async def cancel_run(self, request: Request) -> Response:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        run_id = request.path_params["run_id"]
+        run = await self.service.store.load_run(run_id)
+        if run is None:
+            return api_error(f"run {run_id} not found", 404)
+        await self.service.executor.control.cancel_run(run_id, reason="cancelled through the API")
+        run = await self.service.store.load_run(run_id)
+        assert run is not None
+        if request.url.path.startswith("/v0/"):
+            return Response(status_code=204)
+        return json_response({"data": run_json(run, self.service), "metadata": self._meta()})
+
+    async def list_runs(self, request: Request) -> Response:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        q = request.query_params
+        try:
+            limit = min(int(q.get("limit", "50")), MAX_LIMIT)
+        except ValueError:
+            return api_error("limit must be an integer", 400)
+        query = RunQuery(
+            fn_ids=q.getlist("function_id") or None,
+            statuses=q.getlist("status") or None,
+            before_id=q.get("cursor") or None,
+            limit=limit,
+        )
+        runs = await self.service.store.list_runs(query)
+        body: dict[str, Any] = {"data": [run_json(r, self.service) for r in runs], "metadata": self._meta()}
+        if len(runs) == limit and runs:
+            body["cursor"] = runs[-1].id
+        return json_response(body)
+
+    async def app_functions(self, request: Request) -> Response:
+        if (denied := self._auth(request)) is not None:
+            return denied
+        reg = self.service.registry
+        app = reg.app_by_name(request.path_params["app_name"])
+        if app is None:
+            return api_error(f"app {request.path_params['app_name']} not found", 404)
+        fns = [f for f in reg.functions.values() if f.app_id == app.id]
+        return json_response({
+            "data": [{"id": f.id, "slug": f.slug, "name": f.name, "config": f.config} for f in fns],
+            "metadata": self._meta(),
+        })
+
+    async def add_app(self, request: Request) -> Response:
+        """Add an app URL and sync it (what the dashboard's "sync new app" does)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError:
+            body = None
+        url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+            return api_error("send {\"url\": \"http(s)://host:port/api/inngest\"}, the app's serve URL", 400)
+        error = await self.service.syncer.add(url, source="api")
+        app = self.service.registry.app_by_url(url)
+        status = 200 if error is None else 502
+        return json_response({"data": {"url": url, "error": error, "app_id": app.id if app else None}}, status)

@@ -1,0 +1,196 @@
+"""Routes the SDKs call: ``/fn/register``, ``/dev``, ``/health``, the ``use_api`` state
+fetches, checkpointing and signals (PROTOCOL.md §2, §9)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pyngest.protocol import headers as H
+from pyngest.protocol import jcs
+from pyngest.protocol.ids import is_ulid
+from pyngest.protocol.opcodes import Opcode, parse_opcode
+from pyngest.server.api.common import api_error, bearer_ok, json_response, public_error, unauthorized
+from pyngest.server.model import Batch
+from pyngest.server.registry import RegistrationError
+from pyngest.server.service import Service
+
+VERSION = "0.1.0"
+_CHECKPOINT_OPS = {Opcode.STEP_RUN, Opcode.STEP, Opcode.STEP_PLANNED, Opcode.DEFER_ADD, Opcode.DEFER_ABORT}
+
+
+class SdkAPI:
+    def __init__(self, service: Service) -> None:
+        self.service = service
+        self.config = service.config
+
+    async def health(self, request: Request) -> Response:
+        return json_response({"status": 200, "message": "OK"})
+
+    async def dev_info(self, request: Request) -> Response:
+        if self.config.mode != "dev":
+            return public_error("Not found", 404)
+        reg = self.service.registry
+        return json_response({
+            "version": VERSION,
+            "authed": False,
+            "startOpts": {"sdkURLs": self.config.sdk_urls, "noDiscovery": not self.config.discovery,
+                          "noPoll": not self.config.poll},
+            "functions": [
+                {"id": f.id, "slug": f.slug, "name": f.name, "app_id": f.app_id, "config": f.config}
+                for f in reg.functions.values()
+            ],
+            "handlers": [
+                {"url": rec.url, "error": rec.error, "app_id": rec.app_id}
+                for rec in self.service.syncer.urls.values()
+            ],
+            "isSingleNodeService": False,
+            "isMissingSigningKey": not self.config.signing_key,
+            "isMissingEventKeys": not self.config.event_keys,
+            "features": {},
+            "server": "pyngest",
+        })
+
+    async def register(self, request: Request) -> Response:
+        if self.config.signing_key and not bearer_ok(request, self.config):
+            return unauthorized()
+        expected = request.headers.get(H.EXPECTED_SERVER_KIND)
+        if expected and expected != self.config.server_kind:
+            return public_error(f"Expected server kind {expected}, got {self.config.server_kind}", 400)
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return public_error(f"Invalid request: the body is not JSON: {exc}", 400)
+        try:
+            outcome = await self.service.registry.register(body, deploy_id=request.query_params.get("deployId"))
+        except RegistrationError as exc:
+            url = body.get("url") if isinstance(body, dict) else None
+            if isinstance(url, str) and url:
+                await self.service.registry.record_sync_error(url, f"{exc.message}: {exc.data}" if exc.data else exc.message)
+            return public_error(exc.message, exc.status, exc.data)
+        await self.service.after_sync(outcome)
+        if outcome.app.url:
+            syncer = self.service.syncer
+            from pyngest.server.registry import normalize_url
+
+            rec = syncer.urls.get(normalize_url(outcome.app.url))
+            if rec is None:
+                await syncer.add(outcome.app.url, source="register", sync=False)
+                rec = syncer.urls.get(normalize_url(outcome.app.url))
+            if rec is not None and (rec.error is not None or rec.app_id != outcome.app.id):
+                rec.error = None
+                rec.app_id = outcome.app.id
+                rec.synced_ms = self.service.clock.now_ms()
+                await self.service.store.save_app_url(rec)
+        return json_response({"ok": True, "modified": outcome.modified, "app_id": outcome.app.id,
+                              "sync_id": outcome.sync_id})
+
+    # ------------------------------------------------------------------ use_api fetches
+
+    async def _run_for_api(self, request: Request) -> Any:
+        if not bearer_ok(request, self.config):
+            return unauthorized()
+        run_id = request.path_params["run_id"]
+        if not is_ulid(run_id):
+            return public_error(f"invalid run id: {run_id}", 400)
+        run = await self.service.state.runs.get(run_id)
+        if run is None:
+            return public_error(f"runtime state is no longer available for runID: {run_id}", 410)
+        return run
+
+    async def run_batch(self, request: Request) -> Response:
+        run = await self._run_for_api(request)
+        if isinstance(run, Response):
+            return run
+        return Response(b"[" + b",".join(run.events) + b"]", media_type="application/json")
+
+    async def run_actions(self, request: Request) -> Response:
+        run = await self._run_for_api(request)
+        if isinstance(run, Response):
+            return run
+        parts = [jcs.dumps(k) + b":" + v for k, v in run.steps.items()]
+        return Response(b"{" + b",".join(parts) + b"}", media_type="application/json")
+
+    # ------------------------------------------------------------------- checkpointing
+
+    async def checkpoint_async(self, request: Request) -> Response:
+        """JS v4 "async checkpointing": step results reported while the request goes on."""
+        if not bearer_ok(request, self.config):
+            return unauthorized()
+        run_id = request.path_params["run_id"]
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return public_error(f"Invalid request: {exc}", 400)
+        if not isinstance(body, dict) or not isinstance(body.get("steps"), list):
+            return public_error("Invalid request: expected an object with a 'steps' array", 400)
+        ops = []
+        for raw in body["steps"]:
+            try:
+                opcode = parse_opcode(raw.get("op") if isinstance(raw, dict) else None)
+            except ValueError as exc:
+                return public_error(str(exc), 400)
+            if opcode not in _CHECKPOINT_OPS:
+                return public_error(f"opcode {opcode.value} cannot be checkpointed", 400)
+            ops.append((opcode, raw))
+        x = self.service.executor
+        async with x.state.runs.lock(run_id):
+            run = await x.state.runs.get(run_id)
+            if run is None:
+                return public_error(f"run {run_id} not found", 404)
+            if run.ended:
+                return public_error(f"run {run_id} has already ended", 400)
+            batch = Batch()
+            from pyngest.server.executor.ops import step_name
+            from pyngest.server.model import AddHistory
+
+            now = self.service.clock.now_ms()
+            for opcode, raw in ops:
+                if opcode not in (Opcode.STEP_RUN, Opcode.STEP):
+                    continue
+                data = raw.get("data")
+                value = jcs.dumps({"data": data}) if opcode is Opcode.STEP_RUN else jcs.dumps(data)
+                step_id = str(raw.get("id") or "")
+                if x.save_step(run, step_id, value, batch) is not None:
+                    timing = raw.get("timing") if isinstance(raw.get("timing"), dict) else {}
+                    start = int(timing.get("a", now * 1_000_000)) // 1_000_000
+                    end = start + int(timing.get("b", 0)) // 1_000_000
+                    batch.add(AddHistory(run.id, now, "StepCompleted", step_id=step_id, name=step_name(raw),
+                                         data=orjson.dumps({"started_ms": start, "ended_ms": end, "checkpoint": True})))
+            if batch:
+                try:
+                    await x.state.commit(batch)
+                except Exception:
+                    x.state.runs.drop(run_id)
+                    raise
+        return Response(status_code=200)
+
+    # ---------------------------------------------------------------------------- signals
+
+    async def signal(self, request: Request) -> Response:
+        if not bearer_ok(request, self.config):
+            return unauthorized()
+        try:
+            body = orjson.loads(await request.body())
+        except orjson.JSONDecodeError as exc:
+            return api_error(f"the body must be JSON: {exc}", 400)
+        if not isinstance(body, dict) or not isinstance(body.get("signal"), str) or not body["signal"]:
+            return api_error("the body must be {\"signal\": \"<name>\", \"data\": <any>}", 400)
+        name = body["signal"]
+        pause = self.service.state.pauses.for_signal(name)
+        if pause is None:
+            return api_error(f"no run is waiting for signal {name!r}", 404)
+        value = jcs.dumps({"data": {"signal": name, "data": body.get("data")}})
+        run_id = await self.service.executor.control.resume(pause.id, value, kind="StepSignalled")
+        if run_id is None:
+            return api_error(f"no run is waiting for signal {name!r}", 404)
+        return json_response({"data": {"run_id": run_id}, "metadata": _metadata(self.service)})
+
+
+def _metadata(service: Service) -> dict[str, Any]:
+    from pyngest.protocol.durations import iso_ms
+
+    return {"fetched_at": iso_ms(service.clock.now_ms()), "cached_until": None}

@@ -1,0 +1,345 @@
+"""``pyngest dev`` and ``pyngest start``.
+
+Every flag can also come from an ``INNGEST_<FLAG>`` environment variable and from a config file
+(``inngest.json|yaml|yml|toml``: found by walking up from the working directory for ``dev``,
+given with ``--config`` for ``start``). Precedence: flag, environment, config file, default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import signal
+import socket
+import sys
+import time
+import tomllib
+from pathlib import Path
+from typing import Any
+
+import click
+import yaml
+
+from pyngest.protocol import signing
+from pyngest.server.config import DEFAULT_PORT, ServerConfig
+
+log = logging.getLogger("pyngest")
+
+CONFIG_NAMES = ("inngest.json", "inngest.yaml", "inngest.yml", "inngest.toml")
+
+
+def find_config(start: Path) -> Path | None:
+    for directory in [start, *start.parents]:
+        for name in CONFIG_NAMES:
+            candidate = directory / name
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def read_config(path: Path) -> dict[str, Any]:
+    text = path.read_text()
+    try:
+        if path.suffix == ".json":
+            data = json.loads(text)
+        elif path.suffix == ".toml":
+            data = tomllib.loads(text)
+        else:
+            data = yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:
+        raise click.UsageError(f"cannot read the config file {path}: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise click.UsageError(f"the config file {path} must hold a mapping of flag names to values")
+    return {str(k).replace("_", "-").lower(): v for k, v in data.items()}
+
+
+def apply_config(ctx: click.Context, params: dict[str, Any], file_values: dict[str, Any]) -> None:
+    """Fill options the user did not set (by flag or environment) from the config file."""
+    aliases = {"urls": "sdk-url", "sdk-url": "sdk-url"}
+    for key, value in file_values.items():
+        name = aliases.get(key, key).replace("-", "_")
+        if name not in params:
+            continue
+        source = ctx.get_parameter_source(name)
+        if source in (click.core.ParameterSource.DEFAULT, None):
+            if isinstance(params[name], tuple):
+                value = tuple(value) if isinstance(value, list) else (value,)
+            params[name] = value
+
+
+def _env(name: str) -> str:
+    return f"INNGEST_{name.upper().replace('-', '_')}"
+
+
+def common_options(fn: Any) -> Any:
+    options = [
+        click.option("-p", "--port", type=int, default=DEFAULT_PORT, envvar=_env("port"), show_default=True,
+                     help="Port for the Event API, SDK APIs, REST, GraphQL and dashboard."),
+        click.option("--host", default=None, envvar=_env("host"),
+                     help="Interface to listen on (default: 127.0.0.1 and ::1)."),
+        click.option("-u", "--sdk-url", multiple=True, envvar=_env("sdk_url"),
+                     help="An app's serve URL to sync, e.g. http://localhost:3000/api/inngest (repeatable)."),
+        click.option("--poll-interval", type=float, default=None, envvar=_env("poll_interval"),
+                     help="Seconds between re-syncs of known apps."),
+        click.option("--retry-interval", type=click.IntRange(min=1), default=None, envvar=_env("retry_interval"),
+                     help="Retry failed steps after this many seconds instead of the backoff table."),
+        click.option("--queue-workers", type=click.IntRange(min=1), default=100, envvar=_env("queue_workers"),
+                     show_default=True, help="How many jobs may execute at once."),
+        click.option("--tick", type=click.IntRange(min=1), default=150, envvar=_env("tick"),
+                     help="Accepted for compatibility: pyngest wakes on due jobs and does not poll."),
+        click.option("--sqlite-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
+                     envvar=_env("sqlite_dir"), help="Where the SQLite database lives."),
+        click.option("--max-event-size", type=click.IntRange(min=1024), default=None, envvar=_env("max_event_size"),
+                     help="Largest accepted event, in bytes (default 3 MiB)."),
+        click.option("--durability", type=click.Choice(["normal", "full"]), default="normal",
+                     envvar=_env("durability"),
+                     help="'normal' survives a killed process; 'full' also fsyncs every commit (power loss)."),
+        click.option("--shutdown-grace", type=float, default=30.0, envvar=_env("shutdown_grace"),
+                     help="Seconds in-flight app requests get to finish on shutdown."),
+        click.option("-l", "--log-level", type=click.Choice(["trace", "debug", "info", "warn", "error"]),
+                     default="info", envvar=_env("log_level")),
+        click.option("--json", "json_logs", is_flag=True, default=None, envvar=_env("json"),
+                     help="JSON logs (default when stdout is not a terminal)."),
+        click.option("-v", "--verbose", is_flag=True, envvar=_env("verbose"), help="Verbose logging."),
+        click.option("--signing-key", default=None, envvar=_env("signing_key"),
+                     help="Sign requests to apps and require it from them (hex, optionally signkey-<env>-)."),
+        click.option("--signing-key-fallback", default=None, envvar=_env("signing_key_fallback"),
+                     help="A second accepted signing key, for rotation."),
+        click.option("--event-key", multiple=True, envvar=_env("event_key"), help="An accepted event key (repeatable)."),
+        click.option("--redis-uri", default=None, envvar=_env("redis_uri"), help="Not supported yet."),
+        click.option("--postgres-uri", default=None, envvar=_env("postgres_uri"), help="Not supported yet."),
+    ]
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def main() -> None:
+    """pyngest: a durable-functions server compatible with Inngest's SDKs."""
+
+
+@main.command()
+@common_options
+@click.option("--no-discovery", is_flag=True, envvar=_env("no_discovery"), help="Do not scan local ports for apps.")
+@click.option("--no-poll", is_flag=True, envvar=_env("no_poll"), help="Do not re-sync apps periodically.")
+@click.pass_context
+def dev(ctx: click.Context, **params: Any) -> None:
+    """Run the local development server (any event key works, no signing needed)."""
+    path = find_config(Path.cwd())
+    if path is not None:
+        apply_config(ctx, params, read_config(path))
+    cfg = _build(params, mode="dev")
+    cfg.discovery = not params["no_discovery"]
+    cfg.poll = not params["no_poll"]
+    _run(cfg, path)
+
+
+@main.command()
+@common_options
+@click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              envvar=_env("config"), help="A config file (YAML, JSON or TOML).")
+@click.pass_context
+def start(ctx: click.Context, config_path: Path | None, **params: Any) -> None:
+    """Run the self-hosted server (event keys and a signing key required)."""
+    if config_path is not None:
+        if not config_path.is_file():
+            raise click.UsageError(f"config file {config_path} does not exist")
+        apply_config(ctx, params, read_config(config_path))
+    cfg = _build(params, mode="start")
+    cfg.discovery = False
+    cfg.poll = params["poll_interval"] is not None
+    if not cfg.signing_key:
+        raise click.UsageError(
+            "pyngest start needs a signing key: pass --signing-key <hex> (or set INNGEST_SIGNING_KEY); "
+            "generate one with: openssl rand -hex 32"
+        )
+    if not cfg.event_keys:
+        raise click.UsageError(
+            "pyngest start needs at least one event key: pass --event-key <key> (or set INNGEST_EVENT_KEY)"
+        )
+    _run(cfg, config_path)
+
+
+def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
+    for flag in ("redis_uri", "postgres_uri"):
+        if params.get(flag):
+            raise click.UsageError(
+                f"--{flag.replace('_', '-')} is not supported yet: this pyngest stores everything in "
+                "SQLite (--sqlite-dir). Remove the flag (or the INNGEST_ variable) to start."
+            )
+    for key in ("signing_key", "signing_key_fallback"):
+        if params.get(key):
+            try:
+                signing.validate_signing_key(params[key])
+            except ValueError as exc:
+                raise click.UsageError(f"--{key.replace('_', '-')}: {exc}") from exc
+    cfg = ServerConfig(mode=mode)
+    cfg.port = int(params["port"])
+    cfg.host = params["host"]
+    cfg.sdk_urls = [u for value in params["sdk_url"] for u in _split(value)]
+    if params["poll_interval"] is not None:
+        cfg.poll_interval_s = float(params["poll_interval"])
+    cfg.retry_interval_s = params["retry_interval"]
+    cfg.queue_workers = int(params["queue_workers"])
+    cfg.tick_ms = int(params["tick"])
+    cfg.sqlite_dir = Path(params["sqlite_dir"]) if params["sqlite_dir"] else Path(".inngest")
+    if params["max_event_size"]:
+        cfg.max_event_bytes = int(params["max_event_size"])
+    cfg.durability = params["durability"]
+    cfg.shutdown_grace_s = float(params["shutdown_grace"])
+    cfg.signing_key = params["signing_key"]
+    cfg.signing_key_fallback = params["signing_key_fallback"]
+    cfg.event_keys = [k for value in params["event_key"] for k in _split(value)]
+    cfg.log_level = "debug" if params["verbose"] else params["log_level"]
+    cfg.json_logs = params["json_logs"] if params["json_logs"] is not None else not sys.stdout.isatty()
+    return cfg
+
+
+def _split(value: str) -> list[str]:
+    # environment variables may carry several values separated by commas
+    return [v.strip() for v in str(value).split(",") if v.strip()]
+
+
+class _JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        out = {"time": round(record.created, 3), "level": record.levelname.lower(), "caller": record.name,
+               "msg": record.getMessage()}
+        if record.exc_info:
+            out["error"] = self.formatException(record.exc_info)
+        return json.dumps(out)
+
+
+def _setup_logging(cfg: ServerConfig) -> None:
+    level = {"trace": logging.DEBUG, "debug": logging.DEBUG, "info": logging.INFO, "warn": logging.WARNING,
+             "error": logging.ERROR}[cfg.log_level]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_JsonFormatter() if cfg.json_logs else logging.Formatter("%(asctime)s %(levelname)s %(name)s > %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+    logging.getLogger("uvicorn.access").setLevel(logging.WARNING)
+
+
+def _sockets(cfg: ServerConfig) -> list[socket.socket]:
+    hosts = [cfg.host] if cfg.host else ["127.0.0.1", "::1"]
+    out = []
+    for host in hosts:
+        family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        try:
+            sock.bind((host, cfg.port))
+        except OSError as exc:
+            sock.close()
+            if cfg.host is None and family == socket.AF_INET6:
+                continue  # no IPv6 on this machine: serve IPv4 only
+            raise click.ClickException(f"cannot listen on {host}:{cfg.port}: {exc.strerror}") from exc
+        sock.listen(2048)
+        sock.setblocking(False)
+        out.append(sock)
+    return out
+
+
+def _run(cfg: ServerConfig, config_file: Path | None) -> None:
+    _setup_logging(cfg)
+    sockets = _sockets(cfg)
+    try:
+        import uvloop
+
+        runner = uvloop.run
+    except ImportError:  # pragma: no cover - platforms without uvloop
+        runner = asyncio.run
+    runner(_serve(cfg, sockets, config_file))
+
+
+async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: Path | None) -> None:
+    import uvicorn
+
+    from pyngest.server.api.app import build_app
+    from pyngest.server.service import Service
+
+    t0 = time.monotonic()
+    service = Service(cfg)
+    await service.start(sync_apps=False)
+    app = build_app(service)
+    server = _Server(uvicorn.Config(
+        app, http="httptools", lifespan="off", access_log=False, log_level="warning",
+        timeout_graceful_shutdown=cfg.shutdown_grace_s, timeout_keep_alive=30,
+    ))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, server.request_exit, sig)
+    serving = asyncio.create_task(server.serve(sockets=sockets))
+    while not server.started and not serving.done():
+        await asyncio.sleep(0.01)
+    await service.syncer.start()
+    _banner(cfg, sockets, config_file, time.monotonic() - t0)
+    try:
+        await serving
+    finally:
+        log.info("shutting down: finishing in-flight work (up to %.0f s)", cfg.shutdown_grace_s)
+        await service.stop()
+        log.info("stopped")
+
+
+class _Server:
+    """uvicorn's server without its signal handling: we stop the HTTP side first, then the
+    service (workers finish in-flight requests, the store is flushed), then exit."""
+
+    def __init__(self, config: Any) -> None:
+        import contextlib
+
+        import uvicorn
+
+        class Quiet(uvicorn.Server):
+            @contextlib.contextmanager
+            def capture_signals(self) -> Any:
+                yield
+
+        self._server = Quiet(config)
+
+    @property
+    def started(self) -> bool:
+        return bool(self._server.started)
+
+    def request_exit(self, sig: int) -> None:
+        if self._server.should_exit:
+            self._server.force_exit = True  # a second signal: don't wait any more
+        log.info("received %s: shutting down", signal.Signals(sig).name)
+        self._server.should_exit = True
+
+    async def serve(self, sockets: list[socket.socket]) -> None:
+        await self._server.serve(sockets=sockets)
+
+
+def _banner(cfg: ServerConfig, sockets: list[socket.socket], config_file: Path | None, took: float) -> None:
+    addrs = []
+    for s in sockets:
+        host, port = s.getsockname()[:2]
+        addrs.append(f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}")
+    lines = [
+        f"pyngest {'dev server' if cfg.mode == 'dev' else 'server'} ready in {took:.2f}s",
+        f"  listening on  {', '.join(addrs)}",
+        f"  event API     POST {addrs[0]}/e/<event key>",
+        f"  storage       {cfg.sqlite_dir / 'main.db'} (SQLite)",
+    ]
+    if config_file is not None:
+        lines.append(f"  config        {config_file}")
+    if cfg.sdk_urls:
+        lines.append(f"  apps          {', '.join(cfg.sdk_urls)}")
+    elif cfg.mode == "dev" and cfg.discovery:
+        lines.append("  apps          scanning local ports for serve endpoints "
+                     "(disable with --no-discovery, add apps with -u <url>)")
+    else:
+        lines.append("  apps          none yet: add one with -u <url> or PUT your app's serve endpoint")
+    print("\n".join(lines), file=sys.stderr, flush=True)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

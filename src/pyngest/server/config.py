@@ -1,0 +1,48 @@
+"""Server settings, shared by ``pyngest dev`` and ``pyngest start``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from pyngest.protocol.events import DEFAULT_MAX_EVENT_BYTES
+
+DEFAULT_PORT = 8288
+DEV_DISCOVERY_PORTS = [80, 443, *range(3000, 3011), 4321, 5000, 5173, 8000, 8080, 8081, 8888,
+                       *range(8910, 8916), 8787]
+DEV_DISCOVERY_PATHS = ["/api/inngest", "/x/inngest", "/.netlify/functions/inngest", "/.redwood/functions/inngest"]
+
+
+@dataclass
+class ServerConfig:
+    mode: str = "dev"  # "dev" or "start"
+    host: str | None = None  # None: 127.0.0.1 and ::1
+    port: int = DEFAULT_PORT
+    sdk_urls: list[str] = field(default_factory=list)
+    discovery: bool = True
+    poll: bool = True
+    poll_interval_s: float = 5.0
+    signing_key: str | None = None
+    signing_key_fallback: str | None = None
+    event_keys: list[str] = field(default_factory=list)
+    sqlite_dir: Path = Path(".inngest")
+    queue_workers: int = 100
+    retry_interval_s: int | None = None
+    tick_ms: int = 150
+    max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    durability: str = "normal"  # "normal" survives a killed process; "full" fsyncs every commit
+    shutdown_grace_s: float = 30.0
+    log_level: str = "info"
+    json_logs: bool = False
+
+    @property
+    def server_kind(self) -> str:
+        return "dev" if self.mode == "dev" else "cloud"
+
+    @property
+    def signing_keys(self) -> list[str]:
+        return [k for k in (self.signing_key, self.signing_key_fallback) if k]
+
+    @property
+    def requires_auth(self) -> bool:
+        return self.mode == "start"

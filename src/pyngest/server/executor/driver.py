@@ -1,0 +1,225 @@
+"""The HTTP driver: POST an execution request to an app and read what it says (PROTOCOL.md §3).
+
+Only this module (and the gateway) speaks HTTP to apps.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import aiohttp
+import orjson
+
+from pyngest.protocol import headers as H
+from pyngest.protocol import signing
+from pyngest.protocol.ids import new_ulid
+from pyngest.protocol.opcodes import MAX_SDK_RESPONSE_BYTES
+from pyngest.server.executor.backoff import parse_retry_after
+
+MAX_FUNCTION_TIMEOUT_S = 2 * 3600
+NOT_AN_SDK = "The response did not come from an Inngest SDK"
+
+
+@dataclass(slots=True)
+class DriverResponse:
+    status: int  # 0 when the request failed before a response
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    sdk: str | None = None
+    request_version: int | None = None
+    no_retry: bool = False
+    retry_at: int | None = None
+    transport_error: str | None = None
+    started_ms: int = 0
+    ended_ms: int = 0
+
+    @property
+    def is_sdk(self) -> bool:
+        return self.sdk is not None
+
+    def json(self) -> Any:
+        return orjson.loads(self.body)
+
+
+def with_step_id(url: str, step_id: str) -> str:
+    """The registered URL already carries ``fnId=<slug>&stepId=step``; set ``stepId``."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "stepId"]
+    query.append(("stepId", step_id))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+
+
+def _retry_decision(status: int, hdrs: dict[str, str]) -> bool:
+    """True when the response says *not* to retry."""
+    value = hdrs.get(H.NO_RETRY)
+    if value is not None:
+        return value.strip().lower() == "true"
+    return False
+
+
+def _unwrap_stream(body: bytes, hdrs: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """A 201 streaming response: keep-alive whitespace, then ``{"status","headers","body"}``."""
+    envelope = orjson.loads(body.strip())
+    if not isinstance(envelope, dict) or "status" not in envelope:
+        raise ValueError("streaming response without a status envelope")
+    inner_headers = {str(k).lower(): str(v) for k, v in (envelope.get("headers") or {}).items()}
+    merged = {**hdrs, **inner_headers}
+    inner = envelope.get("body")
+    if isinstance(inner, str):
+        try:
+            orjson.loads(inner)
+            raw = inner.encode()
+        except orjson.JSONDecodeError:
+            raw = orjson.dumps(inner)
+    else:
+        raw = orjson.dumps(inner)
+    return int(envelope["status"]), merged, raw
+
+
+class Driver:
+    def __init__(self, *, signing_key: str | None, clock_ms: Any, timeout_s: float = MAX_FUNCTION_TIMEOUT_S) -> None:
+        self.signing_key = signing_key
+        self._now = clock_ms
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=10)
+        self._session: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
+        self._session = aiohttp.ClientSession(
+            connector=connector, timeout=self._timeout, skip_auto_headers=("User-Agent",),
+            auto_decompress=True,
+        )
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        assert self._session is not None, "driver not started"
+        return self._session
+
+    async def execute(
+        self, *, url: str, step_id: str, body: bytes, run_id: str, job_id: str,
+        request_version: int,
+    ) -> DriverResponse:
+        hdrs = {
+            "Content-Type": "application/json",
+            "x-inngest-req-version": str(request_version),
+            "X-Inngest-Step-ID": step_id,
+            "X-Run-ID": run_id,
+            "x-request-id": new_ulid(),
+            "x-inngest-job-id": job_id,
+            "User-Agent": "pyngest",
+        }
+        if self.signing_key:
+            hdrs["X-Inngest-Signature"] = signing.sign(body, self.signing_key, int(time.time()))
+        started = self._now()
+        try:
+            async with self.session.post(with_step_id(url, step_id), data=body, headers=hdrs) as resp:
+                raw = await _read_capped(resp)
+                rh = {k.lower(): v for k, v in resp.headers.items()}
+                status = resp.status
+        except _TooLarge:
+            return DriverResponse(
+                status=0, transport_error="output_too_large: the SDK's response is larger than "
+                f"{MAX_SDK_RESPONSE_BYTES} bytes", started_ms=started, ended_ms=self._now(),
+            )
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            return DriverResponse(
+                status=0, transport_error=_describe(exc, url), started_ms=started, ended_ms=self._now(),
+            )
+        if status == 201:
+            try:
+                status, rh, raw = _unwrap_stream(raw, rh)
+            except (ValueError, orjson.JSONDecodeError) as exc:
+                return DriverResponse(
+                    status=0, headers=rh, body=raw, sdk=rh.get(H.SDK),
+                    transport_error=f"invalid streaming response: {exc}", started_ms=started,
+                    ended_ms=self._now(),
+                )
+        ended = self._now()
+        out = DriverResponse(
+            status=status, headers=rh, body=raw, sdk=rh.get(H.SDK), started_ms=started, ended_ms=ended,
+        )
+        v = rh.get(H.REQ_VERSION)
+        if v is not None:
+            try:
+                out.request_version = int(v)
+            except ValueError:
+                out.request_version = None
+        out.no_retry = _retry_decision(status, rh)
+        out.retry_at = parse_retry_after(rh.get(H.RETRY_AFTER), ended)
+        return out
+
+
+class _TooLarge(Exception):
+    pass
+
+
+async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_any():
+        size += len(chunk)
+        if size > MAX_SDK_RESPONSE_BYTES:
+            raise _TooLarge()
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _describe(exc: BaseException, url: str) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return f"timed out waiting for the app at {url}"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"could not connect to the app at {url}: {exc.os_error}"
+    return f"request to the app at {url} failed: {exc.__class__.__name__}: {exc}"
+
+
+def standard_error(resp: DriverResponse) -> dict[str, Any]:
+    """The error object a failed response describes (upstream's DriverResponse.StandardError)."""
+    if resp.transport_error is not None and not resp.body:
+        name = "Error"
+        message = resp.transport_error
+        return {"error": f"{name}: {message}", "name": name, "message": message}
+    try:
+        obj = orjson.loads(resp.body) if resp.body else None
+    except orjson.JSONDecodeError:
+        obj = None
+    name, message, stack, cause = "Error", "", None, None
+    if isinstance(obj, dict):
+        inner = obj
+        if isinstance(obj.get("error"), dict):
+            inner = obj["error"]
+        elif isinstance(obj.get("body"), dict):
+            inner = obj["body"]
+        name = str(inner.get("name") or "Error")
+        msg = inner.get("message")
+        if msg is None and isinstance(obj.get("error"), str):
+            msg = obj["error"]
+        message = str(msg) if msg is not None else ""
+        if isinstance(inner.get("stack"), str):
+            stack = inner["stack"]
+        cause = inner.get("cause")
+    elif isinstance(obj, str):
+        message = obj
+    elif resp.body:
+        message = resp.body.decode("utf-8", "replace")[:10_000]
+    if not message:
+        if resp.transport_error:
+            message = resp.transport_error
+        elif not resp.is_sdk and resp.status:
+            message = NOT_AN_SDK
+        else:
+            message = f"the app answered with HTTP {resp.status}"
+    out: dict[str, Any] = {"error": f"{name}: {message}", "name": name, "message": message}
+    if stack is not None:
+        out["stack"] = stack
+    if cause is not None:
+        out["cause"] = cause
+    return out

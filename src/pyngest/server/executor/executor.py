@@ -1,0 +1,265 @@
+"""The executor: runs a run's next request against its app and acts on the answer.
+
+One EXECUTE job = one request. Under the run's lock, the response becomes one batch: step
+results saved, follow-up jobs enqueued, pauses created, or the run finalized — committed
+atomically before anything else about the run happens, so a step's output is durable before the
+next request for that run leaves.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, replace
+from typing import Any
+
+import orjson
+
+from pyngest.clock import Clock
+from pyngest.protocol import jcs
+from pyngest.protocol.execution import build_body
+from pyngest.protocol.opcodes import MAX_OPS_PER_RESPONSE, MAX_SDK_REQUEST_BYTES
+from pyngest.server.executor import ops as opsmod
+from pyngest.server.executor.backoff import next_retry_ms
+from pyngest.server.executor.control import RunControl
+from pyngest.server.executor.driver import Driver, DriverResponse, standard_error
+from pyngest.server.executor.finalize import finalize
+from pyngest.server.executor.gateway import GatewayRunner
+from pyngest.server.executor.state import State
+from pyngest.server.model import (
+    AddHistory,
+    Batch,
+    DeleteJob,
+    Enqueue,
+    Job,
+    JobKind,
+    Run,
+    RunStatus,
+    UpdateRun,
+)
+from pyngest.server.registry import Function, Registry
+
+log = logging.getLogger("pyngest.executor")
+
+# Above this much state, requests carry none and SDKs fetch it through the API (use_api).
+USE_API_THRESHOLD = MAX_SDK_REQUEST_BYTES - 1024
+
+
+@dataclass(slots=True)
+class ExecutorConfig:
+    retry_interval_s: int | None = None  # fixed retry delay instead of the backoff table
+    env: str = ""
+
+
+class Executor:
+    def __init__(
+        self, *, state: State, registry: Registry, driver: Driver, clock: Clock,
+        config: ExecutorConfig | None = None,
+    ) -> None:
+        self.state = state
+        self.registry = registry
+        self.driver = driver
+        self.clock = clock
+        self.config = config or ExecutorConfig()
+        self.ops = opsmod.OpHandlers(self)
+        self.control = RunControl(self)
+        self.gateway = GatewayRunner(self)
+
+    # --------------------------------------------------------------------- EXECUTE jobs
+
+    async def execute(self, job: Job) -> None:
+        assert job.run_id is not None
+        run = await self.state.runs.get(job.run_id)
+        if run is None or run.ended:
+            await self.state.commit(Batch([DeleteJob(job.id)]))
+            return
+        fn = self.function_for(run)
+        if fn is None:
+            await self._fail_missing_function(run, job)
+            return
+        if run.status is RunStatus.QUEUED:
+            await self._mark_started(run, fn)
+            if run.ended:
+                return
+        body = self.request_body(run, fn, job)
+        resp = await self.driver.execute(
+            url=fn.url, step_id=job.step_id, body=body, run_id=run.id, job_id=job.id,
+            request_version=run.version,
+        )
+        async with self.state.runs.lock(run.id):
+            run = await self.state.runs.get(job.run_id)
+            batch = Batch([DeleteJob(job.id)])
+            if run is None or run.ended:
+                await self.state.commit(batch)
+                return
+            try:
+                self.handle_response(run, fn, job, resp, batch)
+            except Exception:
+                self.state.runs.drop(run.id)  # in-memory state may be half-updated
+                raise
+            try:
+                await self.state.commit(batch)
+            except Exception:
+                self.state.runs.drop(run.id)
+                raise
+
+    def function_for(self, run: Run) -> Function | None:
+        return self.registry.functions.get(run.fn_id)
+
+    def request_body(self, run: Run, fn: Function, job: Job) -> bytes:
+        use_api = run.state_bytes > USE_API_THRESHOLD
+        ctx: dict[str, Any] = {
+            "fn_id": fn.id,
+            "run_id": run.id,
+            "env": self.config.env,
+            "step_id": job.step_id,
+            "attempt": job.attempt,
+            "max_attempts": fn.max_attempts,
+            "stack": {"stack": run.stack, "current": len(run.stack)},
+            "disable_immediate_execution": run.force_step_plan,
+            "use_api": use_api,
+            "qi_id": job.id,
+        }
+        if use_api:
+            return build_body(ctx=ctx, event_json=run.events[0], events_json=[], steps_json={},  # type: ignore[arg-type]
+                              version=run.version, use_api=True)
+        return build_body(
+            ctx=ctx,  # type: ignore[arg-type]
+            event_json=run.events[0] if run.events else b"{}",
+            events_json=run.events,
+            steps_json=run.steps,
+            version=run.version,
+            use_api=False,
+        )
+
+    async def _mark_started(self, run: Run, fn: Function) -> None:
+        async with self.state.runs.lock(run.id):
+            if run.status is not RunStatus.QUEUED:
+                return
+            now = self.clock.now_ms()
+            run.status = RunStatus.RUNNING
+            run.started_ms = now
+            batch = Batch([
+                UpdateRun(run.id, {"status": RunStatus.RUNNING, "started_ms": now}),
+                AddHistory(run.id, now, "FunctionStarted"),
+            ])
+            finish = (fn.config.get("timeouts") or {}).get("finish")
+            if finish:
+                from pyngest.protocol.durations import parse_ms
+
+                batch.add(Enqueue(Job(
+                    id=f"{run.id}:timeout-finish", kind=JobKind.TIMEOUT_FINISH,
+                    due_ms=now + parse_ms(finish), run_id=run.id,
+                )))
+            await self.state.commit(batch)
+
+    async def _fail_missing_function(self, run: Run, job: Job) -> None:
+        async with self.state.runs.lock(run.id):
+            batch = Batch([DeleteJob(job.id)])
+            error = {
+                "error": "Error: the function of this run no longer exists (its app was deleted or re-synced without it)",
+                "name": "Error",
+                "message": "the function of this run no longer exists (its app was deleted or re-synced without it)",
+            }
+            finalize(run, run.attrs.get("fn_slug", ""), RunStatus.FAILED, batch, self.clock.now_ms(), error=error)
+            await self.state.commit(batch)
+
+    # ------------------------------------------------------------------------ responses
+
+    def handle_response(self, run: Run, fn: Function, job: Job, resp: DriverResponse, batch: Batch) -> None:
+        ok = resp.is_sdk and resp.status in (200, 206) and resp.transport_error is None
+        if not ok:
+            self.function_error(run, fn, job, resp, batch)
+            return
+        if run.version == -1:
+            run.version = resp.request_version if resp.request_version is not None else 0
+            batch.add(UpdateRun(run.id, {"version": run.version}))
+        now = self.clock.now_ms()
+        if resp.status == 200:
+            finalize(run, fn.slug, RunStatus.COMPLETED, batch, now, output=_canonical_output(resp.body))
+            return
+        try:
+            parsed = resp.json()
+        except orjson.JSONDecodeError as exc:
+            self._invalid_response(run, fn, job, batch, f"the app's 206 response is not JSON: {exc}")
+            return
+        ops = parsed if isinstance(parsed, list) else [parsed]
+        if len(ops) > MAX_OPS_PER_RESPONSE:
+            error = {
+                "error": f"Error: The function run exceeded the step limit of {MAX_OPS_PER_RESPONSE} steps.",
+                "name": "Error",
+                "message": f"The function run exceeded the step limit of {MAX_OPS_PER_RESPONSE} steps.",
+            }
+            finalize(run, fn.slug, RunStatus.FAILED, batch, now, error=error)
+            return
+        try:
+            self.ops.handle(run, fn, job, resp, ops, batch)
+        except opsmod.InvalidOp as exc:
+            self._invalid_response(run, fn, job, batch, str(exc))
+
+    def function_error(self, run: Run, fn: Function, job: Job, resp: DriverResponse, batch: Batch) -> None:
+        """A non-206 error (or no SDK answer at all): retry the same request, or fail the run."""
+        error = standard_error(resp)
+        now = self.clock.now_ms()
+        retryable = not resp.no_retry and job.attempt + 1 < fn.max_attempts
+        batch.add(AddHistory(
+            run.id, now, "FunctionErrored" if retryable else "FunctionErroredFinal",
+            step_id=job.step_id, attempt=job.attempt,
+            data=orjson.dumps({"error": error, "status": resp.status, "started_ms": resp.started_ms,
+                               "ended_ms": resp.ended_ms, "retrying": retryable}),
+        ))
+        if retryable:
+            self.retry(job, batch, resp.retry_at)
+            return
+        finalize(run, fn.slug, RunStatus.FAILED, batch, now, error=error)
+
+    def retry(self, job: Job, batch: Batch, retry_at: int | None) -> None:
+        now = self.clock.now_ms()
+        due = retry_at if retry_at is not None else next_retry_ms(
+            job.attempt, now, fixed_interval_s=self.config.retry_interval_s
+        )
+        batch.add(Enqueue(replace(job, attempt=job.attempt + 1, due_ms=due)))
+
+    def _invalid_response(self, run: Run, fn: Function, job: Job, batch: Batch, message: str) -> None:
+        resp = DriverResponse(status=500, transport_error=message)
+        self.function_error(run, fn, job, resp, batch)
+
+    # ------------------------------------------------------------------ discovery & steps
+
+    def save_step(self, run: Run, step_id: str, value: bytes, batch: Batch) -> bool | None:
+        """Memoize a step result. Returns whether other parallel steps are still pending, or
+        None if the step was already saved (a duplicate response, nothing to do)."""
+        from pyngest.server.model import SaveStep
+
+        if step_id in run.steps:
+            return None
+        pos = len(run.stack)
+        run.steps[step_id] = value
+        run.stack.append(step_id)
+        run.state_bytes += len(value)
+        batch.add(SaveStep(run.id, step_id, pos, value))
+        fields: dict[str, Any] = {"state_bytes": run.state_bytes}
+        if run.pending is not None and step_id in run.pending:
+            run.pending = [p for p in run.pending if p != step_id] or None
+            fields["pending"] = run.pending
+        batch.add(UpdateRun(run.id, fields))
+        return bool(run.pending)
+
+    def enqueue_discovery(self, run: Run, batch: Batch, due_ms: int | None = None) -> None:
+        now = self.clock.now_ms()
+        if run.force_step_plan and run.version >= 2:
+            # v2: immediate execution is allowed again once nothing is pending
+            run.force_step_plan = False
+            batch.add(UpdateRun(run.id, {"force_step_plan": False}))
+        batch.add(Enqueue(Job(
+            id=f"{run.id}:d:{len(run.stack)}", kind=JobKind.EXECUTE, due_ms=due_ms or now,
+            run_id=run.id, step_id="step",
+        )))
+
+
+def _canonical_output(body: bytes) -> bytes:
+    if not body.strip():
+        return b"null"
+    try:
+        return jcs.canonicalize(body)
+    except (orjson.JSONDecodeError, TypeError, ValueError):
+        return jcs.dumps(body.decode("utf-8", "replace"))

@@ -1,0 +1,220 @@
+"""The server's domain records: events, runs, jobs, pauses, and the batch of changes that moves a
+run forward atomically.
+
+Every state change the runner or executor makes is expressed as a :class:`Batch` of small,
+backend-agnostic operations which a store commits all-or-nothing. That keeps the store
+interface narrow (``commit(batch)`` plus reads) and lets another backend (Redis + Postgres)
+implement the same operations without touching the runner or executor.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class RunStatus(str, Enum):
+    QUEUED = "Queued"
+    RUNNING = "Running"
+    COMPLETED = "Completed"
+    FAILED = "Failed"
+    CANCELLED = "Cancelled"
+    SKIPPED = "Skipped"
+
+    @property
+    def ended(self) -> bool:
+        return self in (RunStatus.COMPLETED, RunStatus.FAILED, RunStatus.CANCELLED, RunStatus.SKIPPED)
+
+
+class JobKind(str, Enum):
+    EVENTS = "events"            # match freshly stored events against triggers and pauses
+    EXECUTE = "execute"          # call the SDK (step_id "step" = discovery, else a planned step)
+    SLEEP = "sleep"              # a step.sleep ends
+    PAUSE_TIMEOUT = "pause_timeout"  # a waitForEvent / invoke / signal wait times out
+    GATEWAY = "gateway"          # the server performs step.fetch / step.ai.infer
+    TIMEOUT_START = "timeout_start"
+    TIMEOUT_FINISH = "timeout_finish"
+    CRON = "cron"
+    CANCEL = "cancel"            # cancel a run (from the API or a cancelOn match)
+
+
+class PauseKind(str, Enum):
+    WAIT = "wait"
+    INVOKE = "invoke"
+    CANCEL = "cancel"
+    SIGNAL = "signal"
+
+
+@dataclass(slots=True)
+class StoredEvent:
+    internal_id: str
+    name: str
+    event_id: str
+    ts: int
+    received_ms: int
+    body: bytes  # canonical JSON
+    source: str = ""
+    seq: int = 0  # assigned by the store
+
+
+@dataclass(slots=True)
+class Job:
+    id: str
+    kind: JobKind
+    due_ms: int
+    run_id: str | None = None
+    step_id: str = "step"
+    attempt: int = 0
+    priority: int = 0
+    payload: dict[str, Any] | None = None
+
+    def sort_key(self) -> tuple[int, int]:
+        return (self.due_ms, -self.priority)
+
+
+@dataclass(slots=True)
+class Pause:
+    id: str
+    run_id: str
+    step_id: str
+    kind: PauseKind
+    expires_ms: int
+    after_seq: int
+    event_name: str | None = None
+    expression: str | None = None
+    signal: str | None = None
+    data: dict[str, Any] | None = None
+
+
+@dataclass(slots=True)
+class Run:
+    """A run's durable state. ``events`` and ``steps`` hold canonical JSON fragments."""
+
+    id: str
+    fn_id: str
+    app_id: str
+    status: RunStatus
+    event_ids: list[str]
+    events: list[bytes]
+    queued_ms: int
+    fn_version: int = 1
+    steps: dict[str, bytes] = field(default_factory=dict)
+    stack: list[str] = field(default_factory=list)
+    version: int = -1
+    force_step_plan: bool = False
+    pending: list[str] | None = None
+    started_ms: int | None = None
+    ended_ms: int | None = None
+    output: bytes | None = None
+    batch_id: str | None = None
+    cron: str | None = None
+    original_run_id: str | None = None
+    attrs: dict[str, Any] = field(default_factory=dict)
+    state_bytes: int = 0
+
+    @property
+    def ended(self) -> bool:
+        return self.status.ended
+
+
+# ---------------------------------------------------------------------------------------------
+# Batch operations. Each is a plain record; stores interpret them.
+
+
+@dataclass(slots=True)
+class InsertEvents:
+    events: list[StoredEvent]
+
+
+@dataclass(slots=True)
+class CreateRun:
+    run: Run
+    # When set, the run is only created if no live run holds this key; otherwise this op and
+    # every later op of the batch about the same run are skipped.
+    idempotency_key: str | None = None
+    idempotency_expires_ms: int = 0
+
+
+@dataclass(slots=True)
+class SaveStep:
+    run_id: str
+    step_id: str
+    pos: int  # its position in the run's stack
+    value: bytes  # canonical JSON
+
+
+@dataclass(slots=True)
+class UpdateRun:
+    run_id: str
+    fields: dict[str, Any]
+
+
+@dataclass(slots=True)
+class Enqueue:
+    job: Job
+
+
+@dataclass(slots=True)
+class DeleteJob:
+    job_id: str
+
+
+@dataclass(slots=True)
+class DeleteRunJobs:
+    run_id: str
+    keep: str | None = None  # a job id to leave alone (the one being processed)
+
+
+@dataclass(slots=True)
+class AddPause:
+    pause: Pause
+
+
+@dataclass(slots=True)
+class DeletePause:
+    pause_id: str
+
+
+@dataclass(slots=True)
+class DeleteRunPauses:
+    run_id: str
+
+
+@dataclass(slots=True)
+class AddHistory:
+    run_id: str
+    at_ms: int
+    kind: str
+    step_id: str | None = None
+    name: str | None = None
+    attempt: int | None = None
+    data: bytes | None = None
+
+
+Op = (
+    InsertEvents | CreateRun | SaveStep | UpdateRun | Enqueue | DeleteJob | DeleteRunJobs
+    | AddPause | DeletePause | DeleteRunPauses | AddHistory
+)
+
+
+@dataclass(slots=True)
+class Batch:
+    ops: list[Op] = field(default_factory=list)
+
+    def add(self, op: Op) -> None:
+        self.ops.append(op)
+
+    def __bool__(self) -> bool:
+        return bool(self.ops)
+
+
+@dataclass(slots=True)
+class CommitResult:
+    created_runs: list[str] = field(default_factory=list)
+    skipped_runs: dict[str, str | None] = field(default_factory=dict)  # run id -> existing run id
+    event_seqs: dict[str, int] = field(default_factory=dict)  # internal id -> seq
+    duplicate_events: set[str] = field(default_factory=set)
+    ignored_jobs: set[str] = field(default_factory=set)  # Enqueue of an id that already existed
+    deleted_jobs: set[str] = field(default_factory=set)  # by DeleteRunJobs
+    deleted_pauses: set[str] = field(default_factory=set)

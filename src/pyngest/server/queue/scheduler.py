@@ -1,0 +1,245 @@
+"""The job scheduler: durable jobs in the store, the near future in memory.
+
+Every job lives in the store. Jobs due within ``horizon_ms`` are also kept in an in-memory heap,
+so a job that becomes due wakes a worker at once (a timer on the clock, not a polling tick).
+Jobs further out (a week-long sleep) stay only in the store until the horizon reaches them, so
+memory does not grow with the number of sleeping runs.
+
+Workers ``get()`` a due job (it is then *leased*: out of the heap, still in the store) and
+finish it by committing a batch that deletes or re-enqueues it. A crash loses only leases;
+on start every stored job is loaded again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import heapq
+import itertools
+import logging
+from collections import deque
+from collections.abc import Awaitable
+
+from pyngest.clock import Clock, TimerHandle
+from pyngest.server.model import Batch, CommitResult, DeleteJob, Enqueue, Job
+from pyngest.server.store.base import Store
+
+log = logging.getLogger("pyngest.queue")
+
+DEFAULT_HORIZON_MS = 10 * 60_000
+_REFILL_LIMIT = 50_000
+
+
+class Scheduler:
+    def __init__(self, store: Store, clock: Clock, *, horizon_ms: int = DEFAULT_HORIZON_MS) -> None:
+        self.store = store
+        self.clock = clock
+        self.horizon_ms = horizon_ms
+        self._heap: list[tuple[int, int, int, Job]] = []
+        self._seq = itertools.count()
+        self._live: dict[str, Job] = {}  # in the heap
+        self._leased: dict[str, Job] = {}  # handed to a worker, not yet finished
+        self._horizon = 0  # every job due before this is in memory (or done)
+        self._refill_to = 0
+        self._refilling = False
+        self._done_in_refill: set[str] = set()
+        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._timer: TimerHandle | None = None
+        self._timer_at: int | None = None
+        self._refill_timer: TimerHandle | None = None
+        self._closed = False
+
+    # ------------------------------------------------------------------------- lifecycle
+
+    async def start(self) -> None:
+        await self._refill()
+
+    def close(self) -> None:
+        self._closed = True
+        for handle in (self._timer, self._refill_timer):
+            if handle is not None:
+                handle.cancel()
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.cancel()
+
+    @property
+    def leased(self) -> int:
+        return len(self._leased)
+
+    @property
+    def in_memory(self) -> int:
+        return len(self._live)
+
+    # ---------------------------------------------------------------------------- writes
+
+    async def commit(self, batch: Batch) -> CommitResult:
+        """Commit ``batch`` to the store, then reflect its jobs in memory."""
+        return await self.submit(batch)
+
+    def submit(self, batch: Batch) -> Awaitable[CommitResult]:
+        """Queue ``batch`` for commit right away (keeping submission order); await the result."""
+        return self._applied(batch, self.store.submit(batch))
+
+    async def _applied(self, batch: Batch, fut: Awaitable[CommitResult]) -> CommitResult:
+        result = await fut
+        self.apply(batch, result)
+        return result
+
+    def apply(self, batch: Batch, result: CommitResult) -> None:
+        skipped = result.skipped_runs
+        for op in batch.ops:
+            if isinstance(op, Enqueue):
+                job = op.job
+                if job.id in result.ignored_jobs or (job.run_id in skipped):
+                    continue
+                self._forget(job.id)
+                self._push(job)
+            elif isinstance(op, DeleteJob):
+                self._forget(op.job_id)
+        for job_id in result.deleted_jobs:
+            self._forget(job_id)
+
+    def _forget(self, job_id: str) -> None:
+        self._live.pop(job_id, None)
+        self._leased.pop(job_id, None)
+        if self._refilling:
+            # a refill query may have read this job before it was finished: don't revive it
+            self._done_in_refill.add(job_id)
+
+    def _push(self, job: Job) -> None:
+        if job.due_ms >= max(self._horizon, self._refill_to):
+            return  # the store has it; a later refill brings it in
+        self._push_loaded(job)
+
+    # ----------------------------------------------------------------------------- reads
+
+    async def get(self) -> Job:
+        """Wait for the next due job and lease it."""
+        loop = asyncio.get_running_loop()
+        while True:
+            if self._closed:
+                raise asyncio.CancelledError("scheduler closed")
+            job = self._pop_due()
+            if job is not None:
+                if self._has_due():
+                    self._wake()  # chain: let another worker take the next one
+                return job
+            fut: asyncio.Future[None] = loop.create_future()
+            self._waiters.append(fut)
+            if self._heap:
+                self._arm(self._heap[0][0])
+            try:
+                await fut
+            finally:
+                if not fut.done():
+                    fut.cancel()
+                try:
+                    self._waiters.remove(fut)
+                except ValueError:
+                    pass
+
+    def release(self, job: Job) -> None:
+        """Give a leased job back to the heap (e.g. a worker stopping mid-way)."""
+        if self._leased.pop(job.id, None) is not None:
+            self._push(job)
+
+    def _pop_due(self) -> Job | None:
+        now = self.clock.now_ms()
+        while self._heap:
+            due, _, _, job = self._heap[0]
+            if self._live.get(job.id) is not job:
+                heapq.heappop(self._heap)  # stale entry: deleted or replaced
+                continue
+            if due > now:
+                return None
+            heapq.heappop(self._heap)
+            del self._live[job.id]
+            self._leased[job.id] = job
+            return job
+        return None
+
+    def _has_due(self) -> bool:
+        now = self.clock.now_ms()
+        while self._heap:
+            due, _, _, job = self._heap[0]
+            if self._live.get(job.id) is not job:
+                heapq.heappop(self._heap)
+                continue
+            return due <= now
+        return False
+
+    # ---------------------------------------------------------------------------- timers
+
+    def _wake(self) -> None:
+        while self._waiters:
+            fut = self._waiters.popleft()
+            if not fut.done():
+                fut.set_result(None)
+                return
+
+    def _arm(self, when: int) -> None:
+        if self._timer_at is not None and self._timer_at <= when:
+            return
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_at = when
+        self._timer = self.clock.call_at(when, self._on_timer)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        self._timer_at = None
+        if self._has_due():
+            self._wake()
+        if self._heap:
+            self._arm(self._heap[0][0])
+
+    # ---------------------------------------------------------------------------- refill
+
+    async def _refill(self) -> None:
+        if self._refilling or self._closed:
+            return
+        self._refilling = True
+        self._done_in_refill.clear()
+        try:
+            target = self.clock.now_ms() + self.horizon_ms
+            self._refill_to = target
+            jobs = await self.store.jobs_due_before(target, _REFILL_LIMIT)
+            if len(jobs) == _REFILL_LIMIT:
+                # Too many to hold: the window ends at the last job loaded. Jobs due exactly
+                # then are loaded in full so the window always moves forward.
+                target = jobs[-1].due_ms + 1
+                jobs = [j for j in jobs if j.due_ms < jobs[-1].due_ms]
+                jobs += await self.store.jobs_due_between(target - 1, target)
+            for job in jobs:
+                if job.id in self._live or job.id in self._leased or job.id in self._done_in_refill:
+                    continue
+                self._push_loaded(job)
+            self._horizon = target
+        finally:
+            self._refilling = False
+            self._refill_to = 0
+            self._done_in_refill.clear()
+        if self._refill_timer is not None:
+            self._refill_timer.cancel()
+        if not self._closed:
+            when = max(self.clock.now_ms() + 1, self._horizon - self.horizon_ms // 2)
+            self._refill_timer = self.clock.call_at(when, self._schedule_refill)
+
+    def _push_loaded(self, job: Job) -> None:
+        self._live[job.id] = job
+        heapq.heappush(self._heap, (job.due_ms, -job.priority, next(self._seq), job))
+        if job.due_ms <= self.clock.now_ms():
+            self._wake()
+        else:
+            self._arm(job.due_ms)
+
+    def _schedule_refill(self) -> None:
+        self._refill_timer = None
+        task = asyncio.get_running_loop().create_task(self._refill())
+        task.add_done_callback(_log_failure)
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("queue refill failed", exc_info=task.exception())

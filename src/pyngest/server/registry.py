@@ -1,0 +1,363 @@
+"""Apps and functions: what is registered, compiled once, and looked up per event.
+
+The registry is the in-memory view of the ``apps`` and ``functions`` tables. Each function's
+trigger expressions and cron schedules are compiled when it is synced, not when events arrive.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import orjson
+
+from pyngest import cron
+from pyngest.clock import Clock
+from pyngest.protocol import jcs
+from pyngest.protocol.durations import parse_ms
+from pyngest.protocol.events import trigger_candidates
+from pyngest.protocol.sync import (
+    FunctionConfig,
+    SyncError,
+    decode_register,
+    max_attempts,
+    split_sdk,
+    step_url,
+    validate_function,
+)
+from pyngest.server.exprs import Condition, ExpressionError, compile_condition
+from pyngest.server.store.base import AppRecord, FunctionRecord, Store, SyncRecord
+
+log = logging.getLogger("pyngest.registry")
+
+
+class RegistrationError(Exception):
+    """A register request is refused; ``status`` and ``message`` go back to the SDK."""
+
+    def __init__(self, message: str, status: int = 400, data: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.data = data
+
+
+@dataclass(slots=True)
+class EventTrigger:
+    event: str
+    condition: Condition | None
+
+
+@dataclass(slots=True)
+class CronTrigger:
+    expression: str
+    schedule: cron.Schedule
+    jitter_ms: int
+
+
+@dataclass
+class Function:
+    """A registered function, ready to be triggered."""
+
+    id: str
+    app_id: str
+    slug: str
+    name: str
+    config: FunctionConfig
+    version: int
+    url: str
+    max_attempts: int
+    event_triggers: list[EventTrigger] = field(default_factory=list)
+    cron_triggers: list[CronTrigger] = field(default_factory=list)
+    paused: bool = False
+    archived: bool = False
+
+    @property
+    def retries(self) -> int:
+        return self.max_attempts - 1
+
+
+@dataclass(slots=True)
+class SyncOutcome:
+    app: AppRecord
+    modified: bool
+    sync_id: str
+    functions: list[Function]
+    archived: list[str]
+
+
+def normalize_url(url: str) -> str:
+    """As upstream: drop ``deployId``/``probe`` query params and default ports; 127.0.0.1 and
+    0.0.0.0 become localhost, so the same app is recognised however it was addressed."""
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    if host in ("127.0.0.1", "0.0.0.0"):
+        host = "localhost"
+    port = parts.port
+    if (parts.scheme == "http" and port == 80) or (parts.scheme == "https" and port == 443):
+        port = None
+    netloc = host if port is None else f"{host}:{port}"
+    if parts.username:
+        netloc = f"{parts.username}{':' + parts.password if parts.password else ''}@{netloc}"
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("deployId", "probe")])
+    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+
+
+def function_uuid(name: str, url: str) -> str:
+    """Deterministic id from name and URL (upstream: UUIDv5, OID namespace, name+URI)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, name + url))
+
+
+def compile_function(rec: FunctionRecord) -> Function:
+    """Build the in-memory function; raises ValueError with every problem found."""
+    config: FunctionConfig = rec.config  # type: ignore[assignment]
+    problems: list[str] = []
+    fn = Function(
+        id=rec.id,
+        app_id=rec.app_id,
+        slug=rec.slug,
+        name=rec.name,
+        config=config,
+        version=rec.version,
+        url=step_url(config),
+        max_attempts=max_attempts(config),
+        paused=rec.paused_ms is not None,
+        archived=rec.archived_ms is not None,
+    )
+    for i, trig in enumerate(config.get("triggers", [])):
+        if trig.get("event"):
+            cond = None
+            if trig.get("expression"):
+                try:
+                    cond = compile_condition(trig["expression"])
+                except ExpressionError as exc:
+                    problems.append(f"triggers[{i}].expression: {exc}")
+            fn.event_triggers.append(EventTrigger(trig["event"], cond))
+        elif trig.get("cron"):
+            try:
+                schedule = cron.parse(trig["cron"])
+            except cron.CronError as exc:
+                problems.append(f"triggers[{i}].cron: {exc}")
+                continue
+            jitter = trig.get("jitter")
+            fn.cron_triggers.append(CronTrigger(trig["cron"], schedule, parse_ms(jitter) if jitter else 0))
+    for key, where in _expressions(config):
+        try:
+            compile_condition(key)
+        except ExpressionError as exc:
+            problems.append(f"{where}: {exc}")
+    if problems:
+        raise ValueError("; ".join(problems))
+    return fn
+
+
+def _expressions(config: FunctionConfig) -> list[tuple[str, str]]:
+    """Every other expression in a config, to be checked at sync time."""
+    out: list[tuple[str, str]] = []
+    for i, c in enumerate(config.get("cancel") or []):
+        if c.get("if"):
+            out.append((c["if"], f"cancel[{i}].if"))
+    for i, c in enumerate(config.get("concurrency") or []):
+        if c.get("key"):
+            out.append((c["key"], f"concurrency[{i}].key"))
+    for name in ("throttle", "rateLimit", "debounce", "batchEvents", "singleton"):
+        block = config.get(name)  # type: ignore[misc]
+        if isinstance(block, dict) and block.get("key"):
+            out.append((block["key"], f"{name}.key"))
+    batch = config.get("batchEvents")
+    if isinstance(batch, dict) and batch.get("if"):
+        out.append((batch["if"], "batchEvents.if"))
+    prio = config.get("priority")
+    if isinstance(prio, dict) and prio.get("run"):
+        out.append((prio["run"], "priority.run"))
+    if config.get("idempotency"):
+        out.append((config["idempotency"], "idempotency"))
+    return out
+
+
+class Registry:
+    def __init__(self, store: Store, clock: Clock) -> None:
+        self.store = store
+        self.clock = clock
+        self.apps: dict[str, AppRecord] = {}  # by id
+        self.functions: dict[str, Function] = {}  # by id, live (not archived)
+        self.by_slug: dict[str, Function] = {}
+        self._by_trigger: dict[str, list[tuple[Function, EventTrigger]]] = {}
+
+    async def load(self) -> None:
+        for app in await self.store.list_apps():
+            self.apps[app.id] = app
+        fns = []
+        for rec in await self.store.list_functions():
+            try:
+                fns.append(compile_function(rec))
+            except ValueError as exc:  # stored before a stricter version: keep serving the rest
+                log.warning("function %s no longer compiles: %s", rec.slug, exc)
+        self._index(fns)
+
+    def _index(self, fns: list[Function]) -> None:
+        self.functions = {f.id: f for f in fns}
+        self.by_slug = {f.slug: f for f in fns}
+        by_trigger: dict[str, list[tuple[Function, EventTrigger]]] = {}
+        for f in fns:
+            for t in f.event_triggers:
+                by_trigger.setdefault(t.event, []).append((f, t))
+        self._by_trigger = by_trigger
+
+    def app_by_name(self, name: str) -> AppRecord | None:
+        for app in self.apps.values():
+            if app.name == name:
+                return app
+        return None
+
+    def app_by_url(self, url: str) -> AppRecord | None:
+        norm = normalize_url(url)
+        for app in self.apps.values():
+            if normalize_url(app.url) == norm:
+                return app
+        return None
+
+    def find_function(self, ident: str) -> Function | None:
+        """By slug or by UUID."""
+        return self.by_slug.get(ident) or self.functions.get(ident)
+
+    def triggered_by(self, event: dict[str, Any]) -> list[Function]:
+        """Functions this event starts: name or wildcard match, then the trigger's ``if``.
+
+        A function runs at most once per event even when several triggers match.
+        """
+        name = event.get("name", "")
+        out: list[Function] = []
+        seen: set[str] = set()
+        for candidate in trigger_candidates(name):
+            for fn, trig in self._by_trigger.get(candidate, ()):
+                if fn.id in seen:
+                    continue
+                if trig.condition is not None and not trig.condition.matches(event=event):
+                    continue
+                seen.add(fn.id)
+                out.append(fn)
+        return out
+
+    def cron_functions(self) -> list[Function]:
+        return [f for f in self.functions.values() if f.cron_triggers]
+
+    # ----------------------------------------------------------------------------- sync
+
+    async def register(self, body: Any, *, deploy_id: str | None = None) -> SyncOutcome:
+        """Process a ``/fn/register`` payload (already JSON-decoded)."""
+        now = self.clock.now_ms()
+        try:
+            req = decode_register(body)
+        except SyncError as exc:
+            raise RegistrationError(str(exc)) from exc
+        url = normalize_url(str(req.get("url") or ""))
+        sdk_lang, sdk_version = split_sdk(req.get("sdk"))
+        checksum_src = {k: v for k, v in req.items() if k not in ("featureObservations", "deployId")}
+        checksum = hashlib.sha256(jcs.dumps(checksum_src)).hexdigest()
+
+        app = self.app_by_name(req["appName"])
+        if app is not None and app.checksum == checksum and app.error is None and app.url == url:
+            sync_id = str(uuid.uuid4())
+            await self.store.add_sync(
+                SyncRecord(sync_id, app.id, url, "duplicate", None, False, [], now)
+            )
+            fns = [f for f in self.functions.values() if f.app_id == app.id]
+            return SyncOutcome(app, False, sync_id, fns, [])
+
+        problems: list[str] = []
+        records: list[FunctionRecord] = []
+        existing = {f.slug: f for f in self.functions.values()}
+        seen_slugs: set[str] = set()
+        for i, raw in enumerate(req["functions"]):
+            fn_cfg, errors = validate_function(raw)
+            slug = raw.get("id") if isinstance(raw, dict) else None
+            label = f"function {slug!r}" if slug else f"functions[{i}]"
+            problems.extend(f"{label}: {e}" for e in errors)
+            if fn_cfg is None:
+                continue
+            if not errors and fn_cfg["id"] in seen_slugs:
+                problems.append(f"{label}: duplicate function id")
+                continue
+            seen_slugs.add(fn_cfg.get("id", ""))
+            prev = existing.get(fn_cfg.get("id", ""))
+            if prev is not None and app is not None and prev.app_id != app.id:
+                problems.append(f"{label}: the id is already used by another app")
+                continue
+            url = step_url(fn_cfg)
+            fid = prev.id if prev is not None else function_uuid(str(fn_cfg.get("name", "")), url)
+            version = prev.version + (prev.config != fn_cfg) if prev is not None else 1
+            rec = FunctionRecord(
+                id=fid, app_id="", slug=str(fn_cfg.get("id", "")), name=str(fn_cfg.get("name", "")),
+                config=dict(fn_cfg), version=version, created_ms=now, updated_ms=now,
+            )
+            try:
+                compile_function(rec)
+            except ValueError as exc:
+                problems.append(f"{label}: {exc}")
+                continue
+            except (TypeError, AttributeError, KeyError):
+                continue  # malformed beyond what the structural errors above already say
+            if not errors:
+                records.append(rec)
+        if problems:
+            raise RegistrationError(
+                "At least one function is invalid", 400, {"errors": problems}
+            )
+
+        if app is None:
+            app = AppRecord(id=str(uuid.uuid4()), name=req["appName"], url=url, created_ms=now)
+        app.url = url
+        app.sdk_language = sdk_lang
+        app.sdk_version = sdk_version
+        app.framework = str(req.get("framework") or "")
+        app.app_version = str(req.get("appVersion") or "")
+        app.checksum = checksum
+        app.error = None
+        app.updated_ms = now
+        for rec in records:
+            rec.app_id = app.id
+        await self.store.save_app(app)
+        archived = await self.store.save_functions(app.id, records, now)
+        sync_id = str(uuid.uuid4())
+        await self.store.add_sync(
+            SyncRecord(sync_id, app.id, url, "success", None, True, [r.slug for r in records], now)
+        )
+        self.apps[app.id] = app
+        fns = [f for f in self.functions.values() if f.app_id != app.id]
+        new_fns = []
+        for rec in records:
+            prev_fn = self.functions.get(rec.id)
+            compiled = compile_function(rec)
+            if prev_fn is not None:
+                compiled.paused = prev_fn.paused
+            new_fns.append(compiled)
+        self._index(fns + new_fns)
+        return SyncOutcome(app, True, sync_id, new_fns, archived)
+
+    async def record_sync_error(self, url: str, message: str) -> None:
+        now = self.clock.now_ms()
+        app = self.app_by_url(url)
+        if app is not None:
+            app.error = message
+            app.updated_ms = now
+            await self.store.save_app(app)
+        await self.store.add_sync(
+            SyncRecord(str(uuid.uuid4()), app.id if app else None, url, "error", message, False, [], now)
+        )
+
+    async def delete_app(self, app_id: str) -> None:
+        await self.store.delete_app(app_id, self.clock.now_ms())
+        self.apps.pop(app_id, None)
+        self._index([f for f in self.functions.values() if f.app_id != app_id])
+
+    async def set_paused(self, fn: Function, paused: bool) -> None:
+        await self.store.set_function_paused(fn.id, self.clock.now_ms() if paused else None)
+        fn.paused = paused
+
+
+def config_json(fn: Function) -> bytes:
+    return orjson.dumps(fn.config)

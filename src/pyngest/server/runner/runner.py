@@ -1,0 +1,234 @@
+"""The runner: what each stored event causes.
+
+An accepted event is stored together with an EVENTS job in one commit (so it is durable before
+``POST /e`` answers and cannot be forgotten by a crash). The job then, for each event:
+1. fulfils the pauses waiting for it (waitForEvent, invoke results) and cancels the runs whose
+   ``cancelOn`` it matches;
+2. starts the functions it triggers (or, for ``inngest/function.invoked``, the one it targets),
+   once per function per event id within 24 hours.
+Processing is idempotent, so a job interrupted by a crash is simply processed again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+
+from pyngest import cron
+from pyngest.clock import Clock
+from pyngest.protocol.durations import parse_ms, parse_time_ms, rfc3339_s
+from pyngest.protocol.events import CRON_EVENT, FN_INVOKED, INTERNAL_DATA_KEY
+from pyngest.protocol import jcs
+from pyngest.protocol.ids import new_ulid
+from pyngest.server.events import enqueue_events, event_dict, stored
+from pyngest.server.executor.executor import Executor
+from pyngest.server.exprs import ExpressionError, compile_condition, interpolate
+from pyngest.server.model import (
+    AddHistory,
+    AddPause,
+    Batch,
+    CreateRun,
+    DeleteJob,
+    DeletePause,
+    Enqueue,
+    InsertEvents,
+    Job,
+    JobKind,
+    Pause,
+    PauseKind,
+    Run,
+    RunStatus,
+    StoredEvent,
+)
+from pyngest.server.registry import Function, Registry
+
+log = logging.getLogger("pyngest.runner")
+
+IDEMPOTENCY_MS = 24 * 3_600_000
+DEFAULT_CANCEL_TIMEOUT_MS = 365 * 86_400_000
+
+
+class Runner:
+    def __init__(self, *, executor: Executor, registry: Registry, clock: Clock) -> None:
+        self.x = executor
+        self.state = executor.state
+        self.registry = registry
+        self.clock = clock
+        # Events are matched one job at a time, in arrival order, so the first of two events
+        # with the same id wins its idempotency key. Only matching is serialized: each job's
+        # batch is submitted in order and its commit awaited outside the lock.
+        self._order = asyncio.Lock()
+
+    # ------------------------------------------------------------------------ ingestion
+
+    async def accept(self, events: list[StoredEvent]) -> None:
+        """Store events durably, with the job that will act on them."""
+        batch = Batch()
+        enqueue_events(batch, events, self.clock.now_ms())
+        await self.state.commit(batch)
+
+    async def process_events(self, job: Job) -> None:
+        ids = list((job.payload or {}).get("ids") or [])
+        async with self._order:
+            fresh = self.state.fresh_events
+            events = [fresh.pop(i) for i in ids if i in fresh]
+            if len(events) < len(ids):  # after a restart: read them back
+                have = {e.internal_id for e in events}
+                position = {iid: n for n, iid in enumerate(ids)}
+                stored_events = await self.state.store.get_events([i for i in ids if i not in have])
+                events = sorted(events + stored_events, key=lambda e: position[e.internal_id])
+            batch = Batch([DeleteJob(job.id)])
+            for ev in events:
+                data = event_dict(ev)
+                await self._match_pauses(ev, data)
+                self._start_runs(ev, data, batch)
+            committed = self.state.submit(batch)
+        await committed
+
+    async def _match_pauses(self, ev: StoredEvent, data: dict[str, Any]) -> None:
+        for pause in list(self.state.pauses.matching(data, ev.seq)):
+            if pause.kind is PauseKind.CANCEL:
+                await self.x.control.cancel_run(
+                    pause.run_id, reason=f"cancelOn event {ev.name} ({ev.internal_id})",
+                    extra=[DeletePause(pause.id)],
+                )
+            elif pause.kind is PauseKind.WAIT:
+                await self.x.control.resume(pause.id, ev.body, kind="StepResumed")
+            elif pause.kind is PauseKind.INVOKE:
+                payload = data.get("data") or {}
+                if payload.get("error") is not None:
+                    value = orjson.dumps({"error": payload["error"]})
+                else:
+                    value = orjson.dumps({"data": payload.get("result")})
+                await self.x.control.resume(pause.id, jcs.canonicalize(value), kind="StepInvoked")
+
+    def _start_runs(self, ev: StoredEvent, data: dict[str, Any], batch: Batch) -> None:
+        if ev.name == FN_INVOKED:
+            meta = (data.get("data") or {}).get(INTERNAL_DATA_KEY) or {}
+            fn = self.registry.find_function(str(meta.get("fn_id") or ""))
+            targets = [fn] if fn is not None else []
+        else:
+            targets = self.registry.triggered_by(data)
+        for fn in targets:
+            if fn.paused:
+                continue
+            self.schedule_run(fn, [ev], data, batch, idempotency=f"{fn.id}:{data.get('id') or ev.internal_id}")
+
+    def schedule_run(
+        self, fn: Function, events: list[StoredEvent], first: dict[str, Any], batch: Batch, *,
+        idempotency: str | None, original_run_id: str | None = None, cron_expr: str | None = None,
+    ) -> Run:
+        """Add a new run of ``fn`` for ``events`` to ``batch``."""
+        now = self.clock.now_ms()
+        run = Run(
+            id=new_ulid(now),
+            fn_id=fn.id,
+            app_id=fn.app_id,
+            fn_version=fn.version,
+            status=RunStatus.QUEUED,
+            event_ids=[e.internal_id for e in events],
+            events=[e.body for e in events],
+            queued_ms=now,
+            original_run_id=original_run_id,
+            cron=cron_expr,
+            attrs={"fn_slug": fn.slug},
+            state_bytes=sum(len(e.body) for e in events),
+        )
+        batch.add(CreateRun(run, idempotency_key=idempotency, idempotency_expires_ms=now + IDEMPOTENCY_MS))
+        # a future "ts" delays the run it starts
+        start_at = max(now, min(int(first.get("ts") or now), now + 366 * 86_400_000))
+        batch.add(Enqueue(Job(id=f"{run.id}:start", kind=JobKind.EXECUTE, due_ms=start_at, run_id=run.id)))
+        batch.add(AddHistory(run.id, now, "FunctionScheduled"))
+        timeouts = fn.config.get("timeouts") or {}
+        if timeouts.get("start"):
+            batch.add(Enqueue(Job(
+                id=f"{run.id}:timeout-start", kind=JobKind.TIMEOUT_START,
+                due_ms=start_at + parse_ms(timeouts["start"]), run_id=run.id,
+            )))
+        self._cancel_pauses(fn, run, first, events[-1].seq, batch, now)
+        return run
+
+    def _cancel_pauses(self, fn: Function, run: Run, trigger: dict[str, Any], after_seq: int,
+                       batch: Batch, now: int) -> None:
+        for i, c in enumerate(fn.config.get("cancel") or []):
+            expression = c.get("if")
+            if expression:
+                expression = interpolate(expression, trigger)
+                try:
+                    cond = compile_condition(expression)
+                except ExpressionError:
+                    log.warning("cancel[%d] of %s does not compile after interpolation", i, fn.slug)
+                    continue
+                if cond.source.strip() == "false":
+                    continue  # can never match: store nothing
+            timeout = c.get("timeout")
+            expires = now + DEFAULT_CANCEL_TIMEOUT_MS
+            if timeout:
+                at = parse_time_ms(timeout) if len(timeout) >= 10 else None
+                expires = at if at is not None else now + parse_ms(timeout)
+            pause = Pause(
+                id=f"{run.id}:cancel:{i}", run_id=run.id, step_id=f"cancel:{i}", kind=PauseKind.CANCEL,
+                expires_ms=expires, after_seq=after_seq, event_name=c["event"],
+                expression=expression or None,
+            )
+            batch.add(AddPause(pause))
+            batch.add(Enqueue(Job(
+                id=f"{run.id}:t:cancel:{i}", kind=JobKind.PAUSE_TIMEOUT, due_ms=expires, run_id=run.id,
+                step_id=f"cancel:{i}", payload={"pause_id": pause.id, "cancel": True},
+            )))
+
+    # ------------------------------------------------------------------------------ cron
+
+    def cron_jobs(self, fn: Function, after_ms: int) -> list[Job]:
+        jobs = []
+        for trig in fn.cron_triggers:
+            at = trig.schedule.next_after(after_ms)
+            jobs.append(self._cron_job(fn, trig.expression, at, trig.jitter_ms))
+        return jobs
+
+    @staticmethod
+    def _cron_job(fn: Function, expression: str, scheduled_ms: int, jitter_max: int) -> Job:
+        jitter = cron.jitter_ms(f"{fn.id}:{scheduled_ms}", jitter_max) if jitter_max else 0
+        key = f"{fn.id}:{expression}:{scheduled_ms}"
+        return Job(
+            id=f"cron:{key}", kind=JobKind.CRON, due_ms=scheduled_ms + jitter,
+            payload={"fn_id": fn.id, "cron": expression, "scheduled_ms": scheduled_ms, "jitter_ms": jitter_max},
+        )
+
+    async def schedule_crons(self, fns: list[Function]) -> None:
+        now = self.clock.now_ms()
+        batch = Batch()
+        for fn in fns:
+            for job in self.cron_jobs(fn, now):
+                batch.add(Enqueue(job))
+        if batch:
+            await self.state.commit(batch)
+
+    async def fire_cron(self, job: Job) -> None:
+        payload = job.payload or {}
+        batch = Batch([DeleteJob(job.id)])
+        fn = self.registry.functions.get(str(payload.get("fn_id")))
+        expression = str(payload.get("cron"))
+        trig = next((t for t in fn.cron_triggers if t.expression == expression), None) if fn else None
+        if fn is None or trig is None:
+            await self.state.commit(batch)  # the function or its schedule is gone: stop here
+            return
+        scheduled = int(payload["scheduled_ms"])
+        now = self.clock.now_ms()
+        stamp = rfc3339_s(scheduled)
+        event = {
+            "name": CRON_EVENT,
+            "id": stamp,
+            "data": {"cron": expression, "scheduledAt": stamp, "fireAt": rfc3339_s(job.due_ms)},
+            "ts": job.due_ms,
+        }
+        ev = stored(event, received_ms=now, internal_id=new_ulid(now))
+        batch.add(InsertEvents([ev]))
+        if not fn.paused:
+            self.schedule_run(fn, [ev], event, batch, idempotency=f"{fn.id}:{stamp}", cron_expr=expression)
+        nxt = trig.schedule.next_after(max(scheduled, now))
+        batch.add(Enqueue(self._cron_job(fn, expression, nxt, trig.jitter_ms)))
+        await self.state.commit(batch)

@@ -1,0 +1,87 @@
+"""The server as one object: store, scheduler, registry, executor, runner, workers and syncer,
+started and stopped in order. The HTTP layer (``api``) is built on top of it; tests can drive a
+Service with a test clock and no HTTP at all."""
+
+from __future__ import annotations
+
+import logging
+
+from pyngest.clock import Clock, RealClock
+from pyngest.server.config import ServerConfig
+from pyngest.server.executor.driver import Driver
+from pyngest.server.executor.executor import Executor, ExecutorConfig
+from pyngest.server.executor.state import State
+from pyngest.server.model import JobKind
+from pyngest.server.queue.scheduler import Scheduler
+from pyngest.server.registry import Registry, SyncOutcome
+from pyngest.server.runner.runner import Runner
+from pyngest.server.store.base import Store
+from pyngest.server.store.sqlite.store import SqliteStore
+from pyngest.server.sync import AppSyncer
+from pyngest.server.worker import WorkerPool
+
+log = logging.getLogger("pyngest.server")
+
+
+class Service:
+    def __init__(self, config: ServerConfig, *, clock: Clock | None = None, store: Store | None = None) -> None:
+        self.config = config
+        self.clock = clock or RealClock()
+        self.store: Store = store or SqliteStore(config.sqlite_dir, self.clock, durability=config.durability)
+        self.scheduler = Scheduler(self.store, self.clock)
+        self.state = State(self.store, self.scheduler)
+        self.registry = Registry(self.store, self.clock)
+        self.driver = Driver(signing_key=config.signing_key, clock_ms=self.clock.now_ms)
+        self.executor = Executor(
+            state=self.state, registry=self.registry, driver=self.driver, clock=self.clock,
+            config=ExecutorConfig(retry_interval_s=config.retry_interval_s),
+        )
+        self.runner = Runner(executor=self.executor, registry=self.registry, clock=self.clock)
+        control = self.executor.control
+        self.workers = WorkerPool(
+            self.scheduler,
+            self.clock,
+            {
+                JobKind.EVENTS: self.runner.process_events,
+                JobKind.EXECUTE: self.executor.execute,
+                JobKind.SLEEP: control.sleep_done,
+                JobKind.PAUSE_TIMEOUT: control.pause_timeout,
+                JobKind.GATEWAY: self.executor.gateway.run,
+                JobKind.TIMEOUT_START: control.timeout_start,
+                JobKind.TIMEOUT_FINISH: control.timeout_finish,
+                JobKind.CRON: self.runner.fire_cron,
+                JobKind.CANCEL: control.cancel_job,
+            },
+            size=config.queue_workers,
+            commit=self.state.commit,
+        )
+        self.syncer = AppSyncer(config, self.registry, self.store, self.clock)
+        self.started = False
+
+    async def start(self, *, sync_apps: bool = True) -> None:
+        await self.store.open()
+        await self.registry.load()
+        await self.state.load()
+        await self.driver.start()
+        await self.scheduler.start()
+        await self.runner.schedule_crons(self.registry.cron_functions())
+        self.workers.start()
+        if sync_apps:
+            await self.syncer.start()
+        self.started = True
+
+    async def stop(self) -> None:
+        """Graceful: no new work; in-flight requests get the grace period; state is flushed."""
+        if not self.started:
+            return
+        self.started = False
+        await self.syncer.close()
+        await self.workers.stop(self.config.shutdown_grace_s)
+        self.scheduler.close()
+        await self.driver.close()
+        await self.store.close()
+
+    async def after_sync(self, outcome: SyncOutcome) -> None:
+        """Schedule the cron triggers of freshly synced functions."""
+        if outcome.modified:
+            await self.runner.schedule_crons([f for f in outcome.functions if f.cron_triggers])

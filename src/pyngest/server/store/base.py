@@ -1,0 +1,140 @@
+"""The narrow interface between the server and its storage.
+
+Writes are one call: :meth:`Store.commit` applies a :class:`~pyngest.server.model.Batch`
+atomically. Reads are a handful of queries the runner, executor and APIs need. The registry
+(apps and functions) changes rarely and has its own small set of calls.
+
+A backend implements this protocol; the SQLite backend is the embedded default.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from pyngest.server.model import Batch, CommitResult, Job, Pause, Run, StoredEvent
+
+
+@dataclass(slots=True)
+class AppRecord:
+    id: str
+    name: str
+    url: str
+    sdk_language: str = ""
+    sdk_version: str = ""
+    framework: str = ""
+    app_version: str = ""
+    checksum: str = ""
+    error: str | None = None
+    created_ms: int = 0
+    updated_ms: int = 0
+
+
+@dataclass(slots=True)
+class FunctionRecord:
+    id: str
+    app_id: str
+    slug: str
+    name: str
+    config: dict[str, Any]
+    version: int = 1
+    created_ms: int = 0
+    updated_ms: int = 0
+    archived_ms: int | None = None
+    paused_ms: int | None = None
+
+
+@dataclass(slots=True)
+class SyncRecord:
+    id: str
+    app_id: str | None
+    url: str
+    status: str
+    error: str | None
+    modified: bool
+    functions: list[str]
+    created_ms: int
+
+
+@dataclass(slots=True)
+class AppUrlRecord:
+    url: str
+    source: str
+    error: str | None = None
+    app_id: str | None = None
+    created_ms: int = 0
+    synced_ms: int | None = None
+
+
+@dataclass(slots=True)
+class HistoryRow:
+    seq: int
+    run_id: str
+    at_ms: int
+    kind: str
+    step_id: str | None
+    name: str | None
+    attempt: int | None
+    data: bytes | None
+
+
+@dataclass(slots=True)
+class RunQuery:
+    """Filters for listing runs, newest first."""
+
+    fn_ids: list[str] | None = None
+    app_ids: list[str] | None = None
+    statuses: list[str] | None = None
+    from_ms: int | None = None
+    until_ms: int | None = None
+    before_id: str | None = None  # cursor: runs with a smaller id
+    limit: int = 50
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Store(Protocol):
+    async def open(self) -> None: ...
+    async def close(self) -> None: ...
+
+    # -- writes
+    def submit(self, batch: Batch) -> asyncio.Future[CommitResult]:
+        """Queue ``batch`` now (batches commit in submission order); the future resolves once
+        it is durable."""
+        ...
+
+    async def commit(self, batch: Batch) -> CommitResult: ...
+
+    # -- runs, jobs, pauses
+    async def load_run(self, run_id: str) -> Run | None: ...
+    async def list_runs(self, query: RunQuery) -> list[Run]: ...
+    async def runs_for_event(self, internal_id: str) -> list[Run]: ...
+    async def history(self, run_id: str) -> list[HistoryRow]: ...
+    async def jobs_due_before(self, until_ms: int, limit: int) -> list[Job]: ...
+    async def jobs_due_between(self, from_ms: int, until_ms: int) -> list[Job]: ...
+    async def all_pauses(self) -> list[Pause]: ...
+    async def jobs_for_run(self, run_id: str) -> list[Job]: ...
+
+    # -- events
+    async def get_event(self, internal_id: str) -> StoredEvent | None: ...
+    async def get_events(self, internal_ids: list[str]) -> list[StoredEvent]: ...
+    async def list_events(
+        self, name: str | None, limit: int, before_seq: int | None = None,
+        from_ms: int | None = None, until_ms: int | None = None,
+    ) -> list[StoredEvent]: ...
+    async def max_event_seq(self) -> int: ...
+
+    # -- registry
+    async def list_apps(self) -> list[AppRecord]: ...
+    async def save_app(self, app: AppRecord) -> None: ...
+    async def delete_app(self, app_id: str, now_ms: int) -> None: ...
+    async def list_functions(self, include_archived: bool = False) -> list[FunctionRecord]: ...
+    async def save_functions(
+        self, app_id: str, functions: list[FunctionRecord], now_ms: int
+    ) -> list[str]: ...
+    async def set_function_paused(self, fn_id: str, paused_ms: int | None) -> None: ...
+    async def add_sync(self, sync: SyncRecord) -> None: ...
+    async def list_syncs(self, app_id: str, limit: int) -> list[SyncRecord]: ...
+    async def list_app_urls(self) -> list[AppUrlRecord]: ...
+    async def save_app_url(self, rec: AppUrlRecord) -> None: ...
+    async def delete_app_url(self, url: str) -> None: ...

@@ -1,0 +1,204 @@
+"""SQLite connections: one writer thread with group commit, and a small pool of readers.
+
+Why a writer thread: a commit must be durable before we acknowledge an event or send the next
+request of a run, but the event loop must not stall on disk writes (WAL checkpoints fsync).
+Callers hand a function to the writer and await a future. The writer takes everything queued,
+runs it in one transaction (a savepoint per caller, so one failure doesn't sink the others),
+commits once and resolves all the futures: under load many callers share one commit.
+
+WAL with ``synchronous=NORMAL`` survives a killed process (the WAL is in the OS page cache);
+``durability="full"`` adds an fsync per commit for power-loss safety.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+SCHEMA_VERSION = 1
+_MAX_GROUP = 256
+
+
+def _connect(path: str, durability: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(f"PRAGMA synchronous={'FULL' if durability == 'full' else 'NORMAL'}")
+    conn.execute("PRAGMA foreign_keys=OFF")
+    conn.execute("PRAGMA temp_store=MEMORY")
+    conn.execute("PRAGMA cache_size=-65536")
+    conn.execute("PRAGMA busy_timeout=30000")
+    return conn
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Create the schema, or upgrade an older one in place."""
+    schema = resources.files("pyngest.server.store.sqlite").joinpath("schema.sql").read_text()
+    have_meta = conn.execute(
+        "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+    ).fetchone()
+    current = 0
+    if have_meta:
+        row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+        current = int(row[0]) if row else 0
+    if current > SCHEMA_VERSION:
+        raise RuntimeError(
+            f"the database has schema version {current}, newer than this pyngest "
+            f"understands ({SCHEMA_VERSION}); upgrade pyngest or use another --sqlite-dir"
+        )
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        if current == 0:
+            for stmt in _statements(schema):
+                conn.execute(stmt)
+        else:
+            migrations = resources.files("pyngest.server.store.sqlite").joinpath("migrations")
+            for version in range(current + 1, SCHEMA_VERSION + 1):
+                script = migrations.joinpath(f"{version:03d}.sql").read_text()
+                for stmt in _statements(script):
+                    conn.execute(stmt)
+        conn.execute(
+            "INSERT INTO meta(key, value) VALUES('schema_version', ?) "
+            "ON CONFLICT(key) DO UPDATE SET value=excluded.value",
+            (str(SCHEMA_VERSION),),
+        )
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (comments may contain semicolons)."""
+    out, current = [], ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            if current.strip():
+                out.append(current.strip())
+            current = ""
+    if current.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in current.splitlines()):
+        raise ValueError(f"incomplete SQL statement at the end of the script: {current.strip()[:80]}")
+    return out
+
+
+class Database:
+    def __init__(self, path: Path | str, *, durability: str = "normal", readers: int = 2) -> None:
+        self.path = str(path)
+        self.durability = durability
+        self._readers = readers
+        self._writes: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]] | None] = (
+            queue.SimpleQueue()
+        )
+        self._writer: threading.Thread | None = None
+        self._pool: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.commits = 0  # how many transactions the writer committed (for figures and tests)
+
+    def open(self) -> None:
+        if self.path != ":memory:":
+            Path(self.path).parent.mkdir(parents=True, exist_ok=True)
+        conn = _connect(self.path, self.durability)
+        _migrate(conn)
+        self._loop = asyncio.get_running_loop()
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(conn,), name="pyngest-sqlite-writer", daemon=True
+        )
+        self._writer.start()
+        self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="pyngest-sqlite-reader")
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            self._writes.put(None)
+            await asyncio.to_thread(self._writer.join)
+            self._writer = None
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
+
+    def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
+        """Queue ``fn`` for the writer now; the future resolves once it is committed.
+
+        Writes are applied in the order they are submitted.
+        """
+        assert self._loop is not None, "database is not open"
+        fut: asyncio.Future[T] = self._loop.create_future()
+        self._writes.put((fn, fut))
+        return fut
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the writer's transaction; return once it is committed."""
+        return await self.submit(fn)
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        assert self._loop is not None and self._pool is not None, "database is not open"
+        return await self._loop.run_in_executor(self._pool, self._read_in_thread, fn)
+
+    def _read_in_thread(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, self.durability)
+            self._local.conn = conn
+        return fn(conn)
+
+    def _write_loop(self, conn: sqlite3.Connection) -> None:
+        loop = self._loop
+        assert loop is not None
+        stop = False
+        while not stop:
+            first = self._writes.get()
+            if first is None:
+                break
+            group = [first]
+            while len(group) < _MAX_GROUP:
+                try:
+                    item = self._writes.get_nowait()
+                except queue.Empty:
+                    break
+                if item is None:
+                    stop = True
+                    break
+                group.append(item)
+            outcomes: list[tuple[asyncio.Future[Any], bool, Any]] = []
+            try:
+                conn.execute("BEGIN IMMEDIATE")
+                for fn, fut in group:
+                    conn.execute("SAVEPOINT w")
+                    try:
+                        result = fn(conn)
+                    except Exception as exc:  # isolate one caller's failure
+                        conn.execute("ROLLBACK TO w")
+                        conn.execute("RELEASE w")
+                        outcomes.append((fut, False, exc))
+                    else:
+                        conn.execute("RELEASE w")
+                        outcomes.append((fut, True, result))
+                conn.execute("COMMIT")
+                self.commits += 1
+            except Exception as exc:  # the commit itself failed: nothing of the group is durable
+                try:
+                    conn.execute("ROLLBACK")
+                except sqlite3.Error:
+                    pass
+                outcomes = [(fut, False, exc) for _, fut in group]
+            loop.call_soon_threadsafe(_settle, outcomes)
+        conn.close()
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for fut, ok, value in outcomes:
+        if fut.done():
+            continue
+        if ok:
+            fut.set_result(value)
+        else:
+            fut.set_exception(value)

@@ -1,0 +1,154 @@
+-- pyngest SQLite schema. Version 1. Migrations live in migrations/NNN.sql and are applied in order.
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+
+CREATE TABLE IF NOT EXISTS apps (
+    id            TEXT PRIMARY KEY,      -- uuid
+    name          TEXT NOT NULL UNIQUE,  -- the app id the SDK registers ("appName")
+    url           TEXT NOT NULL DEFAULT '',
+    sdk_language  TEXT NOT NULL DEFAULT '',
+    sdk_version   TEXT NOT NULL DEFAULT '',
+    framework     TEXT NOT NULL DEFAULT '',
+    app_version   TEXT NOT NULL DEFAULT '',
+    checksum      TEXT NOT NULL DEFAULT '',
+    error         TEXT,                  -- last sync error, NULL when healthy
+    created_ms    INTEGER NOT NULL,
+    updated_ms    INTEGER NOT NULL
+);
+
+-- App URLs known to the server (from -u, discovery, the API); an app row appears once it syncs.
+CREATE TABLE IF NOT EXISTS app_urls (
+    url         TEXT PRIMARY KEY,
+    source      TEXT NOT NULL,           -- flag | discovery | api | register
+    error       TEXT,
+    app_id      TEXT,
+    created_ms  INTEGER NOT NULL,
+    synced_ms   INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS syncs (
+    id          TEXT PRIMARY KEY,
+    app_id      TEXT,
+    url         TEXT NOT NULL,
+    status      TEXT NOT NULL,           -- success | error | duplicate
+    error       TEXT,
+    modified    INTEGER NOT NULL DEFAULT 0,
+    functions   TEXT NOT NULL DEFAULT '[]',
+    created_ms  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS syncs_app ON syncs (app_id, created_ms);
+
+CREATE TABLE IF NOT EXISTS functions (
+    id           TEXT PRIMARY KEY,       -- uuid
+    app_id       TEXT NOT NULL,
+    slug         TEXT NOT NULL UNIQUE,
+    name         TEXT NOT NULL,
+    config       BLOB NOT NULL,          -- normalized FunctionConfig, JSON
+    version      INTEGER NOT NULL DEFAULT 1,
+    created_ms   INTEGER NOT NULL,
+    updated_ms   INTEGER NOT NULL,
+    archived_ms  INTEGER,
+    paused_ms    INTEGER
+);
+CREATE INDEX IF NOT EXISTS functions_app ON functions (app_id);
+
+CREATE TABLE IF NOT EXISTS events (
+    seq          INTEGER PRIMARY KEY AUTOINCREMENT,  -- arrival order
+    internal_id  TEXT NOT NULL UNIQUE,               -- ULID returned to the sender
+    name         TEXT NOT NULL,
+    event_id     TEXT NOT NULL,                      -- the event's own "id" (dedup key)
+    ts           INTEGER NOT NULL,
+    received_ms  INTEGER NOT NULL,
+    source       TEXT NOT NULL DEFAULT '',
+    body         BLOB NOT NULL                       -- canonical JSON of the event
+);
+CREATE INDEX IF NOT EXISTS events_name ON events (name, seq);
+CREATE INDEX IF NOT EXISTS events_received ON events (received_ms);
+
+CREATE TABLE IF NOT EXISTS runs (
+    id               TEXT PRIMARY KEY,   -- ULID
+    fn_id            TEXT NOT NULL,
+    app_id           TEXT NOT NULL,
+    fn_version       INTEGER NOT NULL DEFAULT 1,
+    status           TEXT NOT NULL,      -- Queued | Running | Completed | Failed | Cancelled | Skipped
+    event_ids        TEXT NOT NULL,      -- JSON list of internal event ids, in order
+    batch_id         TEXT,
+    cron             TEXT,
+    original_run_id  TEXT,
+    queued_ms        INTEGER NOT NULL,
+    started_ms       INTEGER,
+    ended_ms         INTEGER,
+    output           BLOB,               -- canonical JSON; the return value or the error
+    version          INTEGER NOT NULL DEFAULT -1,
+    force_step_plan  INTEGER NOT NULL DEFAULT 0,
+    pending          TEXT,               -- JSON list of step ids awaited before the next discovery
+    state_bytes      INTEGER NOT NULL DEFAULT 0,
+    attrs            BLOB                -- JSON: correlation id of an invoking parent, skip reason...
+);
+CREATE INDEX IF NOT EXISTS runs_fn ON runs (fn_id, id);
+CREATE INDEX IF NOT EXISTS runs_status ON runs (status, id);
+CREATE INDEX IF NOT EXISTS runs_queued ON runs (queued_ms);
+
+CREATE TABLE IF NOT EXISTS run_events (
+    event_internal_id  TEXT NOT NULL,
+    run_id             TEXT NOT NULL,
+    PRIMARY KEY (event_internal_id, run_id)
+) WITHOUT ROWID;
+
+-- Memoized step results: what the SDK gets back in "steps".
+CREATE TABLE IF NOT EXISTS steps (
+    run_id   TEXT NOT NULL,
+    step_id  TEXT NOT NULL,              -- hashed step id
+    pos      INTEGER NOT NULL,           -- position in the run's stack
+    value    BLOB NOT NULL,              -- canonical JSON: {"data":...} | {"error":...} | raw
+    PRIMARY KEY (run_id, step_id)
+) WITHOUT ROWID;
+
+-- What happened, in order: the source of traces, timelines and run history.
+CREATE TABLE IF NOT EXISTS history (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    run_id    TEXT NOT NULL,
+    at_ms     INTEGER NOT NULL,
+    kind      TEXT NOT NULL,
+    step_id   TEXT,
+    name      TEXT,
+    attempt   INTEGER,
+    data      BLOB
+);
+CREATE INDEX IF NOT EXISTS history_run ON history (run_id, seq);
+
+CREATE TABLE IF NOT EXISTS jobs (
+    id        TEXT PRIMARY KEY,
+    run_id    TEXT,
+    kind      TEXT NOT NULL,
+    due_ms    INTEGER NOT NULL,
+    priority  INTEGER NOT NULL DEFAULT 0,
+    step_id   TEXT NOT NULL DEFAULT 'step',
+    attempt   INTEGER NOT NULL DEFAULT 0,
+    payload   BLOB
+);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (due_ms);
+CREATE INDEX IF NOT EXISTS jobs_run ON jobs (run_id);
+
+CREATE TABLE IF NOT EXISTS pauses (
+    id           TEXT PRIMARY KEY,
+    run_id       TEXT NOT NULL,
+    step_id      TEXT NOT NULL,
+    kind         TEXT NOT NULL,          -- wait | invoke | cancel | signal
+    event_name   TEXT,
+    expression   TEXT,
+    signal       TEXT,
+    after_seq    INTEGER NOT NULL,       -- only events with a larger seq may match
+    expires_ms   INTEGER NOT NULL,
+    data         BLOB
+);
+CREATE INDEX IF NOT EXISTS pauses_run ON pauses (run_id);
+CREATE UNIQUE INDEX IF NOT EXISTS pauses_signal ON pauses (signal) WHERE signal IS NOT NULL;
+
+CREATE TABLE IF NOT EXISTS idempotency (
+    key         TEXT PRIMARY KEY,
+    run_id      TEXT,
+    expires_ms  INTEGER NOT NULL
+) WITHOUT ROWID;

@@ -1,0 +1,149 @@
+"""Finding and syncing apps: the server PUTs an app's serve URL, the app answers by POSTing
+its configuration to ``/fn/register`` (PROTOCOL.md §2.1). In dev mode the server also scans the
+usual local ports for serve endpoints and re-syncs known apps every few seconds."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+
+import aiohttp
+import orjson
+
+from pyngest.clock import Clock
+from pyngest.protocol import headers as H
+from pyngest.protocol import signing
+from pyngest.server.config import DEV_DISCOVERY_PATHS, DEV_DISCOVERY_PORTS, ServerConfig
+from pyngest.server.registry import Registry, normalize_url
+from pyngest.server.store.base import AppUrlRecord, Store
+
+log = logging.getLogger("pyngest.sync")
+
+SYNC_TIMEOUT = aiohttp.ClientTimeout(total=10)
+PROBE_TIMEOUT = aiohttp.ClientTimeout(total=1.0, sock_connect=0.5)
+
+
+class AppSyncer:
+    def __init__(self, config: ServerConfig, registry: Registry, store: Store, clock: Clock) -> None:
+        self.config = config
+        self.registry = registry
+        self.store = store
+        self.clock = clock
+        self._session: aiohttp.ClientSession | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self.urls: dict[str, AppUrlRecord] = {}
+        self._discovered: set[str] = set()
+
+    async def start(self) -> None:
+        self._session = aiohttp.ClientSession(skip_auto_headers=("User-Agent",))
+        for rec in await self.store.list_app_urls():
+            self.urls[rec.url] = rec
+        for url in self.config.sdk_urls:
+            await self.add(url, source="flag", sync=False)
+        self._tasks.append(asyncio.create_task(self._initial()))
+        if self.config.mode == "dev" or self.config.poll:
+            self._tasks.append(asyncio.create_task(self._poll_loop()))
+
+    async def close(self) -> None:
+        for t in self._tasks:
+            t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._session is not None:
+            await self._session.close()
+
+    async def add(self, url: str, *, source: str, sync: bool = True) -> str | None:
+        """Remember an app URL (and sync it). Returns the sync error, if any."""
+        norm = normalize_url(url)
+        if norm not in self.urls:
+            rec = AppUrlRecord(url=url, source=source, created_ms=self.clock.now_ms())
+            self.urls[norm] = rec
+            await self.store.save_app_url(rec)
+        return await self.sync(url) if sync else None
+
+    async def remove(self, url: str) -> None:
+        rec = self.urls.pop(normalize_url(url), None)
+        if rec is not None:
+            await self.store.delete_app_url(rec.url)
+
+    async def sync(self, url: str) -> str | None:
+        """PUT the app so it registers. Returns None on success, else a message a person can act on."""
+        assert self._session is not None
+        body = orjson.dumps({"url": url})
+        hdrs = {"Content-Type": "application/json", "X-Inngest-Server-Kind": self.config.server_kind}
+        if self.config.signing_key:
+            hdrs["X-Inngest-Signature"] = signing.sign(body, self.config.signing_key, int(time.time()))
+        error: str | None = None
+        try:
+            async with self._session.put(url, data=body, headers=hdrs, timeout=SYNC_TIMEOUT) as resp:
+                text = await resp.text(errors="replace")
+                if resp.status >= 300:
+                    error = _describe_failure(resp.status, text, url)
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            error = f"could not reach the app at {url}: {exc.__class__.__name__} {exc}".strip()
+        rec = self.urls.get(normalize_url(url))
+        if rec is not None:
+            rec.error = error
+            if error is None:
+                rec.synced_ms = self.clock.now_ms()
+                app = self.registry.app_by_url(url)
+                rec.app_id = app.id if app else rec.app_id
+            await self.store.save_app_url(rec)
+        if error is not None:
+            await self.registry.record_sync_error(url, error)
+            log.warning("sync of %s failed: %s", url, error)
+        return error
+
+    async def _initial(self) -> None:
+        await asyncio.gather(*(self.sync(rec.url) for rec in list(self.urls.values())), return_exceptions=True)
+
+    async def _poll_loop(self) -> None:
+        interval = max(0.5, self.config.poll_interval_s)
+        while True:
+            if self.config.mode == "dev" and self.config.discovery and not self.registry.apps:
+                await self.discover()
+            await asyncio.sleep(interval)
+            targets = [
+                rec.url for rec in list(self.urls.values())
+                if self.config.poll or rec.error is not None
+            ]
+            await asyncio.gather(*(self.sync(u) for u in targets), return_exceptions=True)
+
+    async def discover(self) -> list[str]:
+        """Probe the usual local serve endpoints; sync any that answer like an Inngest SDK."""
+        assert self._session is not None
+        ports = [p for p in DEV_DISCOVERY_PORTS if p != self.config.port]
+        found: list[str] = []
+
+        async def probe(url: str) -> None:
+            try:
+                async with self._session.get(url, timeout=PROBE_TIMEOUT, allow_redirects=False) as resp:  # type: ignore[union-attr]
+                    if resp.headers.get(H.SDK):
+                        found.append(url)
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError):
+                pass
+
+        await asyncio.gather(*(
+            probe(f"http://127.0.0.1:{port}{path}") for port in ports for path in DEV_DISCOVERY_PATHS
+        ))
+        for url in found:
+            norm = normalize_url(url)
+            if norm not in self.urls:
+                log.info("found an app at %s", url)
+                await self.add(url, source="discovery")
+        return found
+
+
+def _describe_failure(status: int, text: str, url: str) -> str:
+    detail = ""
+    try:
+        body = orjson.loads(text)
+        if isinstance(body, dict):
+            detail = str(body.get("message") or body.get("error") or "")
+    except orjson.JSONDecodeError:
+        detail = text[:300]
+    kind = {401: "unauthorized", 403: "forbidden", 404: "url_not_found"}.get(
+        status, "internal_server_error" if status >= 500 else "sync_failed"
+    )
+    msg = f"{kind}: the app at {url} answered HTTP {status}"
+    return f"{msg}: {detail}" if detail else msg

@@ -1,0 +1,92 @@
+"""Workers: take due jobs from the scheduler and hand each to the handler for its kind."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
+
+from pyngest.clock import Clock
+from pyngest.server.model import Batch, DeleteJob, Enqueue, Job, JobKind
+from pyngest.server.queue.scheduler import Scheduler
+
+log = logging.getLogger("pyngest.worker")
+
+Handler = Callable[[Job], Awaitable[None]]
+_BUG_RETRY_MS = 5_000
+
+
+class WorkerPool:
+    def __init__(
+        self, scheduler: Scheduler, clock: Clock, handlers: dict[JobKind, Handler], *, size: int = 100,
+        commit: Callable[[Batch], Awaitable[object]],
+    ) -> None:
+        self.scheduler = scheduler
+        self.clock = clock
+        self.handlers = handlers
+        self.size = size
+        self._commit = commit
+        self._tasks: list[asyncio.Task[None]] = []
+        self._busy: set[asyncio.Task[None]] = set()
+        self._stopping = False
+        self.processed = 0
+
+    def start(self) -> None:
+        for i in range(self.size):
+            self._tasks.append(asyncio.create_task(self._loop(), name=f"pyngest-worker-{i}"))
+
+    async def _loop(self) -> None:
+        while not self._stopping:
+            try:
+                job = await self.scheduler.get()
+            except asyncio.CancelledError:
+                return
+            if self._stopping:
+                self.scheduler.release(job)
+                return
+            task = asyncio.current_task()
+            assert task is not None
+            self._busy.add(task)
+            try:
+                await self._run(job)
+            finally:
+                self._busy.discard(task)
+                self.processed += 1
+
+    async def _run(self, job: Job) -> None:
+        handler = self.handlers.get(job.kind)
+        try:
+            if handler is None:
+                raise RuntimeError(f"no handler for job kind {job.kind}")
+            await handler(job)
+        except asyncio.CancelledError:
+            self.scheduler.release(job)
+            raise
+        except Exception:
+            log.exception("job %s (%s) failed; trying again in %d s", job.id, job.kind.value, _BUG_RETRY_MS // 1000)
+            retry = replace(job, due_ms=self.clock.now_ms() + _BUG_RETRY_MS)
+            try:
+                await self._commit(Batch([DeleteJob(job.id), Enqueue(retry)]))
+            except Exception:
+                log.exception("could not reschedule job %s", job.id)
+                self.scheduler.release(job)
+
+    async def stop(self, grace_s: float) -> None:
+        """Take no new jobs; give jobs in flight ``grace_s`` to finish, then cancel them (their
+        jobs stay stored and run again after a restart)."""
+        self._stopping = True
+        idle = [t for t in self._tasks if t not in self._busy]
+        for t in idle:
+            t.cancel()
+        busy = list(self._busy)
+        if busy:
+            done, pending = await asyncio.wait(busy, timeout=grace_s)
+            for t in pending:
+                t.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        self._tasks.clear()
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._busy)

@@ -1,0 +1,176 @@
+"""The execution protocol against a scripted app: request shapes, opcodes, retries, limits."""
+
+from __future__ import annotations
+
+import orjson
+
+from pyngest.protocol import jcs, signing
+from pyngest.protocol.step_ids import hash_step_id
+from tests.integration.server.harness import Call, Harness, done, error_op, function_config, ops
+
+A, B, C = hash_step_id("a"), hash_step_id("b"), hash_step_id("c")
+
+
+async def test_steps_are_memoized_and_requests_carry_what_sdks_require(harness: Harness) -> None:
+    async def script(call: Call) -> tuple:
+        steps = call.body["steps"]
+        if A not in steps:
+            return ops({"op": "StepRun", "id": A, "name": "a", "data": {"n": 1}})
+        return done({"sum": steps[A]["data"]["n"] + 1})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "memo"))
+    [eid] = await harness.send({"name": "test/memo", "data": {"x": 1}})
+    [run] = await harness.run_ended(eid)
+    assert run["status"] == "Completed" and run["output"] == {"sum": 2}
+
+    first, second = harness.app.calls
+    for call in (first, second):
+        ctx = call.body["ctx"]
+        assert isinstance(ctx["attempt"], int) and ctx["disable_immediate_execution"] is False
+        assert ctx["run_id"] == run["run_id"] and isinstance(ctx["stack"]["stack"], list)
+        assert call.body["use_api"] is False and ctx["use_api"] is False
+        assert call.body["event"]["name"] == "test/memo" and isinstance(call.body["event"]["ts"], int)
+        assert call.raw == jcs.canonicalize(call.raw), "bodies are canonical JSON"
+        assert call.step_id == "step" and call.headers["X-Run-ID"] == run["run_id"]
+    assert first.body["version"] == -1 and first.body["steps"] == {}
+    assert second.body["version"] == 2  # learned from the first response's x-inngest-req-version
+    assert second.body["steps"] == {A: {"data": {"n": 1}}}
+    assert second.body["ctx"]["stack"] == {"stack": [A], "current": 1}
+
+
+async def test_parallel_plans_fan_in_to_one_discovery(harness: Harness) -> None:
+    async def script(call: Call) -> tuple:
+        steps = call.body["steps"]
+        if call.step_id == "step":
+            if A in steps and B in steps:
+                return done([steps[A]["data"], steps[B]["data"]])
+            return ops({"op": "StepPlanned", "id": A, "name": "a"}, {"op": "StepPlanned", "id": B, "name": "b"})
+        return ops({"op": "StepRun", "id": call.step_id, "name": call.step_id, "data": call.step_id[:4]})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "par"))
+    [eid] = await harness.send({"name": "test/par"})
+    [run] = await harness.run_ended(eid)
+    assert run["output"] == [A[:4], B[:4]]
+    kinds = [c.step_id for c in harness.app.calls]
+    assert sorted(kinds[1:3]) == sorted([A, B])
+    assert kinds.count("step") == 2, "v2: one discovery after both planned steps finish"
+    planned = [c for c in harness.app.calls if c.step_id in (A, B)]
+    assert all(c.body["ctx"]["disable_immediate_execution"] for c in planned)
+
+
+async def test_step_errors_retry_then_fail_into_user_code(tmp_path) -> None:
+    h = Harness(tmp_path, retry_interval_s=1)
+    await h.start()
+    try:
+        async def script(call: Call) -> tuple:
+            steps = call.body["steps"]
+            if A in steps:
+                return done({"caught": steps[A]["error"]["message"]})
+            return ops(error_op(A, f"attempt {call.body['ctx']['attempt']}"))
+
+        h.app.script = script
+        await h.register(function_config(h.app, "retry", retries=2))
+        [eid] = await h.send({"name": "test/retry"})
+        await h.settle()
+        for _ in range(2):
+            await h.advance(1000)
+        [run] = await h.run_ended(eid)
+        assert run["output"] == {"caught": "attempt 2"}
+        attempts = [c.body["ctx"]["attempt"] for c in h.app.calls if A not in c.body["steps"]]
+        assert attempts == [0, 1, 2]
+        assert all(c.body["ctx"]["max_attempts"] == 3 for c in h.app.calls)
+    finally:
+        await h.stop()
+
+
+async def test_function_errors_honour_no_retry_and_not_an_sdk(harness: Harness) -> None:
+    async def script(call: Call) -> tuple:
+        if call.body["event"]["name"] == "test/plain":
+            return 200, {}, {"not": "an sdk"}  # no X-Inngest-SDK header
+        return 500, {"X-Inngest-SDK": "inngest-py:v0.5.19", "x-inngest-no-retry": "true"}, {
+            "name": "ValueError", "message": "bad input", "stack": "trace"}
+
+    harness.app.script = script
+    await harness.register(
+        function_config(harness.app, "noretry", retries=5),
+        function_config(harness.app, "plain", retries=0),
+    )
+    [e1, e2] = await harness.send({"name": "test/noretry"}, {"name": "test/plain"})
+    [r1] = await harness.run_ended(e1)
+    assert r1["status"] == "Failed"
+    assert r1["output"] == {"error": "ValueError: bad input", "name": "ValueError", "message": "bad input", "stack": "trace"}
+    [r2] = await harness.run_ended(e2)
+    assert r2["status"] == "Failed" and "did not come from an Inngest SDK" in r2["output"]["message"]
+
+
+async def test_streaming_envelope_is_unwrapped(harness: Harness) -> None:
+    async def script(call: Call) -> tuple:
+        envelope = {"status": 200, "headers": {"X-Inngest-SDK": "inngest-py:v0.5.19"}, "body": orjson.dumps({"ok": 1}).decode()}
+        return 201, {"X-Inngest-SDK": "inngest-py:v0.5.19"}, b"   \n  " + orjson.dumps(envelope)
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "stream"))
+    [eid] = await harness.send({"name": "test/stream"})
+    [run] = await harness.run_ended(eid)
+    assert run["status"] == "Completed" and run["output"] == {"ok": 1}
+
+
+async def test_limits_output_too_large_and_too_many_ops(harness: Harness) -> None:
+    async def script(call: Call) -> tuple:
+        if call.body["event"]["name"] == "test/many":
+            return ops(*[{"op": "StepPlanned", "id": hash_step_id(str(i))} for i in range(1001)])
+        if A in call.body["steps"]:
+            return done(call.body["steps"][A])
+        return ops({"op": "StepRun", "id": A, "name": "a", "data": "x" * (4 * 1024 * 1024 + 10)})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "big"), function_config(harness.app, "many"))
+    [e1, e2] = await harness.send({"name": "test/big"}, {"name": "test/many"})
+    [r1] = await harness.run_ended(e1)
+    assert r1["output"]["error"]["name"] == "OutputTooLargeError"
+    [r2] = await harness.run_ended(e2)
+    assert r2["status"] == "Failed" and "step limit of 1000" in r2["output"]["message"]
+
+
+async def test_requests_are_signed_with_the_signing_key(tmp_path) -> None:
+    key = "signkey-test-" + "ab" * 32
+    h = Harness(tmp_path, signing_key=key)
+    await h.start()
+    try:
+        async def script(call: Call) -> tuple:
+            signing.verify(call.raw, call.headers.get("X-Inngest-Signature"), [key])
+            return done("signed")
+
+        h.app.script = script
+        await h.register(function_config(h.app, "signed"))
+        resp = await h.http.post("/e/key", json={"name": "test/signed"})  # type: ignore[union-attr]
+        [run] = await h.run_ended(resp.json()["ids"][0])
+        assert run["output"] == "signed"
+    finally:
+        await h.stop()
+
+
+async def test_large_state_switches_to_use_api(harness: Harness) -> None:
+    big = "y" * (3 * 1024 * 1024)
+
+    async def script(call: Call) -> tuple:
+        if call.body["use_api"]:
+            assert call.body["steps"] == {} and call.body["events"] == []
+            assert harness.http is not None
+            run_id = call.body["ctx"]["run_id"]
+            actions = (await harness.http.get(f"/v0/runs/{run_id}/actions")).json()
+            batch = (await harness.http.get(f"/v0/runs/{run_id}/batch")).json()
+            return done({"steps": sorted(actions), "events": len(batch)})
+        steps = call.body["steps"]
+        for sid in (A, B):
+            if sid not in steps:
+                return ops({"op": "StepRun", "id": sid, "name": sid, "data": big})
+        raise AssertionError("state should have been fetched through the API")
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "useapi"))
+    [eid] = await harness.send({"name": "test/useapi"})
+    [run] = await harness.run_ended(eid, timeout=15)
+    assert run["output"] == {"steps": sorted([A, B]), "events": 1}

@@ -1,0 +1,201 @@
+"""Time, pauses, dedup, cron, timeouts, cancellation and recovery — with the test clock."""
+
+from __future__ import annotations
+
+import base64
+from pathlib import Path
+
+from pyngest.protocol import ids
+from pyngest.protocol.step_ids import hash_step_id
+from tests.integration.server.harness import Call, Harness, done, function_config, ops
+
+S, W, I, G = hash_step_id("nap"), hash_step_id("wait"), hash_step_id("inv"), hash_step_id("sig")
+MIN = 60_000
+
+
+async def test_sleep_wakes_when_the_clock_says_so(harness: Harness) -> None:
+    async def script(call: Call) -> tuple:
+        if S in call.body["steps"]:
+            return done({"slept": call.body["steps"][S]})
+        return ops({"op": "Sleep", "id": S, "name": "1h", "displayName": "nap"})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "sleepy"))
+    [eid] = await harness.send({"name": "test/sleepy"})
+    await harness.settle()
+    await harness.advance(59 * MIN)
+    assert (await harness.runs_for(eid))[0]["status"] == "Running"
+    await harness.advance(MIN)
+    [run] = await harness.run_ended(eid)
+    assert run["output"] == {"slept": None}
+
+
+async def test_wait_for_event_matches_only_later_events_and_times_out(harness: Harness) -> None:
+    async def script(call: Call) -> tuple:
+        if W in call.body["steps"]:
+            return done({"got": call.body["steps"][W]})
+        return ops({"op": "WaitForEvent", "id": W, "name": "test/approve",
+                    "opts": {"event": "test/approve", "timeout": "1h", "if": "async.data.id == event.data.id"}})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "waiter"))
+    # an approval sent before the wait exists does not count
+    [early] = await harness.send({"name": "test/approve", "data": {"id": 1}})
+    [e1, e2] = await harness.send({"name": "test/waiter", "data": {"id": 1}}, {"name": "test/waiter", "data": {"id": 2}})
+    await harness.settle()
+    await harness.send({"name": "test/approve", "data": {"id": 3}})  # matches neither
+    [approval] = await harness.send({"name": "test/approve", "data": {"id": 1, "ok": True}})
+    [r1] = await harness.run_ended(e1)
+    assert r1["output"]["got"]["id"] == approval and r1["output"]["got"]["data"] == {"id": 1, "ok": True}
+    assert early != approval
+    await harness.advance(60 * MIN)
+    [r2] = await harness.run_ended(e2)
+    assert r2["output"] == {"got": None}
+
+
+async def test_event_id_dedups_runs_per_function_and_seeds_give_stable_ids(harness: Harness) -> None:
+    harness.app.script = lambda call: _done_async("ok")
+    await harness.register(function_config(harness.app, "dedup"))
+    [a] = await harness.send({"name": "test/dedup", "id": "order-1"})
+    [b] = await harness.send({"name": "test/dedup", "id": "order-1"})
+    assert a != b
+    await harness.run_ended(a)
+    assert len(await harness.runs_for(a)) == 1
+    assert await harness.runs_for(b) == []
+
+    seed = f"{harness.clock.now_ms()},{base64.b64encode(bytes(10)).decode()}"
+    first = await harness.send({"name": "test/dedup"}, {"name": "test/dedup"}, headers={"x-inngest-event-id-seed": seed})
+    again = await harness.send({"name": "test/dedup"}, {"name": "test/dedup"}, headers={"x-inngest-event-id-seed": seed})
+    assert first == again == [ids.seeded_ulid(seed, 1), ids.seeded_ulid(seed, 2)]
+    await harness.run_ended(first[0])
+    await harness.settle()
+    assert len(await harness.runs_for(first[0])) == 1 and len(await harness.runs_for(first[1])) == 1
+
+
+async def test_a_future_ts_delays_the_run(harness: Harness) -> None:
+    harness.app.script = lambda call: _done_async("late")
+    await harness.register(function_config(harness.app, "later"))
+    [eid] = await harness.send({"name": "test/later", "ts": harness.clock.now_ms() + 10 * MIN})
+    await harness.settle()
+    [run] = await harness.runs_for(eid)
+    assert run["status"] == "Queued" and harness.app.calls == []
+    await harness.advance(10 * MIN)
+    [run] = await harness.run_ended(eid)
+    assert run["output"] == "late"
+
+
+async def test_cron_fires_on_schedule(harness: Harness) -> None:
+    harness.app.script = lambda call: _done_async(call.body["event"]["data"])
+    await harness.register(function_config(harness.app, "cron", triggers=[{"cron": "*/5 * * * *"}]))
+    start = harness.clock.now_ms()
+    next_fire = (start // (5 * MIN) + 1) * (5 * MIN)
+    await harness.advance(next_fire - start - 1)
+    assert harness.app.calls == []
+    await harness.advance(1)
+    await harness.settle(60)
+    [call] = harness.app.calls
+    assert call.body["event"]["name"] == "inngest/scheduled.timer"
+    assert call.body["event"]["data"]["cron"] == "*/5 * * * *"
+    await harness.advance(5 * MIN)
+    await harness.settle(60)
+    assert len(harness.app.calls) == 2
+
+
+async def test_timeouts_cancel_runs(harness: Harness) -> None:
+    async def script(call: Call) -> tuple:
+        return ops({"op": "Sleep", "id": S, "name": "1h"})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "finish", timeouts={"finish": "10m"}))
+    [eid] = await harness.send({"name": "test/finish"})
+    await harness.settle()
+    await harness.advance(10 * MIN)
+    [run] = await harness.run_ended(eid)
+    assert run["status"] == "Cancelled"
+
+
+async def test_invoke_times_out_with_upstreams_error(harness: Harness) -> None:
+    async def script(call: Call) -> tuple:
+        if call.body["event"]["name"] == "inngest/function.invoked":
+            return ops({"op": "Sleep", "id": S, "name": "1h"})  # the child takes too long
+        if I in call.body["steps"]:
+            return done(call.body["steps"][I])
+        return ops({"op": "InvokeFunction", "id": I, "name": "inv",
+                    "opts": {"function_id": "test-child", "payload": {"data": {"n": 1}}, "timeout": "5m"}})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "parent"), function_config(harness.app, "child"))
+    [eid] = await harness.send({"name": "test/parent"})
+    await harness.settle(40)
+    await harness.advance(5 * MIN)
+    [run] = await harness.run_ended(eid)
+    assert run["output"]["error"]["name"] == "InngestInvokeTimeoutError"
+    assert run["output"]["error"]["message"] == "Timed out waiting for invoked function to complete"
+
+
+async def test_signals_resume_a_waiting_run(harness: Harness) -> None:
+    async def script(call: Call) -> tuple:
+        if G in call.body["steps"]:
+            return done(call.body["steps"][G])
+        return ops({"op": "WaitForSignal", "id": G, "name": "sig", "opts": {"signal": "go-7", "timeout": "1h"}})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "sig"))
+    [eid] = await harness.send({"name": "test/sig"})
+    await harness.settle()
+    assert harness.http is not None
+    missing = await harness.http.post("/v1/signals", json={"signal": "nobody", "data": 1})
+    assert missing.status_code == 404
+    resp = await harness.http.post("/v1/signals", json={"signal": "go-7", "data": {"v": 1}})
+    assert resp.status_code == 200
+    [run] = await harness.run_ended(eid)
+    assert resp.json()["data"]["run_id"] == run["run_id"]
+    assert run["output"] == {"data": {"signal": "go-7", "data": {"v": 1}}}
+
+
+async def test_cancel_through_the_api(harness: Harness) -> None:
+    harness.app.script = lambda call: _ops_async({"op": "Sleep", "id": S, "name": "1h"})
+    await harness.register(function_config(harness.app, "long"))
+    [eid] = await harness.send({"name": "test/long"})
+    await harness.settle()
+    [run] = await harness.runs_for(eid)
+    assert harness.http is not None
+    resp = await harness.http.delete(f"/v1/runs/{run['run_id']}")
+    assert resp.json()["data"]["status"] == "Cancelled"
+    events = (await harness.http.get("/v1/events", params={"name": "inngest/function.cancelled"})).json()["data"]
+    assert events[0]["data"]["run_id"] == run["run_id"]
+
+
+async def test_runs_survive_a_restart(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    await h.start()
+    h.app.script = lambda call: _ops_async({"op": "Sleep", "id": S, "name": "1h"})
+    await h.register(function_config(h.app, "durable"))
+    [eid] = await h.send({"name": "test/durable"})
+    await h.settle()
+    now = h.clock.now_ms()
+    await h.stop()
+
+    h2 = Harness(tmp_path)
+    h2.clock.set(now)
+    h2.app = h.app  # same app address, restarted below
+    await h2.start()
+    try:
+        async def script(call: Call) -> tuple:
+            return done("after restart") if S in call.body["steps"] else ops({"op": "Sleep", "id": S, "name": "1h"})
+
+        h2.app.script = script
+        await h2.register(function_config(h2.app, "durable"))
+        await h2.advance(60 * MIN)
+        [run] = await h2.run_ended(eid)
+        assert run["output"] == "after restart"
+    finally:
+        await h2.stop()
+
+
+async def _done_async(value: object) -> tuple:
+    return done(value)
+
+
+async def _ops_async(*items: dict) -> tuple:
+    return ops(*items)

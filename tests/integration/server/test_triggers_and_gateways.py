@@ -1,0 +1,95 @@
+"""Trigger matching (wildcards, several triggers, `if`), sync bookkeeping, step.fetch and
+step.ai.infer performed by the server."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from pyngest.protocol.step_ids import hash_step_id
+from tests.integration.server.harness import Call, Harness, done, function_config, ops
+
+F = hash_step_id("fetch")
+
+
+async def _echo_event(call: Call) -> tuple:
+    return done(call.body["event"]["name"])
+
+
+async def test_wildcards_multiple_triggers_and_conditions(harness: Harness) -> None:
+    harness.app.script = _echo_event
+    await harness.register(
+        function_config(harness.app, "wild", triggers=[{"event": "shop/*"}]),
+        function_config(harness.app, "multi", triggers=[{"event": "a/one"}, {"event": "a/two"}]),
+        function_config(harness.app, "cond", triggers=[{"event": "a/one", "expression": "event.data.vip == true"}]),
+        function_config(harness.app, "both", triggers=[{"event": "shop/order.*"}, {"event": "shop/order.paid"}]),
+    )
+    [paid, one, one_vip, two] = await harness.send(
+        {"name": "shop/order.paid"}, {"name": "a/one", "data": {"vip": False}},
+        {"name": "a/one", "data": {"vip": True}}, {"name": "a/two"},
+    )
+    runs = await harness.run_ended(paid, count=2)
+    assert sorted(r["function_slug"] for r in runs) == ["test-both", "test-wild"], "once per function per event"
+    assert [r["function_slug"] for r in await harness.run_ended(one)] == ["test-multi"]
+    assert sorted(r["function_slug"] for r in await harness.run_ended(one_vip, count=2)) == ["test-cond", "test-multi"]
+    assert [r["function_slug"] for r in await harness.run_ended(two)] == ["test-multi"]
+
+
+async def test_resync_archives_missing_functions_and_refuses_invalid_ones(harness: Harness) -> None:
+    harness.app.script = _echo_event
+    await harness.register(function_config(harness.app, "keep"), function_config(harness.app, "drop"))
+    keep_id = harness.service.registry.by_slug["test-keep"].id
+    await harness.register(function_config(harness.app, "keep"))
+    assert set(harness.service.registry.by_slug) == {"test-keep"}
+    assert harness.service.registry.by_slug["test-keep"].id == keep_id, "identity kept across syncs"
+    stored = {f.slug: f.archived_ms for f in await harness.service.store.list_functions(include_archived=True)}
+    assert stored["test-keep"] is None and stored["test-drop"] is not None
+
+    assert harness.http is not None
+    bad = function_config(harness.app, "bad", concurrency=[{"limit": 1, "scope": "account"}],
+                          triggers=[{"event": "x", "expression": "event.data.x =="}])
+    resp = await harness.http.post("/fn/register", json={"appname": "test", "url": harness.app.url, "functions": [bad]})
+    body = resp.json()
+    assert resp.status_code == 400 and body["error"] == "At least one function is invalid"
+    assert any("concurrency key is required" in e for e in body["data"]["errors"])
+    assert any("expression" in e for e in body["data"]["errors"])
+    resp = await harness.http.post("/fn/register", json={"functions": []})
+    assert resp.status_code == 400 and resp.json()["error"] == "App ID required"
+
+
+async def test_step_fetch_and_ai_infer_are_performed_by_the_server(harness: Harness) -> None:
+    provider = web.Application()
+
+    async def upstream(request: web.Request) -> web.Response:
+        if request.path == "/ai":
+            payload = await request.json()
+            return web.json_response({"echo": payload, "auth": request.headers.get("Authorization")})
+        return web.Response(text=f"hello {request.method}", headers={"X-Test": "1"})
+
+    provider.router.add_route("*", "/{tail:.*}", upstream)
+    runner = web.AppRunner(provider)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    A = hash_step_id("ai")
+    try:
+        async def script(call: Call) -> tuple:
+            steps = call.body["steps"]
+            if F not in steps:
+                return ops({"op": "Gateway", "id": F, "name": "fetch", "opts": {"url": base + "/page", "method": "POST", "body": "x"}})
+            if A not in steps:
+                return ops({"op": "AIGateway", "id": A, "name": "ai", "opts": {
+                    "url": base + "/ai", "format": "openai-chat", "auth_key": "sk-test", "body": {"prompt": "hi"},
+                    "type": "step.ai.infer"}})
+            return done({"fetch": steps[F], "ai": steps[A]})
+
+        harness.app.script = script
+        await harness.register(function_config(harness.app, "gw"))
+        [eid] = await harness.send({"name": "test/gw"})
+        [run] = await harness.run_ended(eid)
+        fetched = run["output"]["fetch"]["data"]
+        assert fetched["status_code"] == 200 and fetched["body"] == "hello POST"
+        assert fetched["headers"]["x-test"] == "1"
+        assert run["output"]["ai"] == {"data": {"echo": {"prompt": "hi"}, "auth": "Bearer sk-test"}}
+    finally:
+        await runner.cleanup()
