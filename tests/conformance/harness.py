@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shlex
 import shutil
 import signal
 import socket
@@ -221,7 +222,7 @@ class Server:
             argv += ["--signing-key", self.signing_key]
         if self.event_key:
             argv += ["--event-key", self.event_key]
-        return argv + self.extra_args
+        return argv + self.extra_args + shlex.split(os.environ.get("CONFORMANCE_SERVER_ARGS", ""))
 
     def start(self) -> None:
         self.sqlite_dir.mkdir(parents=True, exist_ok=True)

@@ -43,13 +43,13 @@ _log_lock = threading.Lock()
 _log_fd: int | None = None
 
 
-def record(kind: str, **fields: Any) -> None:
+def record(app: str, /, **fields: Any) -> None:
     """Append one observation to the log (a no-op when no log is configured)."""
     global _log_fd
     path = os.environ.get("CONFORMANCE_LOG")
     if not path:
         return
-    line = json.dumps({"app": kind, "t": time.time(), "pid": os.getpid(), **fields})
+    line = json.dumps({"app": app, "t": time.time(), "pid": os.getpid(), **fields})
     with _log_lock:
         if _log_fd is None:
             _log_fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)

@@ -346,6 +346,9 @@ async def large_state_fn(ctx: inngest.Context) -> Any:
             return blob(i, size)
 
         pieces.append(await ctx.step.run(f"piece-{i}", make))
+    # A sleep ends the request: the run resumes in a new one, which must carry all the state
+    # (JS, checkpointing, would otherwise run every step in one request and never need it).
+    await ctx.step.sleep("pause", datetime.timedelta(seconds=1))
 
     async def check() -> Any:
         _step_record(ctx, "large-state", "check")

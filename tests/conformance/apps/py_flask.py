@@ -344,6 +344,9 @@ def large_state_fn(ctx: inngest.ContextSync) -> Any:
             return blob(i, size)
 
         pieces.append(ctx.step.run(f"piece-{i}", make))
+    # A sleep ends the request: the run resumes in a new one, which must carry all the state
+    # (JS, checkpointing, would otherwise run every step in one request and never need it).
+    ctx.step.sleep("pause", datetime.timedelta(seconds=1))
 
     def check() -> Any:
         _step_record(ctx, "large-state", "check")

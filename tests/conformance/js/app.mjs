@@ -361,6 +361,9 @@ const largeStateFn = inngest.createFunction(
         }),
       );
     }
+    // A sleep ends the request: the run resumes in a new one, which must carry all the state
+    // (with checkpointing, every step would otherwise run in one request that never needs it).
+    await ctx.step.sleep("pause", "1s");
     const summary = await ctx.step.run("check", () => {
       stepRecord(ctx, "large-state", "check");
       return pieces.map((p) => ({ len: p.length, sha256: digest(p) }));
