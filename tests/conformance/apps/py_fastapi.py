@@ -11,6 +11,7 @@ import asyncio
 import datetime
 import logging
 import os
+import random
 import sys
 import time
 from typing import Any
@@ -370,7 +371,8 @@ async def crash_ten_fn(ctx: inngest.Context) -> Any:
             mine = nonce()
             _step_record(ctx, "crash-ten", f"s{i}", index=i, nonce=mine, seen=observed)
             if delay:
-                await asyncio.sleep(delay)
+                # uniform in [0, 2 * delay]: kills land in every phase of a step
+                await asyncio.sleep(random.uniform(0, 2 * delay))
             return mine
 
         seen.append(await ctx.step.run(f"s{i}", body))

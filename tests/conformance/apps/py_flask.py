@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import logging
 import os
+import random
 import sys
 import time
 from typing import Any
@@ -368,7 +369,8 @@ def crash_ten_fn(ctx: inngest.ContextSync) -> Any:
             mine = nonce()
             _step_record(ctx, "crash-ten", f"s{i}", index=i, nonce=mine, seen=observed)
             if delay:
-                time.sleep(delay)
+                # uniform in [0, 2 * delay]: kills land in every phase of a step
+                time.sleep(random.uniform(0, 2 * delay))
             return mine
 
         seen.append(ctx.step.run(f"s{i}", body))

@@ -383,7 +383,8 @@ const crashTenFn = inngest.createFunction(
         await ctx.step.run(`s${i}`, async () => {
           const mine = nonce();
           stepRecord(ctx, "crash-ten", `s${i}`, { index: i, nonce: mine, seen: observed });
-          if (delay) await new Promise((resolve) => setTimeout(resolve, delay * 1000));
+          // uniform in [0, 2 * delay]: kills land in every phase of a step
+          if (delay) await new Promise((resolve) => setTimeout(resolve, Math.random() * 2 * delay * 1000));
           return mine;
         }),
       );
