@@ -12,6 +12,7 @@ import json
 import logging
 import signal
 import socket
+import sqlite3
 import sys
 import time
 import tomllib
@@ -264,9 +265,14 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
     from pyngest.server.api.app import build_app
     from pyngest.server.service import Service
 
+    from pyngest.server.store.sqlite.connection import StoreError
+
     t0 = time.monotonic()
     service = Service(cfg)
-    await service.start(sync_apps=False)
+    try:
+        await service.start(sync_apps=False)
+    except (StoreError, sqlite3.Error, OSError) as exc:
+        raise click.ClickException(f"cannot open the store in {cfg.sqlite_dir}: {exc}") from exc
     app = build_app(service)
     server = _Server(uvicorn.Config(
         app, http="httptools", lifespan="off", access_log=False, log_level="warning",

@@ -37,6 +37,9 @@ class JobKind(str, Enum):
     TIMEOUT_FINISH = "timeout_finish"
     CRON = "cron"
     CANCEL = "cancel"            # cancel a run (from the API or a cancelOn match)
+    DEBOUNCE = "debounce"        # a debounce period ends: start the run with the last event
+    BATCH = "batch"              # a batch's timeout ends: start the run with what it holds
+    OPERATION = "operation"      # a chunk of a bulk cancellation or a replay
 
 
 class PauseKind(str, Enum):
@@ -130,10 +133,11 @@ class InsertEvents:
 @dataclass(slots=True)
 class CreateRun:
     run: Run
-    # When set, the run is only created if no live run holds this key; otherwise this op and
-    # every later op of the batch about the same run are skipped.
+    # The run is only created if no unexpired entry holds any of these keys; otherwise this op
+    # and every later op of the batch about the same run are skipped.
     idempotency_key: str | None = None
     idempotency_expires_ms: int = 0
+    extra_keys: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True)
@@ -192,9 +196,34 @@ class AddHistory:
     data: bytes | None = None
 
 
+@dataclass(slots=True)
+class SetFlow:
+    """Flow-control state (throttle TAT, rate-limit window, debounce/batch buffers, singleton)."""
+
+    key: str
+    value: Any
+    expires_ms: int
+
+
+@dataclass(slots=True)
+class DeleteFlow:
+    key: str
+    only_if: Any = None  # delete only while the stored value equals this (None: always)
+
+
+@dataclass(slots=True)
+class AddSkip:
+    """An event that started no run of a function, and why (rate limited, singleton, paused…)."""
+
+    event_internal_id: str
+    fn_id: str
+    reason: str
+    at_ms: int
+
+
 Op = (
     InsertEvents | CreateRun | SaveStep | UpdateRun | Enqueue | DeleteJob | DeleteRunJobs
-    | AddPause | DeletePause | DeleteRunPauses | AddHistory
+    | AddPause | DeletePause | DeleteRunPauses | AddHistory | SetFlow | DeleteFlow | AddSkip
 )
 
 

@@ -12,6 +12,7 @@ from pyngest.server.executor.driver import Driver
 from pyngest.server.executor.executor import Executor, ExecutorConfig
 from pyngest.server.executor.state import State
 from pyngest.server.model import JobKind
+from pyngest.server.operations import Operations
 from pyngest.server.queue.scheduler import Scheduler
 from pyngest.server.registry import Registry, SyncOutcome
 from pyngest.server.runner.runner import Runner
@@ -51,10 +52,14 @@ class Service:
                 JobKind.TIMEOUT_FINISH: control.timeout_finish,
                 JobKind.CRON: self.runner.fire_cron,
                 JobKind.CANCEL: control.cancel_job,
+                JobKind.DEBOUNCE: self.runner.fire_debounce,
+                JobKind.BATCH: self.runner.fire_batch,
             },
             size=config.queue_workers,
             commit=self.state.commit,
         )
+        self.operations = Operations(self)
+        self.workers.handlers[JobKind.OPERATION] = self.operations.process
         self.syncer = AppSyncer(config, self.registry, self.store, self.clock)
         self.started = False
 
@@ -63,6 +68,9 @@ class Service:
         await self.registry.load()
         await self.state.load()
         await self.driver.start()
+        for fn in self.registry.functions.values():
+            if fn.paused:
+                self.scheduler.pause_function(fn.id)
         await self.scheduler.start()
         await self.runner.schedule_crons(self.registry.cron_functions())
         self.workers.start()

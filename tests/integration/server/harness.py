@@ -154,6 +154,8 @@ class Harness:
             await asyncio.sleep(0.005)
 
     async def advance(self, ms: int) -> None:
+        """Let pending work finish at the current time, then move the clock."""
+        await self.settle()
         self.clock.advance(ms)
         await self.settle()
 

@@ -8,6 +8,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyngest.server.api.events import EventAPI
 from pyngest.server.api.graphql.resolvers import GraphQLEndpoint
+from pyngest.server.api.operations import OperationsAPI
 from pyngest.server.api.rest import RestAPI
 from pyngest.server.api.sdk import SdkAPI
 from pyngest.server.service import Service
@@ -39,6 +40,7 @@ def build_app(service: Service) -> ASGIApp:
     sdk = SdkAPI(service)
     rest = RestAPI(service)
     gql = GraphQLEndpoint(service)
+    ops = OperationsAPI(service)
     routes = [
         Route("/health", sdk.health, methods=["GET"]),
         Route("/e/{key}", events.receive, methods=["POST"]),
@@ -60,6 +62,17 @@ def build_app(service: Service) -> ASGIApp:
         Route("/v1/checkpoint/{run_id}/async", sdk.checkpoint_async, methods=["POST"]),
         Route("/v1/http/runs/{run_id}/async", sdk.checkpoint_async, methods=["POST"]),
         Route("/v1/apps", rest.add_app, methods=["POST"]),
+        Route("/v1/runs/{run_id}/rerun", ops.rerun, methods=["POST"]),
+        Route("/v1/functions/{fn}/pause", ops.pause, methods=["POST"]),
+        Route("/v1/functions/{fn}/resume", ops.resume, methods=["POST"]),
+        Route("/v1/cancellations", ops.create_cancellation, methods=["POST"]),
+        Route("/v1/cancellations", ops.list_operations, methods=["GET"]),
+        Route("/v1/cancellations/{op_id}", ops.get_operation, methods=["GET"]),
+        Route("/v1/cancellations/{op_id}", ops.stop_operation, methods=["DELETE"]),
+        Route("/v1/replays", ops.create_replay, methods=["POST"]),
+        Route("/v1/replays", ops.list_operations, methods=["GET"]),
+        Route("/v1/replays/{op_id}", ops.get_operation, methods=["GET"]),
+        Route("/v1/replays/{op_id}", ops.stop_operation, methods=["DELETE"]),
         Route("/v1/apps/{app_name}/functions", rest.app_functions, methods=["GET"]),
     ]
     app = Starlette(routes=routes)

@@ -250,10 +250,17 @@ class Executor:
             # v2: immediate execution is allowed again once nothing is pending
             run.force_step_plan = False
             batch.add(UpdateRun(run.id, {"force_step_plan": False}))
-        batch.add(Enqueue(Job(
-            id=f"{run.id}:d:{len(run.stack)}", kind=JobKind.EXECUTE, due_ms=due_ms or now,
-            run_id=run.id, step_id="step",
-        )))
+        batch.add(Enqueue(execute_job(run, f"{run.id}:d:{len(run.stack)}", "step", due_ms or now)))
+
+
+def execute_job(run: Run, job_id: str, step_id: str, due_ms: int, *, priority: int | None = None) -> Job:
+    """A request job for ``run``, in the run's queue (function and concurrency keys) with its
+    concurrency constraints and priority."""
+    payload: dict[str, Any] = {"part": run.attrs.get("part") or run.fn_id}
+    if run.attrs.get("ck"):
+        payload["ck"] = run.attrs["ck"]
+    return Job(id=job_id, kind=JobKind.EXECUTE, due_ms=due_ms, run_id=run.id, step_id=step_id,
+               priority=int(run.attrs.get("priority") or 0) if priority is None else priority, payload=payload)
 
 
 def _canonical_output(body: bytes) -> bytes:

@@ -13,6 +13,7 @@ from pyngest.server.events import enqueue_events, stored
 from pyngest.server.model import (
     AddHistory,
     Batch,
+    DeleteFlow,
     DeleteRunJobs,
     DeleteRunPauses,
     Run,
@@ -54,6 +55,8 @@ def finalize(
     batch.add(DeleteRunJobs(run.id, keep=keep_job))
     batch.add(DeleteRunPauses(run.id))
     batch.add(AddHistory(run.id, now_ms, _HISTORY_KIND[status], data=stored_output))
+    if run.attrs.get("singleton"):
+        batch.add(DeleteFlow(run.attrs["singleton"], only_if=run.id))  # the key is free again
     system_events(run, fn_slug, status, batch, now_ms, output=output, error=error)
 
 

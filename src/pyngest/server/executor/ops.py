@@ -162,8 +162,9 @@ class OpHandlers:
             return self._step_failed(run, job.attempt, resp, op_id, name, error, batch, op=op)
         if opcode is Opcode.STEP_PLANNED:
             if op_id not in run.steps:
-                batch.add(Enqueue(Job(id=f"{run.id}:p:{op_id}", kind=JobKind.EXECUTE, due_ms=now,
-                                      run_id=run.id, step_id=op_id)))
+                from pyngest.server.executor.executor import execute_job
+
+                batch.add(Enqueue(execute_job(run, f"{run.id}:p:{op_id}", op_id, now)))
                 batch.add(AddHistory(run.id, now, "StepPlanned", step_id=op_id, name=name))
             return False
         if opcode is Opcode.SLEEP:

@@ -15,10 +15,12 @@ from collections.abc import Awaitable, Iterator
 from typing import Any
 
 from pyngest.server.exprs import Condition, compile_condition
+from pyngest.server.flow.control import FlowState
 from pyngest.server.model import (
     AddPause,
     Batch,
     CommitResult,
+    DeleteFlow,
     DeletePause,
     Enqueue,
     InsertEvents,
@@ -179,10 +181,12 @@ class State:
         # Events committed together with the job that will match them, so that job needn't
         # read them back from the store. The job takes them out.
         self.fresh_events: dict[str, StoredEvent] = {}
+        self.flow = FlowState()
 
     async def load(self) -> None:
         self.pauses.load(await self.store.all_pauses())
         self.last_event_seq = await self.store.max_event_seq()
+        self.flow.load(await self.store.all_flow())
 
     async def commit(self, batch: Batch) -> CommitResult:
         return await self.submit(batch)
@@ -198,6 +202,8 @@ class State:
                 self.pauses.add(op.pause)
             elif isinstance(op, DeletePause):
                 self.pauses.remove(op.pause_id)
+            elif isinstance(op, DeleteFlow) and op.only_if is not None:
+                self.flow.forget_if(op.key, op.only_if)  # e.g. a singleton's run ended
         for pid in result.deleted_pauses:
             self.pauses.remove(pid)
         if result.event_seqs:

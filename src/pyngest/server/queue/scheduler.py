@@ -21,6 +21,7 @@ from collections.abc import Awaitable
 
 from pyngest.clock import Clock, TimerHandle
 from pyngest.server.model import Batch, CommitResult, DeleteJob, Enqueue, Job
+from pyngest.server.queue.partitions import ReadyQueue
 from pyngest.server.store.base import Store
 
 log = logging.getLogger("pyngest.queue")
@@ -34,9 +35,10 @@ class Scheduler:
         self.store = store
         self.clock = clock
         self.horizon_ms = horizon_ms
-        self._heap: list[tuple[int, int, int, Job]] = []
+        self._timers: list[tuple[int, int, Job]] = []  # not yet due, by due time
+        self._ready = ReadyQueue()  # due, waiting for a worker (and for concurrency room)
         self._seq = itertools.count()
-        self._live: dict[str, Job] = {}  # in the heap
+        self._live: dict[str, Job] = {}  # in _timers or _ready
         self._leased: dict[str, Job] = {}  # handed to a worker, not yet finished
         self._horizon = 0  # every job due before this is in memory (or done)
         self._refill_to = 0
@@ -71,6 +73,22 @@ class Scheduler:
     def in_memory(self) -> int:
         return len(self._live)
 
+    @property
+    def backlog(self) -> int:
+        """Due jobs waiting for a worker or for concurrency room."""
+        return len(self._ready)
+
+    def running(self, counter: str) -> int:
+        return self._ready.running(counter)
+
+    def pause_function(self, fn_id: str) -> None:
+        self._ready.pause(fn_id)
+
+    def resume_function(self, fn_id: str) -> None:
+        self._ready.resume(fn_id)
+        if self._ready.has_candidates():
+            self._wake()
+
     # ---------------------------------------------------------------------------- writes
 
     async def commit(self, batch: Batch) -> CommitResult:
@@ -101,8 +119,14 @@ class Scheduler:
             self._forget(job_id)
 
     def _forget(self, job_id: str) -> None:
-        self._live.pop(job_id, None)
-        self._leased.pop(job_id, None)
+        job = self._live.pop(job_id, None)
+        if job is not None and job.due_ms <= self.clock.now_ms():
+            self._ready.remove(job)  # else it sits in _timers: dropped lazily
+        leased = self._leased.pop(job_id, None)
+        if leased is not None:
+            self._ready.release(leased)
+            if self._ready.has_candidates():
+                self._wake()
         if self._refilling:
             # a refill query may have read this job before it was finished: don't revive it
             self._done_in_refill.add(job_id)
@@ -112,23 +136,35 @@ class Scheduler:
             return  # the store has it; a later refill brings it in
         self._push_loaded(job)
 
+    def _push_loaded(self, job: Job) -> None:
+        self._live[job.id] = job
+        if job.due_ms <= self.clock.now_ms():
+            self._ready.add(job)
+            self._wake()
+        else:
+            heapq.heappush(self._timers, (job.due_ms, next(self._seq), job))
+            self._arm(job.due_ms)
+
     # ----------------------------------------------------------------------------- reads
 
     async def get(self) -> Job:
-        """Wait for the next due job and lease it."""
+        """Wait for the next job that may run and lease it."""
         loop = asyncio.get_running_loop()
         while True:
             if self._closed:
                 raise asyncio.CancelledError("scheduler closed")
-            job = self._pop_due()
+            self._promote()
+            job = self._ready.pop()
             if job is not None:
-                if self._has_due():
+                self._live.pop(job.id, None)
+                self._leased[job.id] = job
+                if self._ready.has_candidates():
                     self._wake()  # chain: let another worker take the next one
                 return job
             fut: asyncio.Future[None] = loop.create_future()
             self._waiters.append(fut)
-            if self._heap:
-                self._arm(self._heap[0][0])
+            if self._timers:
+                self._arm(self._timers[0][0])
             try:
                 await fut
             finally:
@@ -140,34 +176,18 @@ class Scheduler:
                     pass
 
     def release(self, job: Job) -> None:
-        """Give a leased job back to the heap (e.g. a worker stopping mid-way)."""
+        """Give a leased job back (e.g. a worker stopping mid-way): it can be handed out again."""
         if self._leased.pop(job.id, None) is not None:
-            self._push(job)
+            self._ready.release(job)
+            self._push_loaded(job)
 
-    def _pop_due(self) -> Job | None:
+    def _promote(self) -> None:
+        """Move jobs whose time has come from the timers to the ready partitions."""
         now = self.clock.now_ms()
-        while self._heap:
-            due, _, _, job = self._heap[0]
-            if self._live.get(job.id) is not job:
-                heapq.heappop(self._heap)  # stale entry: deleted or replaced
-                continue
-            if due > now:
-                return None
-            heapq.heappop(self._heap)
-            del self._live[job.id]
-            self._leased[job.id] = job
-            return job
-        return None
-
-    def _has_due(self) -> bool:
-        now = self.clock.now_ms()
-        while self._heap:
-            due, _, _, job = self._heap[0]
-            if self._live.get(job.id) is not job:
-                heapq.heappop(self._heap)
-                continue
-            return due <= now
-        return False
+        while self._timers and self._timers[0][0] <= now:
+            _, _, job = heapq.heappop(self._timers)
+            if self._live.get(job.id) is job:
+                self._ready.add(job)
 
     # ---------------------------------------------------------------------------- timers
 
@@ -189,10 +209,13 @@ class Scheduler:
     def _on_timer(self) -> None:
         self._timer = None
         self._timer_at = None
-        if self._has_due():
+        self._promote()
+        if self._ready.has_candidates():
             self._wake()
-        if self._heap:
-            self._arm(self._heap[0][0])
+        while self._timers and self._live.get(self._timers[0][2].id) is not self._timers[0][2]:
+            heapq.heappop(self._timers)  # drop stale entries
+        if self._timers:
+            self._arm(self._timers[0][0])
 
     # ---------------------------------------------------------------------------- refill
 
@@ -225,14 +248,6 @@ class Scheduler:
         if not self._closed:
             when = max(self.clock.now_ms() + 1, self._horizon - self.horizon_ms // 2)
             self._refill_timer = self.clock.call_at(when, self._schedule_refill)
-
-    def _push_loaded(self, job: Job) -> None:
-        self._live[job.id] = job
-        heapq.heappush(self._heap, (job.due_ms, -job.priority, next(self._seq), job))
-        if job.due_ms <= self.clock.now_ms():
-            self._wake()
-        else:
-            self._arm(job.due_ms)
 
     def _schedule_refill(self) -> None:
         self._refill_timer = None

@@ -24,11 +24,13 @@ from pyngest.protocol.events import CRON_EVENT, FN_INVOKED, INTERNAL_DATA_KEY
 from pyngest.protocol import jcs
 from pyngest.protocol.ids import new_ulid
 from pyngest.server.events import enqueue_events, event_dict, stored
-from pyngest.server.executor.executor import Executor
+from pyngest.server.executor.executor import Executor, execute_job
 from pyngest.server.exprs import ExpressionError, compile_condition, interpolate
+from pyngest.server.flow.control import FlowControl, RunPlan
 from pyngest.server.model import (
     AddHistory,
     AddPause,
+    AddSkip,
     Batch,
     CreateRun,
     DeleteJob,
@@ -61,6 +63,7 @@ class Runner:
         # with the same id wins its idempotency key. Only matching is serialized: each job's
         # batch is submitted in order and its commit awaited outside the lock.
         self._order = asyncio.Lock()
+        self.flow = FlowControl(self)
 
     # ------------------------------------------------------------------------ ingestion
 
@@ -84,7 +87,21 @@ class Runner:
             for ev in events:
                 data = event_dict(ev)
                 await self._match_pauses(ev, data)
-                self._start_runs(ev, data, batch)
+                await self._start_runs(ev, data, batch)
+            committed = self.state.submit(batch)
+        await committed
+
+    async def fire_debounce(self, job: Job) -> None:
+        async with self._order:
+            batch = Batch([DeleteJob(job.id)])
+            await self.flow.fire_debounce(job, batch)
+            committed = self.state.submit(batch)
+        await committed
+
+    async def fire_batch(self, job: Job) -> None:
+        async with self._order:
+            batch = Batch([DeleteJob(job.id)])
+            await self.flow.fire_batch(job, batch)
             committed = self.state.submit(batch)
         await committed
 
@@ -105,7 +122,7 @@ class Runner:
                     value = orjson.dumps({"data": payload.get("result")})
                 await self.x.control.resume(pause.id, jcs.canonicalize(value), kind="StepInvoked")
 
-    def _start_runs(self, ev: StoredEvent, data: dict[str, Any], batch: Batch) -> None:
+    async def _start_runs(self, ev: StoredEvent, data: dict[str, Any], batch: Batch) -> None:
         if ev.name == FN_INVOKED:
             meta = (data.get("data") or {}).get(INTERNAL_DATA_KEY) or {}
             fn = self.registry.find_function(str(meta.get("fn_id") or ""))
@@ -114,15 +131,22 @@ class Runner:
             targets = self.registry.triggered_by(data)
         for fn in targets:
             if fn.paused:
+                batch.add(AddSkip(ev.internal_id, fn.id, "function_paused", self.clock.now_ms()))
                 continue
-            self.schedule_run(fn, [ev], data, batch, idempotency=f"{fn.id}:{data.get('id') or ev.internal_id}")
+            await self.flow.on_event(fn, ev, data, batch, invoked=ev.name == FN_INVOKED)
 
     def schedule_run(
         self, fn: Function, events: list[StoredEvent], first: dict[str, Any], batch: Batch, *,
-        idempotency: str | None, original_run_id: str | None = None, cron_expr: str | None = None,
+        plan: RunPlan | None = None, original_run_id: str | None = None, cron_expr: str | None = None,
     ) -> Run:
         """Add a new run of ``fn`` for ``events`` to ``batch``."""
         now = self.clock.now_ms()
+        plan = plan or RunPlan(start_at=now)
+        attrs: dict[str, Any] = {"fn_slug": fn.slug, "event_name": events[0].name, **plan.attrs}
+        if plan.priority:
+            attrs["priority"] = plan.priority
+        if "part" not in attrs:
+            attrs["part"] = fn.id
         run = Run(
             id=new_ulid(now),
             fn_id=fn.id,
@@ -134,21 +158,25 @@ class Runner:
             queued_ms=now,
             original_run_id=original_run_id,
             cron=cron_expr,
-            attrs={"fn_slug": fn.slug},
+            batch_id=plan.batch_id,
+            attrs=attrs,
             state_bytes=sum(len(e.body) for e in events),
         )
-        batch.add(CreateRun(run, idempotency_key=idempotency, idempotency_expires_ms=now + IDEMPOTENCY_MS))
+        batch.add(CreateRun(run, idempotency_key=plan.idempotency, idempotency_expires_ms=now + IDEMPOTENCY_MS,
+                            extra_keys=plan.extra_keys))
         # a future "ts" delays the run it starts
-        start_at = max(now, min(int(first.get("ts") or now), now + 366 * 86_400_000))
-        batch.add(Enqueue(Job(id=f"{run.id}:start", kind=JobKind.EXECUTE, due_ms=start_at, run_id=run.id)))
+        ts_at = min(int(first.get("ts") or now), now + 366 * 86_400_000)
+        start_at = max(plan.start_at, ts_at)
+        batch.add(Enqueue(execute_job(run, f"{run.id}:start", "step", start_at, priority=max(plan.priority, 0))))
         batch.add(AddHistory(run.id, now, "FunctionScheduled"))
         timeouts = fn.config.get("timeouts") or {}
         if timeouts.get("start"):
+            # measured from scheduling, so it bounds how long a run may wait in a backlog
             batch.add(Enqueue(Job(
                 id=f"{run.id}:timeout-start", kind=JobKind.TIMEOUT_START,
-                due_ms=start_at + parse_ms(timeouts["start"]), run_id=run.id,
+                due_ms=max(now, ts_at) + parse_ms(timeouts["start"]), run_id=run.id,
             )))
-        self._cancel_pauses(fn, run, first, events[-1].seq, batch, now)
+        self._cancel_pauses(fn, run, first, max(e.seq for e in events), batch, now)
         return run
 
     def _cancel_pauses(self, fn: Function, run: Run, trigger: dict[str, Any], after_seq: int,
@@ -228,7 +256,8 @@ class Runner:
         ev = stored(event, received_ms=now, internal_id=new_ulid(now))
         batch.add(InsertEvents([ev]))
         if not fn.paused:
-            self.schedule_run(fn, [ev], event, batch, idempotency=f"{fn.id}:{stamp}", cron_expr=expression)
+            self.schedule_run(fn, [ev], event, batch, plan=RunPlan(start_at=now, idempotency=f"{fn.id}:{stamp}"),
+                              cron_expr=expression)
         nxt = trig.schedule.next_after(max(scheduled, now))
         batch.add(Enqueue(self._cron_job(fn, expression, nxt, trig.jitter_ms)))
         await self.state.commit(batch)

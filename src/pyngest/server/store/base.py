@@ -80,6 +80,23 @@ class HistoryRow:
 
 
 @dataclass(slots=True)
+class OperationRecord:
+    """A bulk cancellation or a replay, and how far it got."""
+
+    id: str
+    kind: str  # cancellation | replay
+    fn_id: str
+    app_id: str | None
+    name: str
+    spec: dict[str, Any]
+    status: str  # running | completed | stopped
+    total: int
+    done: int
+    created_ms: int
+    ended_ms: int | None = None
+
+
+@dataclass(slots=True)
 class RunQuery:
     """Filters for listing runs, newest first."""
 
@@ -114,6 +131,12 @@ class Store(Protocol):
     async def jobs_due_between(self, from_ms: int, until_ms: int) -> list[Job]: ...
     async def all_pauses(self) -> list[Pause]: ...
     async def jobs_for_run(self, run_id: str) -> list[Job]: ...
+    async def all_flow(self) -> list[tuple[str, Any, int]]:
+        """Unexpired flow-control entries: (key, value, expires_ms)."""
+        ...
+    async def skips_for_event(self, internal_id: str) -> list[tuple[str, str, int]]:
+        """(fn_id, reason, at_ms) for each function this event did not start."""
+        ...
 
     # -- events
     async def get_event(self, internal_id: str) -> StoredEvent | None: ...
@@ -123,6 +146,15 @@ class Store(Protocol):
         from_ms: int | None = None, until_ms: int | None = None,
     ) -> list[StoredEvent]: ...
     async def max_event_seq(self) -> int: ...
+
+    # -- bulk operations
+    async def save_operation(self, op: OperationRecord) -> None: ...
+    async def get_operation(self, op_id: str) -> OperationRecord | None: ...
+    async def list_operations(self, fn_id: str | None, kind: str | None, limit: int) -> list[OperationRecord]: ...
+    async def skipped_events(self, fn_id: str, from_ms: int, until_ms: int, after_event: str | None,
+                             limit: int) -> list[str]:
+        """Internal ids of events that skipped ``fn`` in the window, oldest first."""
+        ...
 
     # -- registry
     async def list_apps(self) -> list[AppRecord]: ...

@@ -24,7 +24,11 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+
+class StoreError(RuntimeError):
+    """The database cannot be used as it is; the message says what to do."""
+
+SCHEMA_VERSION = 2
 _MAX_GROUP = 256
 
 
@@ -50,7 +54,7 @@ def _migrate(conn: sqlite3.Connection) -> None:
         row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
         current = int(row[0]) if row else 0
     if current > SCHEMA_VERSION:
-        raise RuntimeError(
+        raise StoreError(
             f"the database has schema version {current}, newer than this pyngest "
             f"understands ({SCHEMA_VERSION}); upgrade pyngest or use another --sqlite-dir"
         )

@@ -1,4 +1,4 @@
--- pyngest SQLite schema. Version 1. Migrations live in migrations/NNN.sql and are applied in order.
+-- pyngest SQLite schema. Version 2. Migrations live in migrations/NNN.sql and are applied in order.
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -152,3 +152,36 @@ CREATE TABLE IF NOT EXISTS idempotency (
     run_id      TEXT,
     expires_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;
+
+-- Flow-control state: throttle TATs, rate-limit windows, debounce and batch buffers, singletons.
+CREATE TABLE IF NOT EXISTS flow (
+    key         TEXT PRIMARY KEY,
+    value       BLOB NOT NULL,
+    expires_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- Events that started no run of a function, and why.
+CREATE TABLE IF NOT EXISTS skips (
+    event_internal_id  TEXT NOT NULL,
+    fn_id              TEXT NOT NULL,
+    reason             TEXT NOT NULL,
+    at_ms              INTEGER NOT NULL,
+    PRIMARY KEY (event_internal_id, fn_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS skips_fn ON skips (fn_id, at_ms);
+
+-- Bulk operations over many runs: cancellations and replays, with their progress.
+CREATE TABLE IF NOT EXISTS operations (
+    id          TEXT PRIMARY KEY,
+    kind        TEXT NOT NULL,           -- cancellation | replay
+    fn_id       TEXT NOT NULL,
+    app_id      TEXT,
+    name        TEXT NOT NULL DEFAULT '',
+    spec        BLOB NOT NULL,           -- JSON: time range, statuses, if expression, ...
+    status      TEXT NOT NULL,           -- running | completed | stopped
+    total       INTEGER NOT NULL DEFAULT 0,
+    done        INTEGER NOT NULL DEFAULT 0,
+    created_ms  INTEGER NOT NULL,
+    ended_ms    INTEGER
+);
+CREATE INDEX IF NOT EXISTS operations_fn ON operations (fn_id, kind, created_ms);

@@ -13,12 +13,14 @@ from pyngest.clock import Clock
 from pyngest.server.model import (
     AddHistory,
     AddPause,
+    AddSkip,
     Batch,
     CommitResult,
     CreateRun,
     DeleteJob,
     DeletePause,
     DeleteRunJobs,
+    DeleteFlow,
     DeleteRunPauses,
     Enqueue,
     InsertEvents,
@@ -30,6 +32,7 @@ from pyngest.server.model import (
     Run,
     RunStatus,
     SaveStep,
+    SetFlow,
     StoredEvent,
     UpdateRun,
 )
@@ -38,6 +41,7 @@ from pyngest.server.store.base import (
     AppUrlRecord,
     FunctionRecord,
     HistoryRow,
+    OperationRecord,
     RunQuery,
     SyncRecord,
 )
@@ -202,19 +206,23 @@ class SqliteStore:
                         ev.seq = cur.lastrowid or 0
                     result.event_seqs[ev.internal_id] = ev.seq
             elif isinstance(op, CreateRun):
-                if op.idempotency_key is not None:
+                keys = ([op.idempotency_key] if op.idempotency_key is not None else []) + op.extra_keys
+                holder = None
+                for key in keys:
                     row = conn.execute(
-                        "SELECT run_id, expires_ms FROM idempotency WHERE key=?",
-                        (op.idempotency_key,),
+                        "SELECT run_id, expires_ms FROM idempotency WHERE key=?", (key,)
                     ).fetchone()
                     if row is not None and row[1] > now:
-                        skipped.add(op.run.id)
-                        result.skipped_runs[op.run.id] = row[0]
-                        continue
-                    conn.execute(
-                        "INSERT OR REPLACE INTO idempotency(key, run_id, expires_ms) VALUES (?,?,?)",
-                        (op.idempotency_key, op.run.id, op.idempotency_expires_ms),
-                    )
+                        holder = row
+                        break
+                if holder is not None:
+                    skipped.add(op.run.id)
+                    result.skipped_runs[op.run.id] = holder[0]
+                    continue
+                conn.executemany(
+                    "INSERT OR REPLACE INTO idempotency(key, run_id, expires_ms) VALUES (?,?,?)",
+                    [(key, op.run.id, op.idempotency_expires_ms) for key in keys],
+                )
                 self._insert_run(conn, op.run)
                 result.created_runs.append(op.run.id)
             elif isinstance(op, AddPause):
@@ -240,6 +248,21 @@ class SqliteStore:
                 ]
                 conn.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in ids])
                 result.deleted_jobs.update(ids)
+            elif isinstance(op, SetFlow):
+                conn.execute(
+                    "INSERT OR REPLACE INTO flow(key, value, expires_ms) VALUES (?,?,?)",
+                    (op.key, orjson.dumps(op.value), op.expires_ms),
+                )
+            elif isinstance(op, DeleteFlow):
+                if op.only_if is None:
+                    conn.execute("DELETE FROM flow WHERE key=?", (op.key,))
+                else:
+                    conn.execute("DELETE FROM flow WHERE key=? AND value=?", (op.key, orjson.dumps(op.only_if)))
+            elif isinstance(op, AddSkip):
+                conn.execute(
+                    "INSERT OR IGNORE INTO skips(event_internal_id, fn_id, reason, at_ms) VALUES (?,?,?,?)",
+                    (op.event_internal_id, op.fn_id, op.reason, op.at_ms),
+                )
             else:  # pragma: no cover - a new op type without a handler is a programming error
                 raise TypeError(f"unknown batch operation {type(op).__name__}")
         return result
@@ -388,6 +411,23 @@ class SqliteStore:
 
         return await self.db.read(q)
 
+    async def all_flow(self) -> list[tuple[str, Any, int]]:
+        def q(conn: sqlite3.Connection) -> list[tuple[str, Any, int]]:
+            now = self.clock.now_ms()
+            rows = conn.execute("SELECT key, value, expires_ms FROM flow WHERE expires_ms > ?", (now,))
+            return [(k, orjson.loads(v), e) for k, v, e in rows]
+
+        return await self.db.read(q)
+
+    async def skips_for_event(self, internal_id: str) -> list[tuple[str, str, int]]:
+        def q(conn: sqlite3.Connection) -> list[tuple[str, str, int]]:
+            rows = conn.execute(
+                "SELECT fn_id, reason, at_ms FROM skips WHERE event_internal_id=?", (internal_id,)
+            )
+            return [tuple(r) for r in rows]  # type: ignore[misc]
+
+        return await self.db.read(q)
+
     # ----------------------------------------------------------------------------- events
 
     async def get_event(self, internal_id: str) -> StoredEvent | None:
@@ -440,6 +480,52 @@ class SqliteStore:
         def q(conn: sqlite3.Connection) -> int:
             row = conn.execute("SELECT MAX(seq) FROM events").fetchone()
             return int(row[0] or 0)
+
+        return await self.db.read(q)
+
+    # ------------------------------------------------------------------- bulk operations
+
+    async def save_operation(self, op: OperationRecord) -> None:
+        await self.db.write(lambda conn: conn.execute(
+            "INSERT OR REPLACE INTO operations(id, kind, fn_id, app_id, name, spec, status, total, done, "
+            "created_ms, ended_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+            (op.id, op.kind, op.fn_id, op.app_id, op.name, orjson.dumps(op.spec), op.status, op.total,
+             op.done, op.created_ms, op.ended_ms),
+        ))
+
+    async def get_operation(self, op_id: str) -> OperationRecord | None:
+        ops = await self._operations("WHERE id=?", (op_id,), 1)
+        return ops[0] if ops else None
+
+    async def list_operations(self, fn_id: str | None, kind: str | None, limit: int) -> list[OperationRecord]:
+        where, args = [], []
+        if fn_id:
+            where.append("fn_id=?")
+            args.append(fn_id)
+        if kind:
+            where.append("kind=?")
+            args.append(kind)
+        return await self._operations(("WHERE " + " AND ".join(where)) if where else "", tuple(args), limit)
+
+    async def _operations(self, where: str, args: tuple[Any, ...], limit: int) -> list[OperationRecord]:
+        def q(conn: sqlite3.Connection) -> list[OperationRecord]:
+            rows = conn.execute(
+                "SELECT id, kind, fn_id, app_id, name, spec, status, total, done, created_ms, ended_ms "
+                f"FROM operations {where} ORDER BY created_ms DESC LIMIT ?", (*args, limit),
+            )
+            return [OperationRecord(r[0], r[1], r[2], r[3], r[4], orjson.loads(r[5]), *r[6:]) for r in rows]
+
+        return await self.db.read(q)
+
+    async def skipped_events(self, fn_id: str, from_ms: int, until_ms: int, after_event: str | None,
+                             limit: int) -> list[str]:
+        def q(conn: sqlite3.Connection) -> list[str]:
+            rows = conn.execute(
+                "SELECT event_internal_id FROM skips WHERE fn_id=? AND at_ms >= ? AND at_ms < ? "
+                "AND event_internal_id > ? ORDER BY event_internal_id LIMIT ?",
+                (fn_id, from_ms, until_ms, after_event or "", limit),
+            )
+            return [r[0] for r in rows]
 
         return await self.db.read(q)
 

@@ -1,0 +1,1 @@
+"""Experimental features: in-process testing (``mocked``), AI adapters, encryption middleware."""

@@ -1,0 +1,12 @@
+"""DeepSeek chat completions (OpenAI-compatible) for ``step.ai.infer``."""
+
+from __future__ import annotations
+
+from .base import _Adapter
+
+
+class Adapter(_Adapter):
+    """DeepSeek adapter: ``Adapter(auth_key=..., model=...)``."""
+
+    _format = "openai-chat"
+    _default_url = "https://api.deepseek.com/v1"

@@ -1,0 +1,263 @@
+"""Admission of runs: batching, debounce, rate limit, idempotency, singleton, throttle,
+priority and concurrency keys (FEATURES.md §6; PROTOCOL.md §8).
+
+Everything here runs inside the runner's ordering lock, one event at a time, so decisions see
+the effects of every earlier event. Decisions update the in-memory state at once and are made
+durable in the same batch that records the event's outcome, so a crash loses neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from pyngest.protocol.durations import parse_ms
+from pyngest.protocol.ids import new_ulid
+from pyngest.protocol.sync import PRIORITY_FACTOR_MAX
+from pyngest.server.exprs import compile_condition, evaluate
+from pyngest.server.flow.limits import clamp_priority, gcra_reserve, key_hash, sliding_window_allows
+from pyngest.server.model import (
+    AddSkip,
+    Batch,
+    DeleteFlow,
+    DeleteJob,
+    Enqueue,
+    Job,
+    JobKind,
+    SetFlow,
+    StoredEvent,
+)
+
+if TYPE_CHECKING:
+    from pyngest.server.registry import Function
+    from pyngest.server.runner.runner import Runner
+
+IDEMPOTENCY_MS = 24 * 3_600_000
+_DAY = 86_400_000
+
+
+class FlowState:
+    """The in-memory view of the ``flow`` table (loaded at start, kept current by decisions)."""
+
+    def __init__(self) -> None:
+        self.values: dict[str, Any] = {}
+
+    def load(self, rows: list[tuple[str, Any, int]]) -> None:
+        for key, value, _ in rows:
+            self.values[key] = value
+
+    def get(self, key: str) -> Any:
+        return self.values.get(key)
+
+    def set(self, batch: Batch, key: str, value: Any, expires_ms: int) -> None:
+        self.values[key] = value
+        batch.add(SetFlow(key, value, expires_ms))
+
+    def delete(self, batch: Batch, key: str) -> None:
+        self.values.pop(key, None)
+        batch.add(DeleteFlow(key))
+
+    def forget_if(self, key: str, value: Any) -> None:
+        if self.values.get(key) == value:
+            del self.values[key]
+
+
+@dataclass
+class RunPlan:
+    """How a run about to be created should start."""
+
+    start_at: int
+    priority: int = 0
+    attrs: dict[str, Any] = field(default_factory=dict)
+    idempotency: str | None = None
+    extra_keys: list[str] = field(default_factory=list)
+    batch_id: str | None = None
+
+
+class FlowControl:
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+        self.state = runner.state.flow
+        self.clock = runner.clock
+
+    # ------------------------------------------------------------------------ entry point
+
+    async def on_event(self, fn: Function, ev: StoredEvent, data: dict[str, Any], batch: Batch, *,
+                       invoked: bool = False) -> None:
+        """An event matched ``fn``: start a run now, later, or not at all."""
+        cfg = fn.config
+        if not invoked and isinstance(cfg.get("batchEvents"), dict):
+            if await self._batch(fn, ev, data, batch):
+                return
+        if not invoked and isinstance(cfg.get("debounce"), dict):
+            self._debounce(fn, ev, data, batch)
+            return
+        await self.start(fn, [ev], data, batch, idempotency=f"{fn.id}:{data.get('id') or ev.internal_id}")
+
+    async def start(self, fn: Function, events: list[StoredEvent], first: dict[str, Any], batch: Batch, *,
+                    idempotency: str | None, batch_id: str | None = None) -> None:
+        """Rate limit, idempotency and singleton may skip the run; throttle and priority decide
+        when it starts; concurrency keys decide which queue its steps wait in."""
+        cfg = fn.config
+        now = self.clock.now_ms()
+        trigger = events[0]
+        plan = RunPlan(start_at=now, idempotency=idempotency, batch_id=batch_id)
+
+        rate = cfg.get("rateLimit")
+        if isinstance(rate, dict):
+            key = f"rl:{fn.id}:{self._key(rate.get('key'), first)}"
+            period = parse_ms(str(rate["period"]))
+            allowed, window = sliding_window_allows(self.state.get(key) or [], now, period, int(rate["limit"]))
+            if not allowed:
+                batch.add(AddSkip(trigger.internal_id, fn.id, "rate_limited", now))
+                return
+            self.state.set(batch, key, window, now + period)
+
+        if cfg.get("idempotency"):
+            plan.extra_keys.append(f"{fn.id}:idem:{self._key(cfg['idempotency'], first)}")
+
+        single = cfg.get("singleton")
+        if isinstance(single, dict):
+            key = f"single:{fn.id}:{self._key(single.get('key'), first)}"
+            active = self.state.get(key)
+            if active and await self._still_running(str(active)):
+                if single.get("mode") == "cancel":
+                    await self.runner.x.control.cancel_run(str(active), reason="singleton: a newer run replaced it")
+                else:
+                    batch.add(AddSkip(trigger.internal_id, fn.id, "singleton", now))
+                    return
+            plan.attrs["singleton"] = key
+
+        prio = cfg.get("priority")
+        if isinstance(prio, dict) and prio.get("run"):
+            seconds = clamp_priority(evaluate(prio["run"], event=first), PRIORITY_FACTOR_MAX)
+            plan.priority = seconds
+            if seconds < 0:
+                plan.start_at = now - seconds * 1000  # a negative priority delays the start
+
+        throttle = cfg.get("throttle")
+        if isinstance(throttle, dict):
+            key = f"thr:{fn.id}:{self._key(throttle.get('key'), first)}"
+            period = parse_ms(str(throttle["period"]))
+            at, tat = gcra_reserve(float(self.state.get(key) or 0), plan.start_at, period,
+                                   int(throttle["limit"]), int(throttle.get("burst") or 1))
+            plan.start_at = at
+            self.state.set(batch, key, tat, int(tat) + period)
+
+        self.plan_concurrency(fn, first, plan)
+        run = self.runner.schedule_run(fn, events, first, batch, plan=plan)
+        if "singleton" in plan.attrs:
+            self.state.set(batch, plan.attrs["singleton"], run.id, now + 366 * _DAY)
+
+    # --------------------------------------------------------------------------- helpers
+
+    @staticmethod
+    def _key(expression: str | None, event: dict[str, Any]) -> str:
+        if not expression:
+            return "-"
+        return key_hash(evaluate(expression, event=event))
+
+    async def _still_running(self, run_id: str) -> bool:
+        run = await self.runner.state.runs.get(run_id)
+        return run is not None and not run.ended
+
+    def plan_concurrency(self, fn: Function, event: dict[str, Any], plan: RunPlan) -> None:
+        """Which virtual queue the run's steps wait in, and under which limits."""
+        constraints: list[list[Any]] = []
+        part = [fn.id]
+        for c in fn.config.get("concurrency") or []:
+            limit = int(c.get("limit") or 0)
+            if limit <= 0:
+                continue
+            scope = c.get("scope") or "fn"
+            if c.get("key"):
+                kh = self._key(c["key"], event)
+                counter = f"c:{fn.id}:{kh}" if scope == "fn" else f"c:{scope}:{kh}"
+                part.append(counter)
+            else:
+                counter = f"c:{fn.id}"
+            constraints.append([counter, limit])
+        if constraints:
+            plan.attrs["ck"] = constraints
+        plan.attrs["part"] = "|".join(part)
+
+    # -------------------------------------------------------------------------- debounce
+
+    def _debounce(self, fn: Function, ev: StoredEvent, data: dict[str, Any], batch: Batch) -> None:
+        cfg = fn.config["debounce"]
+        now = self.clock.now_ms()
+        key = f"deb:{fn.id}:{self._key(cfg.get('key'), data)}"
+        rec = self.state.get(key)
+        first = int(rec["first"]) if rec else now
+        due = now + parse_ms(str(cfg["period"]))
+        if cfg.get("timeout"):
+            due = min(due, first + parse_ms(str(cfg["timeout"])))
+        job_id = f"debounce:{key}:{ev.internal_id}"
+        if rec:
+            batch.add(DeleteJob(rec["job"]))
+        self.state.set(batch, key, {"fn": fn.id, "event": ev.internal_id, "first": first, "job": job_id}, due + _DAY)
+        batch.add(Enqueue(Job(id=job_id, kind=JobKind.DEBOUNCE, due_ms=due, payload={"key": key})))
+
+    async def fire_debounce(self, job: Job, batch: Batch) -> None:
+        key = str((job.payload or {}).get("key"))
+        rec = self.state.get(key)
+        if not rec or rec.get("job") != job.id:
+            return  # superseded by a later event
+        self.state.delete(batch, key)
+        fn = self.runner.registry.functions.get(rec["fn"])
+        events = await self.runner.state.store.get_events([rec["event"]])
+        if fn is None or not events or fn.paused:
+            return
+        # debounce ignores event-id dedup: the run is keyed by the debounce window instead
+        await self.start(fn, events, _event_dict(events[0]), batch, idempotency=f"{fn.id}:{job.id}")
+
+    # --------------------------------------------------------------------------- batching
+
+    async def _batch(self, fn: Function, ev: StoredEvent, data: dict[str, Any], batch: Batch) -> bool:
+        """Add the event to its batch; False when the batch's ``if`` says to run it alone."""
+        cfg = fn.config["batchEvents"]
+        if cfg.get("if") and not compile_condition(cfg["if"]).matches(event=data):
+            return False
+        now = self.clock.now_ms()
+        key = f"bat:{fn.id}:{self._key(cfg.get('key'), data)}"
+        rec = self.state.get(key)
+        timeout = parse_ms(str(cfg.get("timeout") or "60s"))
+        if rec is None:
+            bid = new_ulid(now)
+            rec = {"fn": fn.id, "events": [], "first": now, "id": bid, "job": f"batch:{key}:{bid}"}
+            batch.add(Enqueue(Job(id=rec["job"], kind=JobKind.BATCH, due_ms=now + timeout, payload={"key": key})))
+        rec = {**rec, "events": [*rec["events"], ev.internal_id]}
+        if len(rec["events"]) >= int(cfg["maxSize"]):
+            batch.add(DeleteJob(rec["job"]))
+            self.state.delete(batch, key)
+            await self._start_batch(fn, rec, batch, fresh={ev.internal_id: ev})
+        else:
+            self.state.set(batch, key, rec, int(rec["first"]) + timeout + _DAY)
+        return True
+
+    async def fire_batch(self, job: Job, batch: Batch) -> None:
+        key = str((job.payload or {}).get("key"))
+        rec = self.state.get(key)
+        if not rec or rec.get("job") != job.id:
+            return
+        self.state.delete(batch, key)
+        fn = self.runner.registry.functions.get(rec["fn"])
+        if fn is not None and not fn.paused:
+            await self._start_batch(fn, rec, batch, fresh={})
+
+    async def _start_batch(self, fn: Function, rec: dict[str, Any], batch: Batch,
+                           fresh: dict[str, StoredEvent]) -> None:
+        ids = list(rec["events"])
+        missing = [i for i in ids if i not in fresh]
+        loaded = {e.internal_id: e for e in await self.runner.state.store.get_events(missing)} if missing else {}
+        events = [fresh.get(i) or loaded[i] for i in ids if i in fresh or i in loaded]
+        if not events:
+            return
+        await self.start(fn, events, _event_dict(events[0]), batch, idempotency=f"{fn.id}:batch:{rec['id']}",
+                         batch_id=rec["id"])
+
+
+def _event_dict(ev: StoredEvent) -> dict[str, Any]:
+    from pyngest.server.events import event_dict
+
+    return event_dict(ev)

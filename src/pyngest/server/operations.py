@@ -1,0 +1,260 @@
+"""Acting on many runs at once: pausing a function, bulk cancellation, replay, and rerunning one
+run (FEATURES.md §9.3, §9.4, §12; guides__pause-functions, platform__replay).
+
+Bulk work is an *operation*: a stored record with its progress, advanced by OPERATION jobs that
+each handle one chunk and enqueue the next, so an operation over many runs survives restarts
+and never holds the server up.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING, Any
+
+import orjson
+
+from pyngest.protocol.ids import new_ulid
+from pyngest.server.events import event_dict
+from pyngest.server.exprs import ExpressionError, compile_condition
+from pyngest.server.flow.control import RunPlan
+from pyngest.server.model import Batch, DeleteJob, Enqueue, Job, JobKind, Run, RunStatus
+from pyngest.server.registry import Function
+from pyngest.server.store.base import OperationRecord, RunQuery
+
+if TYPE_CHECKING:
+    from pyngest.server.service import Service
+
+log = logging.getLogger("pyngest.operations")
+
+CHUNK = 200
+PAUSE_CANCEL_AFTER_MS = 7 * 86_400_000
+# Replayed runs are spread out so the app isn't flooded: this many per second.
+REPLAY_RATE_PER_S = 20
+REPLAYABLE = {"Failed", "Cancelled", "Completed", "Skipped"}
+
+
+class OperationError(ValueError):
+    """A request for a bulk operation that cannot be carried out (the message says why)."""
+
+
+class Operations:
+    def __init__(self, service: Service) -> None:
+        self.s = service
+
+    # ------------------------------------------------------------------------- pausing
+
+    async def pause_function(self, fn: Function, *, cancel_running: bool = False) -> OperationRecord | None:
+        """No new runs start (events are kept and recorded as skipped); running runs wait
+        between steps. They are cancelled now (``cancel_running``) or after 7 days if the
+        function is still paused then."""
+        if fn.paused:
+            return None
+        await self.s.registry.set_paused(fn, True)
+        self.s.scheduler.pause_function(fn.id)
+        now = self.s.clock.now_ms()
+        spec: dict[str, Any] = {"statuses": [RunStatus.QUEUED.value, RunStatus.RUNNING.value],
+                                "reason": "the function was paused and its running runs cancelled"}
+        if cancel_running:
+            return await self._create("cancellation", fn, "Cancel running runs on pause", spec, due_ms=now)
+        spec["only_if_paused"] = True
+        spec["reason"] = "the function stayed paused for 7 days"
+        return await self._create("cancellation", fn, "Cancel runs paused for 7 days", spec,
+                                  due_ms=now + PAUSE_CANCEL_AFTER_MS)
+
+    async def resume_function(self, fn: Function) -> None:
+        """New events trigger it again; paused runs continue with their next step."""
+        if not fn.paused:
+            return
+        await self.s.registry.set_paused(fn, False)
+        self.s.scheduler.resume_function(fn.id)
+        for op in await self.s.store.list_operations(fn.id, "cancellation", 100):
+            if op.status == "running" and op.spec.get("only_if_paused"):
+                await self._finish(op, "stopped")
+
+    # ---------------------------------------------------------------------- cancellation
+
+    async def create_cancellation(self, fn: Function, *, started_after: int | None, started_before: int | None,
+                                  expression: str | None, name: str = "") -> OperationRecord:
+        if expression:
+            try:
+                compile_condition(expression)
+            except ExpressionError as exc:
+                raise OperationError(f"the 'if' expression is invalid: {exc}") from exc
+        spec = {"from_ms": started_after, "until_ms": started_before, "if": expression or None,
+                "statuses": [RunStatus.QUEUED.value, RunStatus.RUNNING.value],
+                "reason": f"bulk cancellation {name}".strip()}
+        return await self._create("cancellation", fn, name, spec, due_ms=self.s.clock.now_ms())
+
+    # ---------------------------------------------------------------------------- replay
+
+    async def create_replay(self, fn: Function, *, from_ms: int, until_ms: int, statuses: list[str],
+                            name: str = "") -> OperationRecord:
+        wanted = {_status_name(s) for s in statuses}
+        if not wanted or not wanted <= REPLAYABLE:
+            raise OperationError(f"statuses must be some of {sorted(REPLAYABLE)}; got {statuses}")
+        if until_ms <= from_ms:
+            raise OperationError("the time range is empty: 'to' must be after 'from'")
+        spec = {"from_ms": from_ms, "until_ms": until_ms, "statuses": sorted(wanted), "spread_ms": 0}
+        return await self._create("replay", fn, name, spec, due_ms=self.s.clock.now_ms())
+
+    async def rerun(self, run_id: str) -> str:
+        """A new run of the same function from the original run's events."""
+        run = await self.s.store.load_run(run_id)
+        if run is None:
+            raise OperationError(f"run {run_id} not found")
+        fn = self.s.registry.functions.get(run.fn_id)
+        if fn is None:
+            raise OperationError("the run's function no longer exists")
+        events = await self.s.store.get_events(run.event_ids)
+        if not events:
+            raise OperationError("the run's events are no longer stored")
+        batch = Batch()
+        new = self._replay_run(fn, events, batch, original_run_id=run.id, start_at=self.s.clock.now_ms())
+        await self.s.state.commit(batch)
+        return new.id
+
+    # -------------------------------------------------------------------- the machinery
+
+    async def stop(self, op_id: str) -> OperationRecord | None:
+        op = await self.s.store.get_operation(op_id)
+        if op is not None and op.status == "running":
+            await self._finish(op, "stopped")
+        return op
+
+    async def _create(self, kind: str, fn: Function, name: str, spec: dict[str, Any], *, due_ms: int) -> OperationRecord:
+        now = self.s.clock.now_ms()
+        op = OperationRecord(id=new_ulid(now), kind=kind, fn_id=fn.id, app_id=fn.app_id, name=name,
+                             spec=spec, status="running", total=0, done=0, created_ms=now)
+        await self.s.store.save_operation(op)
+        await self.s.state.commit(Batch([Enqueue(Job(id=f"op:{op.id}:0", kind=JobKind.OPERATION, due_ms=due_ms,
+                                                     payload={"op": op.id, "cursor": None, "n": 0}))]))
+        return op
+
+    async def _finish(self, op: OperationRecord, status: str) -> None:
+        op.status = status
+        op.ended_ms = self.s.clock.now_ms()
+        await self.s.store.save_operation(op)
+
+    async def process(self, job: Job) -> None:
+        """One chunk of an operation; enqueues the next chunk until nothing is left."""
+        payload = job.payload or {}
+        op = await self.s.store.get_operation(str(payload.get("op")))
+        batch = Batch([DeleteJob(job.id)])
+        if op is None or op.status != "running":
+            await self.s.state.commit(batch)
+            return
+        fn = self.s.registry.functions.get(op.fn_id)
+        if fn is None or (op.spec.get("only_if_paused") and not fn.paused):
+            await self.s.state.commit(batch)
+            await self._finish(op, "stopped" if fn is None or not fn.paused else "completed")
+            return
+        cursor = payload.get("cursor")
+        if op.kind == "cancellation":
+            cursor, handled = await self._cancel_chunk(op, cursor)
+        else:
+            cursor, handled = await self._replay_chunk(op, fn, cursor)
+        op.done += handled
+        if cursor is None:
+            await self._finish(op, "completed")
+        else:
+            await self.s.store.save_operation(op)
+            n = int(payload.get("n", 0)) + 1
+            batch.add(Enqueue(Job(id=f"op:{op.id}:{n}", kind=JobKind.OPERATION, due_ms=self.s.clock.now_ms(),
+                                  payload={"op": op.id, "cursor": cursor, "n": n})))
+        await self.s.state.commit(batch)
+
+    async def _runs_chunk(self, op: OperationRecord, cursor: str | None, statuses: list[str]) -> list[Run]:
+        spec = op.spec
+        return await self.s.store.list_runs(RunQuery(
+            fn_ids=[op.fn_id], statuses=statuses, from_ms=spec.get("from_ms"), until_ms=spec.get("until_ms"),
+            before_id=cursor, limit=CHUNK,
+        ))
+
+    async def _cancel_chunk(self, op: OperationRecord, cursor: str | None) -> tuple[str | None, int]:
+        runs = await self._runs_chunk(op, cursor, list(op.spec["statuses"]))
+        cond = compile_condition(op.spec["if"]) if op.spec.get("if") else None
+        handled = 0
+        for run in runs:
+            if cond is not None:
+                first = orjson.loads(run.events[0]) if run.events else None
+                if first is None:
+                    events = await self.s.store.get_events(run.event_ids[:1])
+                    first = event_dict(events[0]) if events else {}
+                if not cond.matches(event=first):
+                    continue
+            if await self.s.executor.control.cancel_run(run.id, reason=str(op.spec.get("reason") or "cancelled")):
+                handled += 1
+        return (runs[-1].id if len(runs) == CHUNK else None), handled
+
+    async def _replay_chunk(self, op: OperationRecord, fn: Function, cursor: Any) -> tuple[Any, int]:
+        """Runs in the statuses asked for, newest first; then events that skipped the function."""
+        spec = op.spec
+        statuses = [s for s in spec["statuses"] if s != "Skipped"]
+        phase, position = (cursor or [("runs" if statuses else "skips"), None])
+        batch = Batch()
+        handled = 0
+        start = self.s.clock.now_ms()
+        spread = int(spec.get("spread_ms", 0))
+        step = 1000 // REPLAY_RATE_PER_S
+        next_cursor: Any = None
+        if phase == "runs":
+            runs = await self._runs_chunk(op, position, statuses)
+            for run in runs:
+                events = await self.s.store.get_events(run.event_ids)
+                if events:
+                    self._replay_run(fn, events, batch, original_run_id=run.id, start_at=start + spread + handled * step)
+                    handled += 1
+            if len(runs) == CHUNK:
+                next_cursor = ["runs", runs[-1].id]
+            elif "Skipped" in spec["statuses"]:
+                next_cursor = ["skips", None]
+        else:
+            ids = await self.s.store.skipped_events(op.fn_id, int(spec["from_ms"]), int(spec["until_ms"]), position, CHUNK)
+            for ev in await self.s.store.get_events(ids):
+                self._replay_run(fn, [ev], batch, original_run_id=None, start_at=start + spread + handled * step)
+                handled += 1
+            if len(ids) == CHUNK:
+                next_cursor = ["skips", ids[-1]]
+        spec["spread_ms"] = spread + handled * step  # later chunks continue the spacing
+        if batch:
+            await self.s.state.commit(batch)
+        return next_cursor, handled
+
+    def _replay_run(self, fn: Function, events: list[Any], batch: Batch, *, original_run_id: str | None,
+                    start_at: int) -> Run:
+        first = event_dict(events[0])
+        plan = RunPlan(start_at=start_at)
+        self.s.runner.flow.plan_concurrency(fn, first, plan)
+        plan.attrs["replay"] = True
+        return self.s.runner.schedule_run(fn, events, first, batch, plan=plan, original_run_id=original_run_id)
+
+
+def _status_name(value: str) -> str:
+    value = value.strip()
+    aliases = {"succeeded": "Completed", "completed": "Completed", "failed": "Failed",
+               "cancelled": "Cancelled", "canceled": "Cancelled", "skipped": "Skipped"}
+    return aliases.get(value.lower(), value)
+
+
+def as_json(op: OperationRecord) -> dict[str, Any]:
+    from pyngest.protocol.durations import iso_ms
+
+    spec = op.spec
+    out: dict[str, Any] = {
+        "id": op.id, "kind": op.kind, "function_id": op.fn_id, "app_id": op.app_id, "name": op.name,
+        "status": op.status, "total": op.total, "done": op.done, "created_at": iso_ms(op.created_ms),
+        "ended_at": iso_ms(op.ended_ms) if op.ended_ms else None,
+        "environment_id": "00000000-0000-4000-b000-000000000000",
+    }
+    if op.kind == "cancellation":
+        out["started_after"] = iso_ms(spec["from_ms"]) if spec.get("from_ms") is not None else None
+        out["started_before"] = iso_ms(spec["until_ms"]) if spec.get("until_ms") is not None else None
+        out["if"] = spec.get("if")
+        out["cancelled"] = op.done
+    else:
+        out["from"] = iso_ms(spec["from_ms"])
+        out["to"] = iso_ms(spec["until_ms"])
+        out["statuses"] = spec["statuses"]
+        out["replayed"] = op.done
+    return out
+
