@@ -1,0 +1,217 @@
+"""Crash test: hundreds of runs of a 10-step function in flight while the server is killed with
+SIGKILL at random moments and restarted on the same port and data directory.
+
+What must hold afterwards:
+
+- every event acknowledged by ``POST /e`` started exactly one run, and every run completed;
+- each step body ran exactly once *after its output was stored*. A body may run again if the
+  server died before storing its output (the SDK's answer was lost), but once the server has
+  stored an output it must never run that step again, nor hand back a different output.
+
+How the app makes that visible (``crash-ten`` in ``apps/py_fastapi.py``): every execution of step
+``k`` logs a fresh nonce, which is also the step's return value, and the nonces of steps
+``0..k-1`` as the SDK received them from the server (memoized state). The Python SDK runs one
+step per request and returns its output to the server, so an output a later step has seen is
+one the server stored. For each run, with ``N_k`` the nonce in the run's final output:
+
+1. the execution that produced ``N_k`` is the *last* execution of step ``k`` — an execution
+   after it ran a step whose output was already stored and kept;
+2. every observation of step ``k``'s output (in later steps, and in the function's end) is
+   ``N_k`` — a different one means the server handed out an output and then lost or replaced it.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import time
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from .harness import Api, App, Server, poll
+
+pytestmark = [pytest.mark.conformance, pytest.mark.slow]
+
+INITIAL_RUNS = 200
+RUNS_PER_RESTART = 10
+KILLS = 5
+STEPS = 10
+STEP_SLEEP_S = 0.5  # mean; each step body sleeps uniform [0, 1] s
+
+
+def _send_batch(api: Api, tags: list[str], name: str) -> list[str]:
+    res = api.send_raw(
+        [{"name": name, "data": {"tag": t, "step_sleep_s": STEP_SLEEP_S}} for t in tags]
+    )
+    assert res.status_code == 200, res.text
+    ids = res.json()["ids"]
+    assert len(ids) == len(tags)
+    return [str(i) for i in ids]
+
+
+def check_exactly_once_after_stored(
+    entries: list[dict[str, Any]], finals: dict[str, list[str]]
+) -> tuple[list[str], int]:
+    """Check the two rules of the module docstring over the app's log (in write order).
+
+    ``finals`` maps run id → the nonces in its final output. Returns the violations found and
+    how many step executions were repeats (allowed only before the output was stored)."""
+    violations: list[str] = []
+    executions: dict[tuple[str, int], list[int]] = defaultdict(list)  # (run, step) -> log indexes
+    producer: dict[str, tuple[str, int, int]] = {}  # nonce -> (run, step, log index)
+    for index, entry in enumerate(entries):
+        run_id = entry["run_id"]
+        final = finals.get(run_id)
+        if final is None:
+            violations.append(
+                f"log line {index}: run {run_id} is not one of the runs of the events sent"
+            )
+            continue
+        seen = entry["seen"]
+        if entry["kind"] == "step":
+            k = entry["index"]
+            executions[(run_id, k)].append(index)
+            producer[entry["nonce"]] = (run_id, k, index)
+            if len(seen) != k:
+                violations.append(
+                    f"log line {index}: step {k} of {run_id} saw {len(seen)} earlier outputs"
+                )
+        for i, observed in enumerate(seen):
+            if observed != final[i]:
+                violations.append(
+                    f"log line {index}: run {run_id} was handed output {observed} for step {i}, "
+                    f"but its final output says {final[i]} (a stored output was lost or replaced)"
+                )
+
+    repeats = 0
+    for run_id, final in finals.items():
+        if len(final) != STEPS:
+            violations.append(f"run {run_id}: final output has {len(final)} nonces")
+            continue
+        for k, nonce in enumerate(final):
+            runs = executions.get((run_id, k), [])
+            repeats += max(0, len(runs) - 1)
+            made = producer.get(nonce)
+            if made is None or made[:2] != (run_id, k):
+                violations.append(
+                    f"run {run_id} step {k}: output {nonce} was not produced by that step"
+                )
+                continue
+            later = [i for i in runs if i > made[2]]
+            if later:
+                violations.append(
+                    f"run {run_id} step {k}: body ran again at log lines {later} after the "
+                    f"execution (line {made[2]}) whose output the server stored"
+                )
+    return violations, repeats
+
+
+@pytest.mark.timeout(900)
+def test_sigkill_restart_exactly_once(tmp_path: Path) -> None:
+    seed = int(os.environ.get("CONFORMANCE_CRASH_SEED") or time.time_ns() % 1_000_000)
+    rng = random.Random(seed)
+    context = f"(seed {seed}; rerun with CONFORMANCE_CRASH_SEED={seed})"
+
+    server = Server(tmp_path / "server")
+    server.workdir.mkdir()
+    server.start()
+    app = App("py_fastapi", tmp_path, server.url)
+    try:
+        app.start()
+        error = app.sync_error()
+        assert error is None, error
+        api = server.api()
+        name = app.event("crash-ten")
+
+        tags = [f"crash-{i}" for i in range(INITIAL_RUNS)]
+        event_ids = dict(zip(_send_batch(api, tags, name), tags, strict=True))
+
+        def finished() -> set[str]:
+            return {e["tag"] for e in app.observations(kind="body-end", fn="crash-ten")}
+
+        kill_log = []
+        for kill in range(KILLS):
+            time.sleep(rng.uniform(0.5, 4.0))  # a random moment is the point: not a poll
+            done = finished()
+            in_flight = len(event_ids) - len(done)
+            assert in_flight > 0, (
+                f"all runs ended before kill {kill + 1}: nothing in flight {context}"
+            )
+            started = len({e["tag"] for e in app.observations(kind="step", fn="crash-ten")})
+            kill_log.append((round(time.time(), 3), started, len(done)))
+            server.kill9()
+            server.start()
+            # Events acknowledged between crashes must start runs too.
+            more = [f"crash-r{kill}-{i}" for i in range(RUNS_PER_RESTART)]
+            event_ids.update(zip(_send_batch(api, more, name), more, strict=True))
+
+        total = len(event_ids)
+        poll(
+            lambda: len(finished()) >= total,
+            timeout=600,
+            interval=1,
+            what=f"all {total} runs to end {context}; kills (time, runs started, runs done): {kill_log}",
+        )
+
+        finals: dict[str, list[str]] = {}
+        for event_id, tag in event_ids.items():
+            runs = api.wait_runs(event_id, 1)
+            assert len(runs) == 1, f"event {event_id} ({tag}) started {len(runs)} runs {context}"
+            run = api.wait_ended(runs[0]["run_id"], timeout=120)
+            assert run["status"] == "Completed", (tag, run, context)
+            finals[run["run_id"]] = run["output"]["nonces"]
+
+        entries = app.observations(fn="crash-ten")
+        assert {e["tag"] for e in entries} == set(event_ids.values())
+        violations, repeats = check_exactly_once_after_stored(
+            [e for e in entries if e["kind"] in ("step", "body-end")], finals
+        )
+        assert not violations, f"{len(violations)} violations {context}:\n" + "\n".join(
+            violations[:40]
+        )
+        print(
+            f"crash test {context}: {total} runs, {KILLS} kills {kill_log}, {repeats} repeated step bodies"
+        )
+    finally:
+        app.stop()
+        server.stop()
+
+
+def test_checker_catches_a_rerun_after_store() -> None:
+    """The checker itself: a step body run again after its stored output was handed on fails."""
+    log = [
+        {"kind": "step", "run_id": "r", "index": 0, "nonce": "a", "seen": []},
+        {"kind": "step", "run_id": "r", "index": 1, "nonce": "b", "seen": ["a"]},
+        {"kind": "step", "run_id": "r", "index": 0, "nonce": "c", "seen": []},  # ran again
+    ]
+    finals = {"r": ["a", "b", *[f"n{i}" for i in range(2, STEPS)]]}
+    log += [
+        {"kind": "step", "run_id": "r", "index": i, "nonce": f"n{i}", "seen": finals["r"][:i]}
+        for i in range(2, STEPS)
+    ]
+    violations, _ = check_exactly_once_after_stored(log, finals)
+    assert any("ran again" in v for v in violations), violations
+
+    # Replacing the stored output with the late one is caught too (step 1 saw "a").
+    finals_replaced = {"r": ["c", "b", *finals["r"][2:]]}
+    violations, _ = check_exactly_once_after_stored(log, finals_replaced)
+    assert any("lost or replaced" in v for v in violations), violations
+
+
+def test_checker_allows_a_rerun_before_store() -> None:
+    """A body that ran twice because its first output never got stored is fine."""
+    log = [
+        {"kind": "step", "run_id": "r", "index": 0, "nonce": "lost", "seen": []},
+        {"kind": "step", "run_id": "r", "index": 0, "nonce": "a", "seen": []},
+    ]
+    finals = {"r": ["a", *[f"n{i}" for i in range(1, STEPS)]]}
+    log += [
+        {"kind": "step", "run_id": "r", "index": i, "nonce": f"n{i}", "seen": finals["r"][:i]}
+        for i in range(1, STEPS)
+    ]
+    log.append({"kind": "body-end", "run_id": "r", "seen": finals["r"]})
+    violations, repeats = check_exactly_once_after_stored(log, finals)
+    assert violations == [] and repeats == 1
