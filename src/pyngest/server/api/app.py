@@ -15,16 +15,24 @@ from pyngest.server.service import Service
 
 
 class ServerKindHeader:
-    """Every response says which kind of server answered (``X-Inngest-Server-Kind``)."""
+    """Every response says which kind of server answered (``X-Inngest-Server-Kind``).
 
-    def __init__(self, app: ASGIApp, kind: str) -> None:
+    ``POST /e/{key}`` goes straight to the event API's own ASGI handler, skipping the router.
+    """
+
+    def __init__(self, app: ASGIApp, kind: str, events: ASGIApp) -> None:
         self.app = app
+        self.events = events
         self.header = (b"x-inngest-server-kind", kind.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        app = self.app
+        path = scope["path"]
+        if scope["method"] == "POST" and path.startswith("/e/") and len(path) > 3 and "/" not in path[3:]:
+            app = self.events
 
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -32,7 +40,7 @@ class ServerKindHeader:
                 message["headers"] = [*message["headers"], self.header]
             await send(message)
 
-        await self.app(scope, receive, send_with_header)
+        await app(scope, receive, send_with_header)
 
 
 def build_app(service: Service) -> ASGIApp:
@@ -76,4 +84,4 @@ def build_app(service: Service) -> ASGIApp:
         Route("/v1/apps/{app_name}/functions", rest.app_functions, methods=["GET"]),
     ]
     app = Starlette(routes=routes)
-    return ServerKindHeader(app, service.config.server_kind)
+    return ServerKindHeader(app, service.config.server_kind, events.asgi)
