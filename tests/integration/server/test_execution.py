@@ -174,3 +174,31 @@ async def test_large_state_switches_to_use_api(harness: Harness) -> None:
     [eid] = await harness.send({"name": "test/useapi"})
     [run] = await harness.run_ended(eid, timeout=15)
     assert run["output"] == {"steps": sorted([A, B]), "events": 1}
+
+
+async def test_checkpoints_from_a_dispatch_no_longer_in_flight_are_refused(harness: Harness) -> None:
+    """A JS execution orphaned by a restart keeps checkpointing; only the live dispatch may."""
+    seen: dict[str, object] = {}
+
+    async def script(call: Call) -> tuple:
+        assert harness.http is not None
+        run_id = call.body["ctx"]["run_id"]
+        generation = call.body["ctx"]["generation_id"]
+        assert call.headers["x-inngest-generation-id"] == str(generation)
+        step = {"op": "StepRun", "id": A, "name": "a", "data": 7}
+        stale = await harness.http.post(f"/v1/checkpoint/{run_id}/async",
+                                        json={"run_id": run_id, "generation_id": generation - 1, "steps": [step]})
+        live = await harness.http.post(f"/v1/checkpoint/{run_id}/async",
+                                       json={"run_id": run_id, "generation_id": generation, "steps": [step]})
+        seen.update(stale=stale.status_code, live=live.status_code)
+        return ops({"op": "RunComplete", "id": hash_step_id("complete"), "data": "done"})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "ckpt"))
+    [eid] = await harness.send({"name": "test/ckpt"})
+    [run] = await harness.run_ended(eid)
+    assert seen == {"stale": 409, "live": 200}
+    assert run["output"] == "done"
+    assert harness.http is not None
+    actions = (await harness.http.get(f"/v0/runs/{run['run_id']}/actions")).json()
+    assert actions == {A: {"data": 7}}

@@ -143,6 +143,13 @@ class SdkAPI:
                 return public_error(f"opcode {opcode.value} cannot be checkpointed", 400)
             ops.append((opcode, raw))
         x = self.service.executor
+        generation = body.get("generation_id")
+        if isinstance(generation, str) and generation.isdigit():
+            generation = int(generation)
+        if not x.dispatch_is_live(run_id, generation if isinstance(generation, int) and generation else None):
+            return public_error(
+                f"stale dispatch: request generation {generation} of run {run_id} is no longer in flight", 409,
+            )
         async with x.state.runs.lock(run_id):
             run = await x.state.runs.get(run_id)
             if run is None:

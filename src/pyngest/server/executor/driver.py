@@ -106,7 +106,7 @@ class Driver:
 
     async def execute(
         self, *, url: str, step_id: str, body: bytes, run_id: str, job_id: str,
-        request_version: int,
+        request_version: int, generation: int = 0,
     ) -> DriverResponse:
         hdrs = {
             "Content-Type": "application/json",
@@ -117,6 +117,8 @@ class Driver:
             "x-inngest-job-id": job_id,
             "User-Agent": "pyngest",
         }
+        if generation:
+            hdrs["x-inngest-generation-id"] = str(generation)
         if self.signing_key:
             hdrs["X-Inngest-Signature"] = signing.sign(body, self.signing_key, int(time.time()))
         started = self._now()

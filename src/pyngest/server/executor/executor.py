@@ -65,6 +65,11 @@ class Executor:
         self.ops = opsmod.OpHandlers(self)
         self.control = RunControl(self)
         self.gateway = GatewayRunner(self)
+        # Each request to an app is a dispatch with its own generation. A checkpoint from a
+        # dispatch that is no longer in flight (e.g. one orphaned by a server restart) is stale
+        # and refused. Generations start from the boot time, so none repeats across restarts.
+        self._generation = clock.now_ms() * 1000
+        self._dispatches: dict[str, set[int]] = {}
 
     # --------------------------------------------------------------------- EXECUTE jobs
 
@@ -83,11 +88,21 @@ class Executor:
             # Submitted, not awaited: the writer keeps order, so this lands before the
             # response's batch; a crash before it lands only leaves the run looking queued.
             started = self._mark_started(run, fn)
-        body = self.request_body(run, fn, job)
-        resp = await self.driver.execute(
-            url=fn.url, step_id=job.step_id, body=body, run_id=run.id, job_id=job.id,
-            request_version=run.version,
-        )
+        self._generation += 1
+        generation = self._generation
+        self._dispatches.setdefault(run.id, set()).add(generation)
+        try:
+            body = self.request_body(run, fn, job, generation)
+            resp = await self.driver.execute(
+                url=fn.url, step_id=job.step_id, body=body, run_id=run.id, job_id=job.id,
+                request_version=run.version, generation=generation,
+            )
+        finally:
+            live = self._dispatches.get(run.id)
+            if live is not None:
+                live.discard(generation)
+                if not live:
+                    del self._dispatches[run.id]
         if started is not None:
             await started
         async with self.state.runs.lock(run.id):
@@ -110,7 +125,11 @@ class Executor:
     def function_for(self, run: Run) -> Function | None:
         return self.registry.functions.get(run.fn_id)
 
-    def request_body(self, run: Run, fn: Function, job: Job) -> bytes:
+    def dispatch_is_live(self, run_id: str, generation: int | None) -> bool:
+        """May a checkpoint from this dispatch be accepted? (No generation: an older SDK.)"""
+        return generation is None or generation in self._dispatches.get(run_id, ())
+
+    def request_body(self, run: Run, fn: Function, job: Job, generation: int = 0) -> bytes:
         use_api = run.state_bytes > USE_API_THRESHOLD
         ctx: dict[str, Any] = {
             "fn_id": fn.id,
@@ -124,6 +143,8 @@ class Executor:
             "use_api": use_api,
             "qi_id": job.id,
         }
+        if generation:
+            ctx["generation_id"] = generation
         if use_api:
             return build_body(ctx=ctx, event_json=run.events[0], events_json=[], steps_json={},  # type: ignore[arg-type]
                               version=run.version, use_api=True)
