@@ -82,6 +82,7 @@ class AppSyncer:
         except (TimeoutError, aiohttp.ClientError, OSError) as exc:
             error = f"could not reach the app at {url}: {exc.__class__.__name__} {exc}".strip()
         rec = self.urls.get(normalize_url(url))
+        changed = rec is None or rec.error != error
         if rec is not None:
             rec.error = error
             if error is None:
@@ -89,9 +90,13 @@ class AppSyncer:
                 app = self.registry.app_by_url(url)
                 rec.app_id = app.id if app else rec.app_id
             await self.store.save_app_url(rec)
-        if error is not None:
+        if error is not None and changed:
+            # a failing app is retried every poll; say so once, not every few seconds
             await self.registry.record_sync_error(url, error)
-            log.warning("sync of %s failed: %s", url, error)
+            log.warning("sync of %s failed: %s (retrying every %.0f s)", url, error, self.config.poll_interval_s)
+        elif error is None and changed:
+            app = self.registry.app_by_url(url)
+            log.info("synced %s%s", url, f" (app {app.name!r})" if app else "")
         return error
 
     async def _initial(self) -> None:
