@@ -186,13 +186,13 @@ def lift(node: Node) -> Lifting:
             inner = bound | {var.name} if isinstance(var, Ident) else bound
             target = visit(n.target, bound)
             return Call(n.function, (var, *(visit(a, inner) for a in n.args[1:])), target)
-        return _rebuild(n, lambda c: visit(c, bound))
+        return rebuild(n, lambda c: visit(c, bound))
 
     shape = visit(node, frozenset())
     return Lifting(shape, tuple(values), tuple(slots))
 
 
-def _rebuild(node: Node, f: Callable[[Node], Node]) -> Node:
+def rebuild(node: Node, f: Callable[[Node], Node]) -> Node:
     if isinstance(node, Select):
         return Select(f(node.operand), node.field)
     if isinstance(node, Index):
@@ -348,7 +348,7 @@ class _Lowerer:
                 return part
             parts.append(part)
         it = iter(parts)
-        return _rebuild(node, lambda _c: next(it))
+        return rebuild(node, lambda _c: next(it))
 
     def _materialize(self, value: Lowered) -> Node:
         return value.witness if isinstance(value, Unknown) else value
