@@ -1,0 +1,144 @@
+"""The index against brute force: for random expressions and random events it reports exactly
+the expressions whose compiled program matches, no more and no fewer."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pyngest.expr import compile
+from pyngest.expr.index import ExpressionIndex, PauseIndex, TriggerIndex
+from pyngest.expr.syntax import literal_of, unparse
+
+FIELDS = ("a", "b", "n", "s")
+LITERALS: list[Any] = ["x", "y", "", "m", 0, 1, 2, -1, 1.0, 1.5, True, False]
+_MISSING = object()
+
+
+def _lit(value: Any) -> str:
+    return unparse(literal_of(value))
+
+
+def paths(var: str) -> st.SearchStrategy[tuple[str, str]]:
+    """(CEL text, field) for a path under ``var`` — dotted or bracketed."""
+    return st.sampled_from(FIELDS).flatmap(
+        lambda f: st.sampled_from(
+            [(f"{var}.data.{f}", f), (f'{var}["data"].{f}', f), (f'{var}.data["{f}"]', f)]
+        )
+    )
+
+
+def atoms(var: str) -> st.SearchStrategy[str]:
+    lit = st.sampled_from(LITERALS).map(_lit)
+    path = paths(var).map(lambda p: p[0])
+    op = st.sampled_from(["==", "!=", "<", "<=", ">", ">="])
+    return st.one_of(
+        st.tuples(path, op, lit).map(lambda t: f"{t[0]} {t[1]} {t[2]}"),
+        st.tuples(lit, op, path).map(lambda t: f"{t[0]} {t[1]} {t[2]}"),
+        st.tuples(path, st.lists(lit, min_size=1, max_size=3)).map(
+            lambda t: f"{t[0]} in [{', '.join(t[1])}]"
+        ),
+        path.map(lambda p: f"{p} == null"),
+        st.sampled_from(FIELDS).map(lambda f: f"has({var}.data.{f})"),
+        path,  # a bare value: truthiness in && and ||
+        path.map(lambda p: f"size({p}) > 0"),
+        path.map(lambda p: f'lowercase({p}) == "x"'),
+        st.tuples(path, path).map(lambda t: f"{t[0]} == {t[1]}"),
+        st.sampled_from(["true", "false"]),
+    )
+
+
+def expressions(var: str) -> st.SearchStrategy[str]:
+    return st.recursive(
+        atoms(var),
+        lambda inner: st.one_of(
+            st.tuples(inner, inner).map(lambda t: f"({t[0]}) && ({t[1]})"),
+            st.tuples(inner, inner).map(lambda t: f"({t[0]}) || ({t[1]})"),
+            inner.map(lambda e: f"!({e})"),
+            st.tuples(inner, inner, inner).map(lambda t: f"({t[0]}) ? ({t[1]}) : ({t[2]})"),
+        ),
+        max_leaves=5,
+    )
+
+
+VALUES = st.one_of(st.just(_MISSING), st.none(), st.sampled_from(LITERALS), st.just(["x"]), st.just({"k": 1}))
+
+
+def events(name: str) -> st.SearchStrategy[dict[str, Any]]:
+    return st.lists(VALUES, min_size=len(FIELDS), max_size=len(FIELDS)).map(
+        lambda values: {
+            "name": name,
+            "data": {f: v for f, v in zip(FIELDS, values, strict=True) if v is not _MISSING},
+        }
+    )
+
+
+def _brute_force(
+    stored: dict[int, str], event: dict[str, Any], var: str
+) -> set[int]:
+    key = "async_" if var == "async" else "event"
+    return {k for k, src in stored.items() if compile(src).matches(**{key: event})}
+
+
+@settings(max_examples=80, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    exprs=st.lists(expressions("async"), min_size=20, max_size=80),
+    evs=st.lists(events("app/e"), min_size=3, max_size=10),
+)
+def test_pause_index_matches_brute_force(exprs: list[str], evs: list[dict[str, Any]]) -> None:
+    index = PauseIndex()
+    stored = dict(enumerate(exprs))
+    for key, src in stored.items():
+        index.add(key, "app/e", src)
+    for event in evs:
+        assert set(index.match(event)) == _brute_force(stored, event, "async"), event
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    exprs=st.lists(expressions("event"), min_size=10, max_size=40),
+    evs=st.lists(events("app/user.created"), min_size=2, max_size=6),
+)
+def test_trigger_index_matches_brute_force(exprs: list[str], evs: list[dict[str, Any]]) -> None:
+    index = TriggerIndex()
+    stored = dict(enumerate(exprs))
+    for key, src in stored.items():
+        index.add(key, "app/user.*" if key % 2 else "app/user.created", src)
+    for event in evs:
+        assert sorted(index.match(event)) == sorted(_brute_force(stored, event, "event"))
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    ops=st.lists(
+        st.tuples(st.booleans(), st.integers(0, 15), expressions("async")), min_size=1, max_size=80
+    ),
+    evs=st.lists(events("app/e"), min_size=1, max_size=5),
+)
+def test_adds_and_removes_keep_the_index_exact(
+    ops: list[tuple[bool, int, str]], evs: list[dict[str, Any]]
+) -> None:
+    index = ExpressionIndex("async")
+    model: dict[int, str] = {}
+    for add, key, src in ops:
+        if add:
+            index.add(key, "app/e", src)
+            model[key] = src
+        else:
+            assert index.remove(key) == (key in model)
+            model.pop(key, None)
+    assert len(index) == len(model)
+    for event in evs:
+        assert set(index.match("app/e", event)) == _brute_force(model, event, "async")
+    for key in list(model):
+        index.remove(key)
+    assert len(index) == 0 and not index._buckets
+
+
+def test_other_event_names_are_never_evaluated() -> None:
+    index = PauseIndex()
+    index.add("p", "app/other", "async.data.a.exists(x, x == 1)")
+    assert index.match({"name": "app/e", "data": {"a": [1]}}) == []
+    assert index.match({"name": "app/other", "data": {"a": [1]}}) == ["p"]
