@@ -162,7 +162,8 @@ def parse_date_int(n: int) -> datetime:
         return datetime.fromtimestamp(n, UTC)
     if n < 9_999_999_999_999:
         return datetime.fromtimestamp(n / 1000, UTC)
-    return datetime.fromtimestamp(n // 1000, UTC) + timedelta(microseconds=(n % 1000) / 1000)
+    seconds, nanos = divmod(n, 1_000_000_000)
+    return datetime.fromtimestamp(seconds, UTC) + timedelta(microseconds=nanos // 1000)
 
 
 def _date_double(f: float) -> datetime:

@@ -87,7 +87,7 @@ class Shape:
             # Only a pattern's own rewrite can fail here (the all-present one was checked when
             # the shape was compiled); every evaluation with this pattern is then an error.
             return _Variant(
-                Outcome("error", error=_checker_message(self.key, exc)),
+                Outcome("error", error=_checker_message(exc)),
                 None,
                 (),
                 False,
@@ -224,10 +224,10 @@ def compile(source: str) -> Program:
     shape = _SHAPES.get(key)
     if shape is None:
         shape = Shape(key, lifted.shape)
-        try:
-            shape.variant((VALUE,) * len(shape.paths))
-        except RuntimeError as exc:
-            raise ExpressionError(_checker_message(source, exc)) from None
+        # Check the pattern with every path present now, so a bad expression fails here.
+        checked = shape.variant((VALUE,) * len(shape.paths))
+        if checked.static is not None and checked.static.kind == "error":
+            raise ExpressionError(f"invalid expression {source!r}: {checked.static.error}")
         _remember(_SHAPES, key, shape, SHAPE_CACHE_SIZE)
     else:
         _SHAPES.move_to_end(key)
@@ -243,6 +243,6 @@ def validate(source: str) -> None:
 _CHECKER_NOISE = re.compile(r"^(?:[A-Z_]+: )?(?:ERROR: )?<input>:\d+:\d+: ")
 
 
-def _checker_message(key: str, exc: Exception) -> str:
+def _checker_message(exc: Exception) -> str:
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return _CHECKER_NOISE.sub("", first).replace("(in container '')", "").strip()

@@ -63,7 +63,9 @@ def expressions(var: str) -> st.SearchStrategy[str]:
     )
 
 
-VALUES = st.one_of(st.just(_MISSING), st.none(), st.sampled_from(LITERALS), st.just(["x"]), st.just({"k": 1}))
+VALUES = st.one_of(
+    st.just(_MISSING), st.none(), st.sampled_from(LITERALS), st.just(["x"]), st.just({"k": 1})
+)
 
 
 def events(name: str) -> st.SearchStrategy[dict[str, Any]]:
@@ -75,9 +77,7 @@ def events(name: str) -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-def _brute_force(
-    stored: dict[int, str], event: dict[str, Any], var: str
-) -> set[int]:
+def _brute_force(stored: dict[int, str], event: dict[str, Any], var: str) -> set[int]:
     key = "async_" if var == "async" else "event"
     return {k for k, src in stored.items() if compile(src).matches(**{key: event})}
 
