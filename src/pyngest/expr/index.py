@@ -23,6 +23,7 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
+from pyngest.expr.compiler import compile
 from pyngest.expr.lowering import Path
 from pyngest.expr.predicates import (
     ABSENT,
@@ -35,10 +36,9 @@ from pyngest.expr.predicates import (
     anchors,
     eq_key,
     may_match,
-    normalize,
     order_class,
 )
-from pyngest.expr.program import Program, compile
+from pyngest.expr.program import Program
 
 _INF = float("inf")
 ALWAYS: Formula = Const(True)
@@ -150,8 +150,8 @@ class ExpressionIndex:
         if expression is None or not expression.strip():
             program, formula = None, ALWAYS
         else:
-            program = compile(expression)
-            formula = normalize(program.shape.tree, self.variable, program.literals)
+            program = compile(expression, cache=False)
+            formula = program.shape.formula(self.variable, program.values)
         if key in self._entries:
             self.remove(key)
         entry = _Entry(key, bucket, program, formula)
@@ -159,6 +159,8 @@ class ExpressionIndex:
         if b is None:
             b = self._buckets[bucket] = _Bucket()
         leaves = anchors(formula)
+        if leaves is not None:
+            leaves = list(dict.fromkeys(leaves))  # "a == 1 || a == 1" files one anchor
         entry.leaves = leaves
         if leaves is None:
             b.always[entry] = None

@@ -13,9 +13,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from pyngest.expr import lowering
+from pyngest.expr.compiler import compile
 from pyngest.expr.lowering import attribute_path, is_bool
 from pyngest.expr.parser import parse
-from pyngest.expr.program import compile
 from pyngest.expr.syntax import (
     MACROS,
     Call,

@@ -143,54 +143,96 @@ Formula: TypeAlias = Eq | IsNull | Range | And | Or | Const | Opaque
 OPAQUE = Opaque()
 
 
-def normalize(tree: Node, variable: str, literals: Mapping[str, object]) -> Formula:
-    """The formula for ``tree``, whose lifted literals have the values in ``literals``."""
+@dataclass(frozen=True, slots=True)
+class _Compare:
+    """A comparison whose literal may still be a ``_lit`` slot (``slot`` set, ``value`` unused)."""
 
-    def value_of(node: Node) -> tuple[str, object] | None:
+    path: Path
+    op: str
+    kind: str
+    slot: str | None
+    value: object
+
+
+@dataclass(frozen=True, slots=True)
+class _InList:
+    path: Path
+    items: tuple[tuple[str, str | None, object], ...]  # (kind, slot, value)
+
+
+@dataclass(frozen=True, slots=True)
+class _Combine:
+    op: str  # "&&" or "||"
+    parts: tuple[Template, ...]
+
+
+Template: TypeAlias = _Compare | _InList | _Combine | Const | Opaque
+
+
+def template(tree: Node, variable: str) -> Template:
+    """The formula of a shape, with its literals still slots; computed once per shape."""
+
+    def operand(node: Node) -> tuple[str, str | None, object] | None:
         if isinstance(node, Lifted):
-            return node.kind, literals[node.slot]
+            return node.kind, node.slot, None
         if isinstance(node, Literal):
-            return node.kind, node.value
+            return node.kind, None, node.value
         return None
 
     def field(node: Node) -> Path | None:
         path = attribute_path(node, frozenset())
         return path if path is not None and path[0] == variable else None
 
-    def visit(node: Node) -> Formula:
+    def visit(node: Node) -> Template:
         if isinstance(node, Literal) and node.kind == "bool":
             return Const(bool(node.value))
         if not isinstance(node, Call) or node.target is not None:
             return OPAQUE
         fn, args = node.function, node.args
         if fn in ("&&", "||"):
-            parts = _flatten(fn, [visit(a) for a in args])
-            return And(parts) if fn == "&&" else Or(parts)
+            return _Combine(fn, tuple(visit(a) for a in args))
         if fn in _FLIP and len(args) == 2:
             left, right = args
             if field(left) is None and field(right) is not None:
                 left, right, fn = right, left, _FLIP[fn]
-            path, lit = field(left), value_of(right)
+            path, lit = field(left), operand(right)
             if path is None or lit is None:
                 return OPAQUE
-            return _comparison(path, fn, *lit)
+            return _Compare(path, fn, *lit)
         if fn == "in" and len(args) == 2 and isinstance(args[1], ListExpr):
             path = field(args[0])
-            if path is None:
+            items = [operand(i) for i in args[1].items]
+            if path is None or any(i is None or i[0] not in _EQ_KINDS for i in items):
                 return OPAQUE
-            leaves: list[Formula] = []
-            for item in args[1].items:
-                lit = value_of(item)
-                if lit is None or lit[0] not in _EQ_KINDS:
-                    return OPAQUE
-                key = eq_key(lit[1])
-                if key is None:
-                    return OPAQUE
-                leaves.append(Eq(path, key))
-            return Or(tuple(leaves))
+            return _InList(path, tuple(i for i in items if i is not None))
         return OPAQUE
 
     return visit(tree)
+
+
+def instantiate(t: Template, literals: Mapping[str, object]) -> Formula:
+    """The formula of one expression of the shape, given its literal values."""
+    if isinstance(t, _Compare):
+        value = literals[t.slot] if t.slot is not None else t.value
+        return _comparison(t.path, t.op, t.kind, value)
+    if isinstance(t, _InList):
+        keys = []
+        for _kind, slot, value in t.items:
+            key = eq_key(literals[slot] if slot is not None else value)
+            if key is None:
+                return OPAQUE
+            keys.append(Eq(t.path, key))
+        return Or(tuple(keys))
+    if isinstance(t, _Combine):
+        return (And if t.op == "&&" else Or)(
+            _flatten(t.op, [instantiate(p, literals) for p in t.parts])
+        )
+    return t
+
+
+def normalize(tree: Node, variable: str, literals: Mapping[str, object]) -> Formula:
+    """The formula for ``tree``, whose lifted literals have the values in ``literals``."""
+    return instantiate(template(tree, variable), literals)
 
 
 def _comparison(path: Path, op: str, kind: str, value: object) -> Formula:

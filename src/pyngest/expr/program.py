@@ -1,30 +1,28 @@
-"""Compiled expressions: compile once (per shape), evaluate many times.
+"""Compiled expressions and how they are evaluated.
 
-``compile(source)`` parses, checks names, lifts literals and finds the *shape* (the expression
-with its literals replaced by ``_lit`` slots). A shape owns the C++ programs, one per presence
-pattern of its attribute paths (see ``lowering.py``), built the first time a pattern is seen.
-Evaluating resolves each path in the input once, picks the pattern's program and passes only
-the values the program reads.
+A ``Shape`` is an expression with its literals replaced by ``_lit`` slots; it owns the C++
+programs, one per presence pattern of its attribute paths (see ``lowering.py``), each built
+the first time the pattern is seen. A ``Program`` is a shape plus literal values. Evaluating
+resolves each path in the input once, picks the pattern's program and passes only the values
+that program reads. ``compiler.py`` makes programs.
 """
 
 from __future__ import annotations
 
 import re
-from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from pyngest.clock import Clock, RealClock
-from pyngest.expr import lowering
+from pyngest.expr import lowering, predicates
 from pyngest.expr.functions import new_environment
 from pyngest.expr.lowering import MISSING, NULL, VALUE, Path, Unknown
-from pyngest.expr.parser import parse
-from pyngest.expr.syntax import LIT_VAR, NOW_VAR, ExpressionError, Node, unparse
+from pyngest.expr.syntax import LIT_VAR, NOW_VAR, Node, unparse
 from pyngest.expr.syntax import Literal as LiteralNode
 
-_ENV = new_environment()
+ENV = new_environment()
 _DEFAULT_CLOCK: Clock = RealClock()
 _ABSENT = object()
 _V = TypeVar("_V")
@@ -59,14 +57,23 @@ class _Variant:
 class Shape:
     """An expression with its literals lifted out; shared by every program of that shape."""
 
-    __slots__ = ("key", "tree", "paths", "uses_now", "_variants")
+    __slots__ = ("key", "tree", "slots", "paths", "uses_now", "_variants", "_formulas")
 
-    def __init__(self, key: str, tree: Node) -> None:
+    def __init__(self, key: str, tree: Node, slots: tuple[str, ...]) -> None:
         self.key = key
         self.tree = tree
+        self.slots = slots
         self.paths: tuple[Path, ...] = lowering.paths_of(tree)
         self.uses_now = lowering.uses_now(tree)
         self._variants: dict[tuple[int, ...], _Variant] = {}
+        self._formulas: dict[str, predicates.Template] = {}
+
+    def formula(self, variable: str, values: tuple[object, ...]) -> predicates.Formula:
+        """The index formula (``predicates``) of this shape's expression with ``values``."""
+        found = self._formulas.get(variable)
+        if found is None:
+            found = self._formulas[variable] = predicates.template(self.tree, variable)
+        return predicates.instantiate(found, dict(zip(self.slots, values, strict=True)))
 
     def variant(self, pattern: tuple[int, ...]) -> _Variant:
         found = self._variants.get(pattern)
@@ -82,7 +89,7 @@ class Shape:
             return _Variant(Outcome("value", lowered.value), None, (), False, False, "")
         text = unparse(lowered)
         try:
-            program = _ENV.compile(text)
+            program = ENV.compile(text)
         except RuntimeError as exc:
             # Only a pattern's own rewrite can fail here (the all-present one was checked when
             # the shape was compiled); every evaluation with this pattern is then an error.
@@ -107,14 +114,20 @@ class Shape:
 
 
 class Program:
-    """A compiled expression. Immutable; safe to share and to cache."""
+    """A compiled expression: its source, its shape and its literal values. Immutable; safe to
+    share and to cache. Get one from ``compile``."""
 
-    __slots__ = ("source", "shape", "literals")
+    __slots__ = ("source", "shape", "values")
 
-    def __init__(self, source: str, shape: Shape, literals: Mapping[str, object]) -> None:
+    def __init__(self, source: str, shape: Shape, values: tuple[object, ...]) -> None:
         self.source = source
         self.shape = shape
-        self.literals = literals
+        self.values = values
+
+    @property
+    def literals(self) -> dict[str, object]:
+        """The lifted literals by ``_lit`` slot name."""
+        return dict(zip(self.shape.slots, self.values, strict=True))
 
     def __repr__(self) -> str:
         return f"Program({self.source!r})"
@@ -144,7 +157,7 @@ class Program:
         for i in variant.reads:
             _place(data, shape.paths[i], values[i])
         if variant.needs_lit:
-            data[LIT_VAR] = self.literals
+            data[LIT_VAR] = dict(zip(shape.slots, self.values, strict=True))
         if variant.needs_now:
             now_ms = (clock or _DEFAULT_CLOCK).now_ms()
             data[NOW_VAR] = datetime.fromtimestamp(now_ms / 1000, UTC)
@@ -194,55 +207,10 @@ def _place(data: dict[str, Any], path: Path, value: object) -> None:
     node[path[-1]] = value
 
 
-# ---------------------------------------------------------------------------------------------
-# Compiling, with caches
-
-
-_SHAPES: OrderedDict[str, Shape] = OrderedDict()
-_PROGRAMS: OrderedDict[str, Program] = OrderedDict()
-SHAPE_CACHE_SIZE = 10_000
-PROGRAM_CACHE_SIZE = 50_000
-
-
-def _remember(cache: OrderedDict[str, _V], key: str, value: _V, limit: int) -> _V:
-    cache[key] = value
-    if len(cache) > limit:
-        cache.popitem(last=False)
-    return value
-
-
-def compile(source: str) -> Program:
-    """Compile ``source`` (cached by text). Raises ExpressionError with an actionable message."""
-    cached = _PROGRAMS.get(source)
-    if cached is not None:
-        _PROGRAMS.move_to_end(source)
-        return cached
-    tree = parse(source)
-    lowering.check(tree, source)
-    lifted = lowering.lift(tree)
-    key = unparse(lifted.shape)
-    shape = _SHAPES.get(key)
-    if shape is None:
-        shape = Shape(key, lifted.shape)
-        # Check the pattern with every path present now, so a bad expression fails here.
-        checked = shape.variant((VALUE,) * len(shape.paths))
-        if checked.static is not None and checked.static.kind == "error":
-            raise ExpressionError(f"invalid expression {source!r}: {checked.static.error}")
-        _remember(_SHAPES, key, shape, SHAPE_CACHE_SIZE)
-    else:
-        _SHAPES.move_to_end(key)
-    program = Program(source, shape, dict(zip(lifted.slots, lifted.values, strict=True)))
-    return _remember(_PROGRAMS, source, program, PROGRAM_CACHE_SIZE)
-
-
-def validate(source: str) -> None:
-    """Raise ExpressionError if ``source`` is not an expression Inngest accepts."""
-    compile(source)
-
-
 _CHECKER_NOISE = re.compile(r"^(?:[A-Z_]+: )?(?:ERROR: )?<input>:\d+:\d+: ")
 
 
 def _checker_message(exc: Exception) -> str:
+    """The C++ checker's first line, without its position in our rewritten text."""
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return _CHECKER_NOISE.sub("", first).replace("(in container '')", "").strip()
