@@ -23,7 +23,7 @@ from typing import Any
 from cel_expr_python import cel
 from cel_expr_python.ext import ext_bindings
 
-from pyngest.expr.syntax import INTERNAL_PREFIX, LIT_VAR, NOW_VAR
+from pyngest.expr.syntax import INTERNAL_PREFIX, LIT_VAR, LITS_VAR, NOW_VAR
 from pyngest.protocol.durations import DurationError, parse_ms
 
 T = cel.Type
@@ -283,6 +283,7 @@ def new_environment() -> Any:
             "async": dyn_map,
             "vars": dyn_map,
             LIT_VAR: dyn_map,
+            LITS_VAR: T.List(dyn_map),
             NOW_VAR: T.TIMESTAMP,
         },
         functions=_declarations(),

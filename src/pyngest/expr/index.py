@@ -38,7 +38,7 @@ from pyngest.expr.predicates import (
     may_match,
     order_class,
 )
-from pyngest.expr.program import Program
+from pyngest.expr.program import Program, Shape, matches_many
 
 _INF = float("inf")
 ALWAYS: Formula = Const(True)
@@ -217,13 +217,23 @@ class ExpressionIndex:
             candidates.update(dict.fromkeys(ranges.firing(value_at(path))))
         candidates.update(b.always)
 
-        inputs = {"async_" if self.variable == "async" else "event": payload}
+        # Check each candidate's formula in Python, then confirm the survivors with CEL,
+        # one call per shape.
+        by_shape: dict[Shape, list[_Entry]] = {}
         matched: list[Hashable] = []
         for entry in candidates:
             if not may_match(entry.formula, value_at):
                 continue
-            if entry.program is None or entry.program.matches(**inputs):
+            if entry.program is None:
                 matched.append(entry.key)
+            else:
+                by_shape.setdefault(entry.program.shape, []).append(entry)
+        inputs = {"async_" if self.variable == "async" else "event": payload}
+        for group in by_shape.values():
+            programs = [e.program for e in group if e.program is not None]
+            for candidate, confirmed in zip(group, matches_many(programs, **inputs), strict=True):
+                if confirmed:
+                    matched.append(candidate.key)
         return matched
 
     # -- filing anchors -----------------------------------------------------------------------
@@ -272,7 +282,7 @@ class ExpressionIndex:
 def _resolve(payload: Mapping[str, Any], path: Path) -> object:
     value: Any = payload
     for key in path[1:]:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             return ABSENT
         value = value.get(key, ABSENT)
         if value is ABSENT:

@@ -10,7 +10,7 @@ that program reads. ``compiler.py`` makes programs.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
@@ -19,7 +19,18 @@ from pyngest.clock import Clock, RealClock
 from pyngest.expr import lowering, predicates
 from pyngest.expr.functions import new_environment
 from pyngest.expr.lowering import MISSING, NULL, VALUE, Path, Unknown
-from pyngest.expr.syntax import LIT_VAR, NOW_VAR, Node, unparse
+from pyngest.expr.syntax import (
+    INTERNAL_PREFIX,
+    LIT_VAR,
+    LITS_VAR,
+    NOW_VAR,
+    Call,
+    Ident,
+    Lifted,
+    Node,
+    Select,
+    unparse,
+)
 from pyngest.expr.syntax import Literal as LiteralNode
 
 ENV = new_environment()
@@ -51,13 +62,16 @@ class _Variant:
     reads: tuple[int, ...]  # indices into Shape.paths of values the program reads
     needs_lit: bool
     needs_now: bool
-    text: str
+    tree: Node | None  # the rewritten expression
+
+
+_BATCH_ITEM = Ident(INTERNAL_PREFIX + "l")
 
 
 class Shape:
     """An expression with its literals lifted out; shared by every program of that shape."""
 
-    __slots__ = ("key", "tree", "slots", "paths", "uses_now", "_variants", "_formulas")
+    __slots__ = ("key", "tree", "slots", "paths", "uses_now", "_variants", "_batches", "_formulas")
 
     def __init__(self, key: str, tree: Node, slots: tuple[str, ...]) -> None:
         self.key = key
@@ -66,6 +80,7 @@ class Shape:
         self.paths: tuple[Path, ...] = lowering.paths_of(tree)
         self.uses_now = lowering.uses_now(tree)
         self._variants: dict[tuple[int, ...], _Variant] = {}
+        self._batches: dict[tuple[int, ...], Any] = {}
         self._formulas: dict[str, predicates.Template] = {}
 
     def formula(self, variable: str, values: tuple[object, ...]) -> predicates.Formula:
@@ -81,26 +96,57 @@ class Shape:
             found = self._variants[pattern] = self._build(pattern)
         return found
 
+    def prepare(
+        self,
+        event: Mapping[str, Any] | None,
+        async_: Mapping[str, Any] | None,
+        vars: Mapping[str, Any] | None,
+        clock: Clock | None,
+    ) -> tuple[_Variant, tuple[int, ...], dict[str, Any]]:
+        """The inputs' presence pattern, its program, and the data it reads (no literals)."""
+        roots = {"event": event, "async": async_, "vars": vars}
+        values: list[object] = []
+        pattern: list[int] = []
+        for path in self.paths:
+            value = _resolve(roots, path)
+            values.append(value)
+            pattern.append(MISSING if value is _ABSENT else NULL if value is None else VALUE)
+        key = tuple(pattern)
+        variant = self.variant(key)
+        data: dict[str, Any] = {}
+        if variant.static is None:
+            for i in variant.reads:
+                _place(data, self.paths[i], values[i])
+            if variant.needs_now:
+                now_ms = (clock or _DEFAULT_CLOCK).now_ms()
+                data[NOW_VAR] = datetime.fromtimestamp(now_ms / 1000, UTC)
+        return variant, key, data
+
+    def batch(self, pattern: tuple[int, ...]) -> Any:
+        """The pattern's program mapped over ``_lits``: one evaluation for many literal sets."""
+        found = self._batches.get(pattern)
+        if found is None:
+            tree = self.variant(pattern).tree
+            assert tree is not None
+            each = _literals_from(tree, _BATCH_ITEM)
+            text = unparse(Call("map", (_BATCH_ITEM, each), target=Ident(LITS_VAR)))
+            found = self._batches[pattern] = ENV.compile(text)
+        return found
+
     def _build(self, pattern: tuple[int, ...]) -> _Variant:
         lowered = lowering.lower(self.tree, dict(zip(self.paths, pattern, strict=True)))
         if isinstance(lowered, Unknown):
-            return _Variant(_UNKNOWN, None, (), False, False, "")
+            return _Variant(_UNKNOWN, None, (), False, False, None)
         if isinstance(lowered, LiteralNode):
-            return _Variant(Outcome("value", lowered.value), None, (), False, False, "")
+            return _Variant(Outcome("value", lowered.value), None, (), False, False, None)
         text = unparse(lowered)
         try:
             program = ENV.compile(text)
         except RuntimeError as exc:
             # Only a pattern's own rewrite can fail here (the all-present one was checked when
             # the shape was compiled); every evaluation with this pattern is then an error.
-            return _Variant(
-                Outcome("error", error=_checker_message(exc)),
-                None,
-                (),
-                False,
-                False,
-                text,
-            )
+            error = Outcome("error", error=_checker_message(exc))
+            return _Variant(error, None, (), False, False, None)
         index = {p: i for i, p in enumerate(self.paths)}
         reads = tuple(index[p] for p in lowering.used_paths(lowered) if pattern[index[p]] == VALUE)
         return _Variant(
@@ -109,7 +155,7 @@ class Shape:
             reads,
             lowering.mentions(lowered, LIT_VAR),
             lowering.mentions(lowered, NOW_VAR),
-            text,
+            lowered,
         )
 
 
@@ -142,35 +188,12 @@ class Program:
     ) -> Outcome:
         """Evaluate against ``event`` (the triggering event), ``async_`` (the incoming event
         a pause is matched with) and ``vars``; ``now()`` reads ``clock`` (default: real time)."""
-        roots = {"event": event, "async": async_, "vars": vars}
-        shape = self.shape
-        values: list[object] = []
-        pattern: list[int] = []
-        for path in shape.paths:
-            value = _resolve(roots, path)
-            values.append(value)
-            pattern.append(MISSING if value is _ABSENT else NULL if value is None else VALUE)
-        variant = shape.variant(tuple(pattern))
+        variant, _, data = self.shape.prepare(event, async_, vars, clock)
         if variant.static is not None:
             return variant.static
-        data: dict[str, Any] = {}
-        for i in variant.reads:
-            _place(data, shape.paths[i], values[i])
         if variant.needs_lit:
-            data[LIT_VAR] = dict(zip(shape.slots, self.values, strict=True))
-        if variant.needs_now:
-            now_ms = (clock or _DEFAULT_CLOCK).now_ms()
-            data[NOW_VAR] = datetime.fromtimestamp(now_ms / 1000, UTC)
-        try:
-            result = variant.program.eval(data=data)
-            kind = result.type().name()
-            if kind == "ERROR":
-                return Outcome("error", error=str(result.value()))
-            if kind == "UNKNOWN":
-                return _UNKNOWN
-            return Outcome("value", result.plain_value())
-        except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
-            return Outcome("error", error=str(exc))
+            data[LIT_VAR] = dict(zip(self.shape.slots, self.values, strict=True))
+        return _outcome(variant.program, data)
 
     def evaluate(self, **inputs: Any) -> Any:
         """The expression's value, or None when it errors or depends on a missing field."""
@@ -183,12 +206,48 @@ class Program:
         return outcome.kind == "value" and outcome.value is True
 
 
+def _outcome(program: Any, data: dict[str, Any]) -> Outcome:
+    try:
+        result = program.eval(data=data)
+        kind = result.type().name()
+        if kind == "ERROR":
+            return Outcome("error", error=str(result.value()))
+        if kind == "UNKNOWN":
+            return _UNKNOWN
+        return Outcome("value", result.plain_value())
+    except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
+        return Outcome("error", error=str(exc))
+
+
+def matches_many(programs: Sequence[Program], **inputs: Any) -> list[bool]:
+    """``[p.matches(**inputs) for p in programs]`` for programs of one shape, in one CEL call.
+
+    The presence pattern depends only on the shape and the inputs, so it is shared; only the
+    literals differ, and they go in as a list. If any of them errors, CEL's ``map`` errors as
+    a whole and we fall back to evaluating one by one.
+    """
+    if len(programs) == 1:
+        return [programs[0].matches(**inputs)]
+    shape = programs[0].shape
+    variant, pattern, data = shape.prepare(
+        inputs.get("event"), inputs.get("async_"), inputs.get("vars"), inputs.get("clock")
+    )
+    if variant.static is not None:
+        hit = variant.static.kind == "value" and variant.static.value is True
+        return [hit] * len(programs)
+    data[LITS_VAR] = [dict(zip(shape.slots, p.values, strict=True)) for p in programs]
+    outcome = _outcome(shape.batch(pattern), data)
+    if outcome.kind == "value" and isinstance(outcome.value, list):
+        return [v is True for v in outcome.value]
+    return [p.matches(**inputs) for p in programs]
+
+
 def _resolve(roots: Mapping[str, Any], path: Path) -> object:
     value: Any = roots.get(path[0])
     if value is None:
         return _ABSENT
     for key in path[1:]:
-        if not isinstance(value, Mapping):
+        if type(value) is not dict and not isinstance(value, Mapping):
             return _ABSENT
         value = value.get(key, _ABSENT)
         if value is _ABSENT:
@@ -214,3 +273,10 @@ def _checker_message(exc: Exception) -> str:
     """The C++ checker's first line, without its position in our rewritten text."""
     first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return _CHECKER_NOISE.sub("", first).replace("(in container '')", "").strip()
+
+
+def _literals_from(node: Node, item: Ident) -> Node:
+    """``node`` with each ``_lit.<slot>`` read from ``item`` instead."""
+    if isinstance(node, Lifted):
+        return Select(item, node.slot)
+    return lowering.rebuild(node, lambda child: _literals_from(child, item))

@@ -80,6 +80,7 @@ MACROS = frozenset({"all", "exists", "exists_one", "map", "filter"})
 
 # Internal names the rewritten programs use; user expressions may not mention them.
 LIT_VAR = "_lit"
+LITS_VAR = "_lits"  # a list of _lit maps, when one program runs for many expressions at once
 NOW_VAR = "_now"
 INTERNAL_PREFIX = "pyngest_"
 
