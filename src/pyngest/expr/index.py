@@ -37,6 +37,7 @@ from pyngest.expr.predicates import (
     eq_key,
     may_match,
     order_class,
+    walk,
 )
 from pyngest.expr.program import Program, Shape, matches_many
 
@@ -196,7 +197,7 @@ class ExpressionIndex:
         def value_at(path: Path) -> object:
             found = resolved.get(path, resolved)
             if found is resolved:
-                found = resolved[path] = _resolve(payload, path)
+                found = resolved[path] = walk(payload, path)
             return found
 
         candidates: dict[_Entry, None] = {}
@@ -277,17 +278,6 @@ class ExpressionIndex:
             ranges.discard(leaf, entry, token)
             if not ranges:
                 del b.ranges[leaf.path]
-
-
-def _resolve(payload: Mapping[str, Any], path: Path) -> object:
-    value: Any = payload
-    for key in path[1:]:
-        if type(value) is not dict and not isinstance(value, Mapping):
-            return ABSENT
-        value = value.get(key, ABSENT)
-        if value is ABSENT:
-            return ABSENT
-    return value
 
 
 class PauseIndex:

@@ -207,29 +207,6 @@ def rebuild(node: Node, f: Callable[[Node], Node]) -> Node:
     return node
 
 
-def paths_of(node: Node) -> tuple[Path, ...]:
-    """Every attribute path in ``node``, in order of first appearance."""
-    seen: dict[Path, None] = {}
-
-    def visit(n: Node, bound: frozenset[str]) -> None:
-        path = attribute_path(n, bound)
-        if path is not None:
-            seen.setdefault(path, None)
-            return
-        if isinstance(n, Call) and n.function in MACROS and n.target is not None:
-            visit(n.target, bound)
-            var = n.args[0]
-            inner = bound | {var.name} if isinstance(var, Ident) else bound
-            for a in n.args[1:]:
-                visit(a, inner)
-            return
-        for c in children(n):
-            visit(c, bound)
-
-    visit(node, frozenset())
-    return tuple(seen)
-
-
 def uses_now(node: Node) -> bool:
     if (
         isinstance(node, Call)
@@ -464,42 +441,33 @@ class _Lowerer:
         return self._with_ident(other, by_type)
 
     def _logical(self, fn: str, a: Lowered, b: Lowered) -> Lowered:
-        if fn == "||":
-            if isinstance(a, Unknown):
-                return b  # unknown is falsy: the result is the last operand
-            if a == _TRUE:
-                return _TRUE
-            if a == _FALSE:
-                return b
-            if isinstance(b, Unknown):
-                # a when a is truthy, else unknown (the last operand)
-                return self._with_truthy(a, lambda t, v: Call("?:", (t, v, b.witness)))
-            if is_bool(a) and b == _TRUE:
-                return _TRUE
-            if is_bool(a) and b == _FALSE:
-                return a
-            if is_bool(a) and is_bool(b):
-                return Call("||", (a, b))
-            if is_bool(a):
-                return Call("?:", (a, _TRUE, b))
-            return self._with_truthy(a, lambda t, v: Call("?:", (t, v, b)))
+        """``a || b`` / ``a && b``. Upstream: native CEL when both operands are bools, else
+        ``||`` gives the first truthy operand (or the last) and ``&&`` the first falsy one
+        (or the last). Unknown is falsy. ``decides`` is the bool that settles the result."""
+        is_or = fn == "||"
+        decides, passes = (_TRUE, _FALSE) if is_or else (_FALSE, _TRUE)
+
+        def choose(t: Node, v: Node, other: Node) -> Node:
+            return Call("?:", (t, v, other) if is_or else (t, other, v))
+
         if isinstance(a, Unknown):
-            return a  # the first falsy operand
-        if a == _FALSE:
-            return _FALSE
-        if a == _TRUE:
+            return b if is_or else a
+        if a == decides:
+            return decides
+        if a == passes:
             return b
         if isinstance(b, Unknown):
-            return self._with_truthy(a, lambda t, v: Call("?:", (t, b.witness, v)))
-        if is_bool(a) and b == _TRUE:
-            return a
-        if is_bool(a) and b == _FALSE:
-            return _FALSE
-        if is_bool(a) and is_bool(b):
-            return Call("&&", (a, b))
+            witness = b.witness  # evaluating it fails, as the unknown result does upstream
+            return self._with_truthy(a, lambda t, v: choose(t, v, witness))
         if is_bool(a):
-            return Call("?:", (a, b, _FALSE))
-        return self._with_truthy(a, lambda t, v: Call("?:", (t, b, v)))
+            if b == decides:
+                return decides
+            if b == passes:
+                return a
+            if is_bool(b):
+                return Call(fn, (a, b))
+            return choose(a, _TRUE if is_or else _FALSE, b)
+        return self._with_truthy(a, lambda t, v: choose(t, v, b))
 
     def _conditional(self, node: Call, bound: frozenset[str]) -> Lowered:
         cond = self.lower(node.args[0], bound)
@@ -512,9 +480,9 @@ class _Lowerer:
         return Call("?:", (cond, self._materialize(then), self._materialize(otherwise)))
 
 
-def used_paths(node: Node) -> tuple[Path, ...]:
-    """Attribute paths a lowered tree still reads (names bound by macros and cel.bind are not
-    roots)."""
+def paths_of(node: Node) -> tuple[Path, ...]:
+    """Every attribute path in ``node`` in order of first appearance (names bound by macros
+    and by the rewrite's ``cel.bind`` are not roots)."""
     found: dict[Path, None] = {}
 
     def visit(n: Node, bound: frozenset[str]) -> None:

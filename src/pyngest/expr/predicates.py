@@ -27,6 +27,19 @@ from pyngest.expr.syntax import Call, Lifted, ListExpr, Literal, Node
 
 ABSENT: Any = object()  # a path the event does not have
 
+
+def walk(value: Any, path: Path, start: int = 1) -> object:
+    """The value at ``path[start:]`` inside ``value``, or ABSENT. Only maps are walked into,
+    as upstream's Data.Get: a key under a list, string or null is absent."""
+    for key in path[start:]:
+        if type(value) is not dict and not isinstance(value, Mapping):
+            return ABSENT
+        value = value.get(key, ABSENT)
+        if value is ABSENT:
+            return ABSENT
+    return value
+
+
 _FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "=="}
 _NUMBER_KINDS = frozenset({"int", "uint", "double"})
 _EQ_KINDS = frozenset({"int", "uint", "double", "string", "bytes", "bool"})

@@ -35,7 +35,7 @@ from pyngest.expr.syntax import Literal as LiteralNode
 
 ENV = new_environment()
 _DEFAULT_CLOCK: Clock = RealClock()
-_ABSENT = object()
+_ABSENT = predicates.ABSENT
 _V = TypeVar("_V")
 
 
@@ -148,7 +148,7 @@ class Shape:
             error = Outcome("error", error=_checker_message(exc))
             return _Variant(error, None, (), False, False, None)
         index = {p: i for i, p in enumerate(self.paths)}
-        reads = tuple(index[p] for p in lowering.used_paths(lowered) if pattern[index[p]] == VALUE)
+        reads = tuple(index[p] for p in lowering.paths_of(lowered) if pattern[index[p]] == VALUE)
         return _Variant(
             None,
             program,
@@ -243,16 +243,8 @@ def matches_many(programs: Sequence[Program], **inputs: Any) -> list[bool]:
 
 
 def _resolve(roots: Mapping[str, Any], path: Path) -> object:
-    value: Any = roots.get(path[0])
-    if value is None:
-        return _ABSENT
-    for key in path[1:]:
-        if type(value) is not dict and not isinstance(value, Mapping):
-            return _ABSENT
-        value = value.get(key, _ABSENT)
-        if value is _ABSENT:
-            return _ABSENT
-    return value
+    root = roots.get(path[0])
+    return _ABSENT if root is None else predicates.walk(root, path)
 
 
 def _place(data: dict[str, Any], path: Path, value: object) -> None:
