@@ -56,8 +56,8 @@ class _Entry:
         self.bucket = bucket
         self.program = program
         self.formula = formula
-        self.leaves: list[Leaf] | None = None
-        self.tokens: list[object] = []  # what each anchor was filed under, for removal
+        self.leaves: tuple[Leaf, ...] | None = None  # None: evaluated for every event
+        self.tokens: tuple[object, ...] | None = None  # where range anchors were filed
 
 
 class _Ranges:
@@ -159,15 +159,15 @@ class ExpressionIndex:
         b = self._buckets.get(bucket)
         if b is None:
             b = self._buckets[bucket] = _Bucket()
-        leaves = anchors(formula)
-        if leaves is not None:
-            leaves = list(dict.fromkeys(leaves))  # "a == 1 || a == 1" files one anchor
-        entry.leaves = leaves
-        if leaves is None:
+        found = anchors(formula)
+        if found is None:
             b.always[entry] = None
         else:
-            for leaf in leaves:
-                entry.tokens.append(self._file(b, leaf, entry))
+            # tuple(dict...): "a == 1 || a == 1" files one anchor
+            entry.leaves = tuple(dict.fromkeys(found))
+            tokens = tuple(self._file(b, leaf, entry) for leaf in entry.leaves)
+            if any(t is not None for t in tokens):
+                entry.tokens = tokens
         b.size += 1
         self._entries[key] = entry
 
@@ -180,7 +180,8 @@ class ExpressionIndex:
         if entry.leaves is None:
             del b.always[entry]
         else:
-            for leaf, token in zip(entry.leaves, entry.tokens, strict=True):
+            tokens = entry.tokens or (None,) * len(entry.leaves)
+            for leaf, token in zip(entry.leaves, tokens, strict=True):
                 self._unfile(b, leaf, entry, token)
         b.size -= 1
         if b.size == 0:
