@@ -147,7 +147,9 @@ def main() -> None:
         f"p99 {percentile(add_samples, 0.99) * us:.1f} us; "
         f"remove: p50 {percentile(remove_samples, 0.5) * us:.1f} us"
     )
-    print(f"build from {len(stored):,} stored pauses: {build_s:.2f} s ({build_s / len(stored) * us:.1f} us each)")
+    print(
+        f"build from {len(stored):,} stored pauses: {build_s:.2f} s ({build_s / len(stored) * us:.1f} us each)"
+    )
     print(f"RSS growth while building: {(rss_after - rss_before) / 1024:.1f} MiB")
 
     if n <= 200_000:
@@ -160,7 +162,8 @@ def main() -> None:
         tracemalloc.stop()
         print(
             f"tracemalloc, index after build: {current / 2**20:.1f} MiB "
-            f"({current / len(stored):.0f} B per pause, expression text included)"
+            f"({current / len(stored):.0f} B per pause; the expression strings themselves "
+            "belong to the caller and are not counted)"
         )
 
 

@@ -18,6 +18,11 @@ def iso(value: int | None) -> str | None:
     return datetime.fromtimestamp(value / 1000, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
+def days(fires: list[int]) -> list[str]:
+    """Day-of-month of each fire time, in UTC."""
+    return [datetime.fromtimestamp(f / 1000, UTC).strftime("%d") for f in fires]
+
+
 @pytest.mark.parametrize(
     ("expression", "after", "expected"),
     [
@@ -49,17 +54,17 @@ def test_both_day_fields_restricted_means_either() -> None:
     fires = cron.parse("0 0 13 * 5").fire_times(
         ms("2024-09-01T00:00:00+00:00"), ms("2024-09-30T00:00:00+00:00")
     )
-    assert [iso(f)[:10] for f in fires] == ["2024-09-06", "2024-09-13", "2024-09-20", "2024-09-27"]  # type: ignore[index]
+    assert days(fires) == ["06", "13", "20", "27"]
     odd_or_monday = cron.parse("0 0 */2 * 1").fire_times(
         ms("2024-09-01T00:00:00+00:00"), ms("2024-09-10T00:00:00+00:00")
     )
     # odd days of the month, or Mondays (2024-09-02 and 09)
-    assert [iso(f)[8:10] for f in odd_or_monday] == ["02", "03", "05", "07", "09"]  # type: ignore[index]
+    assert days(odd_or_monday) == ["02", "03", "05", "07", "09"]
     # a "*" day of month means only the day of week counts
     mondays = cron.parse("0 0 * * 1").fire_times(
         ms("2024-09-01T00:00:00+00:00"), ms("2024-09-30T00:00:00+00:00")
     )
-    assert [iso(f)[8:10] for f in mondays] == ["02", "09", "16", "23", "30"]  # type: ignore[index]
+    assert days(mondays) == ["02", "09", "16", "23", "30"]
 
 
 def test_fall_back_night_fires_once() -> None:
