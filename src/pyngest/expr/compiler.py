@@ -14,7 +14,7 @@ import re
 from collections import OrderedDict
 from typing import TypeVar
 
-from pyngest.expr import lowering
+from pyngest.expr import analysis
 from pyngest.expr.lowering import VALUE
 from pyngest.expr.parser import parse
 from pyngest.expr.program import Program, Shape
@@ -98,8 +98,8 @@ def _from_template(source: str) -> Program | None:
 
 def _compile_new(source: str) -> Program:
     tree = parse(source)
-    lowering.check(tree, source)
-    lifted = lowering.lift(tree)
+    analysis.check(tree, source)
+    lifted = analysis.lift(tree)
     key = unparse(lifted.shape)
     shape = _SHAPES.get(key)
     if shape is None:

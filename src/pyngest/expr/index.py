@@ -23,8 +23,8 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
+from pyngest.expr.analysis import Path
 from pyngest.expr.compiler import compile
-from pyngest.expr.lowering import Path
 from pyngest.expr.predicates import (
     ABSENT,
     Const,

@@ -12,9 +12,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from pyngest.expr import lowering
+from pyngest.expr import analysis
+from pyngest.expr.analysis import attribute_path
 from pyngest.expr.compiler import compile
-from pyngest.expr.lowering import attribute_path, is_bool
+from pyngest.expr.lowering import is_bool
 from pyngest.expr.parser import parse
 from pyngest.expr.syntax import (
     MACROS,
@@ -39,7 +40,7 @@ def interpolate(source: str, event: Mapping[str, Any]) -> str:
     '"u1" == async.data.userId'
     """
     tree = parse(source)
-    lowering.check(tree, source)
+    analysis.check(tree, source)
     return unparse(_Interpolator(event).visit(tree, frozenset()))
 
 
@@ -47,7 +48,7 @@ def match_expression(field: str) -> str:
     """The expression the ``match: "data.userId"`` shorthand stands for (JS SDK ``match``)."""
     source = f"event.{field} == async.{field}"
     try:
-        lowering.check(parse(source), source)
+        analysis.check(parse(source), source)
     except ExpressionError as exc:
         raise ExpressionError(f"invalid match field {field!r}: {exc}") from None
     return source
@@ -78,7 +79,7 @@ class _Interpolator:
             rest = tuple(self.visit(a, inner) for a in node.args[1:])
             node = Call(node.function, (var, *rest), target)
         elif not isinstance(node, Literal | Ident):
-            node = lowering.rebuild(node, lambda c: self.visit(c, bound))
+            node = analysis.rebuild(node, lambda c: self.visit(c, bound))
         return self._simplify(node)
 
     def _substitute(self, node: Node, path: tuple[str, ...]) -> Node:
@@ -152,4 +153,4 @@ def _is_constant(node: Node, bound: frozenset[str]) -> bool:
             return _is_constant(node.target, bound) and all(
                 _is_constant(a, inner) for a in node.args[1:]
             )
-    return all(_is_constant(c, bound) for c in lowering.children(node))
+    return all(_is_constant(c, bound) for c in analysis.children(node))

@@ -1,41 +1,38 @@
-"""Rewriting a parsed expression into plain CEL that behaves as upstream's lenient evaluator.
+"""Rewriting an expression into plain CEL that behaves as upstream's lenient evaluator.
 
-Upstream (``pkg/expressions/unknown.go``) marks every attribute path that is absent from the
-data as *unknown* and decorates each call at run time: a call with an unknown argument gets a
-fixed answer instead of an error (``missing == x`` is ``x == null``, ``missing < x`` is true,
+Upstream (``pkg/expressions/unknown.go``) marks every field path absent from the data as
+*unknown* and decorates each call at run time: a call with an unknown argument gets a fixed
+answer instead of an error (``missing == x`` is ``x == null``, ``missing < x`` is true,
 ``missing > x`` is false, ``size(missing)`` is 0, ``missing + x`` is ``x``, anything else is
-false); an unknown select/index/list/ternary condition stays unknown; ``&&``/``||`` use
-JavaScript truthiness when an operand is not a bool, and an unknown top-level result is "no
-match". A null operand of ``< <= > >=`` is replaced by the zero value of the other side's type.
+false); a select, index, list or conditional over an unknown stays unknown; ``&&``/``||`` use
+JavaScript truthiness when an operand is not a bool; an unknown final result is "no match".
+A null operand of ``< <= > >=`` is replaced by the zero value of the other side's type.
 
-The C++ runtime has no such hooks. Whether a path is present is known before evaluating,
-though, so we rewrite the tree once per *presence pattern* (each path missing, null, or
-holding a value) and compile plain CEL for each pattern seen. The rules above become static
-rewrites; what depends on run-time types (truthiness, zero values for a null) becomes
-``cel.bind`` + ``type()`` tests.
-
-Literals are lifted into the ``_lit`` map first (``_lit.s0`` is the first string), so every
-pause of the shape ``async.data.id == "<something>"`` shares one compiled program.
+The C++ runtime has no such hooks, but whether each path is present is known before
+evaluating. So we rewrite the tree once per *presence pattern* (each path missing, null, or
+holding a value) and compile plain CEL for each pattern seen: the rules become static
+rewrites, and what depends on run-time types (truthiness, zero values) becomes ``cel.bind`` +
+``type()`` tests. Where an unknown sits in a branch that only the data picks (``c ? missing :
+1``, ``a || missing``), the rewrite carries a ``Split`` up through the enclosing operations,
+so each branch gets upstream's answer.
 """
 
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeAlias
 
-from pyngest.expr.functions import NOW_MINUS, NOW_PLUS, USER_FUNCTIONS
+from pyngest.expr.analysis import Path, attribute_path, children, rebuild
+from pyngest.expr.functions import NOW_MINUS, NOW_PLUS
 from pyngest.expr.syntax import (
     INTERNAL_PREFIX,
-    LIT_VAR,
     MACROS,
     NOW_VAR,
     RELATIONS,
     Call,
-    ExpressionError,
     Ident,
-    Index,
     Lifted,
     ListExpr,
     Literal,
@@ -43,9 +40,6 @@ from pyngest.expr.syntax import (
     Node,
     Select,
 )
-
-ROOTS = ("event", "async", "vars")
-Path = tuple[str, ...]
 
 MISSING, NULL, VALUE = 0, 1, 2
 
@@ -61,179 +55,42 @@ _ZERO = {
     "double": Literal(0.0, "double"),
     "string": Literal("", "string"),
 }
-_LIFT_PREFIX = {"string": "s", "int": "i", "uint": "u", "double": "d", "bytes": "y"}
 _BOOL_METHODS = frozenset({"contains", "startsWith", "endsWith", "matches"})
 _ORDERING = frozenset({"<", "<=", ">", ">="})
 
 
-def attribute_path(node: Node, bound: frozenset[str]) -> Path | None:
-    """The path of a chain of field selections rooted at event/async/vars, else None.
-
-    ``event.data.id`` and ``event["data"]["id"]`` are both ("event", "data", "id"); an index
-    by anything but a string literal ends the chain (upstream tracks map keys only).
-    """
-    keys: list[str] = []
-    while True:
-        if isinstance(node, Select):
-            keys.append(node.field)
-            node = node.operand
-        elif (
-            isinstance(node, Index)
-            and isinstance(node.index, Literal)
-            and node.index.kind == "string"
-        ):
-            keys.append(str(node.index.value))
-            node = node.operand
-        elif isinstance(node, Ident) and node.name in ROOTS and node.name not in bound:
-            keys.append(node.name)
-            return tuple(reversed(keys))
-        else:
-            return None
-
-
-def check(node: Node, source: str) -> None:
-    """Reject what the C++ checker would report less clearly: names and arities."""
-    _check(node, frozenset(), source)
-
-
-def _check(node: Node, bound: frozenset[str], source: str) -> None:
-    if isinstance(node, Ident):
-        if node.name not in bound and node.name not in ROOTS:
-            raise ExpressionError(
-                f"undeclared reference to {node.name!r} in {source!r}: "
-                "expressions can read event, async and vars"
-            )
-        return
-    if isinstance(node, Call):
-        fn = node.function
-        if fn.startswith(INTERNAL_PREFIX) or fn in (LIT_VAR, NOW_VAR):
-            raise ExpressionError(f"undeclared function {fn!r} in {source!r}")
-        if fn == "has" and node.target is None:
-            if len(node.args) != 1 or not isinstance(node.args[0], Select):
-                raise ExpressionError(
-                    f"has() takes one field selection, like has(event.data.id), in {source!r}"
-                )
-            _check(node.args[0].operand, bound, source)
-            return
-        if fn in MACROS and node.target is not None:
-            if len(node.args) not in (2, 3) or not isinstance(node.args[0], Ident):
-                raise ExpressionError(
-                    f"{fn}() takes a variable name and an expression, like "
-                    f"list.{fn}(x, x > 1), in {source!r}"
-                )
-            _check(node.target, bound, source)
-            inner = bound | {node.args[0].name}
-            for arg in node.args[1:]:
-                _check(arg, inner, source)
-            return
-        if node.target is None and fn in USER_FUNCTIONS and len(node.args) != USER_FUNCTIONS[fn]:
-            want = USER_FUNCTIONS[fn]
-            raise ExpressionError(
-                f"{fn}() takes {want} argument{'s' if want != 1 else ''}, "
-                f"got {len(node.args)}, in {source!r}"
-            )
-    for child in children(node):
-        _check(child, bound, source)
-
-
-def children(node: Node) -> Iterator[Node]:
-    if isinstance(node, Select):
-        yield node.operand
-    elif isinstance(node, Index):
-        yield node.operand
-        yield node.index
-    elif isinstance(node, Call):
-        if node.target is not None:
-            yield node.target
-        yield from node.args
-    elif isinstance(node, ListExpr):
-        yield from node.items
-    elif isinstance(node, MapExpr):
-        for k, v in node.entries:
-            yield k
-            yield v
-
-
-# ---------------------------------------------------------------------------------------------
-# Lifting
-
-
-@dataclass(frozen=True, slots=True)
-class Lifting:
-    shape: Node
-    values: tuple[object, ...]  # in slot order
-    slots: tuple[str, ...]
-
-
-def lift(node: Node) -> Lifting:
-    """Move string and number literals into ``_lit`` slots, left to right."""
-    values: list[object] = []
-    slots: list[str] = []
-
-    def visit(n: Node, bound: frozenset[str]) -> Node:
-        if attribute_path(n, bound) is not None:
-            return n  # path keys are part of the shape, like field names
-        if isinstance(n, Literal):
-            prefix = _LIFT_PREFIX.get(n.kind)
-            if prefix is None:
-                return n  # bool and null stay: the rewrite rules look at them
-            slot = f"{prefix}{len(values)}"
-            values.append(n.value)
-            slots.append(slot)
-            return Lifted(slot, n.kind)
-        if isinstance(n, Call) and n.function in MACROS and n.target is not None:
-            var = n.args[0]
-            inner = bound | {var.name} if isinstance(var, Ident) else bound
-            target = visit(n.target, bound)
-            return Call(n.function, (var, *(visit(a, inner) for a in n.args[1:])), target)
-        return rebuild(n, lambda c: visit(c, bound))
-
-    shape = visit(node, frozenset())
-    return Lifting(shape, tuple(values), tuple(slots))
-
-
-def rebuild(node: Node, f: Callable[[Node], Node]) -> Node:
-    if isinstance(node, Select):
-        return Select(f(node.operand), node.field)
-    if isinstance(node, Index):
-        return Index(f(node.operand), f(node.index))
-    if isinstance(node, Call):
-        target = f(node.target) if node.target is not None else None
-        return Call(node.function, tuple(f(a) for a in node.args), target)
-    if isinstance(node, ListExpr):
-        return ListExpr(tuple(f(i) for i in node.items))
-    if isinstance(node, MapExpr):
-        return MapExpr(tuple((f(k), f(v)) for k, v in node.entries))
-    return node
-
-
-def uses_now(node: Node) -> bool:
-    if (
-        isinstance(node, Call)
-        and node.target is None
-        and node.function in ("now", "now_plus", "now_minus")
-    ):
-        return True
-    return any(uses_now(c) for c in children(node))
-
-
-# ---------------------------------------------------------------------------------------------
-# Lowering one presence pattern
-
-
 @dataclass(frozen=True, slots=True)
 class Unknown:
-    """Upstream's "unknown". ``witness`` is the missing path: evaluating it natively raises
-    an error, which is what we emit where an unknown cannot be decided statically."""
+    """Upstream's "unknown". ``witness`` is the missing path: evaluating it natively fails,
+    which is what we emit where an unknown must become a CEL expression."""
 
     witness: Node
 
 
-Lowered: TypeAlias = Node | Unknown
+@dataclass(frozen=True, slots=True)
+class Split:
+    """``cond ? then : otherwise`` where a branch is (or contains) an Unknown."""
+
+    cond: Node
+    then: Lowered
+    otherwise: Lowered
+
+
+Lowered: TypeAlias = Node | Unknown | Split
 
 
 def lower(shape: Node, status: dict[Path, int]) -> Lowered:
+    """The rewrite of ``shape`` for one presence pattern (path -> MISSING/NULL/VALUE)."""
     return _Lowerer(status).lower(shape, frozenset())
+
+
+def materialize(value: Lowered) -> Node:
+    """A CEL expression for ``value``; an unknown becomes its (failing) witness."""
+    if isinstance(value, Unknown):
+        return value.witness
+    if isinstance(value, Split):
+        return Call("?:", (value.cond, materialize(value.then), materialize(value.otherwise)))
+    return value
 
 
 def is_bool(node: Node) -> bool:
@@ -256,12 +113,12 @@ def is_bool(node: Node) -> bool:
     return fn in _BOOL_METHODS or fn in ("all", "exists", "exists_one")
 
 
-def _is_null(node: Node) -> bool:
+def _is_null(node: Lowered) -> bool:
     return node in (_NULL, _NULL_VALUE)
 
 
 def _static_kind(node: Node) -> str | None:
-    """The CEL type of a literal operand, when it is one."""
+    """The CEL type of an operand when it is a literal."""
     if _is_null(node):
         return "null"
     if isinstance(node, Literal | Lifted):
@@ -282,7 +139,19 @@ class _Lowerer:
         self.status = status
         self.names = itertools.count()
 
-    def _truthy(self, var: Ident) -> Node:
+    # -- helpers that build CEL ---------------------------------------------------------------
+
+    def _name(self) -> Ident:
+        return Ident(f"{INTERNAL_PREFIX}v{next(self.names)}")
+
+    def _with_ident(self, value: Node, body: Callable[[Ident], Node]) -> Node:
+        """``body`` applied to a name for ``value`` (``cel.bind``), so it is evaluated once.
+        The value is bound as dyn: the type tests in ``body`` must not be checked statically."""
+        var = self._name()
+        return Call("bind", (var, Call("dyn", (value,)), body(var)), target=Ident("cel"))
+
+    @staticmethod
+    def _truthy_test(var: Ident) -> Node:
         # JavaScript truthiness as upstream's isTruthy: null, false, "", 0 are falsy;
         # lists, maps and everything else are truthy.
         return Call("?:", (_type_is(var, "bool"), var, Call("?:", (
@@ -296,14 +165,29 @@ class _Lowerer:
             )),
         ))))  # fmt: skip
 
-    def _with_ident(self, value: Node, body: Callable[[Ident], Node]) -> Node:
-        """``body`` applied to a name for ``value`` (``cel.bind``), so it is evaluated once.
-        The value is bound as dyn: the type tests in ``body`` must not be checked statically."""
-        var = Ident(f"{INTERNAL_PREFIX}v{next(self.names)}")
-        return Call("bind", (var, Call("dyn", (value,)), body(var)), target=Ident("cel"))
+    def _truthy(self, value: Node) -> Node:
+        """A bool expression: is ``value`` truthy."""
+        if is_bool(value):
+            return value
+        return self._with_ident(value, self._truthy_test)
 
-    def _with_truthy(self, value: Node, body: Callable[[Node, Node], Node]) -> Node:
-        return self._with_ident(value, lambda v: body(self._truthy(v), v))
+    @staticmethod
+    def _branch(cond: Node, then: Lowered, otherwise: Lowered) -> Lowered:
+        if isinstance(then, Unknown | Split) or isinstance(otherwise, Unknown | Split):
+            return Split(cond, then, otherwise)
+        return Call("?:", (cond, then, otherwise))
+
+    def _over(
+        self, parts: list[Lowered], combine: Callable[[list[Node | Unknown]], Lowered]
+    ) -> Lowered:
+        """``combine(parts)``, first distributing any Split among the parts over its
+        branches: ``f(c ? x : unknown)`` becomes ``c ? f(x) : f(unknown)``."""
+        for i, part in enumerate(parts):
+            if isinstance(part, Split):
+                then = self._over([*parts[:i], part.then, *parts[i + 1 :]], combine)
+                otherwise = self._over([*parts[:i], part.otherwise, *parts[i + 1 :]], combine)
+                return self._branch(part.cond, then, otherwise)
+        return combine([p for p in parts if not isinstance(p, Split)])
 
     # -- the walk -----------------------------------------------------------------------------
 
@@ -318,54 +202,60 @@ class _Lowerer:
             return node
         if isinstance(node, Call):
             return self._call(node, bound)
-        parts: list[Node] = []
-        for child in children(node):
-            part = self.lower(child, bound)
-            if isinstance(part, Unknown):
-                return part
-            parts.append(part)
-        it = iter(parts)
-        return rebuild(node, lambda _c: next(it))
 
-    def _materialize(self, value: Lowered) -> Node:
-        return value.witness if isinstance(value, Unknown) else value
+        def combine(parts: list[Node | Unknown]) -> Lowered:
+            for part in parts:
+                if isinstance(part, Unknown):
+                    return part
+            it = iter(parts)
+            return rebuild(node, lambda _c: next(it))  # type: ignore[arg-type,return-value]
+
+        return self._over([self.lower(c, bound) for c in children(node)], combine)
 
     def _call(self, node: Call, bound: frozenset[str]) -> Lowered:
         fn, args = node.function, node.args
         if node.target is None:
             if fn == "has" and len(args) == 1 and isinstance(args[0], Select):
                 return self._has(args[0], bound)
-            if fn == "&&" or fn == "||":
-                return self._logical(fn, self.lower(args[0], bound), self.lower(args[1], bound))
+            if fn in ("&&", "||"):
+                parts = [self.lower(a, bound) for a in args]
+                return self._over(parts, lambda ps: self._logical(fn, ps[0], ps[1]))
             if fn == "?:":
-                return self._conditional(node, bound)
+                parts = [self.lower(a, bound) for a in args]
+                return self._over(parts[:1], lambda c: self._conditional(c[0], parts[1], parts[2]))
             if fn == "now" and not args:
                 return Ident(NOW_VAR)
         if fn in MACROS and node.target is not None and args and isinstance(args[0], Ident):
-            range_ = self.lower(node.target, bound)
-            if isinstance(range_, Unknown):
-                return range_
             inner = bound | {args[0].name}
-            body = tuple(self._materialize(self.lower(a, inner)) for a in args[1:])
-            return Call(fn, (args[0], *body), range_)
+            # A split inside the body may depend on the iteration variable: keep it there.
+            body = tuple(materialize(self.lower(a, inner)) for a in args[1:])
 
-        target = self.lower(node.target, bound) if node.target is not None else None
-        lowered = [self.lower(a, bound) for a in args]
-        operands = ([target] if target is not None else []) + lowered
+            def comprehension(target: list[Node | Unknown]) -> Lowered:
+                range_ = target[0]
+                return range_ if isinstance(range_, Unknown) else Call(fn, (args[0], *body), range_)
+
+            return self._over([self.lower(node.target, bound)], comprehension)
+
+        method = node.target is not None
+        operands = ([self.lower(node.target, bound)] if node.target is not None else []) + [
+            self.lower(a, bound) for a in args
+        ]
+        return self._over(operands, lambda ps: self._apply(fn, method, ps))
+
+    def _apply(self, fn: str, method: bool, operands: list[Node | Unknown]) -> Lowered:
         if any(isinstance(o, Unknown) for o in operands):
-            return self._unknown_call(fn, node.target is not None, operands)
-        plain = [o for o in lowered if not isinstance(o, Unknown)]
-        assert target is None or not isinstance(target, Unknown)
-        if node.target is None:
+            return self._unknown_call(fn, method, operands)
+        plain = [o for o in operands if not isinstance(o, Unknown)]
+        if not method:
             if fn in ("now_plus", "now_minus"):
                 return Call(NOW_PLUS if fn == "now_plus" else NOW_MINUS, (Ident(NOW_VAR), plain[0]))
             if fn in _ORDERING and any(_is_null(o) for o in plain):
                 return self._null_ordering(fn, plain[0], plain[1])
             if fn == "!" and isinstance(plain[0], Literal) and plain[0].kind == "bool":
                 return Literal(not plain[0].value, "bool")
-        call = Call(fn, tuple(plain), target)
-        if any(o == _NULL_VALUE for o in operands):
-            return self._null_operand(call, [o for o in operands if not isinstance(o, Unknown)])
+        call = Call(fn, tuple(plain[1:]), plain[0]) if method else Call(fn, tuple(plain))
+        if any(o == _NULL_VALUE for o in plain):
+            return self._null_operand(call, plain)
         return call
 
     def _null_operand(self, call: Call, operands: list[Node]) -> Lowered:
@@ -390,12 +280,16 @@ class _Lowerer:
         if path is not None:
             # We answer presence exactly (see docs/compatibility.md).
             return _TRUE if self.status[path] != MISSING else _FALSE
-        operand = self.lower(select.operand, bound)
-        if isinstance(operand, Unknown):
-            return operand
-        return Call("has", (Select(operand, select.field),))
 
-    def _unknown_call(self, fn: str, method: bool, operands: list[Lowered]) -> Lowered:
+        def test(operand: list[Node | Unknown]) -> Lowered:
+            value = operand[0]
+            return (
+                value if isinstance(value, Unknown) else Call("has", (Select(value, select.field),))
+            )
+
+        return self._over([self.lower(select.operand, bound)], test)
+
+    def _unknown_call(self, fn: str, method: bool, operands: list[Node | Unknown]) -> Lowered:
         first_unknown = isinstance(operands[0], Unknown)
         known = [o for o in operands if not isinstance(o, Unknown)]
         if not method and fn in ("==", "!=") and len(operands) == 2:
@@ -440,16 +334,12 @@ class _Lowerer:
 
         return self._with_ident(other, by_type)
 
-    def _logical(self, fn: str, a: Lowered, b: Lowered) -> Lowered:
+    def _logical(self, fn: str, a: Node | Unknown, b: Node | Unknown) -> Lowered:
         """``a || b`` / ``a && b``. Upstream: native CEL when both operands are bools, else
         ``||`` gives the first truthy operand (or the last) and ``&&`` the first falsy one
         (or the last). Unknown is falsy. ``decides`` is the bool that settles the result."""
         is_or = fn == "||"
         decides, passes = (_TRUE, _FALSE) if is_or else (_FALSE, _TRUE)
-
-        def choose(t: Node, v: Node, other: Node) -> Node:
-            return Call("?:", (t, v, other) if is_or else (t, other, v))
-
         if isinstance(a, Unknown):
             return b if is_or else a
         if a == decides:
@@ -457,8 +347,10 @@ class _Lowerer:
         if a == passes:
             return b
         if isinstance(b, Unknown):
-            witness = b.witness  # evaluating it fails, as the unknown result does upstream
-            return self._with_truthy(a, lambda t, v: choose(t, v, witness))
+            # a itself when it decides, else the unknown: only the data says which
+            if is_or:
+                return Split(self._truthy(a), a, b)
+            return Split(self._truthy(a), b, a)
         if is_bool(a):
             if b == decides:
                 return decides
@@ -466,57 +358,17 @@ class _Lowerer:
                 return a
             if is_bool(b):
                 return Call(fn, (a, b))
-            return choose(a, _TRUE if is_or else _FALSE, b)
-        return self._with_truthy(a, lambda t, v: choose(t, v, b))
+            return Call("?:", (a, decides, b) if is_or else (a, b, decides))
+        return self._with_ident(
+            a,
+            lambda v: Call(
+                "?:", (self._truthy_test(v), v, b) if is_or else (self._truthy_test(v), b, v)
+            ),
+        )
 
-    def _conditional(self, node: Call, bound: frozenset[str]) -> Lowered:
-        cond = self.lower(node.args[0], bound)
-        then = self.lower(node.args[1], bound)
-        otherwise = self.lower(node.args[2], bound)
+    def _conditional(self, cond: Node | Unknown, then: Lowered, otherwise: Lowered) -> Lowered:
         if isinstance(cond, Unknown):
             return cond
         if isinstance(cond, Literal) and cond.kind == "bool":
             return then if cond.value else otherwise
-        return Call("?:", (cond, self._materialize(then), self._materialize(otherwise)))
-
-
-def paths_of(node: Node) -> tuple[Path, ...]:
-    """Every attribute path in ``node`` in order of first appearance (names bound by macros
-    and by the rewrite's ``cel.bind`` are not roots)."""
-    found: dict[Path, None] = {}
-
-    def visit(n: Node, bound: frozenset[str]) -> None:
-        path = attribute_path(n, bound)
-        if path is not None:
-            found.setdefault(path, None)
-            return
-        if (
-            isinstance(n, Call)
-            and n.target is not None
-            and n.args
-            and isinstance(n.args[0], Ident)
-            and (n.function in MACROS or (n.function == "bind" and n.target == Ident("cel")))
-        ):
-            inner = bound | {n.args[0].name}
-            if n.function == "bind":
-                visit(n.args[1], bound)
-                visit(n.args[2], inner)
-            else:
-                visit(n.target, bound)
-                for a in n.args[1:]:
-                    visit(a, inner)
-            return
-        for c in children(n):
-            visit(c, bound)
-
-    visit(node, frozenset())
-    return tuple(found)
-
-
-def mentions(node: Node, name: str) -> bool:
-    """Whether the internal variable ``name`` (``_lit`` or ``_now``) is read."""
-    if isinstance(node, Ident):
-        return node.name == name
-    if isinstance(node, Lifted):
-        return name == LIT_VAR
-    return any(mentions(c, name) for c in children(node))
+        return self._branch(cond, then, otherwise)

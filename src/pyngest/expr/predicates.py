@@ -22,7 +22,7 @@ from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeAlias
 
-from pyngest.expr.lowering import Path, attribute_path
+from pyngest.expr.analysis import Path, attribute_path
 from pyngest.expr.syntax import Call, Lifted, ListExpr, Literal, Node
 
 ABSENT: Any = object()  # a path the event does not have

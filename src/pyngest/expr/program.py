@@ -16,9 +16,10 @@ from datetime import UTC, datetime
 from typing import Any, Literal, TypeVar
 
 from pyngest.clock import Clock, RealClock
-from pyngest.expr import lowering, predicates
+from pyngest.expr import analysis, lowering, predicates
+from pyngest.expr.analysis import Path
 from pyngest.expr.functions import new_environment
-from pyngest.expr.lowering import MISSING, NULL, VALUE, Path, Unknown
+from pyngest.expr.lowering import MISSING, NULL, VALUE, Unknown
 from pyngest.expr.syntax import (
     INTERNAL_PREFIX,
     LIT_VAR,
@@ -77,8 +78,8 @@ class Shape:
         self.key = key
         self.tree = tree
         self.slots = slots
-        self.paths: tuple[Path, ...] = lowering.paths_of(tree)
-        self.uses_now = lowering.uses_now(tree)
+        self.paths: tuple[Path, ...] = analysis.paths_of(tree)
+        self.uses_now = analysis.uses_now(tree)
         self._variants: dict[tuple[int, ...], _Variant] = {}
         self._batches: dict[tuple[int, ...], Any] = {}
         self._formulas: dict[str, predicates.Template] = {}
@@ -134,9 +135,10 @@ class Shape:
         return found
 
     def _build(self, pattern: tuple[int, ...]) -> _Variant:
-        lowered = lowering.lower(self.tree, dict(zip(self.paths, pattern, strict=True)))
-        if isinstance(lowered, Unknown):
+        result = lowering.lower(self.tree, dict(zip(self.paths, pattern, strict=True)))
+        if isinstance(result, Unknown):
             return _Variant(_UNKNOWN, None, (), False, False, None)
+        lowered = lowering.materialize(result)
         if isinstance(lowered, LiteralNode):
             return _Variant(Outcome("value", lowered.value), None, (), False, False, None)
         text = unparse(lowered)
@@ -148,13 +150,13 @@ class Shape:
             error = Outcome("error", error=_checker_message(exc))
             return _Variant(error, None, (), False, False, None)
         index = {p: i for i, p in enumerate(self.paths)}
-        reads = tuple(index[p] for p in lowering.paths_of(lowered) if pattern[index[p]] == VALUE)
+        reads = tuple(index[p] for p in analysis.paths_of(lowered) if pattern[index[p]] == VALUE)
         return _Variant(
             None,
             program,
             reads,
-            lowering.mentions(lowered, LIT_VAR),
-            lowering.mentions(lowered, NOW_VAR),
+            analysis.mentions(lowered, LIT_VAR),
+            analysis.mentions(lowered, NOW_VAR),
             lowered,
         )
 
@@ -271,4 +273,4 @@ def _literals_from(node: Node, item: Ident) -> Node:
     """``node`` with each ``_lit.<slot>`` read from ``item`` instead."""
     if isinstance(node, Lifted):
         return Select(item, node.slot)
-    return lowering.rebuild(node, lambda child: _literals_from(child, item))
+    return analysis.rebuild(node, lambda child: _literals_from(child, item))
