@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pyngest.clock import Clock, RealClock
 from pyngest.expr import analysis, lowering, predicates
@@ -37,7 +37,6 @@ from pyngest.expr.syntax import Literal as LiteralNode
 ENV = new_environment()
 _DEFAULT_CLOCK: Clock = RealClock()
 _ABSENT = predicates.ABSENT
-_V = TypeVar("_V")
 
 
 @dataclass(frozen=True, slots=True)
@@ -116,23 +115,34 @@ class Shape:
         variant = self.variant(key)
         data: dict[str, Any] = {}
         if variant.static is None:
-            for i in variant.reads:
-                _place(data, self.paths[i], values[i])
+            placed: list[Path] = []
+            for i in variant.reads:  # shortest paths first (see _build)
+                path = self.paths[i]
+                # a.b placed whole already holds a.b.c; and writing into it would write
+                # into the caller's event
+                if not any(path[: len(p)] == p for p in placed):
+                    _place(data, path, values[i])
+                    placed.append(path)
             if variant.needs_now:
                 now_ms = (clock or _DEFAULT_CLOCK).now_ms()
                 data[NOW_VAR] = datetime.fromtimestamp(now_ms / 1000, UTC)
         return variant, key, data
 
     def batch(self, pattern: tuple[int, ...]) -> Any:
-        """The pattern's program mapped over ``_lits``: one evaluation for many literal sets."""
-        found = self._batches.get(pattern)
-        if found is None:
+        """The pattern's program mapped over ``_lits``: one evaluation for many literal sets
+        (None if it cannot be built; callers then evaluate one by one)."""
+        if pattern not in self._batches:
             tree = self.variant(pattern).tree
-            assert tree is not None
-            each = _literals_from(tree, _BATCH_ITEM)
-            text = unparse(Call("map", (_BATCH_ITEM, each), target=Ident(LITS_VAR)))
-            found = self._batches[pattern] = ENV.compile(text)
-        return found
+            program = None
+            if tree is not None:
+                each = _literals_from(tree, _BATCH_ITEM)
+                text = unparse(Call("map", (_BATCH_ITEM, each), target=Ident(LITS_VAR)))
+                try:
+                    program = ENV.compile(text)
+                except RuntimeError:
+                    program = None
+            self._batches[pattern] = program
+        return self._batches[pattern]
 
     def _build(self, pattern: tuple[int, ...]) -> _Variant:
         result = lowering.lower(self.tree, dict(zip(self.paths, pattern, strict=True)))
@@ -150,7 +160,8 @@ class Shape:
             error = Outcome("error", error=_checker_message(exc))
             return _Variant(error, None, (), False, False, None)
         index = {p: i for i, p in enumerate(self.paths)}
-        reads = tuple(index[p] for p in analysis.paths_of(lowered) if pattern[index[p]] == VALUE)
+        read = [p for p in analysis.paths_of(lowered) if pattern[index[p]] == VALUE]
+        reads = tuple(index[p] for p in sorted(read, key=len))
         return _Variant(
             None,
             program,
@@ -237,10 +248,12 @@ def matches_many(programs: Sequence[Program], **inputs: Any) -> list[bool]:
     if variant.static is not None:
         hit = variant.static.kind == "value" and variant.static.value is True
         return [hit] * len(programs)
-    data[LITS_VAR] = [dict(zip(shape.slots, p.values, strict=True)) for p in programs]
-    outcome = _outcome(shape.batch(pattern), data)
-    if outcome.kind == "value" and isinstance(outcome.value, list):
-        return [v is True for v in outcome.value]
+    batch = shape.batch(pattern)
+    if batch is not None:
+        data[LITS_VAR] = [dict(zip(shape.slots, p.values, strict=True)) for p in programs]
+        outcome = _outcome(batch, data)
+        if outcome.kind == "value" and isinstance(outcome.value, list):
+            return [v is True for v in outcome.value]
     return [p.matches(**inputs) for p in programs]
 
 

@@ -238,3 +238,10 @@ def test_date_integers_by_magnitude() -> None:
 )  # fmt: skip
 def test_go_format(value: object, text: str) -> None:
     assert go_format(value) == text
+
+
+def test_evaluation_never_writes_into_the_event() -> None:
+    event = {"data": {"a": {"b": 1, "c": 2}}}
+    program = compile("async.data.a == async.data.a && async.data.a.b == 1")
+    assert program.matches(async_=event)
+    assert event == {"data": {"a": {"b": 1, "c": 2}}}
