@@ -283,7 +283,7 @@ def new_environment() -> Any:
             "async": dyn_map,
             "vars": dyn_map,
             LIT_VAR: dyn_map,
-            LITS_VAR: T.List(dyn_map),
+            LITS_VAR: T.List(T.DYN),
             NOW_VAR: T.TIMESTAMP,
         },
         functions=_declarations(),

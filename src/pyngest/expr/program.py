@@ -27,9 +27,9 @@ from pyngest.expr.syntax import (
     NOW_VAR,
     Call,
     Ident,
+    Index,
     Lifted,
     Node,
-    Select,
     unparse,
 )
 from pyngest.expr.syntax import Literal as LiteralNode
@@ -130,12 +130,13 @@ class Shape:
 
     def batch(self, pattern: tuple[int, ...]) -> Any:
         """The pattern's program mapped over ``_lits``: one evaluation for many literal sets
-        (None if it cannot be built; callers then evaluate one by one)."""
+        (None if it cannot be built; callers then evaluate one by one). Each item of
+        ``_lits`` is the literal itself when the shape has one, else the list of them."""
         if pattern not in self._batches:
             tree = self.variant(pattern).tree
             program = None
             if tree is not None:
-                each = _literals_from(tree, _BATCH_ITEM)
+                each = _literals_from(tree, _BATCH_ITEM, {s: i for i, s in enumerate(self.slots)})
                 text = unparse(Call("map", (_BATCH_ITEM, each), target=Ident(LITS_VAR)))
                 try:
                     program = ENV.compile(text)
@@ -143,6 +144,11 @@ class Shape:
                     program = None
             self._batches[pattern] = program
         return self._batches[pattern]
+
+    def batch_items(self, programs: Sequence[Program]) -> list[object]:
+        if len(self.slots) == 1:
+            return [p.values[0] for p in programs]
+        return [list(p.values) for p in programs]
 
     def _build(self, pattern: tuple[int, ...]) -> _Variant:
         result = lowering.lower(self.tree, dict(zip(self.paths, pattern, strict=True)))
@@ -250,7 +256,7 @@ def matches_many(programs: Sequence[Program], **inputs: Any) -> list[bool]:
         return [hit] * len(programs)
     batch = shape.batch(pattern)
     if batch is not None:
-        data[LITS_VAR] = [dict(zip(shape.slots, p.values, strict=True)) for p in programs]
+        data[LITS_VAR] = shape.batch_items(programs)
         outcome = _outcome(batch, data)
         if outcome.kind == "value" and isinstance(outcome.value, list):
             return [v is True for v in outcome.value]
@@ -282,8 +288,10 @@ def _checker_message(exc: Exception) -> str:
     return _CHECKER_NOISE.sub("", first).replace("(in container '')", "").strip()
 
 
-def _literals_from(node: Node, item: Ident) -> Node:
-    """``node`` with each ``_lit.<slot>`` read from ``item`` instead."""
+def _literals_from(node: Node, item: Ident, positions: dict[str, int]) -> Node:
+    """``node`` with each ``_lit.<slot>`` read from ``item`` instead (see ``batch``)."""
     if isinstance(node, Lifted):
-        return Select(item, node.slot)
-    return analysis.rebuild(node, lambda child: _literals_from(child, item))
+        if len(positions) == 1:
+            return item
+        return Index(item, LiteralNode(positions[node.slot], "int"))
+    return analysis.rebuild(node, lambda child: _literals_from(child, item, positions))

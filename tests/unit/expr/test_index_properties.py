@@ -105,3 +105,27 @@ def test_only_candidates_are_evaluated(monkeypatch: pytest.MonkeyPatch) -> None:
     # "range" fails its formula in Python (total > 100) without any CEL evaluation;
     # the two opaque pauses share a shape and are evaluated in one call.
     assert sorted(evaluated) == [1, 2]
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    literals=st.lists(
+        st.tuples(st.sampled_from(["x", "y", "z"]), st.integers(-2, 2), st.sampled_from(["x", "y"])),
+        min_size=2,
+        max_size=40,
+    ),
+    evs=st.lists(events("app/e"), min_size=1, max_size=5),
+)
+def test_many_expressions_of_one_shape_are_confirmed_together(
+    literals: list[tuple[str, int, str]], evs: list[dict[str, Any]]
+) -> None:
+    # Same shape, three literals each: candidates are confirmed by one batched CEL call.
+    stored = {
+        i: f'(async.data.a == "{a}" || async.data.s == "{s}") && !(async.data.n < {n})'
+        for i, (a, n, s) in enumerate(literals)
+    }
+    index = PauseIndex()
+    for key, src in stored.items():
+        index.add(key, "app/e", src)
+    for event in evs:
+        assert set(index.match(event)) == _brute_force(stored, event, "async")
