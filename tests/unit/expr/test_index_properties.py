@@ -110,7 +110,9 @@ def test_only_candidates_are_evaluated(monkeypatch: pytest.MonkeyPatch) -> None:
 @settings(max_examples=30, deadline=None)
 @given(
     literals=st.lists(
-        st.tuples(st.sampled_from(["x", "y", "z"]), st.integers(-2, 2), st.sampled_from(["x", "y"])),
+        st.tuples(
+            st.sampled_from(["x", "y", "z"]), st.integers(-2, 2), st.sampled_from(["x", "y"])
+        ),
         min_size=2,
         max_size=40,
     ),
