@@ -23,6 +23,7 @@ from typing import Any
 
 from sortedcontainers import SortedList
 
+from pyngest.clock import Clock
 from pyngest.expr.analysis import Path
 from pyngest.expr.compiler import compile
 from pyngest.expr.predicates import (
@@ -131,10 +132,12 @@ class _Bucket:
 class ExpressionIndex:
     """Expressions matched against events bound to ``variable`` ("async" or "event")."""
 
-    def __init__(self, variable: str) -> None:
+    def __init__(self, variable: str, *, clock: Clock | None = None) -> None:
+        """``clock`` is what ``now()`` in the stored expressions reads (real time if None)."""
         if variable not in ("async", "event"):
             raise ValueError("variable must be 'async' or 'event'")
         self.variable = variable
+        self.clock = clock
         self._entries: dict[Hashable, _Entry] = {}
         self._buckets: dict[str, _Bucket] = {}
         self._seq = 0
@@ -230,7 +233,8 @@ class ExpressionIndex:
                 matched.append(entry.key)
             else:
                 by_shape.setdefault(entry.program.shape, []).append(entry)
-        inputs = {"async_" if self.variable == "async" else "event": payload}
+        inputs: dict[str, Any] = {"clock": self.clock}
+        inputs["async_" if self.variable == "async" else "event"] = payload
         for group in by_shape.values():
             programs = [e.program for e in group if e.program is not None]
             for candidate, confirmed in zip(group, matches_many(programs, **inputs), strict=True):
@@ -288,8 +292,8 @@ class PauseIndex:
     incoming event — is left to match on.
     """
 
-    def __init__(self) -> None:
-        self._index = ExpressionIndex("async")
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._index = ExpressionIndex("async", clock=clock)
 
     def __len__(self) -> int:
         return len(self._index)
@@ -325,8 +329,8 @@ class TriggerIndex:
     matching triggers is reported twice, and the caller runs it once.
     """
 
-    def __init__(self) -> None:
-        self._index = ExpressionIndex("event")
+    def __init__(self, *, clock: Clock | None = None) -> None:
+        self._index = ExpressionIndex("event", clock=clock)
 
     def __len__(self) -> int:
         return len(self._index)

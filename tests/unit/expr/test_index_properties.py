@@ -131,3 +131,15 @@ def test_many_expressions_of_one_shape_are_confirmed_together(
         index.add(key, "app/e", src)
     for event in evs:
         assert set(index.match(event)) == _brute_force(stored, event, "async")
+
+
+def test_index_evaluates_now_with_its_clock() -> None:
+    from pyngest.clock import TestClock
+
+    clock = TestClock(start_ms=1_700_000_000_000)  # 2023-11-14T22:13:20Z
+    index = PauseIndex(clock=clock)
+    index.add("recent", "app/e", "date(async.data.at) > now_minus('1h')")
+    event = {"name": "app/e", "data": {"at": "2023-11-14T21:30:00Z"}}
+    assert index.match(event) == ["recent"]
+    clock.advance(3_600_000)
+    assert index.match(event) == []
