@@ -24,9 +24,9 @@ Storing a pause::
         pauses.add(pause_id, "app/order.paid", stored)
     match_expression("data.userId")  # the ``match`` shorthand, as an expression
 
-Matching an event (``PauseIndex.match``, ``TriggerIndex.match``) returns exactly the
-entries whose expression is true, evaluating only candidates found by hash/sorted lookups
-(see ``index.py``).
+Matching an event (``PauseIndex(clock=...).match(event)``, ``TriggerIndex.match``) returns
+exactly the entries whose expression is true, evaluating only candidates found by hash and
+sorted lookups (see ``index.py``).
 """
 
 from pyngest.expr.compiler import compile, validate
