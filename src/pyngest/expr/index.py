@@ -197,6 +197,17 @@ class ExpressionIndex:
         if b is None:
             return []
         resolved: dict[Path, object] = {}
+        candidates: dict[_Entry, None] = {}
+        for path, table in b.equal.items():
+            value = resolved[path] = walk(payload, path)
+            key = ("s", value) if type(value) is str else eq_key(value)  # the common case first
+            hit = table.get(key) if key is not None else None
+            if hit is None:
+                continue
+            if type(hit) is _Entry:
+                candidates[hit] = None
+            else:
+                candidates.update(dict.fromkeys(hit))
 
         def value_at(path: Path) -> object:
             found = resolved.get(path, resolved)
@@ -204,16 +215,6 @@ class ExpressionIndex:
                 found = resolved[path] = walk(payload, path)
             return found
 
-        candidates: dict[_Entry, None] = {}
-        for path, table in b.equal.items():
-            key = eq_key(value_at(path))
-            hit = table.get(key) if key is not None else None
-            if hit is None:
-                continue
-            if isinstance(hit, _Entry):
-                candidates[hit] = None
-            else:
-                candidates.update(dict.fromkeys(hit))
         for path, entries in b.null.items():
             value = value_at(path)
             if value is ABSENT or value is None:
@@ -221,6 +222,8 @@ class ExpressionIndex:
         for path, ranges in b.ranges.items():
             candidates.update(dict.fromkeys(ranges.firing(value_at(path))))
         candidates.update(b.always)
+        if not candidates:
+            return []
 
         # Check each candidate's formula in Python, then confirm the survivors with CEL,
         # one call per shape.

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from cel_expr_python import cel
+
 from pyngest.clock import Clock, RealClock
 from pyngest.expr import analysis, lowering, predicates
 from pyngest.expr.analysis import Path
@@ -53,6 +55,10 @@ class Outcome:
 
 
 _UNKNOWN = Outcome("unknown")
+_TRUE_OUTCOME = Outcome("value", True)
+_FALSE_OUTCOME = Outcome("value", False)
+_ERROR_TYPE = cel.Type.ERROR
+_UNKNOWN_TYPE = cel.Type.UNKNOWN
 
 
 @dataclass(frozen=True, slots=True)
@@ -228,12 +234,15 @@ class Program:
 def _outcome(program: Any, data: dict[str, Any]) -> Outcome:
     try:
         result = program.eval(data=data)
-        kind = result.type().name()
-        if kind == "ERROR":
+        value = result.plain_value()
+        if type(value) is bool:  # the usual answer; errors and unknowns are never bools
+            return _TRUE_OUTCOME if value else _FALSE_OUTCOME
+        kind = result.type()
+        if kind == _ERROR_TYPE:
             return Outcome("error", error=str(result.value()))
-        if kind == "UNKNOWN":
+        if kind == _UNKNOWN_TYPE:
             return _UNKNOWN
-        return Outcome("value", result.plain_value())
+        return Outcome("value", value)
     except (RuntimeError, ValueError, TypeError, OverflowError) as exc:
         return Outcome("error", error=str(exc))
 
