@@ -204,10 +204,10 @@ class ExpressionIndex:
             hit = table.get(key) if key is not None else None
             if hit is None:
                 continue
-            if type(hit) is _Entry:
-                candidates[hit] = None
-            else:
+            if isinstance(hit, set):
                 candidates.update(dict.fromkeys(hit))
+            else:
+                candidates[hit] = None
 
         def value_at(path: Path) -> object:
             found = resolved.get(path, resolved)
