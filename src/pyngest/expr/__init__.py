@@ -1,76 +1,51 @@
-"""Placeholder expression layer (being replaced by the full implementation on the expr branch).
+"""CEL expressions as Inngest evaluates them, and an index to match events against many.
 
-Compiles CEL with cel-expr-python; errors and missing fields evaluate to "no match".
+Evaluating one expression::
+
+    program = compile('async.data.userId == "u1" && async.data.total > 10')  # cached by text
+    program.matches(async_=incoming_event)        # True only for a bool true result
+    program.evaluate(event=triggering_event)      # the value, or None (error or unknown)
+    program.run(event=..., async_=..., vars=..., clock=...)  # an Outcome: value/unknown/error
+    validate(source)                              # raises ExpressionError (a ValueError)
+
+Variables are ``event`` (the run's triggering event), ``async`` (the incoming event a pause
+is matched with; pass it as ``async_``) and ``vars``. Functions beyond standard CEL:
+``lowercase``, ``uppercase``, ``b64decode``, ``json_parse``, ``date``, ``now``, ``now_plus``,
+``now_minus``; the time functions read ``clock`` (a ``pyngest.clock.Clock``; real time by
+default). Upstream's leniency is kept: a missing field never raises (``missing == x`` is
+``x == null``, ``missing < x`` is true ...), ints and doubles compare, ``&&``/``||`` use
+JavaScript truthiness for non-bool operands, a null compares as a zero value, ``"a" + 1`` is
+``"a1"``. docs/compatibility.md lists the rules and where we differ.
+
+Storing a pause::
+
+    stored = interpolate(cancel_if, triggering_event)   # event.* replaced by literal values
+    if not is_constant_false(stored):
+        pauses.add(pause_id, "app/order.paid", stored)
+    match_expression("data.userId")  # the ``match`` shorthand, as an expression
+
+Matching an event (``PauseIndex(clock=...).match(event)``, ``TriggerIndex.match``) returns
+exactly the entries whose expression is true, evaluating only candidates found by hash and
+sorted lookups (see ``index.py``).
 """
 
-from __future__ import annotations
+from pyngest.expr.compiler import compile, validate
+from pyngest.expr.index import ExpressionIndex, PauseIndex, TriggerIndex, wildcard_names
+from pyngest.expr.interpolate import interpolate, is_constant_false, match_expression
+from pyngest.expr.program import Outcome, Program
+from pyngest.expr.syntax import ExpressionError
 
-import json
-import re
-from functools import lru_cache
-from typing import Any
-
-from cel_expr_python import cel
-
-_ENV = cel.NewEnv(
-    variables={
-        "event": cel.Type.Map(cel.Type.STRING, cel.Type.DYN),
-        "async": cel.Type.Map(cel.Type.STRING, cel.Type.DYN),
-        "vars": cel.Type.Map(cel.Type.STRING, cel.Type.DYN),
-    }
-)
-
-
-class ExpressionError(ValueError):
-    pass
-
-
-class Program:
-    def __init__(self, source: str) -> None:
-        self.source = source
-        try:
-            self._expr = _ENV.compile(source)
-        except Exception as exc:
-            raise ExpressionError(f"invalid expression {source!r}: {exc}") from exc
-
-    def evaluate(self, *, event: Any = None, async_: Any = None, vars: Any = None) -> Any:
-        data = {"event": event or {}, "async": async_ or {}, "vars": vars or {}}
-        try:
-            value = self._expr.eval(data=data)
-        except Exception:
-            return None
-        if value.type() == cel.Type.ERROR:
-            return None
-        return value.value()
-
-    def matches(self, *, event: Any = None, async_: Any = None, vars: Any = None) -> bool:
-        return self.evaluate(event=event, async_=async_, vars=vars) is True
-
-
-@lru_cache(maxsize=10_000)
-def compile(source: str) -> Program:  # noqa: A001
-    return Program(source)
-
-
-def validate(source: str) -> None:
-    compile(source)
-
-
-_EVENT_REF = re.compile(r"\bevent((?:\.[A-Za-z_][A-Za-z0-9_]*)+)")
-
-
-def interpolate(source: str, event: dict[str, Any]) -> str:
-    def sub(m: re.Match[str]) -> str:
-        value: Any = event
-        for part in m.group(1).split(".")[1:]:
-            if not isinstance(value, dict) or part not in value:
-                return "null"
-            value = value[part]
-        return json.dumps(value)
-
-    return _EVENT_REF.sub(sub, source)
-
-
-def match_expression(field: str) -> str:
-    field = field.removeprefix("event.")
-    return f"event.{field} == async.{field}"
+__all__ = [
+    "ExpressionError",
+    "ExpressionIndex",
+    "Outcome",
+    "PauseIndex",
+    "Program",
+    "TriggerIndex",
+    "compile",
+    "interpolate",
+    "is_constant_false",
+    "match_expression",
+    "validate",
+    "wildcard_names",
+]

@@ -1,7 +1,7 @@
 """The server's door to the expression layer (:mod:`pyngest.expr`).
 
 Everything the server evaluates — trigger ``if``, waitForEvent and cancelOn conditions, keys of
-flow control — goes through here, so the server depends on four calls only.
+flow control — goes through here. ``now()`` in expressions reads the server's clock.
 """
 
 from __future__ import annotations
@@ -9,9 +9,25 @@ from __future__ import annotations
 from typing import Any
 
 from pyngest import expr
-from pyngest.expr import ExpressionError
+from pyngest.clock import Clock
+from pyngest.expr import ExpressionError, PauseIndex, TriggerIndex
 
-__all__ = ["ExpressionError", "Condition", "compile_condition", "interpolate", "match_expression", "evaluate"]
+__all__ = [
+    "ExpressionError", "Condition", "PauseIndex", "TriggerIndex", "compile_condition", "evaluate",
+    "interpolate", "is_constant_false", "match_expression", "set_clock",
+]
+
+_clock: Clock | None = None
+
+
+def set_clock(clock: Clock) -> None:
+    """The clock ``now()`` reads (the service's; a test clock in tests)."""
+    global _clock
+    _clock = clock
+
+
+def clock() -> Clock | None:
+    return _clock
 
 
 class Condition:
@@ -24,7 +40,7 @@ class Condition:
         self._program = expr.compile(source)
 
     def matches(self, *, event: dict[str, Any] | None = None, async_: dict[str, Any] | None = None) -> bool:
-        return self._program.matches(event=event, async_=async_)
+        return self._program.matches(event=event, async_=async_, clock=_clock)
 
 
 def compile_condition(source: str) -> Condition:
@@ -37,6 +53,11 @@ def interpolate(source: str, event: dict[str, Any]) -> str:
     return expr.interpolate(source, event)
 
 
+def is_constant_false(source: str) -> bool:
+    """An interpolated condition that can never match (no pause needs storing)."""
+    return expr.is_constant_false(source)
+
+
 def match_expression(field: str) -> str:
     """``match: "data.userId"`` sugar → ``event.data.userId == async.data.userId``."""
     return expr.match_expression(field)
@@ -44,4 +65,4 @@ def match_expression(field: str) -> str:
 
 def evaluate(source: str, *, event: dict[str, Any] | None = None) -> Any:
     """The value of an expression (for keys and priorities); None when it cannot be evaluated."""
-    return expr.compile(source).evaluate(event=event)
+    return expr.compile(source).evaluate(event=event, clock=_clock)

@@ -19,7 +19,6 @@ from pyngest import cron
 from pyngest.clock import Clock
 from pyngest.protocol import jcs
 from pyngest.protocol.durations import parse_ms
-from pyngest.protocol.events import trigger_candidates
 from pyngest.protocol.sync import (
     FunctionConfig,
     SyncError,
@@ -29,7 +28,7 @@ from pyngest.protocol.sync import (
     step_url,
     validate_function,
 )
-from pyngest.server.exprs import Condition, ExpressionError, compile_condition
+from pyngest.server.exprs import Condition, ExpressionError, TriggerIndex, compile_condition
 from pyngest.server.store.base import AppRecord, FunctionRecord, Store, SyncRecord
 
 log = logging.getLogger("pyngest.registry")
@@ -54,7 +53,7 @@ class EventTrigger:
 @dataclass(slots=True)
 class CronTrigger:
     expression: str
-    schedule: cron.Schedule
+    schedule: cron.CronSchedule
     jitter_ms: int
 
 
@@ -185,7 +184,7 @@ class Registry:
         self.apps: dict[str, AppRecord] = {}  # by id
         self.functions: dict[str, Function] = {}  # by id, live (not archived)
         self.by_slug: dict[str, Function] = {}
-        self._by_trigger: dict[str, list[tuple[Function, EventTrigger]]] = {}
+        self._triggers = TriggerIndex(clock=clock)
 
     async def load(self) -> None:
         for app in await self.store.list_apps():
@@ -201,11 +200,11 @@ class Registry:
     def _index(self, fns: list[Function]) -> None:
         self.functions = {f.id: f for f in fns}
         self.by_slug = {f.slug: f for f in fns}
-        by_trigger: dict[str, list[tuple[Function, EventTrigger]]] = {}
+        triggers = TriggerIndex(clock=self.clock)
         for f in fns:
-            for t in f.event_triggers:
-                by_trigger.setdefault(t.event, []).append((f, t))
-        self._by_trigger = by_trigger
+            for i, t in enumerate(f.event_triggers):
+                triggers.add((f.id, i), t.event, t.condition.source if t.condition else None)
+        self._triggers = triggers
 
     def app_by_name(self, name: str) -> AppRecord | None:
         for app in self.apps.values():
@@ -229,16 +228,13 @@ class Registry:
 
         A function runs at most once per event even when several triggers match.
         """
-        name = event.get("name", "")
         out: list[Function] = []
         seen: set[str] = set()
-        for candidate in trigger_candidates(name):
-            for fn, trig in self._by_trigger.get(candidate, ()):
-                if fn.id in seen:
-                    continue
-                if trig.condition is not None and not trig.condition.matches(event=event):
-                    continue
-                seen.add(fn.id)
+        for key in self._triggers.match(event):
+            fn_id = key[0]  # type: ignore[index]
+            fn = self.functions.get(fn_id)
+            if fn is not None and fn_id not in seen:
+                seen.add(fn_id)
                 out.append(fn)
         return out
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from pyngest.clock import Clock, RealClock
+from pyngest.server import exprs
 from pyngest.server.config import ServerConfig
 from pyngest.server.executor.driver import Driver
 from pyngest.server.executor.executor import Executor, ExecutorConfig
@@ -28,6 +29,7 @@ class Service:
     def __init__(self, config: ServerConfig, *, clock: Clock | None = None, store: Store | None = None) -> None:
         self.config = config
         self.clock = clock or RealClock()
+        exprs.set_clock(self.clock)
         self.store: Store = store or SqliteStore(config.sqlite_dir, self.clock, durability=config.durability)
         self.scheduler = Scheduler(self.store, self.clock)
         self.state = State(self.store, self.scheduler)

@@ -14,7 +14,8 @@ from collections import OrderedDict
 from collections.abc import Awaitable, Iterator
 from typing import Any
 
-from pyngest.server.exprs import Condition, compile_condition
+from pyngest.server import exprs
+from pyngest.server.exprs import PauseIndex
 from pyngest.server.flow.control import FlowState
 from pyngest.server.model import (
     AddPause,
@@ -106,14 +107,17 @@ class _RunLock:
 
 
 class PauseBook:
+    """Every pending pause: by id, by run, by signal name, and in an index that finds the
+    pauses an incoming event fulfils without evaluating the others (``pyngest.expr``)."""
+
     def __init__(self) -> None:
         self.by_id: dict[str, Pause] = {}
-        self._by_event: dict[str, dict[str, Pause]] = {}
         self._by_run: dict[str, set[str]] = {}
         self._by_signal: dict[str, Pause] = {}
-        self._conditions: dict[str, Condition | None] = {}
+        self._index = PauseIndex(clock=exprs.clock())
 
     def load(self, pauses: list[Pause]) -> None:
+        self._index = PauseIndex(clock=exprs.clock())
         for p in pauses:
             self.add(p)
 
@@ -124,10 +128,7 @@ class PauseBook:
         if pause.kind is PauseKind.SIGNAL and pause.signal is not None:
             self._by_signal[pause.signal] = pause
         elif pause.event_name:
-            self._by_event.setdefault(pause.event_name, {})[pause.id] = pause
-            self._conditions[pause.id] = (
-                compile_condition(pause.expression) if pause.expression else None
-            )
+            self._index.add(pause.id, pause.event_name, pause.expression or None)
 
     def remove(self, pause_id: str) -> Pause | None:
         pause = self.by_id.pop(pause_id, None)
@@ -141,12 +142,7 @@ class PauseBook:
         if pause.signal is not None and self._by_signal.get(pause.signal) is pause:
             del self._by_signal[pause.signal]
         if pause.event_name:
-            group = self._by_event.get(pause.event_name)
-            if group is not None:
-                group.pop(pause_id, None)
-                if not group:
-                    del self._by_event[pause.event_name]
-        self._conditions.pop(pause_id, None)
+            self._index.remove(pause_id)
         return pause
 
     def for_run(self, run_id: str) -> list[Pause]:
@@ -156,15 +152,10 @@ class PauseBook:
         return self._by_signal.get(signal)
 
     def matching(self, event: dict[str, Any], seq: int) -> Iterator[Pause]:
-        """Pauses this event fulfils: right name, arrived after the pause, condition true."""
-        group = self._by_event.get(event.get("name", ""))
-        if not group:
-            return
-        for pause in list(group.values()):
-            if seq <= pause.after_seq:
-                continue
-            cond = self._conditions.get(pause.id)
-            if cond is None or cond.matches(event=event, async_=event):
+        """Pauses this event fulfils: right name, condition true, and created before it arrived."""
+        for pause_id in self._index.match(event):
+            pause = self.by_id.get(str(pause_id))
+            if pause is not None and seq > pause.after_seq:
                 yield pause
 
     def __len__(self) -> int:

@@ -28,7 +28,7 @@ from pyngest.protocol.events import CRON_EVENT, FN_INVOKED, INTERNAL_DATA_KEY
 from pyngest.protocol.ids import new_ulid
 from pyngest.server.events import enqueue_events, event_dict, stored
 from pyngest.server.executor.executor import Executor, execute_job
-from pyngest.server.exprs import ExpressionError, compile_condition, interpolate
+from pyngest.server.exprs import ExpressionError, compile_condition, interpolate, is_constant_false
 from pyngest.server.flow.control import FlowControl, RunPlan
 from pyngest.server.model import (
     AddHistory,
@@ -235,7 +235,7 @@ class Runner:
                 except ExpressionError:
                     log.warning("cancel[%d] of %s does not compile after interpolation", i, fn.slug)
                     continue
-                if cond.source.strip() == "false":
+                if is_constant_false(cond.source):
                     continue  # can never match: store nothing
             timeout = c.get("timeout")
             expires = now + DEFAULT_CANCEL_TIMEOUT_MS
@@ -259,12 +259,13 @@ class Runner:
         jobs = []
         for trig in fn.cron_triggers:
             at = trig.schedule.next_after(after_ms)
-            jobs.append(self._cron_job(fn, trig.expression, at, trig.jitter_ms))
+            if at is not None:  # None: the schedule never fires again (e.g. Feb 30)
+                jobs.append(self._cron_job(fn, trig.expression, at, trig.jitter_ms))
         return jobs
 
     @staticmethod
     def _cron_job(fn: Function, expression: str, scheduled_ms: int, jitter_max: int) -> Job:
-        jitter = cron.jitter_ms(f"{fn.id}:{scheduled_ms}", jitter_max) if jitter_max else 0
+        jitter = cron.jitter_ms(cron.cron_jitter_seed(fn.id, scheduled_ms), jitter_max) if jitter_max else 0
         key = f"{fn.id}:{expression}:{scheduled_ms}"
         return Job(
             id=f"cron:{key}", kind=JobKind.CRON, due_ms=scheduled_ms + jitter,
@@ -304,5 +305,6 @@ class Runner:
             self.schedule_run(fn, [ev], event, batch, plan=RunPlan(start_at=now, idempotency=f"{fn.id}:{stamp}"),
                               cron_expr=expression)
         nxt = trig.schedule.next_after(max(scheduled, now))
-        batch.add(Enqueue(self._cron_job(fn, expression, nxt, trig.jitter_ms)))
+        if nxt is not None:
+            batch.add(Enqueue(self._cron_job(fn, expression, nxt, trig.jitter_ms)))
         await self.state.commit(batch)
