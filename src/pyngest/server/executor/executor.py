@@ -257,6 +257,7 @@ class Executor:
         run.steps[step_id] = value
         run.stack.append(step_id)
         run.state_bytes += len(value)
+        self.state.runs.grew(run, len(value))
         batch.add(SaveStep(run.id, step_id, pos, value))
         fields: dict[str, Any] = {"state_bytes": run.state_bytes}
         if run.pending is not None and step_id in run.pending:

@@ -37,10 +37,18 @@ from pyngest.server.store.base import Store
 
 
 class RunCache:
-    def __init__(self, store: Store, capacity: int = 20_000) -> None:
+    """Recently used runs, bounded by count and by the bytes of state they hold.
+
+    Runs in use (locked or awaited) are never evicted, so two copies of one run never exist;
+    an evicted run is simply read back from the store the next time it is needed.
+    """
+
+    def __init__(self, store: Store, capacity: int = 20_000, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.store = store
         self.capacity = capacity
+        self.max_bytes = max_bytes
         self._runs: OrderedDict[str, Run] = OrderedDict()
+        self._bytes = 0
         self._locks: dict[str, asyncio.Lock] = {}
         self._lock_users: dict[str, int] = {}
 
@@ -59,23 +67,44 @@ class RunCache:
         return run
 
     def put(self, run: Run) -> None:
+        old = self._runs.pop(run.id, None)
+        if old is not None:
+            self._bytes -= old.state_bytes
         self._runs[run.id] = run
-        self._runs.move_to_end(run.id)
-        while len(self._runs) > self.capacity:
-            old_id, _ = self._runs.popitem(last=False)
-            if old_id in self._lock_users:
-                # in use: keep it (re-insert at the end) rather than fork its state
-                self._runs[old_id] = _
-                break
+        self._bytes += run.state_bytes
+        self._evict()
+
+    def _evict(self) -> None:
+        checked = 0
+        while (len(self._runs) > self.capacity or self._bytes > self.max_bytes) and checked < len(self._runs):
+            run_id, run = next(iter(self._runs.items()))
+            checked += 1
+            if run_id in self._lock_users:
+                self._runs.move_to_end(run_id)  # in use: look at the next oldest
+                continue
+            del self._runs[run_id]
+            self._bytes -= run.state_bytes
 
     def drop(self, run_id: str) -> None:
-        self._runs.pop(run_id, None)
+        run = self._runs.pop(run_id, None)
+        if run is not None:
+            self._bytes -= run.state_bytes
+
+    def grew(self, run: Run, added: int) -> None:
+        """A cached run's state grew by ``added`` bytes (its ``state_bytes`` already counts them)."""
+        if self._runs.get(run.id) is run:
+            self._bytes += added
+            self._evict()
 
     def lock(self, run_id: str) -> _RunLock:
         return _RunLock(self, run_id)
 
     def __len__(self) -> int:
         return len(self._runs)
+
+    @property
+    def bytes(self) -> int:
+        return self._bytes
 
 
 class _RunLock:
