@@ -23,6 +23,7 @@ import click
 import yaml
 
 from pyngest.protocol import signing
+from pyngest.protocol.durations import DurationError, parse_ms
 from pyngest.server.config import DEFAULT_PORT, ServerConfig
 
 log = logging.getLogger("pyngest")
@@ -100,6 +101,8 @@ def common_options(fn: Any) -> Any:
                      help="'normal' survives a killed process; 'full' also fsyncs every commit (power loss)."),
         click.option("--shutdown-grace", type=float, default=30.0, envvar=_env("shutdown_grace"),
                      help="Seconds in-flight app requests get to finish on shutdown."),
+        click.option("--retention", default="7d", envvar=_env("retention"), show_default=True,
+                     help="How long ended runs and old events are kept (e.g. 3d, 12h); 0 keeps everything."),
         click.option("-l", "--log-level", type=click.Choice(["trace", "debug", "info", "warn", "error"]),
                      default="info", envvar=_env("log_level")),
         click.option("--json", "json_logs", is_flag=True, default=None, envvar=_env("json"),
@@ -192,6 +195,10 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
         cfg.max_event_bytes = int(params["max_event_size"])
     cfg.durability = params["durability"]
     cfg.shutdown_grace_s = float(params["shutdown_grace"])
+    try:
+        cfg.retention_ms = parse_ms(str(params["retention"]))
+    except DurationError as exc:
+        raise click.UsageError(f"--retention: {exc}") from exc
     cfg.signing_key = params["signing_key"]
     cfg.signing_key_fallback = params["signing_key_fallback"]
     cfg.event_keys = [k for value in params["event_key"] for k in _split(value)]

@@ -32,6 +32,7 @@ class ServerConfig:
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     durability: str = "normal"  # "normal" survives a killed process; "full" fsyncs every commit
     shutdown_grace_s: float = 30.0
+    retention_ms: int = 7 * 86_400_000  # ended runs and old events are removed after this; 0 keeps all
     log_level: str = "info"
     json_logs: bool = False
 

@@ -40,6 +40,7 @@ class JobKind(str, Enum):
     DEBOUNCE = "debounce"        # a debounce period ends: start the run with the last event
     BATCH = "batch"              # a batch's timeout ends: start the run with what it holds
     OPERATION = "operation"      # a chunk of a bulk cancellation or a replay
+    MAINTENANCE = "maintenance"  # retention: remove history older than the configured age
 
 
 class PauseKind(str, Enum):

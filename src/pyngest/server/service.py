@@ -12,7 +12,7 @@ from pyngest.server.config import ServerConfig
 from pyngest.server.executor.driver import Driver
 from pyngest.server.executor.executor import Executor, ExecutorConfig
 from pyngest.server.executor.state import State
-from pyngest.server.model import JobKind
+from pyngest.server.model import Batch, DeleteJob, Enqueue, Job, JobKind
 from pyngest.server.operations import Operations
 from pyngest.server.queue.scheduler import Scheduler
 from pyngest.server.registry import Registry, SyncOutcome
@@ -23,6 +23,9 @@ from pyngest.server.sync import AppSyncer
 from pyngest.server.worker import WorkerPool
 
 log = logging.getLogger("pyngest.server")
+
+MAINTENANCE_JOB = "maintenance"
+MAINTENANCE_INTERVAL_MS = 3_600_000
 
 
 class Service:
@@ -62,6 +65,7 @@ class Service:
         )
         self.operations = Operations(self)
         self.workers.handlers[JobKind.OPERATION] = self.operations.process
+        self.workers.handlers[JobKind.MAINTENANCE] = self.maintain
         self.syncer = AppSyncer(config, self.registry, self.store, self.clock)
         self.started = False
 
@@ -76,6 +80,9 @@ class Service:
         await self.scheduler.start()
         await self.runner.schedule_crons(self.registry.cron_functions())
         self.runner.start()
+        if self.config.retention_ms > 0:
+            await self.state.commit(Batch([Enqueue(Job(
+                id=MAINTENANCE_JOB, kind=JobKind.MAINTENANCE, due_ms=self.clock.now_ms() + 60_000))]))
         self.workers.start()
         if sync_apps:
             await self.syncer.start()
@@ -92,6 +99,18 @@ class Service:
         self.scheduler.close()
         await self.driver.close()
         await self.store.close()
+
+    async def maintain(self, job: Job) -> None:
+        """Retention: remove what is older than ``retention_ms``, a chunk at a time, hourly."""
+        before = self.clock.now_ms() - self.config.retention_ms
+        removed = await self.store.purge(before, 5_000)
+        # more to do: come back soon, without holding the writer for long; else in an hour
+        due = self.clock.now_ms() + (1_000 if removed >= 5_000 else MAINTENANCE_INTERVAL_MS)
+        if removed:
+            log.info("retention: removed %d runs and events older than %d days", removed,
+                     self.config.retention_ms // 86_400_000)
+        await self.state.commit(Batch([DeleteJob(job.id), Enqueue(Job(
+            id=MAINTENANCE_JOB, kind=JobKind.MAINTENANCE, due_ms=due))]))
 
     async def after_sync(self, outcome: SyncOutcome) -> None:
         """Schedule the cron triggers of freshly synced functions."""

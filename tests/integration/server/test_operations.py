@@ -145,3 +145,27 @@ async def test_replay_failed_and_skipped_runs_and_rerun_one(harness: Harness) ->
     await harness.run_ended(f1, count=3)
     bad = await http.post("/v1/replays", json={"function_id": "test-r", "from": iso_ms(t0), "to": iso_ms(t0 + 1), "statuses": ["Weird"]})
     assert bad.status_code == 400
+
+
+async def test_retention_removes_ended_runs_and_old_events_but_keeps_live_ones(harness: Harness) -> None:
+    async def script(call: Call) -> tuple:
+        if S in call.body["steps"]:
+            return done("ok")
+        hours = call.body["event"]["data"]["hours"]
+        return ops({"op": "Sleep", "id": S, "name": f"{hours}h"})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "old"))
+    [short, long] = await harness.send({"name": "test/old", "data": {"hours": 1}},
+                                       {"name": "test/old", "data": {"hours": 24 * 30}})
+    await harness.settle()
+    await harness.advance(60 * 60_000)
+    [r1] = await harness.run_ended(short)
+    assert r1["status"] == "Completed"
+    await harness.advance(8 * DAY)  # past the 7-day retention; the maintenance job runs hourly
+    await harness.settle(60)
+    assert await harness.runs_for(short) == []
+    assert await harness.service.store.get_event(short) is None
+    # the month-long sleeper is still running: its run and its event are kept
+    assert (await harness.runs_for(long))[0]["status"] == "Running"
+    assert await harness.service.store.get_event(long) is not None

@@ -485,6 +485,35 @@ class SqliteStore:
 
         return await self.db.read(q)
 
+    # -------------------------------------------------------------------------- retention
+
+    async def purge(self, before_ms: int, limit: int) -> int:
+        now = self.clock.now_ms()
+
+        def w(conn: sqlite3.Connection) -> int:
+            runs = [r[0] for r in conn.execute(
+                "SELECT id FROM runs WHERE ended_ms IS NOT NULL AND ended_ms < ? LIMIT ?", (before_ms, limit))]
+            for run_id in runs:
+                conn.execute("DELETE FROM steps WHERE run_id=?", (run_id,))
+                conn.execute("DELETE FROM history WHERE run_id=?", (run_id,))
+                conn.execute("DELETE FROM run_events WHERE run_id=?", (run_id,))
+                conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
+            events = [r[0] for r in conn.execute(
+                "SELECT internal_id FROM events e WHERE received_ms < ? AND NOT EXISTS "
+                "(SELECT 1 FROM run_events re JOIN runs r ON r.id = re.run_id "
+                " WHERE re.event_internal_id = e.internal_id AND r.ended_ms IS NULL) LIMIT ?",
+                (before_ms, limit))]
+            conn.executemany("DELETE FROM run_events WHERE event_internal_id=?", [(e,) for e in events])
+            conn.executemany("DELETE FROM skips WHERE event_internal_id=?", [(e,) for e in events])
+            conn.executemany("DELETE FROM events WHERE internal_id=?", [(e,) for e in events])
+            conn.execute("DELETE FROM idempotency WHERE expires_ms < ?", (now,))
+            conn.execute("DELETE FROM flow WHERE expires_ms < ?", (now,))
+            conn.execute("DELETE FROM syncs WHERE created_ms < ?", (before_ms,))
+            conn.execute("DELETE FROM operations WHERE ended_ms IS NOT NULL AND ended_ms < ?", (before_ms,))
+            return len(runs) + len(events)
+
+        return await self.db.write(w)
+
     # ------------------------------------------------------------------- bulk operations
 
     async def save_operation(self, op: OperationRecord) -> None:
