@@ -34,6 +34,9 @@ class ServerConfig:
     shutdown_grace_s: float = 30.0
     log_level: str = "info"
     json_logs: bool = False
+    # start mode: the dashboard's sign-in (without a password, the signing key is the password)
+    dashboard_user: str = "admin"
+    dashboard_password: str | None = None
 
     @property
     def server_kind(self) -> str:

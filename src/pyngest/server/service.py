@@ -11,6 +11,8 @@ from pyngest.server.config import ServerConfig
 from pyngest.server.executor.driver import Driver
 from pyngest.server.executor.executor import Executor, ExecutorConfig
 from pyngest.server.executor.state import State
+from pyngest.server.live import LiveHub
+from pyngest.server.metrics import Metrics
 from pyngest.server.model import JobKind
 from pyngest.server.queue.scheduler import Scheduler
 from pyngest.server.registry import Registry, SyncOutcome
@@ -37,13 +39,16 @@ class Service:
             config=ExecutorConfig(retry_interval_s=config.retry_interval_s),
         )
         self.runner = Runner(executor=self.executor, registry=self.registry, clock=self.clock)
+        self.live = LiveHub()
+        self.metrics = Metrics(self._fn_slug_of_run, self.clock.now_ms)
+        self.state.observers += [self.live.observe, self.metrics.observe]
         control = self.executor.control
         self.workers = WorkerPool(
             self.scheduler,
             self.clock,
             {
                 JobKind.EVENTS: self.runner.process_events,
-                JobKind.EXECUTE: self.executor.execute,
+                JobKind.EXECUTE: self.metrics.track_requests(self.executor.execute),
                 JobKind.SLEEP: control.sleep_done,
                 JobKind.PAUSE_TIMEOUT: control.pause_timeout,
                 JobKind.GATEWAY: self.executor.gateway.run,
@@ -78,8 +83,14 @@ class Service:
         await self.syncer.close()
         await self.workers.stop(self.config.shutdown_grace_s)
         self.scheduler.close()
+        self.live.close()
         await self.driver.close()
         await self.store.close()
+
+    def _fn_slug_of_run(self, run_id: str) -> str | None:
+        run = self.state.runs.peek(run_id)
+        fn = self.registry.functions.get(run.fn_id) if run is not None else None
+        return fn.slug if fn is not None else None
 
     async def after_sync(self, outcome: SyncOutcome) -> None:
         """Schedule the cron triggers of freshly synced functions."""

@@ -67,7 +67,7 @@ def test_dev_listens_on_both_loopbacks_prints_a_banner_and_stops_gracefully(tmp_
     assert code == 0, err
     assert f"http://127.0.0.1:{port}" in err and "ready in" in err and "stopped" in err
     with sqlite3.connect(tmp_path / "db" / "main.db") as conn:
-        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("1",)
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
         assert conn.execute("SELECT COUNT(*) FROM events").fetchone() == (1,)
 
 

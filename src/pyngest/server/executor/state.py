@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from pyngest.server.exprs import Condition, compile_condition
@@ -63,6 +63,10 @@ class RunCache:
                 # in use: keep it (re-insert at the end) rather than fork its state
                 self._runs[old_id] = _
                 break
+
+    def peek(self, run_id: str) -> Run | None:
+        """The cached run, if cached; never reads the store nor reorders the cache."""
+        return self._runs.get(run_id)
 
     def drop(self, run_id: str) -> None:
         self._runs.pop(run_id, None)
@@ -179,6 +183,8 @@ class State:
         # Events committed together with the job that will match them, so that job needn't
         # read them back from the store. The job takes them out.
         self.fresh_events: dict[str, StoredEvent] = {}
+        # Called with every committed batch (live dashboard, metrics); each must be cheap.
+        self.observers: list[Callable[[Batch, CommitResult], None]] = []
 
     async def load(self) -> None:
         self.pauses.load(await self.store.all_pauses())
@@ -208,4 +214,6 @@ class State:
             for ev in inserted:
                 if ev.internal_id in awaited and ev.internal_id not in result.duplicate_events:
                     self.fresh_events[ev.internal_id] = ev
+        for observe in self.observers:
+            observe(batch, result)
         return result

@@ -93,6 +93,51 @@ class RunQuery:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(slots=True)
+class CancellationRecord:
+    """A bulk cancellation: every unfinished run of a function queued in a time range whose
+    triggering event matches ``expression``."""
+
+    id: str
+    fn_id: str
+    name: str
+    queued_after: int | None
+    queued_before: int | None
+    expression: str | None
+    created_ms: int
+    matched: int = 0
+    cancelled: int = 0
+    finished_ms: int | None = None
+
+
+@dataclass(slots=True)
+class ReplayRecord:
+    """A replay: new runs for the runs of a function with the given statuses in a time range."""
+
+    id: str
+    fn_id: str
+    name: str
+    from_ms: int
+    until_ms: int
+    statuses: list[str]
+    created_ms: int
+    total: int = 0
+    scheduled: int = 0
+    finished_ms: int | None = None
+
+
+@dataclass(slots=True)
+class Series:
+    """Counts per time bucket (bucket ``i`` starts at ``from_ms + i * bucket_ms``)."""
+
+    from_ms: int
+    bucket_ms: int
+    queued: list[int]
+    started: list[int]
+    ended: dict[str, list[int]]  # run status -> counts
+    backlog: list[int]  # runs queued and not yet started at the end of each bucket
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
@@ -138,3 +183,25 @@ class Store(Protocol):
     async def list_app_urls(self) -> list[AppUrlRecord]: ...
     async def save_app_url(self, rec: AppUrlRecord) -> None: ...
     async def delete_app_url(self, url: str) -> None: ...
+
+    # -- dashboard reads (aggregates over runs and events) and its operations' records
+    async def count_runs(self, query: RunQuery, cap: int) -> int: ...
+    async def run_counts(self, from_ms: int, until_ms: int) -> list[tuple[str, str, int]]:
+        """(fn_id, status, count) of runs queued in the range."""
+        ...
+    async def run_series(self, query: RunQuery, bucket_ms: int, buckets: int) -> Series: ...
+    async def step_series(self, query: RunQuery, bucket_ms: int, buckets: int) -> dict[str, list[int]]:
+        """Step outcomes per bucket ("completed", "failed", "errored") of the matching runs."""
+        ...
+    async def event_names(self, from_ms: int, until_ms: int) -> list[tuple[str, int, int]]:
+        """(name, count in the range, last received ms) of every event name ever stored."""
+        ...
+    async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int) -> list[int]: ...
+    async def event_names_by_id(self, internal_ids: list[str]) -> dict[str, str]: ...
+    async def execute_jobs_by_function(self) -> dict[str, int]:
+        """Stored EXECUTE jobs (scheduled or running SDK requests) per function id."""
+        ...
+    async def save_cancellation(self, rec: CancellationRecord) -> None: ...
+    async def list_cancellations(self, fn_id: str | None, limit: int) -> list[CancellationRecord]: ...
+    async def save_replay(self, rec: ReplayRecord) -> None: ...
+    async def list_replays(self, fn_id: str | None, limit: int) -> list[ReplayRecord]: ...

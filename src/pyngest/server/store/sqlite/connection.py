@@ -28,7 +28,7 @@ T = TypeVar("T")
 class StoreError(RuntimeError):
     """The database cannot be used as it is; the message says what to do."""
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _MAX_GROUP = 256
 
 

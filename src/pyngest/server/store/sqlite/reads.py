@@ -1,0 +1,222 @@
+"""The dashboard's reads on SQLite: run filters, aggregates for charts, and the records of bulk
+cancellations and replays.
+
+Run ids are ULIDs minted when a run is queued, so "queued between A and B" is an id range: time
+filters walk the primary key (or ``runs_fn``/``runs_status``, which end in the id) instead of a
+separate time index, and newest-first pages stay index-ordered whatever the filter.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from typing import Any
+
+import orjson
+
+from pyngest.protocol.ids import from_parts
+from pyngest.server.store.base import CancellationRecord, ReplayRecord, RunQuery, Series
+from pyngest.server.store.sqlite.connection import Database
+
+_FLOOR = b"\x00" * 10
+_STEP_KINDS = {"StepCompleted": "completed", "StepFailed": "failed", "StepErrored": "errored"}
+
+
+def id_floor(ms: int) -> str:
+    """The smallest run id minted at ``ms`` or later."""
+    return from_parts(max(ms, 0), _FLOOR)
+
+
+def run_where(query: RunQuery, *, time: bool = True) -> tuple[list[str], list[Any]]:
+    where: list[str] = []
+    args: list[Any] = []
+    for column, values in (("fn_id", query.fn_ids), ("app_id", query.app_ids), ("status", query.statuses)):
+        if values:
+            where.append(f"{column} IN ({','.join('?' * len(values))})")
+            args += values
+    if time and query.from_ms is not None:
+        where.append("id >= ?")
+        args.append(id_floor(query.from_ms))
+    if time and query.until_ms is not None:
+        where.append("id < ?")
+        args.append(id_floor(query.until_ms))
+    if query.before_id:
+        where.append("id < ?")
+        args.append(query.before_id)
+    return where, args
+
+
+def _sql_where(where: list[str]) -> str:
+    return (" WHERE " + " AND ".join(where)) if where else ""
+
+
+def _cancellation(row: tuple[Any, ...]) -> CancellationRecord:
+    return CancellationRecord(*row)
+
+
+def _replay(row: tuple[Any, ...]) -> ReplayRecord:
+    r = list(row)
+    r[5] = orjson.loads(r[5])
+    return ReplayRecord(*r)
+
+
+class DashboardReads:
+    db: Database
+
+    async def count_runs(self, query: RunQuery, cap: int) -> int:
+        where, args = run_where(query)
+        sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM runs{_sql_where(where)} LIMIT ?)"
+        return int(await self.db.read(lambda c: c.execute(sql, [*args, cap]).fetchone()[0]))
+
+    async def run_counts(self, from_ms: int, until_ms: int) -> list[tuple[str, str, int]]:
+        sql = "SELECT fn_id, status, COUNT(*) FROM runs WHERE id >= ? AND id < ? GROUP BY fn_id, status"
+        args = (id_floor(from_ms), id_floor(until_ms))
+        return await self.db.read(lambda c: [(r[0], r[1], int(r[2])) for r in c.execute(sql, args)])
+
+    async def run_series(self, query: RunQuery, bucket_ms: int, buckets: int) -> Series:
+        start = query.from_ms or 0
+        until = start + bucket_ms * buckets
+        base, base_args = run_where(query, time=False)
+
+        def q(conn: sqlite3.Connection) -> Series:
+            series = Series(start, bucket_ms, [0] * buckets, [0] * buckets, {}, [0] * buckets)
+            in_range = [*base, "id >= ?", "id < ?"]
+            rows = conn.execute(
+                f"SELECT (queued_ms - ?) / ?, COUNT(*) FROM runs{_sql_where(in_range)} GROUP BY 1",
+                [start, bucket_ms, *base_args, id_floor(start), id_floor(until)],
+            )
+            for b, n in rows:
+                if 0 <= b < buckets:
+                    series.queued[b] = n
+            rows = conn.execute(
+                f"SELECT (started_ms - ?) / ?, COUNT(*) FROM runs"
+                f"{_sql_where([*base, 'started_ms >= ?', 'started_ms < ?'])} GROUP BY 1",
+                [start, bucket_ms, *base_args, start, until],
+            )
+            for b, n in rows:
+                if 0 <= b < buckets:
+                    series.started[b] = n
+            rows = conn.execute(
+                f"SELECT (ended_ms - ?) / ?, status, COUNT(*) FROM runs"
+                f"{_sql_where([*base, 'ended_ms >= ?', 'ended_ms < ?'])} GROUP BY 1, 2",
+                [start, bucket_ms, *base_args, start, until],
+            )
+            for b, status, n in rows:
+                if 0 <= b < buckets:
+                    series.ended.setdefault(status, [0] * buckets)[b] = n
+            # Backlog: queued and not yet picked up (started, or ended without starting).
+            left = "COALESCE(started_ms, ended_ms)"
+            waiting = conn.execute(
+                f"SELECT COUNT(*) FROM runs{_sql_where([*base, 'id < ?', f'({left} IS NULL OR {left} >= ?)'])}",
+                [*base_args, id_floor(start), start],
+            ).fetchone()[0]
+            leaving = [0] * buckets
+            for b, n in conn.execute(
+                f"SELECT ({left} - ?) / ?, COUNT(*) FROM runs"
+                f"{_sql_where([*base, f'{left} >= ?', f'{left} < ?', 'id < ?'])} GROUP BY 1",
+                [start, bucket_ms, *base_args, start, until, id_floor(until)],
+            ):
+                if 0 <= b < buckets:
+                    leaving[b] = n
+            for b in range(buckets):
+                waiting += series.queued[b] - leaving[b]
+                series.backlog[b] = max(waiting, 0)
+            return series
+
+        return await self.db.read(q)
+
+    async def step_series(self, query: RunQuery, bucket_ms: int, buckets: int) -> dict[str, list[int]]:
+        start = query.from_ms or 0
+        until = start + bucket_ms * buckets
+        where, args = run_where(query, time=False)
+        sql = (
+            "SELECT (at_ms - ?) / ?, kind, COUNT(*) FROM history WHERE at_ms >= ? AND at_ms < ? "
+            f"AND kind IN ({','.join('?' * len(_STEP_KINDS))})"
+        )
+        params: list[Any] = [start, bucket_ms, start, until, *_STEP_KINDS]
+        if where:
+            sql += f" AND run_id IN (SELECT id FROM runs{_sql_where(where)})"
+            params += args
+        sql += " GROUP BY 1, 2"
+
+        def q(conn: sqlite3.Connection) -> dict[str, list[int]]:
+            out = {name: [0] * buckets for name in _STEP_KINDS.values()}
+            for b, kind, n in conn.execute(sql, params):
+                if 0 <= b < buckets:
+                    out[_STEP_KINDS[kind]][b] = n
+            return out
+
+        return await self.db.read(q)
+
+    async def event_names(self, from_ms: int, until_ms: int) -> list[tuple[str, int, int]]:
+        sql = (
+            "SELECT name, SUM(received_ms >= ? AND received_ms < ?), MAX(received_ms) FROM events "
+            "GROUP BY name ORDER BY name"
+        )
+        return await self.db.read(
+            lambda c: [(r[0], int(r[1] or 0), int(r[2])) for r in c.execute(sql, (from_ms, until_ms))]
+        )
+
+    async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int) -> list[int]:
+        sql = (
+            "SELECT (received_ms - ?) / ?, COUNT(*) FROM events WHERE name = ? AND received_ms >= ? "
+            "AND received_ms < ? GROUP BY 1"
+        )
+        args = (from_ms, bucket_ms, name, from_ms, from_ms + bucket_ms * buckets)
+
+        def q(conn: sqlite3.Connection) -> list[int]:
+            out = [0] * buckets
+            for b, n in conn.execute(sql, args):
+                if 0 <= b < buckets:
+                    out[b] = n
+            return out
+
+        return await self.db.read(q)
+
+    async def event_names_by_id(self, internal_ids: list[str]) -> dict[str, str]:
+        if not internal_ids:
+            return {}
+        sql = f"SELECT internal_id, name FROM events WHERE internal_id IN ({','.join('?' * len(internal_ids))})"
+        return await self.db.read(lambda c: dict(c.execute(sql, internal_ids).fetchall()))
+
+    async def execute_jobs_by_function(self) -> dict[str, int]:
+        sql = (
+            "SELECT r.fn_id, COUNT(*) FROM jobs j JOIN runs r ON r.id = j.run_id "
+            "WHERE j.kind = 'execute' GROUP BY r.fn_id"
+        )
+        return await self.db.read(lambda c: {r[0]: int(r[1]) for r in c.execute(sql)})
+
+    async def save_cancellation(self, rec: CancellationRecord) -> None:
+        await self.db.write(lambda c: c.execute(
+            "INSERT OR REPLACE INTO cancellations(id, fn_id, name, queued_after, queued_before, expression, "
+            "created_ms, matched, cancelled, finished_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (rec.id, rec.fn_id, rec.name, rec.queued_after, rec.queued_before, rec.expression,
+             rec.created_ms, rec.matched, rec.cancelled, rec.finished_ms),
+        ))
+
+    async def list_cancellations(self, fn_id: str | None, limit: int) -> list[CancellationRecord]:
+        sql = ("SELECT id, fn_id, name, queued_after, queued_before, expression, created_ms, matched, "
+               "cancelled, finished_ms FROM cancellations")
+        args: list[Any] = []
+        if fn_id:
+            sql += " WHERE fn_id = ?"
+            args.append(fn_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        return await self.db.read(lambda c: [_cancellation(r) for r in c.execute(sql, [*args, limit])])
+
+    async def save_replay(self, rec: ReplayRecord) -> None:
+        await self.db.write(lambda c: c.execute(
+            "INSERT OR REPLACE INTO replays(id, fn_id, name, from_ms, until_ms, statuses, created_ms, total, "
+            "scheduled, finished_ms) VALUES (?,?,?,?,?,?,?,?,?,?)",
+            (rec.id, rec.fn_id, rec.name, rec.from_ms, rec.until_ms, orjson.dumps(rec.statuses),
+             rec.created_ms, rec.total, rec.scheduled, rec.finished_ms),
+        ))
+
+    async def list_replays(self, fn_id: str | None, limit: int) -> list[ReplayRecord]:
+        sql = ("SELECT id, fn_id, name, from_ms, until_ms, statuses, created_ms, total, scheduled, "
+               "finished_ms FROM replays")
+        args: list[Any] = []
+        if fn_id:
+            sql += " WHERE fn_id = ?"
+            args.append(fn_id)
+        sql += " ORDER BY id DESC LIMIT ?"
+        return await self.db.read(lambda c: [_replay(r) for r in c.execute(sql, [*args, limit])])
