@@ -32,7 +32,7 @@ class LiveAPI:
                 while True:
                     try:
                         message = await asyncio.wait_for(queue.get(), KEEPALIVE_S)
-                    except asyncio.TimeoutError:
+                    except TimeoutError:
                         yield b": keep-alive\n\n"
                         continue
                     yield b"data: " + orjson.dumps(message) + b"\n\n"

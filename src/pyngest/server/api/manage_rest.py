@@ -180,7 +180,7 @@ class ManageREST:
     async def create_replay(self, request: Request) -> Response:
         async def h(req: Request, body: dict[str, Any]) -> tuple[Any, int]:
             fn = self.ops.function(str(body.get("function_id") or ""))
-            start, end = ms(body.get("from")), ms(body.get("until")) or self.s.clock.now_ms()
+            start, end = ms(body.get("from")), ms(body.get("until")) or self.s.clock.now_ms() + 1
             if start is None:
                 raise OperationError("'from' is required (RFC 3339)")
             statuses = [_status(str(s)) for s in body.get("statuses") or []]

@@ -125,9 +125,11 @@ class DashboardFields:
             "sendEvents": self.m_send_events,
         }
 
-    def _range(self, from_: Any, until: Any) -> tuple[int, int]:
+    def _range(self, from_: Any, until: Any, *, buckets: int | None = None) -> tuple[int, int]:
+        """[start, end) in ms. For charts, end is the last bucket's end, and the store counts the
+        millisecond at the very end into the last bucket, so "until now" includes now."""
         start = ms(from_) or 0
-        end = ms(until) or self.s.clock.now_ms()
+        end = ms(until) or self.s.clock.now_ms() + (0 if buckets else 1)
         if end <= start:
             raise OperationError("'until' must be after 'from'")
         return start, end
@@ -147,8 +149,8 @@ class DashboardFields:
         return [stats(fn_id, counts.get(fn_id, {})) for fn_id in self.s.registry.functions]
 
     async def q_function_metrics(self, info: Any, **args: Any) -> dict[str, Any]:
-        start, end = self._range(args["from"], args.get("until"))
         buckets = max(1, min(int(args.get("buckets") or 48), MAX_BUCKETS))
+        start, end = self._range(args["from"], args.get("until"), buckets=buckets)
         bucket = max(1, -(-(end - start) // buckets))
         fn_ids = None
         if args.get("functionID"):
@@ -158,10 +160,10 @@ class DashboardFields:
         series = await self.s.store.run_series(query, bucket, buckets)
         steps = await self.s.store.step_series(query, bucket, buckets)
         totals: dict[str, int] = {}
-        for fn_id, status, n in await self.s.store.run_counts(start, end):
-            if fn_ids is None or fn_id in fn_ids:
-                if query.app_ids is None or self._app_of(fn_id) in query.app_ids:
-                    totals[status] = totals.get(status, 0) + n
+        for fn_id, status, n in await self.s.store.run_counts(start, start + bucket * buckets + 1):
+            wanted_fn = fn_ids is None or fn_id in fn_ids
+            if wanted_fn and (query.app_ids is None or self._app_of(fn_id) in query.app_ids):
+                totals[status] = totals.get(status, 0) + n
         zero = [0] * buckets
         return {
             "from": start, "until": start + bucket * buckets, "bucketMS": bucket,
@@ -191,8 +193,8 @@ class DashboardFields:
         return out
 
     async def q_event_throughput(self, info: Any, **args: Any) -> dict[str, Any]:
-        start, end = self._range(args["from"], args.get("until"))
         buckets = max(1, min(int(args.get("buckets") or 48), MAX_BUCKETS))
+        start, end = self._range(args["from"], args.get("until"), buckets=buckets)
         bucket = max(1, -(-(end - start) // buckets))
         counts = await self.s.store.event_series(args["name"], start, bucket, buckets)
         return {"from": start, "bucketMS": bucket, "counts": counts}
