@@ -185,7 +185,8 @@ def _login_html(next_path: str, *, error: bool) -> str:
     message = '<p class="login-error" role="alert">Wrong user name or password.</p>' if error else ""
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
-<title>Sign in · pyngest</title><link rel="stylesheet" href="/static/app.css"></head>
+<title>Sign in · pyngest</title><link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/static/app.css"></head>
 <body class="login-body"><main class="login-card">
 <h1><span class="logo-dot"></span> pyngest</h1>
 <p class="muted">Sign in to the dashboard of this server.</p>{message}

@@ -88,7 +88,8 @@ export function AppsPage() {
         <tbody>${unsynced.map((u) => html`<tr><td class="mono small">${u.url}</td><td>${u.source}</td>
           <td class="bad-text small">${u.error || "not synced yet"}</td>
           <td class="right"><button class="btn small" onClick=${() => add(u.url).catch((e) => toast(e.message, "bad"))}>Retry</button></td></tr>`)}</tbody></table>`}
-    ${modal && modal.kind === "add" && html`<${UrlModal} title="Sync new app" action="Sync app" onSubmit=${add} onClose=${() => setModal(null)} />`}
+    ${modal && modal.kind === "add" && html`<${UrlModal} title="Sync new app" action="Sync app" onSubmit=${add}
+      onClose=${() => { setModal(null); data.reload(); }} />`}
     ${modal && modal.kind === "edit" && html`<${UrlModal} title="Edit ${modal.app.name}" action="Save and sync" initial=${modal.app.url}
       onSubmit=${edit(modal.app)} onClose=${() => setModal(null)} />`}
   </section>`;
