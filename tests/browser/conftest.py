@@ -106,8 +106,10 @@ class Stack:
                 p.kill()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
+    # Per test: sync Playwright marks the thread's event loop as running while it is open,
+    # which the asyncio tests sharing this worker process must not see.
     playwright = pytest.importorskip("playwright.sync_api")
     if not Path(CHROMIUM).exists():
         pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
