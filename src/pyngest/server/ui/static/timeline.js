@@ -69,7 +69,7 @@ export function Timeline({ trace, selected, onSelect }) {
             : html`<span class="caret-space"></span>`}
           <span class="op ${kind}">${OP_LABEL[span.stepOp] || (depth ? "attempt" : "")}</span>
           <span class="tl-label" title=${span.name}>${span.name}</span>
-          ${span.attempts > 1 && html`<span class="pill warn small">${span.attempts} attempts</span>`}
+          ${depth === 0 && span.attempts > 1 && html`<span class="pill warn small">${span.attempts} attempts</span>`}
         </div>
         <div class="tl-track">
           ${expandable && !isOpen
