@@ -112,6 +112,10 @@ def common_options(fn: Any) -> Any:
                      help="Sign requests to apps and require it from them (hex, optionally signkey-<env>-)."),
         click.option("--signing-key-fallback", default=None, envvar=_env("signing_key_fallback"),
                      help="A second accepted signing key, for rotation."),
+        click.option("--dashboard-user", default="admin", envvar=_env("dashboard_user"), show_default=True,
+                     help="start: the user name that signs in to the dashboard."),
+        click.option("--dashboard-password", default=None, envvar=_env("dashboard_password"),
+                     help="start: the dashboard's password (default: the signing key)."),
         click.option("--event-key", multiple=True, envvar=_env("event_key"), help="An accepted event key (repeatable)."),
         click.option("--redis-uri", default=None, envvar=_env("redis_uri"), help="Not supported yet."),
         click.option("--postgres-uri", default=None, envvar=_env("postgres_uri"), help="Not supported yet."),
@@ -202,6 +206,8 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     cfg.signing_key = params["signing_key"]
     cfg.signing_key_fallback = params["signing_key_fallback"]
     cfg.event_keys = [k for value in params["event_key"] for k in _split(value)]
+    cfg.dashboard_user = params["dashboard_user"] or "admin"
+    cfg.dashboard_password = params["dashboard_password"] or None
     cfg.log_level = "debug" if params["verbose"] else params["log_level"]
     cfg.json_logs = params["json_logs"] if params["json_logs"] is not None else not sys.stdout.isatty()
     return cfg
@@ -338,6 +344,7 @@ def _banner(cfg: ServerConfig, sockets: list[socket.socket], config_file: Path |
         f"pyngest {'dev server' if cfg.mode == 'dev' else 'server'} ready in {took:.2f}s",
         f"  listening on  {', '.join(addrs)}",
         f"  event API     POST {addrs[0]}/e/<event key>",
+        f"  dashboard     {addrs[0]}/" + (" (sign in as " + cfg.dashboard_user + ")" if cfg.mode == "start" else ""),
         f"  storage       {cfg.sqlite_dir / 'main.db'} (SQLite)",
     ]
     if config_file is not None:

@@ -74,7 +74,7 @@ class Operations:
     # ---------------------------------------------------------------------- cancellation
 
     async def create_cancellation(self, fn: Function, *, started_after: int | None, started_before: int | None,
-                                  expression: str | None, name: str = "") -> OperationRecord:
+                                  expression: str | None, name: str = "", total: int = 0) -> OperationRecord:
         if expression:
             try:
                 compile_condition(expression)
@@ -83,19 +83,19 @@ class Operations:
         spec = {"from_ms": started_after, "until_ms": started_before, "if": expression or None,
                 "statuses": [RunStatus.QUEUED.value, RunStatus.RUNNING.value],
                 "reason": f"bulk cancellation {name}".strip()}
-        return await self._create("cancellation", fn, name, spec, due_ms=self.s.clock.now_ms())
+        return await self._create("cancellation", fn, name, spec, due_ms=self.s.clock.now_ms(), total=total)
 
     # ---------------------------------------------------------------------------- replay
 
     async def create_replay(self, fn: Function, *, from_ms: int, until_ms: int, statuses: list[str],
-                            name: str = "") -> OperationRecord:
-        wanted = {_status_name(s) for s in statuses}
+                            name: str = "", total: int = 0) -> OperationRecord:
+        wanted = {status_name(s) for s in statuses}
         if not wanted or not wanted <= REPLAYABLE:
             raise OperationError(f"statuses must be some of {sorted(REPLAYABLE)}; got {statuses}")
         if until_ms <= from_ms:
             raise OperationError("the time range is empty: 'to' must be after 'from'")
         spec = {"from_ms": from_ms, "until_ms": until_ms, "statuses": sorted(wanted), "spread_ms": 0}
-        return await self._create("replay", fn, name, spec, due_ms=self.s.clock.now_ms())
+        return await self._create("replay", fn, name, spec, due_ms=self.s.clock.now_ms(), total=total)
 
     async def rerun(self, run_id: str) -> str:
         """A new run of the same function from the original run's events."""
@@ -121,10 +121,12 @@ class Operations:
             await self._finish(op, "stopped")
         return op
 
-    async def _create(self, kind: str, fn: Function, name: str, spec: dict[str, Any], *, due_ms: int) -> OperationRecord:
+    async def _create(self, kind: str, fn: Function, name: str, spec: dict[str, Any], *, due_ms: int,
+                      total: int = 0) -> OperationRecord:
+        """``total`` is an estimate made when it starts (the dashboard's preview count)."""
         now = self.s.clock.now_ms()
         op = OperationRecord(id=new_ulid(now), kind=kind, fn_id=fn.id, app_id=fn.app_id, name=name,
-                             spec=spec, status="running", total=0, done=0, created_ms=now)
+                             spec=spec, status="running", total=total, done=0, created_ms=now)
         await self.s.store.save_operation(op)
         await self.s.state.commit(Batch([Enqueue(Job(id=f"op:{op.id}:0", kind=JobKind.OPERATION, due_ms=due_ms,
                                                      payload={"op": op.id, "cursor": None, "n": 0}))]))
@@ -229,32 +231,34 @@ class Operations:
         return self.s.runner.schedule_run(fn, events, first, batch, plan=plan, original_run_id=original_run_id)
 
 
-def _status_name(value: str) -> str:
+def status_name(value: str) -> str:
     value = value.strip()
     aliases = {"succeeded": "Completed", "completed": "Completed", "failed": "Failed",
                "cancelled": "Cancelled", "canceled": "Cancelled", "skipped": "Skipped"}
     return aliases.get(value.lower(), value)
 
 
-def as_json(op: OperationRecord) -> dict[str, Any]:
+def as_json(op: OperationRecord, fn_slug: str | None = None) -> dict[str, Any]:
+    """The REST shape of a bulk cancellation (as the cancellation guide shows it) or a replay."""
     from pyngest.protocol.durations import iso_ms
 
     spec = op.spec
     out: dict[str, Any] = {
-        "id": op.id, "kind": op.kind, "function_id": op.fn_id, "app_id": op.app_id, "name": op.name,
-        "status": op.status, "total": op.total, "done": op.done, "created_at": iso_ms(op.created_ms),
-        "ended_at": iso_ms(op.ended_ms) if op.ended_ms else None,
-        "environment_id": "00000000-0000-4000-b000-000000000000",
+        "id": op.id, "name": op.name, "function_id": fn_slug or op.fn_id, "app_id": op.app_id,
+        "status": op.status, "created_at": iso_ms(op.created_ms),
+        "finished_at": iso_ms(op.ended_ms) if op.ended_ms else None,
     }
     if op.kind == "cancellation":
+        out["environment_id"] = "00000000-0000-4000-b000-000000000000"
         out["started_after"] = iso_ms(spec["from_ms"]) if spec.get("from_ms") is not None else None
         out["started_before"] = iso_ms(spec["until_ms"]) if spec.get("until_ms") is not None else None
         out["if"] = spec.get("if")
+        out["matched"] = max(op.total, op.done)
         out["cancelled"] = op.done
     else:
         out["from"] = iso_ms(spec["from_ms"])
-        out["to"] = iso_ms(spec["until_ms"])
+        out["until"] = iso_ms(spec["until_ms"])
         out["statuses"] = spec["statuses"]
-        out["replayed"] = op.done
+        out["total"] = max(op.total, op.done)
+        out["scheduled"] = op.done
     return out
-

@@ -89,7 +89,7 @@ class SyncOutcome:
 
 
 def normalize_url(url: str) -> str:
-    """As upstream: drop ``deployId``/``probe`` query params and default ports; 127.0.0.1 and
+    """As upstream: drop ``deployId``/``probe`` (and ``fnId``/``stepId``) query params and default ports; 127.0.0.1 and
     0.0.0.0 become localhost, so the same app is recognised however it was addressed."""
     parts = urlsplit(url)
     host = parts.hostname or ""
@@ -101,7 +101,9 @@ def normalize_url(url: str) -> str:
     netloc = host if port is None else f"{host}:{port}"
     if parts.username:
         netloc = f"{parts.username}{':' + parts.password if parts.password else ''}@{netloc}"
-    query = urlencode([(k, v) for k, v in parse_qsl(parts.query) if k not in ("deployId", "probe")])
+    # fnId/stepId: the Python SDK registers with a function's step URL; the app is the endpoint
+    query = urlencode([(k, v) for k, v in parse_qsl(parts.query)
+                       if k not in ("deployId", "probe", "fnId", "stepId")])
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 

@@ -12,6 +12,8 @@ from pyngest.server.config import ServerConfig
 from pyngest.server.executor.driver import Driver
 from pyngest.server.executor.executor import Executor, ExecutorConfig
 from pyngest.server.executor.state import State
+from pyngest.server.live import LiveHub
+from pyngest.server.metrics import Metrics
 from pyngest.server.model import Batch, DeleteJob, Enqueue, Job, JobKind
 from pyngest.server.operations import Operations
 from pyngest.server.queue.scheduler import Scheduler
@@ -43,13 +45,16 @@ class Service:
             config=ExecutorConfig(retry_interval_s=config.retry_interval_s),
         )
         self.runner = Runner(executor=self.executor, registry=self.registry, clock=self.clock)
+        self.live = LiveHub()
+        self.metrics = Metrics(self._fn_slug_of_run, self.clock.now_ms)
+        self.state.observers += [self.live.observe, self.metrics.observe]
         control = self.executor.control
         self.workers = WorkerPool(
             self.scheduler,
             self.clock,
             {
                 JobKind.EVENTS: self.runner.process_events,
-                JobKind.EXECUTE: self.executor.execute,
+                JobKind.EXECUTE: self.metrics.track_requests(self.executor.execute),
                 JobKind.SLEEP: control.sleep_done,
                 JobKind.PAUSE_TIMEOUT: control.pause_timeout,
                 JobKind.GATEWAY: self.executor.gateway.run,
@@ -97,6 +102,7 @@ class Service:
         await self.workers.stop(self.config.shutdown_grace_s)
         await self.runner.stop()
         self.scheduler.close()
+        self.live.close()
         await self.driver.close()
         await self.store.close()
 
@@ -111,6 +117,10 @@ class Service:
                      self.config.retention_ms // 86_400_000)
         await self.state.commit(Batch([DeleteJob(job.id), Enqueue(Job(
             id=MAINTENANCE_JOB, kind=JobKind.MAINTENANCE, due_ms=due))]))
+    def _fn_slug_of_run(self, run_id: str) -> str | None:
+        run = self.state.runs.peek(run_id)
+        fn = self.registry.functions.get(run.fn_id) if run is not None else None
+        return fn.slug if fn is not None else None
 
     async def after_sync(self, outcome: SyncOutcome) -> None:
         """Schedule the cron triggers of freshly synced functions."""

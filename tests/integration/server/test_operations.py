@@ -85,7 +85,7 @@ async def test_bulk_cancellation_by_time_and_expression_with_history(harness: Ha
         "app_id": "test", "function_id": "bulk", "started_after": iso_ms(t0 - 1), "started_before": iso_ms(t0 + 500),
         "if": "event.data.user == 'a'"})
     body = resp.json()
-    assert resp.status_code == 200 and body["function_id"] == "bulk" and body["if"] == "event.data.user == 'a'"
+    assert resp.status_code == 201 and body["function_id"] == "bulk" and body["if"] == "event.data.user == 'a'"
 
     async def settled() -> bool:
         history = (await http.get("/v1/cancellations", params={"function_id": "test-bulk"})).json()["data"]
@@ -124,12 +124,12 @@ async def test_replay_failed_and_skipped_runs_and_rerun_one(harness: Harness) ->
 
     resp = await http.post("/v1/replays", json={"function_id": "test-r", "from": iso_ms(t0 - 1),
                                                 "to": iso_ms(harness.clock.now_ms() + 1), "statuses": ["Failed", "Skipped"]})
-    assert resp.status_code == 200, resp.json()
+    assert resp.status_code == 201, resp.json()
     replay_id = resp.json()["data"]["id"]
 
     async def all_replayed() -> bool:
         op = (await http.get(f"/v1/replays/{replay_id}")).json()["data"]
-        return op["status"] == "completed" and op["replayed"] == 3
+        return op["status"] == "completed" and op["scheduled"] == 3
 
     await _wait(all_replayed)
     await harness.advance(1000)  # replays are spread out over time

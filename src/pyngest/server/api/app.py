@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+from importlib import metadata
+
 from starlette.applications import Starlette
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pyngest.server.api.auth import AuthMiddleware, DashboardAuth
 from pyngest.server.api.events import EventAPI
 from pyngest.server.api.graphql.resolvers import GraphQLEndpoint
+from pyngest.server.api.live import LiveAPI
+from pyngest.server.api.manage import Operations
+from pyngest.server.api.manage_rest import ManageREST
+from pyngest.server.api.metrics import MetricsAPI
+from pyngest.server.api.openapi import OpenAPI
 from pyngest.server.api.operations import OperationsAPI
 from pyngest.server.api.rest import RestAPI
 from pyngest.server.api.sdk import SdkAPI
 from pyngest.server.service import Service
+from pyngest.server.ui import Dashboard
 
 
 class ServerKindHeader:
@@ -47,9 +56,16 @@ def build_app(service: Service) -> ASGIApp:
     events = EventAPI(service)
     sdk = SdkAPI(service)
     rest = RestAPI(service)
-    gql = GraphQLEndpoint(service)
-    ops = OperationsAPI(service)
-    routes = [
+    ops = Operations(service)
+    op_api = OperationsAPI(service, ops)
+    gql = GraphQLEndpoint(service, ops)
+    manage = ManageREST(service, ops)
+    auth = DashboardAuth(service.config)
+    live = LiveAPI(service)
+    metrics = MetricsAPI(service)
+    openapi = OpenAPI(_version())
+    dashboard = Dashboard(mode=service.config.mode)
+    routes: list[BaseRoute] = [
         Route("/health", sdk.health, methods=["GET"]),
         Route("/e/{key}", events.receive, methods=["POST"]),
         Route("/invoke/{slug:path}", events.invoke, methods=["POST"]),
@@ -70,18 +86,42 @@ def build_app(service: Service) -> ASGIApp:
         Route("/v1/checkpoint/{run_id}/async", sdk.checkpoint_async, methods=["POST"]),
         Route("/v1/http/runs/{run_id}/async", sdk.checkpoint_async, methods=["POST"]),
         Route("/v1/apps", rest.add_app, methods=["POST"]),
-        Route("/v1/runs/{run_id}/rerun", ops.rerun, methods=["POST"]),
-        Route("/v1/functions/{fn}/pause", ops.pause, methods=["POST"]),
-        Route("/v1/functions/{fn}/resume", ops.resume, methods=["POST"]),
-        Route("/v1/cancellations", ops.create_cancellation, methods=["POST"]),
-        Route("/v1/cancellations", ops.list_operations, methods=["GET"]),
-        Route("/v1/cancellations/{op_id}", ops.get_operation, methods=["GET"]),
-        Route("/v1/cancellations/{op_id}", ops.stop_operation, methods=["DELETE"]),
-        Route("/v1/replays", ops.create_replay, methods=["POST"]),
-        Route("/v1/replays", ops.list_operations, methods=["GET"]),
-        Route("/v1/replays/{op_id}", ops.get_operation, methods=["GET"]),
-        Route("/v1/replays/{op_id}", ops.stop_operation, methods=["DELETE"]),
+        Route("/v1/runs/{run_id}/rerun", op_api.rerun, methods=["POST"]),
+        Route("/v1/functions/{function_id}/pause", op_api.pause, methods=["POST"]),
+        Route("/v1/functions/{function_id}/resume", op_api.resume, methods=["POST"]),
+        Route("/v1/cancellations", op_api.create_cancellation, methods=["POST"]),
+        Route("/v1/cancellations", op_api.list_operations, methods=["GET"]),
+        Route("/v1/cancellations/{op_id}", op_api.get_operation, methods=["GET"]),
+        Route("/v1/cancellations/{op_id}", op_api.stop_operation, methods=["DELETE"]),
+        Route("/v1/replays", op_api.create_replay, methods=["POST"]),
+        Route("/v1/replays", op_api.list_operations, methods=["GET"]),
+        Route("/v1/replays/{op_id}", op_api.get_operation, methods=["GET"]),
+        Route("/v1/replays/{op_id}", op_api.stop_operation, methods=["DELETE"]),
         Route("/v1/apps/{app_name}/functions", rest.app_functions, methods=["GET"]),
+        # the dashboard's management API
+        Route("/v1/apps", manage.list_apps, methods=["GET"]),
+        Route("/v1/apps/{app_id}", manage.update_app, methods=["PATCH"]),
+        Route("/v1/apps/{app_id}", manage.delete_app, methods=["DELETE"]),
+        Route("/v1/apps/{app_id}/sync", manage.sync_app, methods=["POST"]),
+        Route("/v1/functions", manage.list_functions, methods=["GET"]),
+        Route("/v1/functions/{function_id}/invoke", manage.invoke, methods=["POST"]),
+        Route("/v1/events", manage.send_events, methods=["POST"]),
+        Route("/v0/live", live.stream, methods=["GET"]),
+        Route("/metrics", metrics.scrape, methods=["GET"]),
+        Route("/openapi.json", openapi.serve, methods=["GET"]),
+        Route("/login", auth.login_page, methods=["GET"]),
+        Route("/auth/login", auth.login, methods=["POST"]),
+        Route("/auth/logout", auth.logout, methods=["POST"]),
+        Route("/auth/status", auth.status, methods=["GET"]),
+        *dashboard.routes(),
     ]
     app = Starlette(routes=routes)
-    return ServerKindHeader(app, service.config.server_kind, events.asgi)
+    app.state.operations = ops
+    return ServerKindHeader(AuthMiddleware(app, auth), service.config.server_kind, events.asgi)
+
+
+def _version() -> str:
+    try:
+        return metadata.version("pyngest")
+    except metadata.PackageNotFoundError:  # running from a source tree
+        return "0.0.0"

@@ -29,10 +29,16 @@ def api_error(message: str, status: int) -> Response:
     return json_response({"error": message, "status": status}, status)
 
 
+# Set on a request's scope by the auth middleware when it carries a valid dashboard session.
+SESSION_KEY = "pyngest.session"
+
+
 def bearer_ok(request: Request, config: ServerConfig) -> bool:
     """In start mode the SDK and management APIs need ``Authorization: Bearer <signing key>``
-    (raw or hashed, with or without its ``signkey-<env>-`` prefix)."""
+    (raw or hashed, with or without its ``signkey-<env>-`` prefix), or a dashboard session."""
     if not config.requires_auth and not config.signing_key:
+        return True
+    if request.scope.get(SESSION_KEY):
         return True
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

@@ -10,14 +10,25 @@ from starlette.responses import Response
 
 from pyngest.protocol.durations import iso_ms, parse_time_ms
 from pyngest.server.api.common import api_error, bearer_ok, json_response, unauthorized
-from pyngest.server.operations import OperationError, as_json
+from pyngest.server.api.manage import OperationError as ManageError
+from pyngest.server.api.manage import Operations
+from pyngest.server.operations import OperationError, as_json, status_name
 from pyngest.server.registry import Function
 from pyngest.server.service import Service
+from pyngest.server.store.base import OperationRecord
 
 
 class OperationsAPI:
-    def __init__(self, service: Service) -> None:
+    """REST over the server's operations; creation goes through the dashboard's layer, which
+    adds the preview counts (how many runs a cancellation or replay will touch)."""
+
+    def __init__(self, service: Service, manage: Operations) -> None:
         self.service = service
+        self.manage = manage
+
+    def _json(self, op: OperationRecord) -> dict[str, Any]:
+        fn = self.service.registry.functions.get(op.fn_id)
+        return as_json(op, fn.slug if fn else None)
 
     def _meta(self) -> dict[str, Any]:
         return {"fetched_at": iso_ms(self.service.clock.now_ms()), "cached_until": None}
@@ -50,22 +61,22 @@ class OperationsAPI:
         body = await self._body(request)
         if isinstance(body, Response):
             return body
-        fn = self._function(request.path_params["fn"])
+        fn = self._function(request.path_params["function_id"])
         if fn is None:
-            return api_error(f"function {request.path_params['fn']} not found", 404)
+            return api_error(f"function {request.path_params['function_id']} not found", 404)
         op = await self.service.operations.pause_function(fn, cancel_running=bool(body.get("cancel_running")))
-        return json_response({"data": {"function_id": fn.id, "slug": fn.slug, "paused": True,
-                                       "cancellation": as_json(op) if op else None}, "metadata": self._meta()})
+        return json_response({"data": {"id": fn.id, "slug": fn.slug, "paused": True,
+                                       "cancellation": self._json(op) if op else None}, "metadata": self._meta()})
 
     async def resume(self, request: Request) -> Response:
         body = await self._body(request)
         if isinstance(body, Response):
             return body
-        fn = self._function(request.path_params["fn"])
+        fn = self._function(request.path_params["function_id"])
         if fn is None:
-            return api_error(f"function {request.path_params['fn']} not found", 404)
+            return api_error(f"function {request.path_params['function_id']} not found", 404)
         await self.service.operations.resume_function(fn)
-        return json_response({"data": {"function_id": fn.id, "slug": fn.slug, "paused": False}, "metadata": self._meta()})
+        return json_response({"data": {"id": fn.id, "slug": fn.slug, "paused": False}, "metadata": self._meta()})
 
     # --------------------------------------------------------------------- cancellation
 
@@ -76,9 +87,13 @@ class OperationsAPI:
         fn_ident = body.get("function_id")
         if not isinstance(fn_ident, str) or not fn_ident:
             return api_error("function_id is required (the function's id, as in your code)", 400)
-        fn = self._function(fn_ident, body.get("app_id") if isinstance(body.get("app_id"), str) else None)
+        app_name = body.get("app_id") if isinstance(body.get("app_id"), str) else None
+        fn = self._function(fn_ident, app_name)
         if fn is None:
-            return api_error(f"function {fn_ident!r} of app {body.get('app_id')!r} not found", 404)
+            return api_error(f"function {fn_ident!r} of app {app_name!r} not found", 404)
+        app = self.service.registry.apps.get(fn.app_id)
+        if app_name and app_name not in (fn.app_id, app.name if app else None):
+            return api_error(f"function {fn.slug!r} does not belong to app {app_name!r}", 400)
         bounds: dict[str, int | None] = {}
         for name in ("started_after", "started_before"):
             value = body.get(name)
@@ -93,15 +108,13 @@ class OperationsAPI:
         if expr is not None and not isinstance(expr, str):
             return api_error("'if' must be an expression string", 400)
         try:
-            op = await self.service.operations.create_cancellation(
-                fn, started_after=bounds["started_after"], started_before=bounds["started_before"],
-                expression=expr, name=str(body.get("name") or ""),
-            )
-        except OperationError as exc:
+            op = await self.manage.bulk_cancel(fn, str(body.get("name") or ""), bounds["started_after"],
+                                               bounds["started_before"], expr)
+        except (OperationError, ManageError) as exc:
             return api_error(str(exc), 400)
-        out = as_json(op)
-        out["function_id"] = fn_ident
-        return json_response(out)
+        out = self._json(op)
+        out["function_id"] = fn_ident  # echoed as sent, as the guide shows
+        return json_response(out, 201)
 
     async def list_operations(self, request: Request) -> Response:
         if not bearer_ok(request, self.service.config):
@@ -112,7 +125,7 @@ class OperationsAPI:
         if ident and fn is None:
             return api_error(f"function {ident!r} not found", 404)
         ops = await self.service.store.list_operations(fn.id if fn else None, kind, 100)
-        return json_response({"data": [as_json(o) for o in ops], "metadata": self._meta()})
+        return json_response({"data": [self._json(o) for o in ops], "metadata": self._meta()})
 
     async def get_operation(self, request: Request) -> Response:
         if not bearer_ok(request, self.service.config):
@@ -120,7 +133,7 @@ class OperationsAPI:
         op = await self.service.store.get_operation(request.path_params["op_id"])
         if op is None:
             return api_error(f"{request.path_params['op_id']} not found", 404)
-        return json_response({"data": as_json(op), "metadata": self._meta()})
+        return json_response({"data": self._json(op), "metadata": self._meta()})
 
     async def stop_operation(self, request: Request) -> Response:
         if not bearer_ok(request, self.service.config):
@@ -128,7 +141,7 @@ class OperationsAPI:
         op = await self.service.operations.stop(request.path_params["op_id"])
         if op is None:
             return api_error(f"{request.path_params['op_id']} not found", 404)
-        return json_response({"data": as_json(op), "metadata": self._meta()})
+        return json_response({"data": self._json(op), "metadata": self._meta()})
 
     # --------------------------------------------------------------------------- replay
 
@@ -139,24 +152,26 @@ class OperationsAPI:
         fn = self._function(str(body.get("function_id") or ""), body.get("app_id") if isinstance(body.get("app_id"), str) else None)
         if fn is None:
             return api_error(f"function {body.get('function_id')!r} not found", 404)
-        start, end = parse_time_ms(str(body.get("from") or "")), parse_time_ms(str(body.get("to") or ""))
+        start = parse_time_ms(str(body.get("from") or ""))
+        until = body.get("until") or body.get("to")
+        end = parse_time_ms(str(until)) if until else self.service.clock.now_ms() + 1
         if start is None or end is None:
-            return api_error("'from' and 'to' must be ISO-8601 timestamps", 400)
+            return api_error("'from' (and 'until', default now) must be ISO-8601 timestamps", 400)
         statuses = body.get("statuses")
         if not isinstance(statuses, list) or not all(isinstance(s, str) for s in statuses):
             return api_error("'statuses' must be a list like [\"Failed\", \"Cancelled\", \"Skipped\"]", 400)
         try:
-            op = await self.service.operations.create_replay(fn, from_ms=start, until_ms=end, statuses=statuses,
-                                                             name=str(body.get("name") or ""))
-        except OperationError as exc:
+            op = await self.manage.replay(fn, str(body.get("name") or ""), start, end,
+                                          [status_name(s) for s in statuses])
+        except (OperationError, ManageError) as exc:
             return api_error(str(exc), 400)
-        return json_response({"data": as_json(op), "metadata": self._meta()})
+        return json_response({"data": self._json(op), "metadata": self._meta()}, 201)
 
     async def rerun(self, request: Request) -> Response:
         if not bearer_ok(request, self.service.config):
             return unauthorized()
         try:
-            run_id = await self.service.operations.rerun(request.path_params["run_id"])
-        except OperationError as exc:
+            run_id = await self.manage.rerun(request.path_params["run_id"])
+        except (OperationError, ManageError) as exc:
             return api_error(str(exc), 404 if "not found" in str(exc) else 400)
         return json_response({"data": {"run_id": run_id}, "metadata": self._meta()})

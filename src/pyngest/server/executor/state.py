@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import OrderedDict
-from collections.abc import Awaitable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
 from pyngest.server import exprs
@@ -84,6 +84,10 @@ class RunCache:
                 continue
             del self._runs[run_id]
             self._bytes -= run.state_bytes
+
+    def peek(self, run_id: str) -> Run | None:
+        """The cached run, if cached; never reads the store nor reorders the cache."""
+        return self._runs.get(run_id)
 
     def drop(self, run_id: str) -> None:
         run = self._runs.pop(run_id, None)
@@ -206,6 +210,8 @@ class State:
         # Runs scheduled in a batch that is not committed yet (they exist, as far as decisions
         # like singleton go, though nothing can load them yet).
         self.pending_runs: set[str] = set()
+        # Called with every committed batch (live dashboard, metrics); each must be cheap.
+        self.observers: list[Callable[[Batch, CommitResult], None]] = []
 
     async def load(self) -> None:
         self.pauses.load(await self.store.all_pauses())
@@ -242,4 +248,6 @@ class State:
             for ev in inserted:
                 if ev.internal_id in awaited and ev.internal_id not in result.duplicate_events:
                     self.fresh_events[ev.internal_id] = ev
+        for observe in self.observers:
+            observe(batch, result)
         return result

@@ -14,6 +14,13 @@ from starlette.responses import Response
 from pyngest.protocol.durations import iso_ms
 from pyngest.protocol.ids import is_ulid
 from pyngest.server.api.common import bearer_ok, json_response, unauthorized
+from pyngest.server.api.graphql.dashboard import (
+    ATTEMPT_MARK,
+    DashboardFields,
+    add_attempts,
+    attempt_error,
+)
+from pyngest.server.api.manage import Operations
 from pyngest.server.model import Run, RunStatus, StoredEvent
 from pyngest.server.registry import Function
 from pyngest.server.service import Service
@@ -42,8 +49,10 @@ def load_schema() -> GraphQLSchema:
 
 
 class Resolvers:
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, ops: Operations | None = None) -> None:
         self.s = service
+        self.ops = ops or Operations(service)
+        self.dashboard = DashboardFields(self, self.ops)
 
     # ------------------------------------------------------------------------ objects
 
@@ -56,7 +65,7 @@ class Resolvers:
             "checksum": app.checksum, "error": app.error, "functions": lambda *_: [self.function(f) for f in fns],
             "connectionType": "SERVERLESS", "method": "SERVE", "appVersion": app.app_version or None,
             "connected": app.error is None, "functionCount": len(fns),
-            "autodiscovered": bool(rec and rec.source == "discovery"),
+            "autodiscovered": bool(rec and rec.source == "discovery"), "updatedAt": app.updated_ms or None,
         }
 
     def function(self, fn: Function) -> dict[str, Any]:
@@ -128,7 +137,10 @@ class Resolvers:
         rows = await self.s.store.history(run.id)
         fn = self.s.registry.functions.get(run.fn_id)
         root = build_trace(run, rows, fn.name if fn else run.attrs.get("fn_slug", ""))
-        for span in [root, *root["childrenSpans"]]:
+        add_attempts(root, rows)
+        spans = [root, *root["childrenSpans"]]
+        spans += [a for c in root["childrenSpans"] for a in c["childrenSpans"]]
+        for span in spans:
             span.update(appID=run.app_id, functionID=run.fn_id, runID=run.id, traceID=run.id,
                         isUserland=False)
         return root
@@ -150,7 +162,7 @@ class Resolvers:
             "run": self.q_run, "runTraceSpanOutputByID": self.q_output, "runTrigger": self.q_trigger,
             "runTrace": self.q_trace,
             "cancelRun": self.m_cancel_run, "invokeFunction": self.m_invoke, "createApp": self.m_create_app,
-            "deleteAppByName": self.m_delete_app,
+            "deleteAppByName": self.m_delete_app, **self.dashboard.root(),
         }
 
     def q_apps(self, info: Any, filter: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # noqa: A002
@@ -192,7 +204,20 @@ class Resolvers:
 
     async def q_run(self, info: Any, runID: str) -> dict[str, Any] | None:  # noqa: N803
         run = await self._load(runID)
-        return self.run_v2(run) if run else None
+        if run is None:
+            return None
+        await self._name_events([run])
+        return self.run_v2(run)
+
+    async def _name_events(self, runs: list[Run]) -> None:
+        """Give listed runs their trigger's name (one indexed lookup for the whole page)."""
+        missing = [r for r in runs if r.event_ids and "event_name" not in r.attrs]
+        if missing:
+            names = await self.s.store.event_names_by_id([r.event_ids[0] for r in missing])
+            for r in missing:
+                name = names.get(r.event_ids[0])
+                if name is not None:
+                    r.attrs["event_name"] = name
 
     async def _load(self, run_id: str) -> Run | None:
         if not is_ulid(run_id):
@@ -207,17 +232,31 @@ class Resolvers:
             statuses=statuses or None, from_ms=_ms(filter.get("from")), until_ms=_ms(filter.get("until")),
             before_id=after, limit=min(first, 1000) + 1,
         )
-        runs = await self.s.store.list_runs(query)
-        more = len(runs) > first
-        runs = runs[:first]
+        cursor: str | None = None
+        if (filter.get("query") or "").strip():
+            query.limit -= 1
+            runs, cursor = await self.ops.search(query, filter["query"])
+            more = cursor is not None
+        else:
+            runs = await self.s.store.list_runs(query)
+            more = len(runs) > first
+            runs = runs[:first]
+            cursor = runs[-1].id if runs else None
+        await self._name_events(runs)
         return {
             "edges": [{"node": self.run_v2(r), "cursor": r.id} for r in runs],
             "pageInfo": {"hasNextPage": more, "hasPreviousPage": after is not None,
-                         "startCursor": runs[0].id if runs else None, "endCursor": runs[-1].id if runs else None},
+                         "startCursor": runs[0].id if runs else None, "endCursor": cursor},
             "totalCount": len(runs),
         }
 
     async def q_output(self, info: Any, outputID: str) -> dict[str, Any]:  # noqa: N803
+        if ATTEMPT_MARK in outputID:  # one failed attempt of a step
+            head, _, seq = outputID.rpartition(ATTEMPT_MARK)
+            error = attempt_error(await self.s.store.history(parse_output_id(head)[0]), int(seq or 0))
+            if error is None:
+                raise ValueError(f"no output {outputID!r}")
+            return {"data": None, "error": error, "input": None}
         run_id, step_id = parse_output_id(outputID)
         run = await self._load(run_id)
         if run is None:
@@ -265,17 +304,12 @@ class Resolvers:
             raise ValueError(f"run {runID} not found")
         return self.run_v2(run)
 
-    async def m_invoke(self, info: Any, functionSlug: str, data: Any = None, user: Any = None) -> bool:  # noqa: N803
-        from pyngest.protocol.events import FN_INVOKED, INTERNAL_DATA_KEY
-        from pyngest.server.events import stored
-
-        if self.s.registry.find_function(functionSlug) is None:
+    async def m_invoke(self, info: Any, functionSlug: str, data: Any = None, user: Any = None,  # noqa: N803
+                       **_: Any) -> bool:
+        fn = self.s.registry.find_function(functionSlug)
+        if fn is None:
             raise ValueError(f"could not find function with ID: {functionSlug}")
-        now = self.s.clock.now_ms()
-        payload = dict(data) if isinstance(data, dict) else {}
-        payload[INTERNAL_DATA_KEY] = {"fn_id": functionSlug}
-        event = {"name": FN_INVOKED, "data": payload, "user": user if isinstance(user, dict) else {}, "ts": now}
-        await self.s.runner.accept([stored(event, received_ms=now)])
+        await self.ops.invoke(fn, data, user)
         return True
 
     async def m_create_app(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
@@ -314,10 +348,10 @@ async def _count(runs: Any) -> int:
 
 
 class GraphQLEndpoint:
-    def __init__(self, service: Service) -> None:
+    def __init__(self, service: Service, ops: Operations | None = None) -> None:
         self.service = service
         self.schema = load_schema()
-        self.resolvers = Resolvers(service)
+        self.resolvers = Resolvers(service, ops)
 
     async def handle(self, request: Request) -> Response:
         if self.service.config.requires_auth and not bearer_ok(request, self.service.config):

@@ -46,6 +46,7 @@ from pyngest.server.store.base import (
     SyncRecord,
 )
 from pyngest.server.store.sqlite.connection import Database
+from pyngest.server.store.sqlite.reads import DashboardReads, run_where
 
 _RUN_COLUMNS = (
     "id, fn_id, app_id, fn_version, status, event_ids, batch_id, cron, original_run_id, "
@@ -136,7 +137,7 @@ def _event_from_row(row: tuple[Any, ...]) -> StoredEvent:
     )
 
 
-class SqliteStore:
+class SqliteStore(DashboardReads):
     def __init__(self, directory: Path | str, clock: Clock, *, durability: str = "normal") -> None:
         directory = Path(directory)
         self.db = Database(directory / "main.db", durability=durability)
@@ -328,26 +329,7 @@ class SqliteStore:
 
     async def list_runs(self, query: RunQuery) -> list[Run]:
         def q(conn: sqlite3.Connection) -> list[Run]:
-            where: list[str] = []
-            args: list[Any] = []
-            if query.fn_ids:
-                where.append(f"fn_id IN ({','.join('?' * len(query.fn_ids))})")
-                args += query.fn_ids
-            if query.app_ids:
-                where.append(f"app_id IN ({','.join('?' * len(query.app_ids))})")
-                args += query.app_ids
-            if query.statuses:
-                where.append(f"status IN ({','.join('?' * len(query.statuses))})")
-                args += query.statuses
-            if query.from_ms is not None:
-                where.append("queued_ms >= ?")
-                args.append(query.from_ms)
-            if query.until_ms is not None:
-                where.append("queued_ms < ?")
-                args.append(query.until_ms)
-            if query.before_id:
-                where.append("id < ?")
-                args.append(query.before_id)
+            where, args = run_where(query)
             sql = f"SELECT {_RUN_COLUMNS} FROM runs"
             if where:
                 sql += " WHERE " + " AND ".join(where)

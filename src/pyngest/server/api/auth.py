@@ -1,0 +1,201 @@
+"""Authentication of the dashboard and the management APIs in ``start`` mode.
+
+Upstream's self-hosted dashboard has none; here, in ``start`` mode:
+- the dashboard pages need a signed session cookie, obtained on ``/login`` with the credential
+  given by ``--dashboard-user``/``--dashboard-password`` (or ``INNGEST_DASHBOARD_*``; without a
+  password the server's signing key is the password);
+- the management APIs (GraphQL, REST ``/v1``, live updates, metrics, the OpenAPI document) take
+  either that cookie or ``Authorization: Bearer <signing key>``, as upstream's REST API does;
+- the Event API keeps its event keys and the SDK routes their signing-key checks.
+``dev`` stays open.
+
+The cookie is ``<user>.<expiry>.<HMAC-SHA256>``, keyed by the signing key and the password, so
+changing either signs everyone out. It is ``HttpOnly`` and ``SameSite=Strict`` (a cross-site page
+cannot make the browser send it), and cookie-authenticated writes must come from the same origin.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import html
+import time
+from urllib.parse import parse_qs, quote, urlsplit
+
+import orjson
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from pyngest.protocol import signing
+from pyngest.server.api.common import SESSION_KEY
+from pyngest.server.config import ServerConfig
+
+COOKIE = "pyngest_session"
+SESSION_S = 7 * 86_400
+
+# Routes with their own authentication (or none by design).
+_OPEN_PREFIXES = ("/e/", "/invoke/", "/fn/register", "/v0/runs/", "/v1/signals", "/v1/checkpoint/",
+                  "/v1/http/", "/static/", "/auth/")
+_OPEN_PATHS = {"/health", "/login", "/dev", "/favicon.ico"}
+_API_PREFIXES = ("/v0/", "/v1/", "/metrics", "/openapi.json")
+
+
+class DashboardAuth:
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.user = config.dashboard_user or "admin"
+        secret = config.dashboard_password or config.signing_key or ""
+        self.password = secret
+        self._key = hashlib.sha256(b"pyngest-session\0" + (config.signing_key or "").encode() + b"\0"
+                                   + secret.encode()).digest()
+
+    @property
+    def required(self) -> bool:
+        return self.config.requires_auth
+
+    def make_cookie(self, user: str, now: float | None = None) -> str:
+        expires = int((now if now is not None else time.time()) + SESSION_S)
+        payload = f"{quote(user, safe='')}.{expires}"
+        mac = hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
+        return f"{payload}.{mac}"
+
+    def session_user(self, cookie: str | None) -> str | None:
+        if not cookie or cookie.count(".") != 2:
+            return None
+        user, expires, mac = cookie.split(".")
+        good = hmac.new(self._key, f"{user}.{expires}".encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(good, mac):
+            return None
+        if not expires.isdigit() or int(expires) < time.time():
+            return None
+        return user
+
+    def credentials_ok(self, user: str, password: str) -> bool:
+        if not self.password:
+            return False
+        user_ok = hmac.compare_digest(user.encode(), self.user.encode())
+        pass_ok = hmac.compare_digest(password.encode(), self.password.encode())
+        return user_ok and pass_ok
+
+    def bearer_ok(self, header: str) -> bool:
+        scheme, _, token = header.partition(" ")
+        return scheme.lower() == "bearer" and bool(token) and signing.bearer_matches(token, self.config.signing_keys)
+
+    # ---------------------------------------------------------------------------- routes
+
+    async def login_page(self, request: Request) -> Response:
+        if not self.required:
+            return RedirectResponse("/", 303)
+        return HTMLResponse(_login_html(_safe_next(request.query_params.get("next")),
+                                        error=request.query_params.get("error") == "1"))
+
+    async def login(self, request: Request) -> Response:
+        ctype = request.headers.get("content-type", "")
+        body = await request.body()
+        if ctype.startswith("application/json"):
+            try:
+                data = orjson.loads(body)
+            except orjson.JSONDecodeError:
+                data = {}
+            fields = {k: str(v) for k, v in data.items()} if isinstance(data, dict) else {}
+        else:
+            fields = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        user = fields.get("username") or fields.get("email") or ""
+        nxt = _safe_next(fields.get("next"))
+        as_json = ctype.startswith("application/json")
+        if not self.required:
+            return JSONResponse({"ok": True}) if as_json else RedirectResponse(nxt, 303)
+        if not self.credentials_ok(user, fields.get("password", "")):
+            await asyncio.sleep(0.3)  # slows down guessing without holding a worker
+            if as_json:
+                return JSONResponse({"ok": False, "error": "wrong user name or password"}, 401)
+            return RedirectResponse(f"/login?error=1&next={quote(nxt, safe='')}", 303)
+        resp: Response = JSONResponse({"ok": True}) if as_json else RedirectResponse(nxt, 303)
+        resp.set_cookie(COOKIE, self.make_cookie(user), max_age=SESSION_S, httponly=True, samesite="strict",
+                        secure=request.url.scheme == "https", path="/")
+        return resp
+
+    async def logout(self, request: Request) -> Response:
+        resp = RedirectResponse("/login", 303)
+        resp.delete_cookie(COOKIE, path="/")
+        return resp
+
+    async def status(self, request: Request) -> Response:
+        user = request.scope.get(SESSION_KEY)
+        return JSONResponse({"authRequired": self.required, "authenticated": (not self.required) or bool(user),
+                             "user": user if self.required else None})
+
+
+class AuthMiddleware:
+    """Pure ASGI: marks requests with a valid session, turns away unauthenticated ones."""
+
+    def __init__(self, app: ASGIApp, auth: DashboardAuth) -> None:
+        self.app = app
+        self.auth = auth
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not self.auth.required:
+            await self.app(scope, receive, send)
+            return
+        request = Request(scope)
+        user = self.auth.session_user(request.cookies.get(COOKIE))
+        if user is not None:
+            scope[SESSION_KEY] = user
+        path = scope["path"]
+        if path in _OPEN_PATHS or path.startswith(_OPEN_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        api = path.startswith(_API_PREFIXES)
+        if user is not None:
+            if scope["method"] not in ("GET", "HEAD", "OPTIONS") and not _same_origin(request):
+                await JSONResponse({"error": "cross-origin request refused", "status": 403}, 403)(scope, receive, send)
+                return
+            await self.app(scope, receive, send)
+            return
+        if api and self.auth.bearer_ok(request.headers.get("authorization", "")):
+            await self.app(scope, receive, send)
+            return
+        if api:
+            resp: Response = JSONResponse({
+                "error": "Unauthorized: sign in to the dashboard, or send 'Authorization: Bearer <signing key>'",
+                "status": 401}, 401)
+        else:
+            target = path + (f"?{scope['query_string'].decode()}" if scope.get("query_string") else "")
+            resp = RedirectResponse(f"/login?next={quote(target, safe='')}", 303)
+        await resp(scope, receive, send)
+
+
+def _same_origin(request: Request) -> bool:
+    origin = request.headers.get("origin")
+    if origin is None:
+        return True  # not a browser's cross-site request (SameSite=Strict keeps the cookie off those)
+    return urlsplit(origin).netloc == request.headers.get("host", "")
+
+
+def _safe_next(value: str | None) -> str:
+    # only same-site paths: "//evil.example" or "https://..." would be an open redirect
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+def _login_html(next_path: str, *, error: bool) -> str:
+    message = '<p class="login-error" role="alert">Wrong user name or password.</p>' if error else ""
+    return f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
+<title>Sign in · pyngest</title><link rel="icon" href="/static/favicon.svg" type="image/svg+xml">
+<link rel="stylesheet" href="/static/app.css"></head>
+<body class="login-body"><main class="login-card">
+<h1><span class="logo-dot"></span> pyngest</h1>
+<p class="muted">Sign in to the dashboard of this server.</p>{message}
+<form method="post" action="/auth/login">
+<input type="hidden" name="next" value="{html.escape(next_path)}">
+<label>User name <input name="username" autocomplete="username" required autofocus value="admin"></label>
+<label>Password <input name="password" type="password" autocomplete="current-password" required></label>
+<button class="btn primary" type="submit">Sign in</button>
+</form>
+<p class="muted small">The password is set with <code>--dashboard-password</code>
+(<code>INNGEST_DASHBOARD_PASSWORD</code>); without one, it is the server's signing key.</p>
+</main></body></html>"""

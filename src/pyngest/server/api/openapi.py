@@ -1,0 +1,185 @@
+"""``GET /openapi.json``: the OpenAPI 3.1 document of the REST API (``/v1``) and the other
+management endpoints. Tests check it against the router both ways, so it cannot drift."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import Response
+
+from pyngest.server.api.common import json_response
+
+_ID = {"type": "string"}
+_TIME = {"type": "string", "format": "date-time"}
+_META = {"type": "object", "properties": {"fetched_at": _TIME, "cached_until": {"type": ["string", "null"]}}}
+_STATUS = {"type": "string", "enum": ["Queued", "Running", "Completed", "Failed", "Cancelled", "Skipped"]}
+_OP_STATUS = {"type": "string", "enum": ["running", "completed", "stopped"]}
+
+SCHEMAS: dict[str, Any] = {
+    "Error": {"type": "object", "required": ["error"], "properties": {"error": {"type": "string"}, "status": {"type": "integer"}}},
+    "Run": {"type": "object", "required": ["run_id", "function_id", "status"], "properties": {
+        "run_id": _ID, "run_started_at": {"type": ["string", "null"], "format": "date-time"}, "function_id": _ID,
+        "function_slug": {"type": ["string", "null"]}, "function_version": {"type": "integer"}, "environment_id": _ID,
+        "event_id": {"type": ["string", "null"]}, "status": _STATUS, "queued_at": _TIME,
+        "ended_at": {"type": ["string", "null"], "format": "date-time"}, "output": {},
+        "batch_id": _ID, "original_run_id": _ID, "cron": {"type": "string"}}},
+    "Event": {"type": "object", "required": ["name", "internal_id"], "properties": {
+        "name": {"type": "string"}, "id": _ID, "data": {"type": "object"}, "user": {"type": "object"},
+        "ts": {"type": "integer"}, "v": {"type": "string"}, "internal_id": _ID, "received_at": _TIME}},
+    "App": {"type": "object", "required": ["id", "name", "url"], "properties": {
+        "id": _ID, "name": {"type": "string"}, "url": {"type": "string"}, "sdk_language": {"type": "string"},
+        "sdk_version": {"type": "string"}, "framework": {"type": ["string", "null"]},
+        "app_version": {"type": ["string", "null"]}, "error": {"type": ["string", "null"]},
+        "function_count": {"type": "integer"}, "updated_at": {"type": ["string", "null"]},
+        "sync_error": {"type": ["string", "null"]}}},
+    "Function": {"type": "object", "required": ["id", "slug", "name"], "properties": {
+        "id": _ID, "slug": {"type": "string"}, "name": {"type": "string"}, "app_id": _ID,
+        "paused": {"type": "boolean"}, "config": {"type": "object"}}},
+    "Cancellation": {"type": "object", "required": ["id", "function_id", "status"], "properties": {
+        "id": _ID, "environment_id": _ID, "name": {"type": "string"}, "function_id": {"type": "string"},
+        "app_id": _ID, "started_after": {"type": ["string", "null"]}, "started_before": {"type": ["string", "null"]},
+        "if": {"type": ["string", "null"]}, "matched": {"type": "integer"}, "cancelled": {"type": "integer"},
+        "status": _OP_STATUS, "created_at": _TIME, "finished_at": {"type": ["string", "null"]}}},
+    "Replay": {"type": "object", "required": ["id", "function_id", "status"], "properties": {
+        "id": _ID, "name": {"type": "string"}, "function_id": {"type": "string"}, "app_id": _ID, "from": _TIME,
+        "until": _TIME, "statuses": {"type": "array", "items": _STATUS}, "total": {"type": "integer"},
+        "scheduled": {"type": "integer"}, "status": _OP_STATUS, "created_at": _TIME,
+        "finished_at": {"type": ["string", "null"]}}},
+}
+
+
+def _ref(name: str) -> dict[str, Any]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _envelope(data: dict[str, Any]) -> dict[str, Any]:
+    return {"type": "object", "required": ["data"], "properties": {"data": data, "metadata": _META}}
+
+
+def _body(schema: dict[str, Any]) -> dict[str, Any]:
+    return {"required": True, "content": {"application/json": {"schema": schema}}}
+
+
+def _obj(**props: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": props}
+
+
+# (method, path, tag, summary, request body schema or None, response data schema, query params)
+ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any], list[str]]] = [
+    ("get", "/v1/events", "Events", "List events, newest first", None,
+     {"type": "array", "items": _ref("Event")}, ["name", "limit", "cursor"]),
+    ("post", "/v1/events", "Events", "Send events (as the Event API, without an event key)",
+     {"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]},
+     _obj(ids={"type": "array", "items": _ID}), []),
+    ("get", "/v1/events/{event_id}", "Events", "Get an event", None, _ref("Event"), []),
+    ("get", "/v1/events/{event_id}/runs", "Events", "The runs an event triggered", None,
+     {"type": "array", "items": _ref("Run")}, []),
+    ("get", "/v1/runs", "Runs", "List runs, newest first", None, {"type": "array", "items": _ref("Run")},
+     ["function_id", "status", "limit", "cursor"]),
+    ("get", "/v1/runs/{run_id}", "Runs", "Get a run", None, _ref("Run"), []),
+    ("delete", "/v1/runs/{run_id}", "Runs", "Cancel a run", None, _ref("Run"), []),
+    ("post", "/v1/runs/{run_id}/cancel", "Runs", "Cancel a run", None, _ref("Run"), []),
+    ("post", "/v1/runs/{run_id}/rerun", "Runs", "Start a new run with the same events", None,
+     _obj(run_id=_ID), []),
+    ("get", "/v1/apps", "Apps", "List apps", None, {"type": "array", "items": _ref("App")}, []),
+    ("post", "/v1/apps", "Apps", "Add an app URL and sync it", _obj(url={"type": "string"}),
+     _obj(url={"type": "string"}, error={"type": ["string", "null"]}, app_id={"type": ["string", "null"]}), []),
+    ("patch", "/v1/apps/{app_id}", "Apps", "Change an app's URL and resync", _obj(url={"type": "string"}),
+     _ref("App"), []),
+    ("delete", "/v1/apps/{app_id}", "Apps", "Remove an app and its URL", None,
+     _obj(id=_ID, deleted={"type": "boolean"}), []),
+    ("post", "/v1/apps/{app_id}/sync", "Apps", "Resync an app", None, _ref("App"), []),
+    ("get", "/v1/apps/{app_name}/functions", "Apps", "An app's functions", None,
+     {"type": "array", "items": _ref("Function")}, []),
+    ("get", "/v1/functions", "Functions", "List functions", None, {"type": "array", "items": _ref("Function")}, []),
+    ("post", "/v1/functions/{function_id}/pause", "Functions",
+     "Pause a function: its events are kept but start no run (recorded as skipped); its running runs "
+     "wait between steps and are cancelled after 7 days (now, with cancel_running)",
+     _obj(cancel_running={"type": "boolean"}),
+     _obj(id=_ID, slug={"type": "string"}, paused={"type": "boolean"},
+          cancellation={"oneOf": [_ref("Cancellation"), {"type": "null"}]}), []),
+    ("post", "/v1/functions/{function_id}/resume", "Functions", "Resume a paused function", None,
+     _obj(id=_ID, slug={"type": "string"}, paused={"type": "boolean"}), []),
+    ("post", "/v1/functions/{function_id}/invoke", "Functions", "Invoke a function with a payload",
+     _obj(data={"type": "object"}, user={"type": "object"}), _obj(event_id=_ID), []),
+    ("post", "/v1/cancellations", "Cancellations", "Cancel a function's unfinished runs in a time range",
+     {"type": "object", "required": ["function_id"], "properties": {
+         "app_id": _ID, "function_id": _ID, "name": {"type": "string"}, "started_after": _TIME,
+         "started_before": _TIME, "if": {"type": "string"}}},
+     _ref("Cancellation"), []),
+    ("get", "/v1/cancellations", "Cancellations", "Bulk cancellations, newest first", None,
+     {"type": "array", "items": _ref("Cancellation")}, ["function_id", "app_id"]),
+    ("get", "/v1/cancellations/{op_id}", "Cancellations", "A bulk cancellation and its progress", None,
+     _ref("Cancellation"), []),
+    ("delete", "/v1/cancellations/{op_id}", "Cancellations", "Stop a bulk cancellation", None,
+     _ref("Cancellation"), []),
+    ("post", "/v1/replays", "Replays", "Replay a function's runs with the given statuses in a time range",
+     {"type": "object", "required": ["function_id", "from", "statuses"], "properties": {
+         "function_id": _ID, "name": {"type": "string"}, "from": _TIME, "until": _TIME,
+         "statuses": {"type": "array", "items": _STATUS}}},
+     _ref("Replay"), []),
+    ("get", "/v1/replays", "Replays", "Replays, newest first", None, {"type": "array", "items": _ref("Replay")},
+     ["function_id", "app_id"]),
+    ("get", "/v1/replays/{op_id}", "Replays", "A replay and its progress", None, _ref("Replay"), []),
+    ("delete", "/v1/replays/{op_id}", "Replays", "Stop a replay", None, _ref("Replay"), []),
+]
+
+OTHER_PATHS: dict[str, Any] = {
+    "/v0/gql": {"post": {
+        "tags": ["GraphQL"], "summary": "GraphQL (upstream's dev-server schema plus the dashboard's fields)",
+        "requestBody": _body(_obj(query={"type": "string"}, variables={"type": "object"},
+                                  operationName={"type": "string"})),
+        "responses": {"200": {"description": "GraphQL result", "content": {"application/json": {
+            "schema": _obj(data={}, errors={"type": "array"})}}}}}},
+    "/v0/live": {"get": {
+        "tags": ["Live"], "summary": "Server-sent events: which runs and event names just changed",
+        "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}}}}},
+    "/metrics": {"get": {
+        "tags": ["Observability"], "summary": "Prometheus metrics",
+        "responses": {"200": {"description": "exposition text", "content": {"text/plain": {}}}}}},
+}
+
+
+def document(version: str) -> dict[str, Any]:
+    paths: dict[str, Any] = {}
+    for method, path, tag, summary, body, data, query in ROUTES:
+        created = method == "post" and tag in ("Cancellations", "Replays")
+        # the cancellation guide shows the created cancellation as the body itself
+        flat = (method, path) == ("post", "/v1/cancellations")
+        op: dict[str, Any] = {
+            "tags": [tag], "summary": summary, "operationId": f"{method}_{path}",
+            "responses": {
+                "201" if created else "200": {
+                    "description": "OK", "content": {"application/json": {"schema": data if flat else _envelope(data)}}},
+                "400": {"description": "Bad request", "content": {"application/json": {"schema": _ref("Error")}}},
+                "401": {"description": "Not authenticated", "content": {"application/json": {"schema": _ref("Error")}}},
+            },
+        }
+        params = [{"name": p[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
+                  for p in path.split("/") if p.startswith("{")]
+        params += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in query]
+        if params:
+            op["parameters"] = params
+        if body is not None:
+            op["requestBody"] = _body(body)
+        paths.setdefault(path, {})[method] = op
+    paths.update(OTHER_PATHS)
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "pyngest API", "version": version,
+                 "description": "REST API of a pyngest server. In `start` mode send "
+                                "`Authorization: Bearer <signing key>` (or use a dashboard session)."},
+        "paths": paths,
+        "components": {"schemas": SCHEMAS, "securitySchemes": {
+            "signingKey": {"type": "http", "scheme": "bearer", "description": "the server's signing key"}}},
+        "security": [{"signingKey": []}],
+    }
+
+
+class OpenAPI:
+    def __init__(self, version: str) -> None:
+        self.doc = document(version)
+
+    async def serve(self, request: Request) -> Response:
+        return json_response(self.doc)

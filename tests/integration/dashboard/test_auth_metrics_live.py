@@ -1,0 +1,129 @@
+"""Start-mode authentication, Prometheus metrics, and the live feed."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from pyngest.protocol import signing
+from pyngest.server.api.app import build_app
+from tests.integration.dashboard.conftest import running
+from tests.integration.server.harness import Harness
+
+KEY = "signkey-test-" + "ab" * 32
+
+
+@pytest.fixture
+async def secured(tmp_path: Path) -> AsyncIterator[Harness]:
+    async for h in running(tmp_path, mode="start", signing_key=KEY, event_keys=["ek"], dashboard_password="s3cret"):
+        yield h
+
+
+def client(h: Harness, **kw: object) -> httpx.AsyncClient:
+    return httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(h.service)),
+                             base_url="http://pyngest", **kw)  # type: ignore[arg-type]
+
+
+async def test_start_mode_requires_a_session_or_the_signing_key(secured: Harness) -> None:
+    async with client(secured) as anon:
+        page = await anon.get("/runs?status=FAILED")
+        assert page.status_code == 303 and page.headers["location"] == "/login?next=%2Fruns%3Fstatus%3DFAILED"
+        assert (await anon.get("/login")).status_code == 200
+        assert (await anon.post("/v0/gql", json={"query": "{ apps { id } }"})).status_code == 401
+        for path in ("/v1/apps", "/v1/runs", "/metrics", "/openapi.json", "/v0/live"):
+            assert (await anon.get(path)).status_code == 401, path
+        assert (await anon.get("/static/app.js")).status_code == 200
+        assert (await anon.get("/health")).status_code == 200
+        # the Event API keeps its event keys
+        assert (await anon.post("/e/wrong", json={"name": "a/b"})).status_code == 401
+        assert (await anon.post("/e/ek", json={"name": "a/b"})).status_code == 200
+        status = (await anon.get("/auth/status")).json()
+        assert status == {"authRequired": True, "authenticated": False, "user": None}
+
+        wrong = await anon.post("/auth/login", data={"username": "admin", "password": "nope", "next": "/apps"})
+        assert wrong.status_code == 303 and "error=1" in wrong.headers["location"]
+        assert "pyngest_session" not in wrong.cookies
+        ok = await anon.post("/auth/login", data={"username": "admin", "password": "s3cret", "next": "//evil.example"})
+        assert ok.status_code == 303 and ok.headers["location"] == "/"
+        assert "samesite=strict" in ok.headers["set-cookie"].lower() and "httponly" in ok.headers["set-cookie"].lower()
+        cookie = ok.cookies["pyngest_session"]
+
+    async with client(secured, cookies={"pyngest_session": cookie}) as user:
+        assert (await user.get("/runs")).status_code == 200
+        data = (await user.post("/v0/gql", json={"query": "{ apps { name } }"})).json()
+        assert data["data"]["apps"] == [{"name": "test"}]
+        assert (await user.get("/v1/apps")).status_code == 200
+        assert (await user.get("/auth/status")).json()["authenticated"] is True
+        cross = await user.post("/v0/gql", json={"query": "{ apps { name } }"},
+                                headers={"Origin": "https://evil.example"})
+        assert cross.status_code == 403
+        out = await user.post("/auth/logout")
+        assert out.status_code == 303 and 'pyngest_session=""' in out.headers["set-cookie"]
+
+    forged = cookie[:-4] + ("0000" if not cookie.endswith("0000") else "1111")
+    async with client(secured, cookies={"pyngest_session": forged}) as bad:
+        assert (await bad.post("/v0/gql", json={"query": "{ apps { name } }"})).status_code == 401
+
+    bearer = {"Authorization": f"Bearer {signing.hash_signing_key(KEY)}"}
+    async with client(secured, headers=bearer) as api:
+        assert (await api.post("/v0/gql", json={"query": "{ apps { name } }"})).status_code == 200
+        assert (await api.get("/v1/functions")).status_code == 200
+        assert (await api.get("/runs")).status_code == 303  # pages are for people: they sign in
+
+
+async def test_dev_mode_stays_open(harness: Harness) -> None:
+    async with client(harness) as anon:
+        assert (await anon.get("/runs")).status_code == 200
+        assert (await anon.post("/v0/gql", json={"query": "{ apps { name } }"})).status_code == 200
+        assert (await anon.get("/auth/status")).json()["authRequired"] is False
+        assert (await anon.get("/login")).status_code == 303
+
+
+async def test_prometheus_metrics_use_upstreams_names(harness: Harness) -> None:
+    ids = await harness.send({"name": "test/work", "data": {"n": 1}}, {"name": "test/work", "data": {"fail": True}})
+    for eid in ids:
+        await harness.run_ended(eid)
+    assert harness.http is not None
+    resp = await harness.http.get("/metrics")
+    assert resp.headers["content-type"].startswith("text/plain")
+    text = resp.text
+    date = time.strftime("%Y-%m-%d", time.gmtime(harness.clock.now_ms() / 1000))
+    fn = 'fn="test-work"'
+    assert f'inngest_function_run_scheduled_total{{date="{date}",{fn}}} 2' in text
+    assert f'inngest_function_run_started_total{{date="{date}",{fn}}} 2' in text
+    assert f'inngest_function_run_ended_total{{date="{date}",{fn},status="Completed"}} 1' in text
+    assert f'inngest_function_run_ended_total{{date="{date}",{fn},status="Failed"}} 1' in text
+    # each run: a discovery request (the step) and a second request (the end)
+    assert f'inngest_sdk_req_started_total{{date="{date}",{fn}}} 4' in text
+    assert f'inngest_sdk_req_ended_total{{date="{date}",{fn},status="success"}} 3' in text
+    assert f'inngest_sdk_req_ended_total{{date="{date}",{fn},status="failed"}} 1' in text
+    assert f'inngest_sdk_req_scheduled_total{{date="{date}",{fn}}} 4' in text
+    assert "inngest_step_output_bytes_total" in text
+    for name in ("inngest_steps_scheduled", "inngest_steps_running"):
+        assert f"# TYPE {name} gauge" in text
+
+
+async def test_live_hub_reports_new_runs_and_steps_within_its_interval(harness: Harness) -> None:
+    hub = harness.service.live
+    queue = hub.subscribe()
+    try:
+        [eid] = await harness.send({"name": "test/work", "data": {"n": 1}})
+        [run] = await harness.run_ended(eid)
+        seen: set[str] = set()
+        names: set[str] = set()
+        new = steps = 0
+        while run["run_id"] not in seen or not steps:
+            msg = await asyncio.wait_for(queue.get(), 1.0)
+            seen.update(msg["runs"])
+            names.update(msg["events"])
+            new += msg["newRuns"]
+            steps += msg["steps"]
+        assert new == 1 and "test/work" in names
+    finally:
+        hub.unsubscribe(queue)
+    assert hub.watching == 0
