@@ -7,10 +7,8 @@ conformance suite's; only the app differs.
 
 from __future__ import annotations
 
-import sqlite3
 import sys
 from collections.abc import Iterator
-from contextlib import closing
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -100,10 +98,10 @@ class Ops:
                     timeout=timeout, what=f"{kind} {op_id} to complete")
 
     def skips(self, event_id: str) -> list[tuple[str, str]]:
-        """(function id, reason) of the functions the event skipped. No API shows them yet."""
-        with closing(sqlite3.connect(self.server.sqlite_dir / "main.db", timeout=5)) as conn:
-            rows = conn.execute("SELECT fn_id, reason FROM skips WHERE event_internal_id=?", (event_id,))
-            return [tuple(r) for r in rows]
+        """(function id, reason) for each function the event did not start, through the REST API."""
+        resp = self.api.session.get(f"{self.api.url}/v1/events/{event_id}/skips", timeout=30)
+        resp.raise_for_status()
+        return [(s["function_id"], s["reason"]) for s in resp.json()["data"]]
 
 
 # the conformance suite's: a module's own folder, and its `pyngest dev` with a SQLite folder in it

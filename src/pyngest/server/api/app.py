@@ -78,6 +78,7 @@ def build_app(service: Service) -> ASGIApp:
         Route("/v1/events", rest.list_events, methods=["GET"]),
         Route("/v1/events/{event_id}", rest.get_event, methods=["GET"]),
         Route("/v1/events/{event_id}/runs", rest.event_runs, methods=["GET"]),
+        Route("/v1/events/{event_id}/skips", rest.event_skips, methods=["GET"]),
         Route("/v1/runs", rest.list_runs, methods=["GET"]),
         Route("/v1/runs/{run_id}", rest.get_run, methods=["GET"]),
         Route("/v1/runs/{run_id}", rest.cancel_run, methods=["DELETE"]),

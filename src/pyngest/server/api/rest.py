@@ -87,6 +87,18 @@ class RestAPI:
         runs = await self.service.store.runs_for_event(request.path_params["event_id"])
         return json_response({"data": [run_json(r, self.service) for r in runs], "metadata": self._meta()})
 
+    async def event_skips(self, request: Request) -> Response:
+        """The functions this event did not start, and why (rate limited, paused, singleton)."""
+        if (denied := self._auth(request)) is not None:
+            return denied
+        rows = await self.service.store.skips_for_event(request.path_params["event_id"])
+        out = []
+        for fn_id, reason, at_ms in rows:
+            fn = self.service.registry.functions.get(fn_id)
+            out.append({"function_id": fn_id, "function_slug": fn.slug if fn else None, "reason": reason,
+                        "skipped_at": iso_ms(at_ms)})
+        return json_response({"data": out, "metadata": self._meta()})
+
     async def get_run(self, request: Request) -> Response:
         if (denied := self._auth(request)) is not None:
             return denied

@@ -87,7 +87,16 @@ class Resolvers:
         async def runs(*_: Any) -> list[dict[str, Any]]:
             return [self.run_v1(r) for r in await self.s.store.runs_for_event(ev.internal_id)]
 
+        async def skipped(*_: Any) -> list[dict[str, Any]]:
+            out = []
+            for fn_id, reason, at_ms in await self.s.store.skips_for_event(ev.internal_id):
+                fn = self.s.registry.functions.get(fn_id)
+                out.append({"functionID": fn_id, "functionSlug": fn.slug if fn else None, "reason": reason,
+                            "skippedAt": at_ms})
+            return out
+
         return {
+            "skippedFunctions": skipped,
             "id": ev.internal_id, "externalID": ev.event_id, "workspace": {"id": "local"}, "name": ev.name,
             "createdAt": ev.received_ms, "payload": orjson.dumps(orjson.loads(ev.body).get("data")).decode(),
             "raw": body, "functionRuns": runs, "totalRuns": lambda *_: _count(runs), "status": None,
