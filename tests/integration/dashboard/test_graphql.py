@@ -199,3 +199,17 @@ async def test_apps_add_edit_sync_and_delete(harness: Harness) -> None:
     deleted = await gql(harness, 'mutation($id: String!) { deleteApp(id: $id) }', id=app["id"])
     assert deleted["deleteApp"] == app["id"]
     assert (await gql(harness, "{ apps { id } }"))["apps"] == []
+
+
+async def test_events_show_the_functions_they_skipped_and_why(harness: Harness) -> None:
+    await gql(harness, 'mutation { pauseFunction(fnID: "test-work") { paused } }')
+    [eid] = await harness.send({"name": "test/work"})
+    await harness.settle()
+    q = """query($id: ULID!) { eventV2(id: $id) { runs { id } skippedFunctions { functionSlug reason skippedAt } } }"""
+    data = await gql(harness, q, id=eid)
+    assert data["eventV2"]["runs"] == []
+    [skip] = data["eventV2"]["skippedFunctions"]
+    assert skip["functionSlug"] == "test-work" and skip["reason"] == "function_paused" and skip["skippedAt"]
+    assert harness.http is not None
+    rest = (await harness.http.get(f"/v1/events/{eid}/skips")).json()["data"]
+    assert [(s["function_slug"], s["reason"]) for s in rest] == [("test-work", "function_paused")]

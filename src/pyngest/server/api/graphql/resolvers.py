@@ -87,21 +87,22 @@ class Resolvers:
         async def runs(*_: Any) -> list[dict[str, Any]]:
             return [self.run_v1(r) for r in await self.s.store.runs_for_event(ev.internal_id)]
 
-        async def skipped(*_: Any) -> list[dict[str, Any]]:
-            out = []
-            for fn_id, reason, at_ms in await self.s.store.skips_for_event(ev.internal_id):
-                fn = self.s.registry.functions.get(fn_id)
-                out.append({"functionID": fn_id, "functionSlug": fn.slug if fn else None, "reason": reason,
-                            "skippedAt": at_ms})
-            return out
-
         return {
-            "skippedFunctions": skipped,
+            "skippedFunctions": lambda *_: self.skipped(ev),
             "id": ev.internal_id, "externalID": ev.event_id, "workspace": {"id": "local"}, "name": ev.name,
             "createdAt": ev.received_ms, "payload": orjson.dumps(orjson.loads(ev.body).get("data")).decode(),
             "raw": body, "functionRuns": runs, "totalRuns": lambda *_: _count(runs), "status": None,
             "pendingRuns": None, "schema": None,
         }
+
+    async def skipped(self, ev: StoredEvent) -> list[dict[str, Any]]:
+        """The functions the event matched but did not start, and why."""
+        out = []
+        for fn_id, reason, at_ms in await self.s.store.skips_for_event(ev.internal_id):
+            fn = self.s.registry.functions.get(fn_id)
+            out.append({"functionID": fn_id, "functionSlug": fn.slug if fn else None, "reason": reason,
+                        "skippedAt": at_ms})
+        return out
 
     def event_v2(self, ev: StoredEvent) -> dict[str, Any]:
         async def runs(*_: Any) -> list[dict[str, Any]]:
@@ -111,7 +112,7 @@ class Resolvers:
         return {
             "id": ev.internal_id, "name": ev.name, "idempotencyKey": ev.event_id, "occurredAt": ev.ts,
             "receivedAt": ev.received_ms, "raw": ev.body.decode(), "version": body.get("v"),
-            "source": ev.source or None, "runs": runs,
+            "source": ev.source or None, "runs": runs, "skippedFunctions": lambda *_: self.skipped(ev),
         }
 
     def run_v1(self, run: Run) -> dict[str, Any]:

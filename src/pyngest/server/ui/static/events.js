@@ -89,10 +89,17 @@ export function EventTypePage({ name }) {
   </section>`;
 }
 
+const SKIP_REASONS = {
+  function_paused: "the function was paused",
+  rate_limited: "over the function's rate limit",
+  singleton: "a run for the same singleton key was in progress",
+};
+
 export function EventPage({ id }) {
   const [editing, setEditing] = useState(false);
   const data = useData(() => gql(`query($id: ULID!) { eventV2(id: $id) { id name raw receivedAt occurredAt source
-      runs { id status queuedAt startedAt endedAt eventName cronSchedule function { id name slug } app { id name } } } }`, { id }),
+      runs { id status queuedAt startedAt endedAt eventName cronSchedule function { id name slug } app { id name } }
+      skippedFunctions { functionID functionSlug reason skippedAt } } }`, { id }),
   [id], (m) => m.runs.length > 0);
   if (data.error && !data.data) return html`<section class="page"><${ErrorNote} error=${data.error} /></section>`;
   if (!data.data) return html`<section class="page"><div class="loading">Loading…</div></section>`;
@@ -125,7 +132,10 @@ export function EventPage({ id }) {
         ${ev.runs.length ? ev.runs.map((r) => html`<a class="run-line" href="/runs/${r.id}" data-run=${r.id}>
             <${Status} status=${r.status} /> <b>${r.function ? r.function.name : "–"}</b>
             <span class="mono small muted">${r.id}</span></a>`)
-          : html`<${Empty}>This event triggered no functions.<//>`}</div>
+          : !ev.skippedFunctions.length && html`<${Empty}>This event triggered no functions.<//>`}
+        ${ev.skippedFunctions.map((s) => html`<div class="run-line" data-skipped=${s.functionID}>
+            <${Status} status="SKIPPED" /> <b>${s.functionSlug || s.functionID}</b>
+            <span class="small muted">${SKIP_REASONS[s.reason] || s.reason}</span></div>`)}</div>
     </div>
     ${editing && html`<${SendEventModal} onClose=${() => setEditing(false)} initial=${JSON.stringify(resendable, null, 2)} />`}
   </section>`;
