@@ -145,6 +145,10 @@ class ExpressionIndex:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def has_bucket(self, bucket: str) -> bool:
+        """Is anything stored under ``bucket`` (an event name or trigger pattern)?"""
+        return bucket in self._buckets
+
     def __contains__(self, key: object) -> bool:
         return key in self._entries
 
@@ -310,6 +314,10 @@ class PauseIndex:
     def remove(self, pause_id: Hashable) -> bool:
         return self._index.remove(pause_id)
 
+    def listens(self, event_name: str) -> bool:
+        """Does any pause wait for events of this name?"""
+        return self._index.has_bucket(event_name)
+
     def match(self, event: Mapping[str, Any]) -> list[Hashable]:
         """Ids of the pauses ``event`` (with its ``name``) satisfies."""
         return self._index.match(str(event.get("name", "")), event)
@@ -343,6 +351,10 @@ class TriggerIndex:
 
     def remove(self, key: Hashable) -> bool:
         return self._index.remove(key)
+
+    def listens(self, event_name: str) -> bool:
+        """Could an event of this name trigger anything (by name or wildcard)?"""
+        return any(self._index.has_bucket(p) for p in wildcard_names(event_name))
 
     def match(self, event: Mapping[str, Any]) -> list[Hashable]:
         name = str(event.get("name", ""))

@@ -18,13 +18,15 @@ _DECODE.update({c.lower(): i for c, i in list(_DECODE.items())})
 _MAX_ENTROPY = (1 << 80) - 1
 
 
+# Two characters per 10 bits: a 128-bit value (padded to 130 bits) is 13 lookups.
+_PAIRS = [a + b for a in _ALPHABET for b in _ALPHABET]
+_SHIFTS = range(120, -1, -10)
+
+
 def encode(value: int) -> str:
     """128-bit integer → 26-character Crockford base32."""
-    chars = []
-    for _ in range(26):
-        chars.append(_ALPHABET[value & 31])
-        value >>= 5
-    return "".join(reversed(chars))
+    pairs = _PAIRS
+    return "".join([pairs[(value >> s) & 1023] for s in _SHIFTS])
 
 
 def from_parts(ms: int, entropy: bytes) -> str:

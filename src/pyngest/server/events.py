@@ -3,6 +3,7 @@ runner (cron, invoke) and the executor (system events)."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -31,21 +32,20 @@ def stored(event: dict[str, Any], *, received_ms: int, internal_id: str | None =
     )
 
 
-def enqueue_events(batch: Batch, events: list[StoredEvent], now_ms: int) -> None:
-    """Store events and a job that matches them against triggers and pauses, atomically."""
+def enqueue_events(batch: Batch, events: list[StoredEvent], now_ms: int,
+                   listens: Callable[[str], bool] | None = None) -> None:
+    """Store events and a job that matches them against triggers and pauses, atomically.
+
+    With ``listens``, only events something could react to go into the job (and with none,
+    there is no job): a pause only matches events that arrive after it, and triggers act when an
+    event arrives, so an event nobody listens for now never will.
+    """
     if not events:
         return
     batch.add(InsertEvents(events))
-    batch.add(
-        Enqueue(
-            Job(
-                id=f"events:{events[0].internal_id}",
-                kind=JobKind.EVENTS,
-                due_ms=now_ms,
-                payload={"ids": [e.internal_id for e in events]},
-            )
-        )
-    )
+    ids = [e.internal_id for e in events if listens is None or listens(e.name)]
+    if ids:
+        batch.add(Enqueue(Job(id=f"events:{ids[0]}", kind=JobKind.EVENTS, due_ms=now_ms, payload={"ids": ids})))
 
 
 def event_dict(ev: StoredEvent) -> dict[str, Any]:

@@ -54,8 +54,17 @@ HELP = {
 }
 
 
+_DAY_MS = 86_400_000
+_day: tuple[int, str] = (-1, "")
+
+
 def _date(ms: int) -> str:
-    return time.strftime("%Y-%m-%d", time.gmtime(ms / 1000))
+    """The UTC date of ``ms`` (cached for the day: it labels every counter increment)."""
+    global _day
+    day = ms // _DAY_MS
+    if day != _day[0]:
+        _day = (day, time.strftime("%Y-%m-%d", time.gmtime(ms / 1000)))
+    return _day[1]
 
 
 class Metrics:

@@ -240,6 +240,10 @@ class Registry:
                 out.append(fn)
         return out
 
+    def listens(self, event_name: str) -> bool:
+        """Could an event of this name trigger a function (by name or wildcard)?"""
+        return self._triggers.listens(event_name)
+
     def cron_functions(self) -> list[Function]:
         return [f for f in self.functions.values() if f.cron_triggers]
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import logging
 
 from pyngest.clock import Clock, RealClock
+from pyngest.protocol.events import FN_INVOKED
 from pyngest.server import exprs
 from pyngest.server.config import ServerConfig
 from pyngest.server.executor.driver import Driver
@@ -45,6 +46,9 @@ class Service:
             config=ExecutorConfig(retry_interval_s=config.retry_interval_s),
         )
         self.runner = Runner(executor=self.executor, registry=self.registry, clock=self.clock)
+        # the invoke event is always matched: it names its target function directly
+        self.state.listens = lambda name: (name == FN_INVOKED or self.registry.listens(name)
+                                           or self.state.pauses.listens(name))
         self.live = LiveHub()
         self.metrics = Metrics(self._fn_slug_of_run, self.clock.now_ms)
         self.state.observers += [self.live.observe, self.metrics.observe]

@@ -10,7 +10,6 @@ import orjson
 
 from pyngest.protocol import jcs
 from pyngest.protocol.opcodes import INVOKE_TIMEOUT_ERROR
-from pyngest.server.executor.finalize import finalize
 from pyngest.server.model import (
     AddHistory,
     Batch,
@@ -111,7 +110,7 @@ class RunControl:
             fn = x.registry.functions.get(run.fn_id)
             now = x.clock.now_ms()
             batch.add(AddHistory(run_id, now, "CancelRequested", data=orjson.dumps({"reason": reason})))
-            finalize(run, fn.slug if fn else "", RunStatus.CANCELLED, batch, now, keep_job=keep_job)
+            x.finish(run, fn.slug if fn else "", RunStatus.CANCELLED, batch, now, keep_job=keep_job)
             try:
                 await x.state.commit(batch)
             except Exception:

@@ -5,7 +5,6 @@ Only this module (and the gateway) speaks HTTP to apps.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,6 +18,7 @@ from pyngest.protocol import signing
 from pyngest.protocol.ids import new_ulid
 from pyngest.protocol.opcodes import MAX_SDK_RESPONSE_BYTES
 from pyngest.server.executor.backoff import parse_retry_after
+from pyngest.server.executor.http import HTTPClient, HTTPError, ResponseTooLarge
 
 MAX_FUNCTION_TIMEOUT_S = 2 * 3600
 NOT_AN_SDK = "The response did not come from an Inngest SDK"
@@ -84,8 +84,11 @@ class Driver:
     def __init__(self, *, signing_key: str | None, clock_ms: Any, timeout_s: float = MAX_FUNCTION_TIMEOUT_S) -> None:
         self.signing_key = signing_key
         self._now = clock_ms
+        self._timeout_s = timeout_s
         self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=10)
         self._session: aiohttp.ClientSession | None = None
+        # execution requests: the hot path, on our own lean client (see http.py)
+        self._http = HTTPClient(max_body=MAX_SDK_RESPONSE_BYTES)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
@@ -95,6 +98,7 @@ class Driver:
         )
 
     async def close(self) -> None:
+        self._http.close()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -122,20 +126,20 @@ class Driver:
         if self.signing_key:
             hdrs["X-Inngest-Signature"] = signing.sign(body, self.signing_key, int(time.time()))
         started = self._now()
+        target = with_step_id(url, step_id)
         try:
-            async with self.session.post(with_step_id(url, step_id), data=body, headers=hdrs) as resp:
-                raw = await _read_capped(resp)
-                rh = {k.lower(): v for k, v in resp.headers.items()}
-                status = resp.status
-        except _TooLarge:
+            resp = await self._http.post(target, hdrs, body, timeout=self._timeout_s)
+        except ResponseTooLarge:
             return DriverResponse(
                 status=0, transport_error="output_too_large: the SDK's response is larger than "
                 f"{MAX_SDK_RESPONSE_BYTES} bytes", started_ms=started, ended_ms=self._now(),
             )
-        except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+        except HTTPError as exc:
             return DriverResponse(
-                status=0, transport_error=_describe(exc, url), started_ms=started, ended_ms=self._now(),
+                status=0, transport_error=f"request to the app at {target} failed: {exc}",
+                started_ms=started, ended_ms=self._now(),
             )
+        status, rh, raw = resp.status, resp.headers, resp.body
         if status == 201:
             try:
                 status, rh, raw = _unwrap_stream(raw, rh)
@@ -158,29 +162,6 @@ class Driver:
         out.no_retry = _retry_decision(status, rh)
         out.retry_at = parse_retry_after(rh.get(H.RETRY_AFTER), ended)
         return out
-
-
-class _TooLarge(Exception):
-    pass
-
-
-async def _read_capped(resp: aiohttp.ClientResponse) -> bytes:
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in resp.content.iter_any():
-        size += len(chunk)
-        if size > MAX_SDK_RESPONSE_BYTES:
-            raise _TooLarge()
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
-def _describe(exc: BaseException, url: str) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return f"timed out waiting for the app at {url}"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"could not connect to the app at {url}: {exc.os_error}"
-    return f"request to the app at {url} failed: {exc.__class__.__name__}: {exc}"
 
 
 def standard_error(resp: DriverResponse) -> dict[str, Any]:

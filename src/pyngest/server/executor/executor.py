@@ -122,6 +122,11 @@ class Executor:
                 self.state.runs.drop(run.id)
                 raise
 
+    def finish(self, run: Run, fn_slug: str, status: RunStatus, batch: Batch, now_ms: int, **kw: Any) -> None:
+        """End ``run`` (see :func:`finalize`); its system events get a matching job only if
+        something listens for them."""
+        finalize(run, fn_slug, status, batch, now_ms, listens=self.state.listens, **kw)
+
     def function_for(self, run: Run) -> Function | None:
         return self.registry.functions.get(run.fn_id)
 
@@ -181,7 +186,7 @@ class Executor:
                 "name": "Error",
                 "message": "the function of this run no longer exists (its app was deleted or re-synced without it)",
             }
-            finalize(run, run.attrs.get("fn_slug", ""), RunStatus.FAILED, batch, self.clock.now_ms(), error=error)
+            self.finish(run, run.attrs.get("fn_slug", ""), RunStatus.FAILED, batch, self.clock.now_ms(), error=error)
             await self.state.commit(batch)
 
     # ------------------------------------------------------------------------ responses
@@ -196,7 +201,7 @@ class Executor:
             batch.add(UpdateRun(run.id, {"version": run.version}))
         now = self.clock.now_ms()
         if resp.status == 200:
-            finalize(run, fn.slug, RunStatus.COMPLETED, batch, now, output=_canonical_output(resp.body))
+            self.finish(run, fn.slug, RunStatus.COMPLETED, batch, now, output=_canonical_output(resp.body))
             return
         try:
             parsed = resp.json()
@@ -210,7 +215,7 @@ class Executor:
                 "name": "Error",
                 "message": f"The function run exceeded the step limit of {MAX_OPS_PER_RESPONSE} steps.",
             }
-            finalize(run, fn.slug, RunStatus.FAILED, batch, now, error=error)
+            self.finish(run, fn.slug, RunStatus.FAILED, batch, now, error=error)
             return
         try:
             self.ops.handle(run, fn, job, resp, ops, batch)
@@ -231,7 +236,7 @@ class Executor:
         if retryable:
             self.retry(job, batch, resp.retry_at)
             return
-        finalize(run, fn.slug, RunStatus.FAILED, batch, now, error=error)
+        self.finish(run, fn.slug, RunStatus.FAILED, batch, now, error=error)
 
     def retry(self, job: Job, batch: Batch, retry_at: int | None) -> None:
         now = self.clock.now_ms()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -38,6 +39,7 @@ def finalize(
     output: bytes | None = None,
     error: dict[str, Any] | None = None,
     keep_job: str | None = None,
+    listens: Callable[[str], bool] | None = None,
 ) -> None:
     """Add to ``batch`` everything that ends ``run`` with ``status``.
 
@@ -57,12 +59,12 @@ def finalize(
     batch.add(AddHistory(run.id, now_ms, _HISTORY_KIND[status], data=stored_output))
     if run.attrs.get("singleton"):
         batch.add(DeleteFlow(run.attrs["singleton"], only_if=run.id))  # the key is free again
-    system_events(run, fn_slug, status, batch, now_ms, output=output, error=error)
+    system_events(run, fn_slug, status, batch, now_ms, output=output, error=error, listens=listens)
 
 
 def system_events(
     run: Run, fn_slug: str, status: RunStatus, batch: Batch, now_ms: int, *,
-    output: bytes | None, error: dict[str, Any] | None,
+    output: bytes | None, error: dict[str, Any] | None, listens: Callable[[str], bool] | None = None,
 ) -> None:
     events = [orjson.loads(e) for e in run.events]
     first = events[0] if events else {}
@@ -100,7 +102,8 @@ def system_events(
         if meta is not None:
             extra["meta"] = meta
         out.append(extra)
-    enqueue_events(batch, [stored(e, received_ms=now_ms, internal_id=new_ulid(now_ms)) for e in out], now_ms)
+    enqueue_events(batch, [stored(e, received_ms=now_ms, internal_id=new_ulid(now_ms)) for e in out], now_ms,
+                   listens)
 
 
 def _correlation_ids(events: list[dict[str, Any]]) -> list[str]:

@@ -13,7 +13,6 @@ from pyngest.protocol.ids import new_ulid
 from pyngest.protocol.opcodes import MAX_STEP_OUTPUT_BYTES, PRIORITY_OPS, Opcode, parse_opcode
 from pyngest.server.events import enqueue_events, stored
 from pyngest.server.executor.driver import DriverResponse
-from pyngest.server.executor.finalize import finalize
 from pyngest.server.exprs import ExpressionError, compile_condition, interpolate, match_expression
 from pyngest.server.model import (
     AddHistory,
@@ -194,12 +193,12 @@ class OpHandlers:
         if opcode is Opcode.WAIT_FOR_SIGNAL:
             return self._wait_for_signal(run, op, op_id, name, batch, now, race)
         if opcode is Opcode.RUN_COMPLETE:
-            finalize(run, fn.slug, RunStatus.COMPLETED, batch, now, output=jcs.dumps(op.get("data")))
+            x.finish(run, fn.slug, RunStatus.COMPLETED, batch, now, output=jcs.dumps(op.get("data")))
             return False
         if opcode is Opcode.SYNC_RUN_COMPLETE:
             data = op.get("data")
             inner = data.get("data") if isinstance(data, dict) else data
-            finalize(run, fn.slug, RunStatus.COMPLETED, batch, now, output=jcs.dumps(inner))
+            x.finish(run, fn.slug, RunStatus.COMPLETED, batch, now, output=jcs.dumps(inner))
             return False
         if opcode is Opcode.DISCOVERY_REQUEST:
             return True
@@ -306,7 +305,7 @@ class OpHandlers:
             data={"name": name, "race": race, "function_id": target},
         )
         self._add_pause(pause, batch, now, name, "StepInvoking", {"function_id": target, "expires_ms": expires})
-        enqueue_events(batch, [stored(event, received_ms=now)], now)
+        enqueue_events(batch, [stored(event, received_ms=now)], now, self.x.state.listens)
         return False
 
     def _add_pause(self, pause: Pause, batch: Batch, now: int, name: str, kind: str,

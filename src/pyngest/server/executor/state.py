@@ -184,6 +184,9 @@ class PauseBook:
     def for_signal(self, signal: str) -> Pause | None:
         return self._by_signal.get(signal)
 
+    def listens(self, event_name: str) -> bool:
+        return self._index.listens(event_name)
+
     def matching(self, event: dict[str, Any], seq: int) -> Iterator[Pause]:
         """Pauses this event fulfils: right name, condition true, and created before it arrived."""
         for pause_id in self._index.match(event):
@@ -207,6 +210,10 @@ class State:
         # read them back from the store. The job takes them out.
         self.fresh_events: dict[str, StoredEvent] = {}
         self.flow = FlowState()
+        # Whether an event of a given name could start or resume anything right now (set by the
+        # service: triggers live in the registry). Events nobody listens for are stored without
+        # a matching job.
+        self.listens: Callable[[str], bool] = lambda name: True
         # Runs scheduled in a batch that is not committed yet (they exist, as far as decisions
         # like singleton go, though nothing can load them yet).
         self.pending_runs: set[str] = set()

@@ -76,7 +76,7 @@ class Runner:
     async def accept(self, events: list[StoredEvent]) -> None:
         """Store events durably, with the job that will act on them."""
         batch = Batch()
-        enqueue_events(batch, events, self.clock.now_ms())
+        enqueue_events(batch, events, self.clock.now_ms(), self.state.listens)
         await self.state.commit(batch)
 
     # Matching happens in one consumer task, in arrival order: the first of two events with the
