@@ -71,7 +71,7 @@ def build_body(
     return b"".join(
         (
             b'{"ctx":',
-            jcs.dumps(ctx),
+            jcs.dumps_plain(ctx),  # ids, ints and bools only: no floats to normalize
             b',"defers":{},"event":',
             event_json,
             b',"events":[',

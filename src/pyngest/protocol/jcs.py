@@ -33,6 +33,12 @@ def dumps(value: Any) -> bytes:
     return "".join(parts).encode("utf-8")
 
 
+def dumps_plain(value: Any) -> bytes:
+    """Canonical JSON for a value the caller knows holds only strings, bools, None and integers
+    within ±2**53 (no floats): skips the check :func:`dumps` makes."""
+    return orjson.dumps(value, option=_SORT)
+
+
 def canonicalize(raw: bytes | str) -> bytes:
     """Re-render a JSON document canonically."""
     return dumps(orjson.loads(raw))

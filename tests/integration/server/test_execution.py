@@ -202,3 +202,32 @@ async def test_checkpoints_from_a_dispatch_no_longer_in_flight_are_refused(harne
     assert harness.http is not None
     actions = (await harness.http.get(f"/v0/runs/{run['run_id']}/actions")).json()
     assert actions == {A: {"data": 7}}
+
+
+async def test_system_events_are_canonical_and_carry_the_run(harness: Harness) -> None:
+    """function.finished / failed bodies are assembled from stored fragments: still canonical."""
+    async def script(call: Call) -> tuple:
+        if call.body["event"]["data"].get("fail"):
+            return 500, {"X-Inngest-SDK": "inngest-py:v0.5.19", "x-inngest-no-retry": "true"}, {
+                "name": "E", "message": "no", "stack": "s"}
+        return done({"n": 1.5})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "sys"))
+    [ok, bad] = await harness.send({"name": "test/sys", "data": {"x": 1.0}, "meta": {"k": "v"}},
+                                   {"name": "test/sys", "data": {"fail": True}})
+    [r_ok] = await harness.run_ended(ok)
+    [r_bad] = await harness.run_ended(bad)
+    store = harness.service.store
+    finished = {e.body for e in await store.list_events("inngest/function.finished", 10)}
+    failed = await store.list_events("inngest/function.failed", 10)
+    assert len(finished) == 2 and len(failed) == 1
+    for body in [*finished, failed[0].body]:
+        assert jcs.canonicalize(body) == body
+    by_run = {orjson.loads(b)["data"]["run_id"]: orjson.loads(b) for b in finished}
+    done_event = by_run[r_ok["run_id"]]
+    assert done_event["data"]["result"] == {"n": 1.5} and done_event["meta"] == {"k": "v"}
+    assert done_event["data"]["event"]["data"] == {"x": 1} and done_event["data"]["_inngest"] == {"status": "Completed"}
+    failed_event = orjson.loads(failed[0].body)
+    assert failed_event["id"] == r_bad["run_id"] and failed_event["data"]["error"]["message"] == "no"
+    assert "result" not in failed_event["data"]

@@ -8,7 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 import aiohttp
 import orjson
@@ -45,12 +45,26 @@ class DriverResponse:
         return orjson.loads(self.body)
 
 
+_URL_BASES: dict[str, str] = {}
+
+
 def with_step_id(url: str, step_id: str) -> str:
-    """The registered URL already carries ``fnId=<slug>&stepId=step``; set ``stepId``."""
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "stepId"]
-    query.append(("stepId", step_id))
-    return urlunsplit((parts.scheme, parts.netloc, parts.path, urlencode(query), parts.fragment))
+    """The registered URL already carries ``fnId=<slug>&stepId=step``; set ``stepId``.
+
+    The URL without ``stepId`` is worked out once per function URL; step ids are hex digests
+    or "step", safe in a query as they are.
+    """
+    base = _URL_BASES.get(url)
+    if base is None:
+        parts = urlsplit(url)
+        query = urlencode([(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "stepId"])
+        base = urlunsplit((parts.scheme, parts.netloc, parts.path, query + ("&" if query else "") + "stepId=", ""))
+        if len(_URL_BASES) > 10_000:
+            _URL_BASES.clear()
+        _URL_BASES[url] = base
+    if step_id.isalnum():
+        return base + step_id
+    return base + quote(step_id, safe="")
 
 
 def _retry_decision(status: int, hdrs: dict[str, str]) -> bool:

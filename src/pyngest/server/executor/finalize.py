@@ -10,7 +10,7 @@ import orjson
 from pyngest.protocol import jcs
 from pyngest.protocol.events import FN_CANCELLED, FN_FAILED, FN_FINISHED, INTERNAL_DATA_KEY
 from pyngest.protocol.ids import new_ulid
-from pyngest.server.events import enqueue_events, stored
+from pyngest.server.events import enqueue_events
 from pyngest.server.model import (
     AddHistory,
     Batch,
@@ -19,6 +19,7 @@ from pyngest.server.model import (
     DeleteRunPauses,
     Run,
     RunStatus,
+    StoredEvent,
     UpdateRun,
 )
 
@@ -66,50 +67,49 @@ def system_events(
     run: Run, fn_slug: str, status: RunStatus, batch: Batch, now_ms: int, *,
     output: bytes | None, error: dict[str, Any] | None, listens: Callable[[str], bool] | None = None,
 ) -> None:
-    events = [orjson.loads(e) for e in run.events]
-    first = events[0] if events else {}
+    """``inngest/function.finished`` (and ``.failed`` / ``.cancelled``) for the run.
+
+    Their bodies are assembled from the run's stored canonical fragments (its events, its
+    output) in canonical key order, rather than re-serializing copies of them.
+    """
+    first = orjson.loads(run.events[0]) if run.events else {}
     if first.get("name") in (FN_FAILED, FN_FINISHED):
         return  # a failure handler's own end emits nothing, or failures would cascade
-    data: dict[str, Any] = {
-        "function_id": fn_slug,
-        "run_id": run.id,
-        "event": first,
-        "events": events,
-        "_inngest": {"status": status.value},
-    }
-    if status is RunStatus.COMPLETED:
-        data["result"] = orjson.loads(output) if output else None
-    elif status is RunStatus.FAILED and error is not None:
-        data["error"] = error
     meta = first.get("meta")
-    out: list[dict[str, Any]] = []
-    correlation_ids: list[str | None] = list(_correlation_ids(events))
-    for corr in correlation_ids or [None]:
-        d = dict(data)
-        if corr is not None:
-            d["correlation_id"] = corr
-        finished: dict[str, Any] = {"name": FN_FINISHED, "data": d, "ts": now_ms}
-        if meta is not None:
-            finished["meta"] = meta
-        out.append(finished)
+    meta_json = b',"meta":' + jcs.dumps(meta) if meta is not None else b""
+    head = b'{"_inngest":{"status":' + jcs.dumps(status.value) + b"},"
+    tail = b"".join((
+        (b'"error":' + jcs.dumps(error) + b",") if status is RunStatus.FAILED and error is not None else b"",
+        b'"event":', run.events[0] if run.events else b"{}",
+        b',"events":[', b",".join(run.events), b'],"function_id":', jcs.dumps(fn_slug),
+        (b',"result":' + (output or b"null")) if status is RunStatus.COMPLETED else b"",
+        b',"run_id":', jcs.dumps(run.id), b"}",
+    ))
+    out: list[StoredEvent] = []
+    for corr in _correlation_ids(run.events) or [None]:
+        data = head + (b'"correlation_id":' + jcs.dumps(corr) + b"," if corr is not None else b"") + tail
+        out.append(_event(FN_FINISHED, new_ulid(now_ms), data, meta_json, now_ms))
     if status in (RunStatus.FAILED, RunStatus.CANCELLED):
-        extra: dict[str, Any] = {
-            "name": FN_FAILED if status is RunStatus.FAILED else FN_CANCELLED,
-            "data": data,
-            "id": run.id,  # one per run: a retried finalization does not duplicate it
-            "ts": now_ms,
-        }
-        if meta is not None:
-            extra["meta"] = meta
-        out.append(extra)
-    enqueue_events(batch, [stored(e, received_ms=now_ms, internal_id=new_ulid(now_ms)) for e in out], now_ms,
-                   listens)
+        # id = the run id: one per run, so a retried finalization does not duplicate it
+        name = FN_FAILED if status is RunStatus.FAILED else FN_CANCELLED
+        out.append(_event(name, run.id, head + tail, meta_json, now_ms))
+    enqueue_events(batch, out, now_ms, listens)
 
 
-def _correlation_ids(events: list[dict[str, Any]]) -> list[str]:
-    out = []
-    for ev in events:
-        meta = (ev.get("data") or {}).get(INTERNAL_DATA_KEY)
+def _event(name: str, event_id: str, data: bytes, meta_json: bytes, now_ms: int) -> StoredEvent:
+    body = b"".join((b'{"data":', data, b',"id":', jcs.dumps(event_id), meta_json, b',"name":', jcs.dumps(name),
+                     b',"ts":', str(now_ms).encode(), b',"user":{}}'))
+    return StoredEvent(internal_id=new_ulid(now_ms), name=name, event_id=event_id, ts=now_ms,
+                       received_ms=now_ms, body=body)
+
+
+def _correlation_ids(events: list[bytes]) -> list[str | None]:
+    """Invoke correlation ids carried by the run's events (only invoke events have one)."""
+    out: list[str | None] = []
+    for raw in events:
+        if b'"correlation_id"' not in raw:
+            continue  # cheap test before parsing
+        meta = (orjson.loads(raw).get("data") or {}).get(INTERNAL_DATA_KEY)
         if isinstance(meta, dict) and meta.get("correlation_id"):
             out.append(str(meta["correlation_id"]))
     return out
