@@ -343,7 +343,9 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
     @client.create_function(fn_id="crash-ten", trigger=inngest.TriggerEvent(event=f"{P}/crash-ten"))
     async def crash_ten_fn(ctx: inngest.Context) -> Any:
         # Each step returns a fresh nonce and records, as it runs, the nonces of the earlier steps
-        # as the SDK received them from the server (memoized state): see test_crash.py.
+        # as the SDK received them from the server (memoized state): see test_crash.py. `call`
+        # tells the handler's calls (one per request) apart.
+        call = nonce()
         delay = ctx.event.data.get("step_sleep_s", 0)
         seen: list[str] = []
         for i in range(10):
@@ -351,14 +353,24 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
 
             async def body(i: int = i, observed: list[str] = observed) -> str:
                 mine = nonce()
-                _step_record(ctx, "crash-ten", f"s{i}", index=i, nonce=mine, seen=observed)
+                _step_record(
+                    ctx, "crash-ten", f"s{i}", index=i, nonce=mine, seen=observed, call=call
+                )
                 if delay:
                     # uniform in [0, 2 * delay]: kills land in every phase of a step
                     await asyncio.sleep(random.uniform(0, 2 * delay))
                 return mine
 
             seen.append(await ctx.step.run(f"s{i}", body))
-        record(kind, kind="body-end", fn="crash-ten", tag=_tag(ctx), run_id=ctx.run_id, seen=seen)
+        record(
+            kind,
+            kind="body-end",
+            fn="crash-ten",
+            tag=_tag(ctx),
+            run_id=ctx.run_id,
+            seen=seen,
+            call=call,
+        )
         return {"nonces": seen}
 
     return [
