@@ -25,10 +25,14 @@ Why an observed output is a stored one depends on the SDK:
 - **Python** (both SDKs) runs one step per request and returns its output to the server; the
   outputs a step sees are the memoized state the server sent.
 - **JS** runs the whole function in one request (checkpointing): after each step it POSTs the
-  output to ``/v1/checkpoint/{run}/async`` and runs the next step only once that answered 2xx,
-  which the server sends only after storing it. A call orphaned by a crash keeps running in
-  the app; it must get **409** (stale dispatch) on its next checkpoint and stop there. The app
-  logs each checkpoint attempt and each request's generation, and two more rules are checked:
+  output to ``/v1/checkpoint/{run}/async`` and runs the next step's body only once that
+  answered 2xx, which the server sends only after storing it. The function's own code between
+  steps runs meanwhile, though: after the last step the function returns (and logs its end)
+  while that step's checkpoint is still in flight. So a call's *own* output counts as an
+  observation only once a checkpoint of it was accepted; outputs memoized from the server
+  always count. A call orphaned by a crash keeps running in the app; it must get **409**
+  (stale dispatch) on its next checkpoint and stop there. The app logs each checkpoint
+  attempt and each request's generation, and two more rules are checked:
 
 3. no checkpoint sent after a kill by a dispatch of the killed server was accepted;
 4. a call ran step ``k+1`` after executing step ``k`` only once a checkpoint of step ``k``
@@ -71,16 +75,25 @@ def _send_batch(api: Api, tags: list[str], name: str) -> list[str]:
 
 
 def check_exactly_once_after_stored(
-    entries: list[dict[str, Any]], finals: dict[str, list[str]]
+    entries: list[dict[str, Any]], finals: dict[str, list[str]], *, checkpointing: bool = False
 ) -> tuple[list[str], int]:
-    """Check the two rules of the module docstring over the app's log (in write order).
+    """Check rules 1 and 2 of the module docstring over the app's log (in write order).
 
-    ``finals`` maps run id → the nonces in its final output. Returns the violations found and
-    how many step executions were repeats (allowed only before the output was stored)."""
+    ``finals`` maps run id → the nonces in its final output. With ``checkpointing`` (JS) the
+    log's checkpoint lines tell which of a call's own outputs the server had accepted when a
+    line was written; the others are not observations of a stored output. Returns the
+    violations found and how many step executions were repeats (allowed only before the output
+    was stored)."""
     violations: list[str] = []
     executions: dict[tuple[str, int], list[int]] = defaultdict(list)  # (run, step) -> log indexes
     producer: dict[str, tuple[str, int, int]] = {}  # nonce -> (run, step, log index)
+    accepted: set[tuple[str, Any, str]] = set()  # (run, generation, step name), so far
+    own: dict[tuple[str, int], Any] = {}  # (call, step) -> generation: steps a call executed
     for index, entry in enumerate(entries):
+        if entry["kind"] == "checkpoint":
+            if entry["outcome"] == "ok":
+                accepted.update((entry["run_id"], entry["generation"], s) for s in entry["steps"])
+            continue
         run_id = entry["run_id"]
         final = finals.get(run_id)
         if final is None:
@@ -93,11 +106,15 @@ def check_exactly_once_after_stored(
             k = entry["index"]
             executions[(run_id, k)].append(index)
             producer[entry["nonce"]] = (run_id, k, index)
+            own[(entry.get("call"), k)] = entry.get("generation")
             if len(seen) != k:
                 violations.append(
                     f"log line {index}: step {k} of {run_id} saw {len(seen)} earlier outputs"
                 )
         for i, observed in enumerate(seen):
+            mine = (entry.get("call"), i)
+            if checkpointing and mine in own and (run_id, own[mine], f"s{i}") not in accepted:
+                continue  # the call's own output, which the server has not accepted (yet)
             if observed != final[i]:
                 violations.append(
                     f"log line {index}: run {run_id} was handed output {observed} for step {i}, "
@@ -236,13 +253,16 @@ def test_sigkill_restart_exactly_once(kind: str, tmp_path: Path) -> None:
 
         entries = app.observations(fn="crash-ten")
         assert {e["tag"] for e in entries} == set(event_ids.values())
-        violations, repeats = check_exactly_once_after_stored(
-            [e for e in entries if e["kind"] in ("step", "body-end")], finals
-        )
+        js = kind == "js"
+        logged = [
+            e
+            for e in app.observations()
+            if e["kind"] in ("step", "body-end") or (js and e["kind"] == "checkpoint")
+        ]
+        violations, repeats = check_exactly_once_after_stored(logged, finals, checkpointing=js)
         summary = f"{total} runs, {KILLS} kills {kill_log}, {repeats} repeated step bodies"
-        if kind == "js":
-            logged = [e for e in app.observations() if e["kind"] in ("step", "checkpoint")]
-            violations += check_checkpoints(logged, kills)
+        if js:
+            violations += check_checkpoints([e for e in logged if e["kind"] != "body-end"], kills)
             outcomes = Counter(e["outcome"] for e in logged if e["kind"] == "checkpoint")
             summary += f", checkpoints {dict(outcomes)}"
         assert not violations, f"{len(violations)} violations {context}:\n" + "\n".join(
@@ -337,3 +357,23 @@ def test_checkpoint_checker_catches_a_step_run_without_accepted_checkpoint() -> 
     ):
         violations = check_checkpoints(bad, [])
         assert any("without an accepted checkpoint" in v for v in violations), (bad, violations)
+
+
+def test_checker_with_checkpointing_counts_only_accepted_outputs() -> None:
+    """JS: the function's code after a step runs while that step's checkpoint is in flight, so
+    its own output counts as handed out only once a checkpoint of it was accepted."""
+    finals = {"r": [f"n{i}" for i in range(STEPS)]}
+    earlier = [
+        {**_js_step(i, float(i)), "nonce": f"n{i}", "seen": finals["r"][:i]} for i in range(9)
+    ]
+    last = {**_js_step(9, 9.0), "nonce": "lost", "seen": finals["r"][:9]}
+    end = {"kind": "body-end", "run_id": "r", "call": "c", "seen": [*finals["r"][:9], "lost"]}
+    rerun = {**_js_step(9, 12.0, generation=2, call="d"), "nonce": "n9", "seen": finals["r"][:9]}
+    # s9's checkpoint failed (the server died), and a new dispatch ran s9 again: allowed.
+    log = [*earlier, last, end, _checkpoint(9, 9.5, "stale"), rerun]
+    violations, repeats = check_exactly_once_after_stored(log, finals, checkpointing=True)
+    assert violations == [] and repeats == 1, violations
+    # Had the server accepted s9 before the function's end, the rerun replaced a stored output.
+    log = [*earlier, last, _checkpoint(9, 9.5, "ok"), end, rerun]
+    violations, _ = check_exactly_once_after_stored(log, finals, checkpointing=True)
+    assert any("lost or replaced" in v for v in violations), violations
