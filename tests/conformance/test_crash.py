@@ -1,7 +1,8 @@
 """Crash test: hundreds of runs of a 10-step function in flight while the server is killed with
-SIGKILL at random moments and restarted on the same port and data directory, once per SDK
-that runs steps differently: the official Python SDK (``py_fastapi``), pyngest's own
-(``pyngest_fastapi``), and the npm SDK with checkpointing (``js``).
+SIGKILL at random moments and restarted on the same port and data directory. The runs belong
+to three apps synced to the one server, one per way of running steps: the official Python SDK
+(``py_fastapi``), pyngest's own (``pyngest_fastapi``), and the npm SDK with checkpointing
+(``js``); each kill lands on runs of all three.
 
 What must hold afterwards:
 
@@ -54,7 +55,8 @@ from .harness import Api, App, Server, poll
 
 pytestmark = [pytest.mark.conformance, pytest.mark.slow]
 
-# One app per way of running steps: official Python, pyngest, npm with checkpointing.
+# One app per way of running steps (official Python, pyngest, npm with checkpointing), all
+# on one server at once.
 CRASH_KINDS = ("py_fastapi", "pyngest_fastapi", "js")
 
 INITIAL_RUNS = 200
@@ -192,9 +194,39 @@ def check_checkpoints(entries: list[dict[str, Any]], kills: list[tuple[float, fl
     return violations
 
 
+def _verify(
+    app: App, api: Api, event_ids: dict[str, str], kills: list[tuple[float, float]]
+) -> tuple[list[str], str]:
+    """Every event started one run that completed, and the app's log obeys the rules of the
+    module docstring. Returns the violations (each naming the app) and a summary."""
+    finals: dict[str, list[str]] = {}
+    for event_id, tag in event_ids.items():
+        runs = api.wait_runs(event_id, 1)
+        assert len(runs) == 1, f"{app.kind}: event {event_id} ({tag}) started {len(runs)} runs"
+        run = api.wait_ended(runs[0]["run_id"], timeout=120)
+        assert run["status"] == "Completed", (app.kind, tag, run)
+        finals[run["run_id"]] = run["output"]["nonces"]
+
+    entries = app.observations(fn="crash-ten")
+    assert {e["tag"] for e in entries} == set(event_ids.values()), app.kind
+    js = app.kind == "js"
+    logged = [
+        e
+        for e in app.observations()
+        if e["kind"] in ("step", "body-end") or (js and e["kind"] == "checkpoint")
+    ]
+    violations, repeats = check_exactly_once_after_stored(logged, finals, checkpointing=js)
+    summary = f"{app.kind}: {len(finals)} runs, {repeats} repeated step bodies"
+    if js:
+        violations += check_checkpoints([e for e in logged if e["kind"] != "body-end"], kills)
+        outcomes = Counter(e["outcome"] for e in logged if e["kind"] == "checkpoint")
+        summary += f", checkpoints {dict(outcomes)}"
+    return [f"{app.kind}: {v}" for v in violations], summary
+
+
 @pytest.mark.timeout(900)
-@pytest.mark.parametrize("kind", CRASH_KINDS)
-def test_sigkill_restart_exactly_once(kind: str, tmp_path: Path) -> None:
+def test_sigkill_restart_exactly_once(tmp_path: Path) -> None:
+    """All the crash apps at once on one server, so every kill lands on each SDK's runs."""
     seed = int(os.environ.get("CONFORMANCE_CRASH_SEED") or time.time_ns() % 1_000_000)
     rng = random.Random(seed)
     context = f"(seed {seed}; rerun with CONFORMANCE_CRASH_SEED={seed})"
@@ -202,75 +234,66 @@ def test_sigkill_restart_exactly_once(kind: str, tmp_path: Path) -> None:
     server = Server(tmp_path / "server")
     server.workdir.mkdir()
     server.start()
-    app = App(kind, tmp_path, server.url)
+    apps = [App(kind, tmp_path, server.url) for kind in CRASH_KINDS]
     try:
-        app.start()
-        error = app.sync_error()
-        assert error is None, error
+        for app in apps:
+            app.start()
+            error = app.sync_error()
+            assert error is None, error
         api = server.api()
-        name = app.event("crash-ten")
 
-        tags = [f"crash-{i}" for i in range(INITIAL_RUNS)]
-        event_ids = dict(zip(_send_batch(api, tags, name), tags, strict=True))
+        def send(app: App, tags: list[str]) -> dict[str, str]:
+            return dict(zip(_send_batch(api, tags, app.event("crash-ten")), tags, strict=True))
 
-        def finished() -> set[str]:
+        event_ids = {
+            app.kind: send(app, [f"crash-{i}" for i in range(INITIAL_RUNS)]) for app in apps
+        }
+
+        def finished(app: App) -> set[str]:
             return {e["tag"] for e in app.observations(kind="body-end", fn="crash-ten")}
 
-        kill_log = []
+        kill_log = []  # (time, {app: (runs started, runs done)})
         kills: list[tuple[float, float]] = []  # (SIGKILL sent, process gone)
         for kill in range(KILLS):
             time.sleep(rng.uniform(0.5, 4.0))  # a random moment is the point: not a poll
-            done = finished()
-            in_flight = len(event_ids) - len(done)
-            assert in_flight > 0, (
-                f"all runs ended before kill {kill + 1}: nothing in flight {context}"
-            )
-            started = len({e["tag"] for e in app.observations(kind="step", fn="crash-ten")})
+            progress = {}
+            for app in apps:
+                done = finished(app)
+                assert len(event_ids[app.kind]) > len(done), (
+                    f"{app.kind}: all runs ended before kill {kill + 1}: nothing in flight {context}"
+                )
+                started = {e["tag"] for e in app.observations(kind="step", fn="crash-ten")}
+                progress[app.kind] = (len(started), len(done))
             killed_at = time.time()
-            kill_log.append((round(killed_at, 3), started, len(done)))
+            kill_log.append((round(killed_at, 3), progress))
             server.kill9()
             kills.append((killed_at, time.time()))
             server.start()
             # Events acknowledged between crashes must start runs too.
-            more = [f"crash-r{kill}-{i}" for i in range(RUNS_PER_RESTART)]
-            event_ids.update(zip(_send_batch(api, more, name), more, strict=True))
+            for app in apps:
+                event_ids[app.kind] |= send(
+                    app, [f"crash-r{kill}-{i}" for i in range(RUNS_PER_RESTART)]
+                )
 
-        total = len(event_ids)
+        total = sum(len(ids) for ids in event_ids.values())
         poll(
-            lambda: len(finished()) >= total,
+            lambda: sum(len(finished(app)) for app in apps) >= total,
             timeout=600,
             interval=1,
-            what=f"all {total} runs to end {context}; kills (time, runs started, runs done): {kill_log}",
+            what=f"all {total} runs to end {context}; kills (time, runs started/done): {kill_log}",
         )
-
-        finals: dict[str, list[str]] = {}
-        for event_id, tag in event_ids.items():
-            runs = api.wait_runs(event_id, 1)
-            assert len(runs) == 1, f"event {event_id} ({tag}) started {len(runs)} runs {context}"
-            run = api.wait_ended(runs[0]["run_id"], timeout=120)
-            assert run["status"] == "Completed", (tag, run, context)
-            finals[run["run_id"]] = run["output"]["nonces"]
-
-        entries = app.observations(fn="crash-ten")
-        assert {e["tag"] for e in entries} == set(event_ids.values())
-        js = kind == "js"
-        logged = [
-            e
-            for e in app.observations()
-            if e["kind"] in ("step", "body-end") or (js and e["kind"] == "checkpoint")
-        ]
-        violations, repeats = check_exactly_once_after_stored(logged, finals, checkpointing=js)
-        summary = f"{total} runs, {KILLS} kills {kill_log}, {repeats} repeated step bodies"
-        if js:
-            violations += check_checkpoints([e for e in logged if e["kind"] != "body-end"], kills)
-            outcomes = Counter(e["outcome"] for e in logged if e["kind"] == "checkpoint")
-            summary += f", checkpoints {dict(outcomes)}"
+        violations, summaries = [], []
+        for app in apps:
+            found, summary = _verify(app, api, event_ids[app.kind], kills)
+            violations += found
+            summaries.append(summary)
         assert not violations, f"{len(violations)} violations {context}:\n" + "\n".join(
             violations[:40]
         )
-        print(f"crash test {kind} {context}: {summary}")
+        print(f"crash test {context}: {KILLS} kills {kill_log}; " + "; ".join(summaries))
     finally:
-        app.stop()
+        for app in apps:
+            app.stop()
         server.stop()
 
 
