@@ -7,7 +7,9 @@ from typing import Any
 import django.http
 import django.urls
 import django.views.decorators.csrf
+from django.conf import settings
 
+from pyngest.protocol.opcodes import MAX_SDK_REQUEST_BYTES
 from pyngest.sdk import config
 from pyngest.sdk.client import Inngest
 from pyngest.sdk.config import Streaming
@@ -17,10 +19,32 @@ from pyngest.sdk.handler import CommHandler, Request, Response, lower_headers
 FRAMEWORK = "django"
 
 
+def _body(request: django.http.HttpRequest) -> bytes:
+    """The request body, accepted up to the protocol's limit even where Django's is lower.
+
+    Servers send execution requests of up to 4 MiB (larger state goes through ``use_api``), but
+    ``request.body`` refuses anything over ``DATA_UPLOAD_MAX_MEMORY_SIZE``, 2.5 MiB by default
+    (Django answers 400 and the run fails). The setting bounds what a request can make the
+    app hold; here the protocol's bound takes its place when it is the larger one, and bodies
+    over both are still refused by Django.
+    """
+    limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+    try:
+        length = int(request.META.get("CONTENT_LENGTH") or 0)
+    except ValueError:
+        length = 0
+    body: bytes
+    if limit is None or length <= limit or length > MAX_SDK_REQUEST_BYTES:
+        body = request.body
+    else:
+        body = request.read()
+    return body
+
+
 def _request(request: django.http.HttpRequest) -> Request:
     return Request(
         method=request.method or "GET",
-        body=request.body,
+        body=_body(request),
         headers=lower_headers(request.headers.items()),
         query=dict(request.GET.items()),
         url=request.build_absolute_uri(),

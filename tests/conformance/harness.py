@@ -1,7 +1,7 @@
 """Processes and HTTP helpers for the conformance suite.
 
 A test module gets one real ``pyngest`` server process (``dev`` or ``start`` mode) and the apps
-it asks for, each a real process running an official Inngest SDK. Tests send events with
+it asks for, each a real process running an official Inngest SDK or pyngest's own. Tests send events with
 ``POST /e/<key>`` and watch runs through the server's read APIs (``/v1`` REST and ``/v0/gql``),
 and read what the apps observed from the apps' JSON-lines logs.
 
@@ -37,7 +37,8 @@ HERE = Path(__file__).resolve().parent
 APPS_DIR = HERE / "apps"
 JS_DIR = HERE / "js"
 
-APP_KINDS = ("py_fastapi", "py_flask", "js")
+# The official SDKs, then pyngest's own (``import pyngest as inngest``) on three frameworks.
+APP_KINDS = ("py_fastapi", "py_flask", "js", "pyngest_fastapi", "pyngest_flask", "pyngest_django")
 TERMINAL = ("Completed", "Failed", "Cancelled")
 
 # Seconds. Long enough for two loaded cores; a healthy run never waits this long.
@@ -263,7 +264,7 @@ class Server:
 
 @dataclass
 class App:
-    """One conformance app (an official SDK) as a process."""
+    """One conformance app (an official SDK, or pyngest's) as a process."""
 
     kind: str
     workdir: Path

@@ -1,6 +1,6 @@
 """Cron triggers. Inngest crons have one-minute resolution (5-field expressions), so this
 module syncs every app at its start and then waits for the next minute boundary, at most ~60 s
-once for all three apps; the other modules run meanwhile under ``pytest -n``."""
+once for all the apps; the other modules run meanwhile under ``pytest -n``."""
 
 from __future__ import annotations
 

@@ -39,6 +39,9 @@ KEY_SPELLING = {
     "py_fastapi": SIGNING_KEY,
     "py_flask": f"signkey-prod-{SIGNING_KEY}",
     "js": f"signkey-test-{SIGNING_KEY}",
+    "pyngest_fastapi": f"signkey-prod-{SIGNING_KEY}",
+    "pyngest_flask": SIGNING_KEY,
+    "pyngest_django": f"signkey-test-{SIGNING_KEY}",
 }
 
 

@@ -1,6 +1,6 @@
 """The apps themselves, and what the official SDKs send when synced (PROTOCOL.md §2).
 
-These cases point each app at a small in-process listener standing in for the server, so they
+These cases point each app (official SDKs and pyngest's) at a small in-process listener standing in for the server, so they
 check the SDKs' side of the sync protocol without a pyngest server: that each app answers the
 introspection GET as an SDK, that a PUT makes it POST ``/fn/register`` to its configured base
 URL while the PUT is still open, and that the payload has the shapes the server must accept.
@@ -9,6 +9,7 @@ The last case syncs each app to a real ``pyngest dev`` and runs a function end t
 
 from __future__ import annotations
 
+import importlib.metadata
 import json
 import threading
 from collections.abc import Iterator
@@ -24,12 +25,24 @@ from .harness import APP_KINDS, Api, App, new_tag
 
 pytestmark = pytest.mark.conformance
 
+PYNGEST = importlib.metadata.version("pyngest")
 SDK_HEADER = {
     "py_fastapi": "inngest-py:v0.5.19",
     "py_flask": "inngest-py:v0.5.19",
     "js": "inngest-js:v4.24.0",
+    # docs/compatibility.md: same form as upstream's, with pyngest's own name and version
+    "pyngest_fastapi": f"pyngest-py:v{PYNGEST}",
+    "pyngest_flask": f"pyngest-py:v{PYNGEST}",
+    "pyngest_django": f"pyngest-py:v{PYNGEST}",
 }
-SDK_FIELD = {"py_fastapi": "py:v0.5.19", "py_flask": "py:v0.5.19", "js": "js:v4.24.0"}
+SDK_FIELD = {
+    "py_fastapi": "py:v0.5.19",
+    "py_flask": "py:v0.5.19",
+    "js": "js:v4.24.0",
+    "pyngest_fastapi": f"py:v{PYNGEST}",
+    "pyngest_flask": f"py:v{PYNGEST}",
+    "pyngest_django": f"py:v{PYNGEST}",
+}
 
 # The functions every app defines, by id (without the app prefix).
 COMMON_FUNCTIONS = {

@@ -6,6 +6,7 @@
 // same function ids as ../apps/py_fastapi.py, plus `fetch` (step.fetch exists only in this SDK),
 // and serves GET /echo for that function to fetch.
 
+import { AsyncLocalStorage } from "node:async_hooks";
 import { createHash, randomUUID } from "node:crypto";
 import { appendFileSync } from "node:fs";
 import http from "node:http";
@@ -47,6 +48,34 @@ api.getRunSteps = async (runId) => {
   record({ kind: "use_api", run_id: runId });
   return originalGetRunSteps(runId);
 };
+
+// Observe every checkpoint attempt (v4 async checkpointing): when it was sent, for which
+// dispatch (`generation`, from the request's x-inngest-generation-id) and steps, and how it
+// ended: "ok" (2xx: the server stored the steps), "stale" (409: the dispatch is no longer in
+// flight, and the SDK abandons the call) or "error" (the SDK retries, then falls back to
+// returning the steps in its response). The SDK looks the method up on each attempt.
+const originalCheckpoint = api.checkpointStepsAsync.bind(api);
+api.checkpointStepsAsync = async (args) => {
+  const entry = {
+    kind: "checkpoint",
+    run_id: args.runId,
+    generation: args.generationId ?? null,
+    steps: (args.steps || []).map((op) => op.displayName ?? op.name ?? op.id),
+    sent: Date.now() / 1000,
+  };
+  try {
+    const out = await originalCheckpoint(args);
+    record({ ...entry, outcome: "ok" });
+    return out;
+  } catch (err) {
+    const stale = err?.name === "StaleDispatchError";
+    record({ ...entry, outcome: stale ? "stale" : "error", error: String(err?.message ?? err) });
+    throw err;
+  }
+};
+
+// The generation of the request being served, for the function to log (see `crash-ten`).
+const dispatch = new AsyncLocalStorage();
 
 const stepRecord = (ctx, fn, step, extra = {}) =>
   record({
@@ -375,6 +404,9 @@ const largeStateFn = inngest.createFunction(
 const crashTenFn = inngest.createFunction(
   { id: "crash-ten", triggers: [ev("crash-ten")] },
   async (ctx) => {
+    // `call` tells the handler's calls apart: one per request, which with checkpointing may run
+    // several steps (see ../test_crash.py).
+    const call = nonce();
     const delay = ctx.event.data?.step_sleep_s || 0;
     const seen = [];
     for (let i = 0; i < 10; i++) {
@@ -382,14 +414,20 @@ const crashTenFn = inngest.createFunction(
       seen.push(
         await ctx.step.run(`s${i}`, async () => {
           const mine = nonce();
-          stepRecord(ctx, "crash-ten", `s${i}`, { index: i, nonce: mine, seen: observed });
+          stepRecord(ctx, "crash-ten", `s${i}`, {
+            index: i,
+            nonce: mine,
+            seen: observed,
+            call,
+            generation: dispatch.getStore()?.generation ?? null,
+          });
           // uniform in [0, 2 * delay]: kills land in every phase of a step
           if (delay) await new Promise((resolve) => setTimeout(resolve, Math.random() * 2 * delay * 1000));
           return mine;
         }),
       );
     }
-    record({ kind: "body-end", fn: "crash-ten", tag: ctx.event.data?.tag, run_id: ctx.runId, seen });
+    record({ kind: "body-end", fn: "crash-ten", tag: ctx.event.data?.tag, run_id: ctx.runId, seen, call });
     return { nonces: seen };
   },
 );
@@ -430,7 +468,10 @@ const handler = serve({ client: inngest, functions });
 
 const server = http.createServer((req, res) => {
   const url = new URL(req.url, `http://${req.headers.host || "127.0.0.1"}`);
-  if (url.pathname === "/api/inngest") return handler(req, res);
+  if (url.pathname === "/api/inngest") {
+    const generation = Number(req.headers["x-inngest-generation-id"]) || null;
+    return dispatch.run({ generation }, () => handler(req, res));
+  }
   if (url.pathname === "/echo") {
     const tag = url.searchParams.get("tag");
     record({ kind: "echo", tag, method: req.method, user_agent: req.headers["user-agent"] || null });

@@ -4,6 +4,7 @@ official Django adapter)."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
 from collections.abc import Iterator
 from typing import Any
 
@@ -93,3 +94,33 @@ def test_starlette_serve_and_asgi_app(loop: asyncio.AbstractEventLoop) -> None:
     assert t.final["body"] == "sync-in-asgi"
     assert a.request("GET", "/api/inngest").headers["x-inngest-framework"] == "starlette"
     assert a.request("DELETE", "/api/inngest").status == 405
+
+
+def test_django_accepts_bodies_up_to_the_protocol_limit() -> None:
+    """Execution requests up to 4 MiB are legal (larger state goes through ``use_api``); with
+    Django's default DATA_UPLOAD_MAX_MEMORY_SIZE (2.5 MiB) ``request.body`` refused them with a
+    400, so a run failed once its memoized state passed 2.5 MiB."""
+    from django.conf import settings
+
+    django_urls.setup()
+    assert settings.DATA_UPLOAD_MAX_MEMORY_SIZE == 2_621_440  # Django's default
+    c = inngest.Inngest(app_id="dj-big", is_production=False)
+
+    @c.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="e"))
+    def f(ctx: inngest.ContextSync) -> Any:
+        big = ctx.step.run("big", lambda: "x")
+        return ctx.step.run("len", lambda: len(big))
+
+    django_urls.add(pyngest.django.serve(c, [f], serve_path="/big/inngest"))
+    client = DjangoClient("/big/inngest")
+    big_id = hashlib.sha1(b"big").hexdigest()
+
+    def post(size: int) -> HTTPResult:
+        body = exec_body(events=[event(name="e")], steps={big_id: {"data": "x" * size}}, stack=[big_id])
+        return client.request("POST", "/api/inngest?fnId=dj-big-f&stepId=step", {}, body)
+
+    res = post(3 * 1024 * 1024)
+    assert res.status == 206, res.body[:300]
+    assert res.json()[0]["data"] == 3 * 1024 * 1024
+    # Beyond the protocol's limit Django's own refusal still applies.
+    assert post(5 * 1024 * 1024).status == 400
