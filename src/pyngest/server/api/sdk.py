@@ -174,11 +174,7 @@ class SdkAPI:
                     batch.add(AddHistory(run.id, now, "StepCompleted", step_id=step_id, name=step_name(raw),
                                          data=orjson.dumps({"started_ms": start, "ended_ms": end, "checkpoint": True})))
             if batch:
-                try:
-                    await x.state.commit(batch)
-                except Exception:
-                    x.state.runs.drop(run_id)
-                    raise
+                await x.state.commit_run(run_id, batch)
         return Response(status_code=200)
 
     # ---------------------------------------------------------------------------- signals

@@ -89,11 +89,7 @@ class RunControl:
             batch.add(AddHistory(run_id, x.clock.now_ms(), kind, step_id=step_id, name=name))
             if pending is not None and (race or not pending):
                 x.enqueue_discovery(run, batch)
-            try:
-                await x.state.commit(batch)
-            except Exception:
-                x.state.runs.drop(run_id)
-                raise
+            await x.state.commit_run(run_id, batch)
             return True
 
     async def cancel_run(self, run_id: str, *, reason: str = "", keep_job: str | None = None,
@@ -111,11 +107,7 @@ class RunControl:
             now = x.clock.now_ms()
             batch.add(AddHistory(run_id, now, "CancelRequested", data=orjson.dumps({"reason": reason})))
             x.finish(run, fn.slug if fn else "", RunStatus.CANCELLED, batch, now, keep_job=keep_job)
-            try:
-                await x.state.commit(batch)
-            except Exception:
-                x.state.runs.drop(run_id)
-                raise
+            await x.state.commit_run(run_id, batch)
             return True
 
     async def cancel_job(self, job: Job) -> None:

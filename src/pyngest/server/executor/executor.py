@@ -116,11 +116,7 @@ class Executor:
             except Exception:
                 self.state.runs.drop(run.id)  # in-memory state may be half-updated
                 raise
-            try:
-                await self.state.commit(batch)
-            except Exception:
-                self.state.runs.drop(run.id)
-                raise
+            await self.state.commit_run(run.id, batch)
 
     def finish(self, run: Run, fn_slug: str, status: RunStatus, batch: Batch, now_ms: int, **kw: Any) -> None:
         """End ``run`` (see :func:`finalize`); its system events get a matching job only if

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from pyngest.protocol import jcs
-from pyngest.protocol.durations import DurationError, parse_ms, parse_time_ms
+from pyngest.protocol.durations import DurationError, parse_until_or_duration
 from pyngest.protocol.events import FN_FINISHED, FN_INVOKED, INTERNAL_DATA_KEY
 from pyngest.protocol.ids import new_ulid
 from pyngest.protocol.opcodes import MAX_STEP_OUTPUT_BYTES, PRIORITY_OPS, Opcode, parse_opcode
@@ -63,18 +63,19 @@ def op_timing(op: dict[str, Any], resp: DriverResponse) -> tuple[int, int]:
     return resp.started_ms, resp.ended_ms
 
 
+def _until(text: str, now_ms: int, what: str) -> int:
+    try:
+        return parse_until_or_duration(text, now_ms)
+    except DurationError as exc:
+        raise InvalidOp(f"invalid {what} {text!r}: {exc}") from exc
+
+
 def parse_wake(op: dict[str, Any], now_ms: int) -> int:
     """A Sleep's wake time: ``opts.duration`` (Go) or ``name`` (a duration or an ISO date)."""
     text = as_dict(op.get("opts")).get("duration") or op.get("name") or ""
     if not isinstance(text, str) or not text:
         raise InvalidOp("a Sleep op needs a duration or a date")
-    at = parse_time_ms(text) if len(text) >= 10 else None
-    if at is None:
-        try:
-            at = now_ms + parse_ms(text)
-        except DurationError as exc:
-            raise InvalidOp(f"invalid sleep {text!r}: {exc}") from exc
-    return max(now_ms, min(at, now_ms + MAX_WAIT_MS))
+    return max(now_ms, min(_until(text, now_ms, "sleep"), now_ms + MAX_WAIT_MS))
 
 
 def parse_expiry(timeout: Any, now_ms: int, default_ms: int) -> int:
@@ -84,13 +85,7 @@ def parse_expiry(timeout: Any, now_ms: int, default_ms: int) -> int:
         raise InvalidOp("a timeout must be a duration string or a date")
     if timeout == "":
         return now_ms
-    at = parse_time_ms(timeout) if len(timeout) >= 10 else None
-    if at is None:
-        try:
-            at = now_ms + parse_ms(timeout)
-        except DurationError as exc:
-            raise InvalidOp(f"invalid timeout {timeout!r}: {exc}") from exc
-    return min(at, now_ms + MAX_WAIT_MS)
+    return min(_until(timeout, now_ms, "timeout"), now_ms + MAX_WAIT_MS)
 
 
 class OpHandlers:

@@ -228,6 +228,15 @@ class State:
     async def commit(self, batch: Batch) -> CommitResult:
         return await self.submit(batch)
 
+    async def commit_run(self, run_id: str, batch: Batch) -> CommitResult:
+        """Commit a batch about a run whose cached copy was changed to match it. If the commit
+        fails, the copy no longer matches the store: drop it, to be read back when next needed."""
+        try:
+            return await self.submit(batch)
+        except BaseException:
+            self.runs.drop(run_id)
+            raise
+
     def submit(self, batch: Batch) -> Awaitable[CommitResult]:
         """Queue ``batch`` now, in order with every other submission; await to know it is durable."""
         return self._mirrored(batch, self.scheduler.submit(batch))

@@ -23,7 +23,7 @@ import orjson
 from pyngest import cron
 from pyngest.clock import Clock
 from pyngest.protocol import jcs
-from pyngest.protocol.durations import parse_ms, parse_time_ms, rfc3339_s
+from pyngest.protocol.durations import parse_ms, parse_until_or_duration, rfc3339_s
 from pyngest.protocol.events import CRON_EVENT, FN_INVOKED, INTERNAL_DATA_KEY
 from pyngest.protocol.ids import new_ulid
 from pyngest.server.events import enqueue_events, event_dict, stored
@@ -238,10 +238,7 @@ class Runner:
                 if is_constant_false(cond.source):
                     continue  # can never match: store nothing
             timeout = c.get("timeout")
-            expires = now + DEFAULT_CANCEL_TIMEOUT_MS
-            if timeout:
-                at = parse_time_ms(timeout) if len(timeout) >= 10 else None
-                expires = at if at is not None else now + parse_ms(timeout)
+            expires = parse_until_or_duration(timeout, now) if timeout else now + DEFAULT_CANCEL_TIMEOUT_MS
             pause = Pause(
                 id=f"{run.id}:cancel:{i}", run_id=run.id, step_id=f"cancel:{i}", kind=PauseKind.CANCEL,
                 expires_ms=expires, after_seq=after_seq, event_name=c["event"],
