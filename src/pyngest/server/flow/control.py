@@ -67,7 +67,12 @@ class RunPlan:
     """How a run about to be created should start."""
 
     start_at: int
+    # when admission was decided: the run is scheduled at this time, not whenever the (async)
+    # decision happened to finish, so throttle and debounce arithmetic stays exact
+    decided_ms: int | None = None
     priority: int = 0
+    # (key, interval ms, burst) of a throttled start, for the queue's hand-out spacing
+    throttle: tuple[str, float, int] | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     idempotency: str | None = None
     extra_keys: list[str] = field(default_factory=list)
@@ -101,7 +106,7 @@ class FlowControl:
         cfg = fn.config
         now = self.clock.now_ms()
         trigger = events[0]
-        plan = RunPlan(start_at=now, idempotency=idempotency, batch_id=batch_id)
+        plan = RunPlan(start_at=now, decided_ms=now, idempotency=idempotency, batch_id=batch_id)
 
         rate = cfg.get("rateLimit")
         if isinstance(rate, dict):
@@ -139,9 +144,10 @@ class FlowControl:
         if isinstance(throttle, dict):
             key = f"thr:{fn.id}:{self._key(throttle.get('key'), first)}"
             period = parse_ms(str(throttle["period"]))
-            at, tat = gcra_reserve(float(self.state.get(key) or 0), plan.start_at, period,
-                                   int(throttle["limit"]), int(throttle.get("burst") or 1))
+            limit, burst = int(throttle["limit"]), int(throttle.get("burst") or 1)
+            at, tat = gcra_reserve(float(self.state.get(key) or 0), plan.start_at, period, limit, burst)
             plan.start_at = at
+            plan.throttle = (key, period / max(1, limit), burst)
             self.state.set(batch, key, tat, int(tat) + period)
 
         self.plan_concurrency(fn, first, plan)

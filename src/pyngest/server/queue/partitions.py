@@ -8,6 +8,10 @@ with the server's own jobs first.
 A job may carry constraints ``[(counter, limit), ...]``: it runs only while every counter is
 below its limit. A partition whose head job is blocked waits on the full counter and is not
 looked at again until that counter drops — so many blocked keys cost nothing per dequeue.
+A freed slot wakes exactly one waiting partition (the longest waiting), not all of them: with
+a million keys queued behind one env-scoped limit, a release stays O(1). If the woken partition
+cannot use the slot after all (emptied, or its head now waits on another counter), the next
+waiter is woken instead, so a free slot is never left unused while someone waits on it.
 """
 
 from __future__ import annotations
@@ -35,12 +39,13 @@ def partition_of(job: Job) -> str:
 
 
 class Partition:
-    __slots__ = ("id", "heap", "blocked_on")
+    __slots__ = ("id", "heap", "blocked_on", "woken_by")
 
     def __init__(self, pid: str) -> None:
         self.id = pid
         self.heap: list[tuple[int, int, Job]] = []
         self.blocked_on: str | None = None
+        self.woken_by: str | None = None  # the counter whose freed slot put it back in turn
 
 
 class ReadyQueue:
@@ -48,8 +53,11 @@ class ReadyQueue:
         self._parts: dict[str, Partition] = {}
         self._turn: deque[str] = deque()  # partitions with ready, unblocked jobs
         self._in_turn: set[str] = set()
-        self._blocked: dict[str, set[str]] = {}  # counter -> partitions waiting on it
+        # counter -> partitions waiting on it, longest waiting first. Entries are dropped
+        # lazily: one whose partition is gone or no longer waits on that counter is skipped.
+        self._blocked: dict[str, deque[str]] = {}
         self._running: dict[str, int] = {}  # counter -> jobs holding a slot
+        self._limits: dict[str, int] = {}  # counter -> its limit, as last seen on a job
         self._seq = itertools.count()
         self._size = 0
         self._paused: set[str] = set()  # functions whose steps must not start
@@ -103,13 +111,9 @@ class ReadyQueue:
                 self._turn.append(pid)
 
     def _drop(self, part: Partition) -> None:
-        if part.blocked_on is not None:
-            waiting = self._blocked.get(part.blocked_on)
-            if waiting is not None:
-                waiting.discard(part.id)
-                if not waiting:
-                    del self._blocked[part.blocked_on]
-        del self._parts[part.id]
+        del self._parts[part.id]  # its entry in _blocked (if any) is skipped when reached
+        if part.woken_by is not None:
+            self._pass_on(part.woken_by)
 
     def pop(self) -> Job | None:
         """The next job that may run now, with its concurrency slots taken; None if none."""
@@ -119,17 +123,22 @@ class ReadyQueue:
             part = self._parts.get(pid)
             if part is None or not part.heap:
                 continue
+            woken_by, part.woken_by = part.woken_by, None
             job = part.heap[0][2]
             fn_id = pid.split("|", 1)[0]
             full = f"paused:{fn_id}" if fn_id in self._paused else self._full_counter(job)
             if full is not None:
                 part.blocked_on = full
-                self._blocked.setdefault(full, set()).add(pid)
+                self._blocked.setdefault(full, deque()).append(pid)
+                if woken_by is not None and woken_by != full:
+                    self._pass_on(woken_by)  # it can't use the slot it was woken for
                 continue
             heapq.heappop(part.heap)
             self._size -= 1
             for counter, _ in constraints(job):
                 self._running[counter] = self._running.get(counter, 0) + 1
+            if woken_by is not None:
+                self._pass_on(woken_by)  # room left (a raised limit): the next waiter may use it
             if part.heap:
                 self._schedule(pid)
             else:
@@ -139,9 +148,14 @@ class ReadyQueue:
 
     def _full_counter(self, job: Job) -> str | None:
         for counter, limit in constraints(job):
+            self._limits[counter] = limit
             if limit > 0 and self._running.get(counter, 0) >= limit:
                 return counter
         return None
+
+    def _has_room(self, counter: str) -> bool:
+        limit = self._limits.get(counter, 0)
+        return limit <= 0 or self._running.get(counter, 0) < limit
 
     def release(self, job: Job) -> None:
         """A handed-out job finished: free its slots and wake partitions waiting on them."""
@@ -151,16 +165,34 @@ class ReadyQueue:
                 self._running[counter] = n
             else:
                 self._running.pop(counter, None)
-            self._unblock(counter)
+                self._limits.pop(counter, None)  # seen again on the next job that uses it
+            self._wake_one(counter)
 
-    def _unblock(self, counter: str) -> None:
-        waiting = self._blocked.pop(counter, None)
-        if waiting:
-            for pid in waiting:
-                part = self._parts.get(pid)
-                if part is not None:
-                    part.blocked_on = None
-                    self._schedule(pid)
+    def _wake_one(self, counter: str) -> bool:
+        """Put the longest-waiting partition blocked on ``counter`` back in turn."""
+        waiting = self._blocked.get(counter)
+        while waiting:
+            pid = waiting.popleft()
+            part = self._parts.get(pid)
+            if part is None or part.blocked_on != counter:
+                continue  # stale entry
+            part.blocked_on = None
+            part.woken_by = counter
+            self._schedule(pid)
+            if not waiting:
+                del self._blocked[counter]
+            return True
+        self._blocked.pop(counter, None)
+        return False
+
+    def _pass_on(self, counter: str) -> None:
+        """A partition woken for a slot of ``counter`` did not take it: wake the next waiter."""
+        if self._has_room(counter):
+            self._wake_one(counter)
+
+    def _unblock_all(self, counter: str) -> None:
+        while self._wake_one(counter):
+            pass
 
     def pause(self, fn_id: str) -> None:
         """Steps of this function's runs wait (queued, not dropped) until :meth:`resume`."""
@@ -168,5 +200,5 @@ class ReadyQueue:
 
     def resume(self, fn_id: str) -> None:
         self._paused.discard(fn_id)
-        self._unblock(f"paused:{fn_id}")
+        self._unblock_all(f"paused:{fn_id}")
 

@@ -18,10 +18,12 @@ import itertools
 import logging
 from collections import deque
 from collections.abc import Awaitable
+from dataclasses import replace
 
 from pyngest.clock import Clock, TimerHandle
 from pyngest.server.model import Batch, CommitResult, DeleteJob, Enqueue, Job
 from pyngest.server.queue.partitions import ReadyQueue
+from pyngest.server.queue.spacing import Spacing
 from pyngest.server.store.base import Store
 
 log = logging.getLogger("pyngest.queue")
@@ -37,6 +39,7 @@ class Scheduler:
         self.horizon_ms = horizon_ms
         self._timers: list[tuple[int, int, Job]] = []  # not yet due, by due time
         self._ready = ReadyQueue()  # due, waiting for a worker (and for concurrency room)
+        self._spacing = Spacing()  # throttled starts, spaced by when they are handed out
         self._seq = itertools.count()
         self._live: dict[str, Job] = {}  # in _timers or _ready
         self._leased: dict[str, Job] = {}  # handed to a worker, not yet finished
@@ -80,6 +83,27 @@ class Scheduler:
 
     def running(self, counter: str) -> int:
         return self._ready.running(counter)
+
+    def is_idle(self) -> bool:
+        """Nothing due is waiting or being worked on (jobs due later may exist)."""
+        if self._leased or len(self._ready):
+            return False
+        now = self.clock.now_ms()
+        return not any(due <= now and self._live.get(j.id) is j for due, _, j in self._timers)
+
+    async def idle(self, *, settle_s: float = 0.002, timeout_s: float = 30.0) -> None:
+        """Wait (in real time) until the queue stays idle across two looks ``settle_s`` apart.
+
+        For tests and benchmarks on a test clock: "everything that is due now has been done".
+        A job finishing may enqueue another one at once, hence the second look."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout_s
+        calm = 0
+        while calm < 2:
+            await asyncio.sleep(settle_s)
+            calm = calm + 1 if self.is_idle() else 0
+            if loop.time() > deadline:
+                raise TimeoutError(f"queue not idle after {timeout_s}s: {self.leased} leased, {self.backlog} ready")
 
     def pause_function(self, fn_id: str) -> None:
         self._ready.pause(fn_id)
@@ -155,6 +179,8 @@ class Scheduler:
                 raise asyncio.CancelledError("scheduler closed")
             self._promote()
             job = self._ready.pop()
+            if job is not None and self._held_back(job):
+                continue
             if job is not None:
                 self._live.pop(job.id, None)
                 self._leased[job.id] = job
@@ -174,6 +200,22 @@ class Scheduler:
                     self._waiters.remove(fut)
                 except ValueError:
                     pass
+
+    def _held_back(self, job: Job) -> bool:
+        """A throttled start due too soon after its key's last starts waits for its turn."""
+        thr = (job.payload or {}).get("thr")
+        if not thr:
+            return False
+        now = self.clock.now_ms()
+        hold = self._spacing.hold_ms(str(thr[0]), now, float(thr[1]), int(thr[2]))
+        if not hold:
+            return False
+        self._ready.release(job)
+        later = replace(job, due_ms=now + hold)  # in memory only: the stored due stays
+        self._live[later.id] = later
+        heapq.heappush(self._timers, (later.due_ms, next(self._seq), later))
+        self._arm(later.due_ms)
+        return True
 
     def release(self, job: Job) -> None:
         """Give a leased job back (e.g. a worker stopping mid-way): it can be handed out again."""

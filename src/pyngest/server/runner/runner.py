@@ -54,6 +54,10 @@ log = logging.getLogger("pyngest.runner")
 
 IDEMPOTENCY_MS = 24 * 3_600_000
 _MERGE = 256  # matching jobs merged into one commit, at most
+# Events of one job matched before the consumer looks at its inbox again. A POST of 50,000
+# events is one job; matched in one go, it would hold up a batch timeout or debounce firing
+# meanwhile by seconds. The rest of a large job goes to the back of the inbox instead.
+_CHUNK = 500
 DEFAULT_CANCEL_TIMEOUT_MS = 365 * 86_400_000
 
 
@@ -66,7 +70,8 @@ class Runner:
         # Events are matched one job at a time, in arrival order, so the first of two events
         # with the same id wins its idempotency key. Only matching is serialized: each job's
         # batch is submitted in order and its commit awaited outside the lock.
-        self._inbox: deque[Job] = deque()
+        self._inbox: deque[Job] = deque()  # events jobs, in arrival order
+        self._fired: deque[Job] = deque()  # debounce and batch timers that fired: not kept waiting
         self._wakeup = asyncio.Event()
         self._consumer: asyncio.Task[None] | None = None
         self.flow = FlowControl(self)
@@ -94,8 +99,21 @@ class Runner:
         self._hand_over(job)
 
     def _hand_over(self, job: Job) -> None:
-        self._inbox.append(job)
+        (self._inbox if job.kind is JobKind.EVENTS else self._fired).append(job)
         self._wakeup.set()
+
+    def _take(self) -> list[Job]:
+        """The next jobs to match: fired timers first, then events jobs in order. A large events
+        job is cut: its first chunk is taken and the rest stays at the head of the inbox, so a
+        timer that fires meanwhile is not held up by it, and events keep their order."""
+        jobs = [self._fired.popleft() for _ in range(min(len(self._fired), _MERGE))]
+        while self._inbox and len(jobs) < _MERGE:
+            head, rest = _split(self._inbox.popleft())
+            jobs.append(head)
+            if rest is not None:
+                self._inbox.appendleft(rest)
+                break
+        return jobs
 
     def start(self) -> None:
         self._consumer = asyncio.create_task(self._consume(), name="pyngest-runner")
@@ -111,16 +129,23 @@ class Runner:
         while True:
             await self._wakeup.wait()
             self._wakeup.clear()
-            while self._inbox:
-                jobs = [self._inbox.popleft() for _ in range(min(len(self._inbox), _MERGE))]
+            while self._inbox or self._fired:
+                jobs = self._take()
                 batch = Batch()
                 for job in jobs:
-                    own = Batch([DeleteJob(job.id)])
+                    # A chunk that is not a job's last leaves the stored job in place: matching
+                    # is idempotent, so a crash before the last chunk only repeats some of it.
+                    last = not (self._inbox and self._inbox[0].id == job.id)
+                    own = Batch([DeleteJob(job.id)] if last else [])
                     try:
                         await self._handle(job, own)
                     except Exception:
                         log.exception("matching job %s failed; trying again in 5 s", job.id)
-                        own = Batch([DeleteJob(job.id), Enqueue(replace(job, due_ms=self.clock.now_ms() + 5_000))])
+                        retry = replace(job, due_ms=self.clock.now_ms() + 5_000)
+                        if last:
+                            own = Batch([DeleteJob(job.id), Enqueue(retry)])
+                        else:  # the stored job is still needed for the rest: retry this chunk apart
+                            own = Batch([Enqueue(replace(retry, id=f"{job.id}:{(job.payload or {})['ids'][0]}"))])
                     batch.ops.extend(own.ops)
                 try:
                     await self.state.submit(batch)
@@ -184,8 +209,8 @@ class Runner:
         plan: RunPlan | None = None, original_run_id: str | None = None, cron_expr: str | None = None,
     ) -> Run:
         """Add a new run of ``fn`` for ``events`` to ``batch``."""
-        now = self.clock.now_ms()
-        plan = plan or RunPlan(start_at=now)
+        plan = plan or RunPlan(start_at=self.clock.now_ms())
+        now = plan.decided_ms if plan.decided_ms is not None else self.clock.now_ms()
         attrs: dict[str, Any] = {"fn_slug": fn.slug, "event_name": events[0].name, **plan.attrs}
         if plan.priority:
             attrs["priority"] = plan.priority
@@ -212,7 +237,10 @@ class Runner:
         # a future "ts" delays the run it starts
         ts_at = min(int(first.get("ts") or now), now + 366 * 86_400_000)
         start_at = max(plan.start_at, ts_at)
-        batch.add(Enqueue(execute_job(run, f"{run.id}:start", "step", start_at, priority=max(plan.priority, 0))))
+        start = execute_job(run, f"{run.id}:start", "step", start_at, priority=max(plan.priority, 0))
+        if plan.throttle is not None:
+            start = replace(start, payload={**(start.payload or {}), "thr": list(plan.throttle)})
+        batch.add(Enqueue(start))
         batch.add(AddHistory(run.id, now, "FunctionScheduled"))
         timeouts = fn.config.get("timeouts") or {}
         if timeouts.get("start"):
@@ -305,3 +333,12 @@ class Runner:
         if nxt is not None:
             batch.add(Enqueue(self._cron_job(fn, expression, nxt, trig.jitter_ms)))
         await self.state.commit(batch)
+
+
+def _split(job: Job) -> tuple[Job, Job | None]:
+    """An events job's first chunk, and the rest of it (None when it is small)."""
+    ids = (job.payload or {}).get("ids")
+    if job.kind is not JobKind.EVENTS or not isinstance(ids, list) or len(ids) <= _CHUNK:
+        return job, None
+    head = replace(job, payload={**(job.payload or {}), "ids": ids[:_CHUNK]})
+    return head, replace(job, payload={**(job.payload or {}), "ids": ids[_CHUNK:]})
