@@ -1,0 +1,38 @@
+"""Concurrency, batching and kill -9 against ``pyngest dev`` with an SDK app (see ``live.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.accuracy import live
+
+pytestmark = pytest.mark.slow
+
+
+def test_concurrency_no_violation_with_random_keys_and_scopes() -> None:
+    f = live.concurrency(steps=2_000)
+    assert f["steps"] == 2_000
+    assert f["violations"] == 0, f
+    # every constraint was reached, so the run did test it
+    assert f["peak"] == f["limits"], f
+
+
+def test_batches_never_above_max_size_and_timeouts_honoured() -> None:
+    f = live.batching(flood=5_000)
+    assert f["max_batch_size"] <= f["max_size"], f
+    assert (f["events_missing"], f["events_repeated"]) == (0, 0), f
+    assert f["timeout_batches"] > 0, f
+    assert f["lateness_ms_min"] >= -20, f  # never fired early (clock reads differ by a few ms)
+    assert f["lateness_ms_max"] <= 2_000, f  # 2 busy cores: wide margin; the benchmark measures it
+
+
+def test_idempotency_and_singleton_hold_across_kill_9(tmp_path: Path) -> None:
+    f = live.sigkill(tmp_path / "server")
+    assert f == {
+        "idempotent_runs_after_kill": 0,
+        "singleton_runs_after_kill": 0,
+        "singleton_other_key_runs": 1,
+        "idem_executions": 1,
+    }
