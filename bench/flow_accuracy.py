@@ -21,7 +21,7 @@ The JSON written (and printed) is one dict; every top-level key is a scenario, e
   (runs without the key's last event, or not one period after it; goal 0),
   ``timeout_max_wait_s`` vs ``timeout_s``.
 - ``batching``: batches of max 10 with a 1 s timeout on 50 keys, while a POST of 20,000 other
-  events is matched. ``max_batch_size`` (goal <= ``max_size``), ``events_missing``,
+  events (4 POSTs of 5,000) is matched. ``max_batch_size`` (goal <= ``max_size``), ``events_missing``,
   ``events_repeated`` (goal 0), ``lateness_ms_p50``/``_p99``/``_max`` of timeout-fired batches
   (arrival at the app - first event's ts - timeout; goal <= 250).
 - ``priority``: 1,000 runs with p = 120/0/-60 behind a blocker. ``inversions`` (goal 0),
