@@ -42,6 +42,4 @@ def serve(
         public_path=public_path, serve_origin=serve_origin, serve_path=serve_path, streaming=streaming,
     )
     path = config.serve_path(serve_path) or config.DEFAULT_SERVE_PATH
-    app.add_api_route(
-        path, _starlette.endpoint(handler), methods=["GET", "POST", "PUT"], include_in_schema=False
-    )
+    app.add_route(path, _starlette.Endpoint(handler), methods=["GET", "POST", "PUT"], include_in_schema=False)

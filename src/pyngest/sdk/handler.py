@@ -274,12 +274,10 @@ class CommHandler:
         except Exception as exc:
             return self._error(exc)
         if fn.is_handler_async:
-            task = asyncio.ensure_future(
-                execute_async(self._client, fn, fn_id, ereq, events, steps, target, req.raw_request, dict(req.headers))
-            )
+            run = execute_async(self._client, fn, fn_id, ereq, events, steps, target, req.raw_request, dict(req.headers))
             if self._streaming is Streaming.FORCE:
-                return self._streaming_response(task, server_kind)
-            call_res = await task
+                return self._streaming_response(asyncio.ensure_future(run), server_kind)
+            call_res = await run  # awaited in place: a task per request would cost a loop turn
         else:
             call = functools.partial(
                 execute_sync, self._client, fn, fn_id, ereq, events, steps, target, req.raw_request, dict(req.headers)
