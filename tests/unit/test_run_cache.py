@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from pyngest.server.executor.state import RunCache
 from pyngest.server.model import Run, RunStatus
 
@@ -39,3 +41,26 @@ async def test_runs_in_use_are_not_evicted() -> None:
         assert await cache.get("held") is held
     cache.put(run("third", 1))
     assert await cache.get("held") is None
+
+
+async def test_an_ended_run_leaves_when_its_lock_is_last_released() -> None:
+    cache = RunCache(NoStore(), capacity=10, max_bytes=10**9)  # type: ignore[arg-type]
+    live, ending = run("live", 5), run("ending", 7)
+    cache.put(live)
+    cache.put(ending)
+    waiter_saw: list[Run | None] = []
+
+    async def second_user() -> None:
+        async with cache.lock("ending"):
+            waiter_saw.append(cache.peek("ending"))
+
+    async with cache.lock("ending"):
+        task = asyncio.create_task(second_user())
+        await asyncio.sleep(0)  # the second user now waits for the lock
+        ending.status = RunStatus.COMPLETED
+    await task
+    assert waiter_saw == [ending]  # not dropped while someone still waited for it
+    assert cache.peek("ending") is None and cache.bytes == 5
+    async with cache.lock("live"):
+        pass
+    assert cache.peek("live") is live

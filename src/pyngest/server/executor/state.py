@@ -40,7 +40,8 @@ class RunCache:
     """Recently used runs, bounded by count and by the bytes of state they hold.
 
     Runs in use (locked or awaited) are never evicted, so two copies of one run never exist;
-    an evicted run is simply read back from the store the next time it is needed.
+    an evicted run is simply read back from the store the next time it is needed. A run that
+    has ended leaves when its lock is last released.
     """
 
     def __init__(self, store: Store, capacity: int = 20_000, max_bytes: int = 64 * 1024 * 1024) -> None:
@@ -137,6 +138,12 @@ class _RunLock:
         else:
             del c._lock_users[self.run_id]
             del c._locks[self.run_id]
+            run = c._runs.get(self.run_id)
+            if run is not None and run.ended:
+                # An ended run is not needed again on the hot path (late jobs and API reads
+                # load it from the store); keeping thousands of them would grow memory under
+                # steady load until the cache's bounds, far above what in-flight runs need.
+                c.drop(self.run_id)
 
 
 class PauseBook:
