@@ -1,0 +1,1 @@
+"""Apps the systems under test run, each started as its own process."""

@@ -1,0 +1,1 @@
+"""Systems under test, each behind the same small interface (:class:`base.System`)."""
