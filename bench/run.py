@@ -41,8 +41,18 @@ from typing import Any
 import aiohttp
 import orjson
 
-from bench.harness.load import LoadResult, closed_loop, next_ids, open_loop, pct
-from bench.harness.procs import BENCH_DIR, ROOT, Proc, cpu_seconds, free_port, python, rss_bytes, scratch_dir, wait_http
+from bench.harness.load import LoadResult, closed_loop, open_loop, pct
+from bench.harness.procs import (
+    BENCH_DIR,
+    ROOT,
+    Proc,
+    cpu_seconds,
+    free_port,
+    python,
+    rss_bytes,
+    scratch_dir,
+    wait_http,
+)
 from bench.harness.systems.base import System
 from bench.harness.systems.floor import Floor
 from bench.harness.systems.pyngest import PyngestOfficialSDK, PyngestRaw, PyngestSDK
@@ -228,7 +238,7 @@ async def scenario_ingest(quick: bool) -> dict[str, Any]:
                                              for j in range(per_post)]) if per_post > 1
                                else orjson.dumps({"name": "bench/ingest", "data": {"i": i}})
                                for i in range(posts + 200)])
-                await closed_loop(lambda _i: post(next(bodies)), concurrency=64, runs=200)  # warm-up
+                await closed_loop(lambda _i, b=bodies: post(next(b)), concurrency=64, runs=200)  # warm-up
 
                 def phase(b: Any = bodies, n: int = posts) -> Awaitable[LoadResult]:
                     return closed_loop(lambda _i: post(next(b)), concurrency=64, runs=n)
