@@ -3,6 +3,7 @@ step.ai.infer performed by the server."""
 
 from __future__ import annotations
 
+import pytest
 from aiohttp import web
 
 from pyngest.protocol.step_ids import hash_step_id
@@ -93,3 +94,59 @@ async def test_step_fetch_and_ai_infer_are_performed_by_the_server(harness: Harn
         assert run["output"]["ai"] == {"data": {"echo": {"prompt": "hi"}, "auth": "Bearer sk-test"}}
     finally:
         await runner.cleanup()
+
+
+async def test_discovery_finds_serve_endpoints_on_the_scanned_ports_and_syncs_them(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dev auto-discovery: probes each scanned port x path, syncs what answers as an SDK (with
+    X-Inngest-SDK), ignores the rest; a refused sync is recorded with its message."""
+    import asyncio
+
+    from pyngest.server import sync
+
+    puts: list[str] = []
+
+    async def introspect(request: web.Request) -> web.Response:
+        return web.json_response({"function_count": 1}, headers={"X-Inngest-SDK": "inngest-py:v0.5.19"})
+
+    async def sync_put(request: web.Request) -> web.Response:
+        puts.append(str(request.url))
+        return web.json_response({"message": "bad signing key"}, status=401)
+
+    async def other(request: web.Request) -> web.Response:
+        return web.json_response({"not": "an sdk"})
+
+    sdk_app = web.Application()
+    sdk_app.router.add_get("/x/inngest", introspect)
+    sdk_app.router.add_put("/x/inngest", sync_put)
+    plain_app = web.Application()
+    plain_app.router.add_get("/api/inngest", other)
+    runners, ports = [], []
+    for app in (sdk_app, plain_app):
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    monkeypatch.setattr(sync, "DEV_DISCOVERY_PORTS", ports)
+    syncer = harness.service.syncer
+    harness.config.discovery = True
+    try:
+        await syncer.start()
+        for _ in range(200):
+            if puts:
+                break
+            await asyncio.sleep(0.02)
+        found = f"http://127.0.0.1:{ports[0]}/x/inngest"
+        assert puts == [found]
+        [rec] = syncer.urls.values()
+        assert rec.url == found and rec.source == "discovery"
+        assert rec.error is not None and "unauthorized" in rec.error and "bad signing key" in rec.error
+        assert harness.http is not None
+        handlers = (await harness.http.get("/dev")).json()["handlers"]
+        assert handlers == [{"url": found, "error": rec.error, "app_id": None}]
+    finally:
+        for runner in runners:
+            await runner.cleanup()
