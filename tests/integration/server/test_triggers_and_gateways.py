@@ -55,6 +55,15 @@ async def test_resync_archives_missing_functions_and_refuses_invalid_ones(harnes
     assert any("expression" in e for e in body["data"]["errors"])
     resp = await harness.http.post("/fn/register", json={"functions": []})
     assert resp.status_code == 400 and resp.json()["error"] == "App ID required"
+    eleven = function_config(harness.app, "eleven", triggers=[{"event": f"t/{i}"} for i in range(11)])
+    hourly = function_config(harness.app, "hourly", triggers=[{"cron": "@hourly"}])
+    ten = function_config(harness.app, "ten", triggers=[{"event": f"t/{i}"} for i in range(9)] + [{"cron": "TZ=Europe/Paris 0 9 * * *"}])
+    resp = await harness.http.post("/fn/register", json={"appName": "test", "url": harness.app.url,
+                                                         "functions": [eleven, hourly, ten]})
+    errors = resp.json()["data"]["errors"]
+    assert resp.status_code == 400 and len(errors) == 2, errors
+    assert any("max number of triggers: 10" in e for e in errors)
+    assert any("descriptors like '@hourly' are not accepted" in e for e in errors)
 
 
 async def test_step_fetch_and_ai_infer_are_performed_by_the_server(harness: Harness) -> None:
