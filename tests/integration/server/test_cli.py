@@ -290,8 +290,9 @@ def test_sigterm_lets_an_in_flight_app_request_finish_and_keeps_its_result(tmp_p
         [run] = httpx.get(f"{base}/v1/events/{eid}/runs").json()["data"]
         assert run["status"] == "Completed" and run["output"] == {"slow": "done"}
     finally:
-        stop(proc)
+        _, err = stop(proc)
         app.close()
+    assert f"apps          {app.url}" in err, "the banner names the apps the server knows from earlier runs"
 
 
 def test_apps_given_with_sdk_url_are_synced_at_start_and_re_synced_by_polling(tmp_path: Path) -> None:
