@@ -296,7 +296,8 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
     await service.syncer.start()
-    _banner(cfg, sockets, config_file, time.monotonic() - t0)
+    known = [rec.url for rec in service.syncer.urls.values()]
+    _banner(cfg, sockets, config_file, time.monotonic() - t0, known)
     try:
         await serving
     finally:
@@ -335,7 +336,9 @@ class _Server:
         await self._server.serve(sockets=sockets)
 
 
-def _banner(cfg: ServerConfig, sockets: list[socket.socket], config_file: Path | None, took: float) -> None:
+def _banner(cfg: ServerConfig, sockets: list[socket.socket], config_file: Path | None, took: float,
+            known: list[str]) -> None:
+    """``known``: the app URLs the server syncs (flags and config, and those stored by earlier runs)."""
     addrs = []
     for s in sockets:
         host, port = s.getsockname()[:2]
@@ -349,9 +352,10 @@ def _banner(cfg: ServerConfig, sockets: list[socket.socket], config_file: Path |
     ]
     if config_file is not None:
         lines.append(f"  config        {config_file}")
-    if cfg.sdk_urls:
-        lines.append(f"  apps          {', '.join(cfg.sdk_urls)}")
-    elif cfg.mode == "dev" and cfg.discovery:
+    scanning = cfg.mode == "dev" and cfg.discovery
+    if known:
+        lines.append(f"  apps          {', '.join(known)}" + (" (and scanning local ports for more)" if scanning else ""))
+    elif scanning:
         lines.append("  apps          scanning local ports for serve endpoints "
                      "(disable with --no-discovery, add apps with -u <url>)")
     else:

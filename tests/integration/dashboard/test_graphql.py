@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 
+import orjson
+
 from pyngest.protocol.durations import iso_ms
 from pyngest.protocol.step_ids import hash_step_id
-from tests.integration.dashboard.conftest import gql, gql_error
+from tests.integration.dashboard.conftest import STEP, gql, gql_error
 from tests.integration.server.harness import Call, Harness, done, error_op, ops
 
 HOUR = 3_600_000
@@ -213,3 +215,48 @@ async def test_events_show_the_functions_they_skipped_and_why(harness: Harness) 
     assert harness.http is not None
     rest = (await harness.http.get(f"/v1/events/{eid}/skips")).json()["data"]
     assert [(s["function_slug"], s["reason"]) for s in rest] == [("test-work", "function_paused")]
+
+
+async def test_the_queries_the_official_sdks_test_harnesses_send(harness: Harness) -> None:
+    """Exactly the queries (and variable types) inngest-py's test helper sends, plus the fields
+    the issue names: a run's trace with the user's step id as the span name, the trigger
+    payloads, a step's output by id, an event's runs, eventV2, functions and apps."""
+    import inngest  # the official SDK's Event model parses runTrigger payloads
+
+    [eid] = await harness.send({"name": "test/work", "id": "idem-1", "data": {"n": 3}})
+    [run] = await harness.run_ended(eid)
+    run_id = run["run_id"]
+
+    got = await gql(harness, """query GetRun($run_id: String!) {
+        run(runID: $run_id) { output status }
+        runTrigger(runID: $run_id) { payloads } }""", run_id=run_id)
+    assert got["run"]["status"] == "COMPLETED" and orjson.loads(got["run"]["output"]) == {"ok": True, "n": 3}
+    event = inngest.Event.model_validate_json(got["runTrigger"]["payloads"][0])
+    assert event.name == "test/work" and event.data == {"n": 3} and event.id == "idem-1"
+
+    got = await gql(harness, """query GetRunFromEventID($event_id: ID!) {
+        event(query: {eventId: $event_id}) { functionRuns { id } } }""", event_id=eid)
+    assert got["event"]["functionRuns"] == [{"id": run_id}]
+
+    got = await gql(harness, """query($id: String!) { run(runID: $id) { status output trace { status outputID
+        stepID name childrenSpans { name stepID outputID status attempts } } } }""", id=run_id)
+    trace = got["run"]["trace"]
+    assert trace["status"] == "COMPLETED" and trace["outputID"]
+    [span] = [s for s in trace["childrenSpans"] if s["name"] == "work"]  # the user's step id
+    assert span["stepID"] == STEP and span["status"] == "COMPLETED" and span["attempts"] == 1
+    out = (await gql(harness, """query GetHistory($output_id: String!) {
+        runTraceSpanOutputByID(outputID: $output_id) { data error { message name stack } } }""",
+        output_id=span["outputID"]))["runTraceSpanOutputByID"]
+    assert out["error"] is None and orjson.loads(out["data"]) == {"step": 1}
+    final = (await gql(harness, "query($o: String!) { runTraceSpanOutputByID(outputID: $o) { data } }",
+                       o=trace["outputID"]))["runTraceSpanOutputByID"]
+    assert orjson.loads(final["data"]) == {"ok": True, "n": 3}
+
+    got = await gql(harness, "query($id: ULID!) { eventV2(id: $id) { name raw idempotencyKey } }", id=eid)
+    ev = got["eventV2"]
+    assert ev["name"] == "test/work" and ev["idempotencyKey"] == "idem-1"
+    assert orjson.loads(ev["raw"])["data"] == {"n": 3}
+
+    got = await gql(harness, "{ functions { slug name app { name } } apps { name functions { slug } } }")
+    assert [f["slug"] for f in got["functions"]] == ["test-work"] and got["functions"][0]["app"]["name"] == "test"
+    assert got["apps"] == [{"name": "test", "functions": [{"slug": "test-work"}]}]

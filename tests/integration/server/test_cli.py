@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -90,11 +95,71 @@ def test_environment_and_config_file_walked_up_from_the_working_directory(tmp_pa
         stop(proc)
 
 
+@pytest.mark.parametrize("source", ["flag", "env", "config"])
 @pytest.mark.parametrize("flag", ["--redis-uri", "--postgres-uri"])
-def test_external_stores_are_refused_clearly(tmp_path: Path, flag: str) -> None:
-    proc = spawn(["start", "--signing-key", KEY, "--event-key", "k", flag, "x://y"], tmp_path)
+def test_external_stores_are_refused_clearly(tmp_path: Path, flag: str, source: str) -> None:
+    """Never silently ignored, wherever the setting comes from (flag, INNGEST_ variable, config file)."""
+    args, env = ["start", "--signing-key", KEY, "--event-key", "k"], {}
+    if source == "flag":
+        args += [flag, "x://y"]
+    elif source == "env":
+        env[f"INNGEST_{flag[2:].upper().replace('-', '_')}"] = "x://y"
+    else:
+        (tmp_path / "inngest.toml").write_text(f'{flag[2:]} = "x://y"\n')
+        args += ["--config", str(tmp_path / "inngest.toml")]
+    proc = spawn(args, tmp_path, env=env)
     _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 2 and "not supported yet" in err
+    assert proc.returncode == 2 and f"{flag} is not supported yet" in err
+    if source == "env":  # dev refuses it too
+        proc = spawn(["dev", "--no-discovery"], tmp_path, env=env)
+        _, err = proc.communicate(timeout=20)
+        assert proc.returncode == 2 and f"{flag} is not supported yet" in err
+
+
+def test_event_api_validation_and_partial_success(tmp_path: Path) -> None:
+    """POST /e over a real socket: per-event errors, valid events kept, limits, the size flag."""
+    port = free_port()
+    proc = spawn(["dev", "--no-discovery", "-p", str(port), "--sqlite-dir", str(tmp_path / "db")], tmp_path,
+                 env={"INNGEST_MAX_EVENT_SIZE": "2048"})
+    try:
+        wait_healthy(port)
+        base = f"http://127.0.0.1:{port}"
+        batch = [
+            {"name": "ok/first", "data": {"n": 1}},
+            {"name": "inngest/function.failed"},
+            {"data": {}},
+            {"name": "bad/data", "data": [1]},
+            {"name": "bad/ts", "ts": 5},
+            {"name": "big/one", "data": {"x": "y" * 3000}},
+            {"name": "ok/second", "ts": 1_900_000_000_000},
+        ]
+        resp = httpx.post(f"{base}/e/any", json=batch)
+        body = resp.json()
+        assert resp.status_code == 400 and body["status"] == 400
+        ids = body["ids"]
+        assert len(ids) == 7 and ids[0] and ids[6] and ids[1:6] == [""] * 5
+        for text in ("event 2: event name is reserved for internal use: inngest/function.failed",
+                     "event 3: event name is empty", "event 4: event 'data' must be a JSON object",
+                     "event 5: timestamp is before Jan 1, 1980", "event 6: Event is over the max size: Max 2048 bytes"):
+            assert text in body["error"], body["error"]
+        first = httpx.get(f"{base}/v1/events/{ids[0]}").json()["data"]
+        assert first["name"] == "ok/first" and first["id"] == ids[0]  # no id given: the internal ULID
+        assert isinstance(first["ts"], int) and first["ts"] > 0  # filled in when absent
+        assert httpx.get(f"{base}/v1/events/{ids[6]}").json()["data"]["ts"] == 1_900_000_000_000
+        names = {e["name"] for e in httpx.get(f"{base}/v1/events").json()["data"]}
+        assert names == {"ok/first", "ok/second"}
+
+        one = httpx.post(f"{base}/e/any", json={"name": "ok/single", "id": "mine"})
+        assert one.status_code == 200 and one.json() == {"ids": [one.json()["ids"][0]], "status": 200}
+        assert httpx.get(f"{base}/v1/events/{one.json()['ids'][0]}").json()["data"]["id"] == "mine"
+        too_many = httpx.post(f"{base}/e/any", json=[{"name": "x/y"}] * 5001)
+        assert too_many.status_code == 400
+        assert too_many.json() == {"ids": [], "status": 400, "error": "Cannot have more than 5000 events in a batch"}
+        assert httpx.post(f"{base}/e/any", json=[{"name": "x/y"}] * 5000).json()["status"] == 200
+        not_events = httpx.post(f"{base}/e/any", content=b'"a string"', headers={"content-type": "application/json"})
+        assert not_events.status_code == 400 and "event object or an array" in not_events.json()["error"]
+    finally:
+        stop(proc)
 
 
 def test_start_requires_keys_and_enforces_them(tmp_path: Path) -> None:
@@ -160,3 +225,101 @@ def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:
     proc = spawn(["dev", "--no-discovery", "-p", str(port), "--sqlite-dir", str(db)], tmp_path)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode != 0 and "schema version 99" in err
+
+
+class _LocalApp:
+    """A plain-threads HTTP app on a free loopback port; ``handle(method, body)`` returns
+    (status, extra headers, JSON payload)."""
+
+    def __init__(self, handle: Callable[[str, bytes], tuple[int, dict[str, str], Any]]) -> None:
+        class Handler(BaseHTTPRequestHandler):
+            def _any(self) -> None:
+                status, headers, payload = handle(self.command, self.rfile.read(int(self.headers.get("content-length") or 0)))
+                body = json.dumps(payload).encode()
+                self.send_response(status)
+                for name, value in {**headers, "Content-Type": "application/json", "Content-Length": str(len(body))}.items():
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(body)
+
+            do_POST = do_PUT = _any  # noqa: N815 - http.server's naming
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/api/inngest"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def register(self, base: str, app_name: str, fn_id: str, event: str) -> httpx.Response:
+        """POST /fn/register as an SDK does, with one function."""
+        return httpx.post(f"{base}/fn/register", json={"appName": app_name, "url": self.url, "functions": [{
+            "id": fn_id, "name": fn_id, "triggers": [{"event": event}],
+            "steps": {"step": {"id": "step", "name": "step",
+                               "runtime": {"type": "http", "url": f"{self.url}?fnId={fn_id}&stepId=step"}}}}]})
+
+    def close(self) -> None:
+        self.server.shutdown()
+
+
+def test_sigterm_lets_an_in_flight_app_request_finish_and_keeps_its_result(tmp_path: Path) -> None:
+    """Graceful shutdown: a step the app is still executing when SIGTERM arrives gets the grace
+    period, its result is stored, and the process exits 0; after a restart the run is Completed."""
+    started = threading.Event()
+
+    def slow(method: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+        started.set()
+        time.sleep(2)
+        return 200, {"X-Inngest-SDK": "inngest-py:v0.5.19"}, {"slow": "done"}
+
+    app = _LocalApp(slow)
+    port, db = free_port(), tmp_path / "db"
+    args = ["dev", "--no-discovery", "--no-poll", "-p", str(port), "--sqlite-dir", str(db), "--shutdown-grace", "10"]
+    proc = spawn(args, tmp_path)
+    try:
+        wait_healthy(port)
+        base = f"http://127.0.0.1:{port}"
+        reg = app.register(base, "grace", "grace-slow", "grace/slow")
+        assert reg.status_code == 200, reg.text
+        [eid] = httpx.post(f"{base}/e/k", json={"name": "grace/slow"}).json()["ids"]
+        assert started.wait(10), "the app never got the request"
+        code, err = stop(proc)  # SIGTERM while the app is still answering
+        assert code == 0, err
+        proc = spawn(args, tmp_path)
+        wait_healthy(port)
+        [run] = httpx.get(f"{base}/v1/events/{eid}/runs").json()["data"]
+        assert run["status"] == "Completed" and run["output"] == {"slow": "done"}
+    finally:
+        _, err = stop(proc)
+        app.close()
+    assert f"apps          {app.url}" in err, "the banner names the apps the server knows from earlier runs"
+
+
+def test_apps_given_with_sdk_url_are_synced_at_start_and_re_synced_by_polling(tmp_path: Path) -> None:
+    """-u: the server PUTs the app, the app registers (as SDKs do), and --poll-interval re-syncs it."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    puts: list[float] = []
+
+    def on_put(method: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+        puts.append(time.monotonic())
+        reg = app.register(base, "polled", "polled-fn", "polled/go")
+        return reg.status_code, {}, {"message": "ok", "modified": reg.json().get("modified")}
+
+    app = _LocalApp(on_put)
+    proc = spawn(["dev", "--no-discovery", "-p", str(port), "--sqlite-dir", str(tmp_path / "db"),
+                  "-u", app.url, "--poll-interval", "1"], tmp_path)
+    try:
+        wait_healthy(port)
+        deadline = time.monotonic() + 15
+        while len(puts) < 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert len(puts) >= 3, f"expected a sync at start and re-syncs every second, got {len(puts)}"
+        assert all(0.5 < b - a < 3 for a, b in zip(puts[1:], puts[2:], strict=False))
+        info = httpx.get(f"{base}/dev").json()
+        [handler] = info["handlers"]
+        assert handler["url"] == app.url and handler["error"] is None and handler["app_id"]
+        assert [f["slug"] for f in info["functions"]] == ["polled-fn"]
+    finally:
+        stop(proc)
+        app.close()

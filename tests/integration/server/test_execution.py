@@ -60,6 +60,33 @@ async def test_parallel_plans_fan_in_to_one_discovery(harness: Harness) -> None:
     assert all(c.body["ctx"]["disable_immediate_execution"] for c in planned)
 
 
+async def test_race_mode_resumes_the_run_when_the_first_parallel_step_finishes(harness: Harness) -> None:
+    import asyncio
+
+    release_b = asyncio.Event()
+    race = {"parallelMode": "race"}
+
+    async def script(call: Call) -> tuple:
+        steps = call.body["steps"]
+        if call.step_id == "step":
+            if A in steps or B in steps:
+                return done({"winner": "a" if A in steps else "b", "both": A in steps and B in steps})
+            return ops({"op": "StepPlanned", "id": A, "name": "a", "opts": race},
+                       {"op": "StepPlanned", "id": B, "name": "b", "opts": race})
+        if call.step_id == B:
+            await release_b.wait()  # the slow contender
+        return ops({"op": "StepRun", "id": call.step_id, "name": call.step_id, "data": 1, "opts": race})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "race"))
+    [eid] = await harness.send({"name": "test/race"})
+    try:
+        [run] = await harness.run_ended(eid)
+    finally:
+        release_b.set()
+    assert run["output"] == {"winner": "a", "both": False}, "race: discovery right after the first step, not after both"
+
+
 async def test_step_errors_retry_then_fail_into_user_code(tmp_path) -> None:
     h = Harness(tmp_path, retry_interval_s=1)
     await h.start()
@@ -83,6 +110,41 @@ async def test_step_errors_retry_then_fail_into_user_code(tmp_path) -> None:
         assert all(c.body["ctx"]["max_attempts"] == 3 for c in h.app.calls)
     finally:
         await h.stop()
+
+
+async def test_default_backoff_follows_upstreams_table_and_retry_after_overrides_it(harness: Harness) -> None:
+    seen: dict[str, list[int]] = {"test/table": [], "test/later": []}
+
+    async def script(call: Call) -> tuple:
+        name, attempt = call.body["event"]["name"], call.body["ctx"]["attempt"]
+        seen[name].append(harness.clock.now_ms())
+        if name == "test/later":
+            if attempt == 0:
+                return 500, {"X-Inngest-SDK": "inngest-py:v0.5.19", "Retry-After": "120"}, {
+                    "name": "Error", "message": "busy"}
+            return done("after retry-after")
+        if attempt < 2:
+            return ops(error_op(A, f"attempt {attempt}"))
+        return done({"attempts": attempt + 1})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "table", retries=4),
+                           function_config(harness.app, "later", retries=4))
+    [eid, late] = await harness.send({"name": "test/table"}, {"name": "test/later"})
+    await harness.settle()
+    step = 5_000
+    for _ in range(130_000 // step):
+        await harness.advance(step)
+    [run] = await harness.run_ended(eid)
+    assert run["output"] == {"attempts": 3}
+    t0, t1, t2 = seen["test/table"]
+    # a call is seen at the first clock step at or after its due time: up to `step` late
+    assert 15_000 <= t1 - t0 <= 45_000 + step, "first retry: 15 s plus 0-30 s of jitter"
+    assert 30_000 <= t2 - t1 <= 60_000 + step, "second retry: 30 s plus 0-30 s of jitter"
+    [run] = await harness.run_ended(late)
+    assert run["output"] == "after retry-after"
+    r0, r1 = seen["test/later"]
+    assert 120_000 <= r1 - r0 <= 120_000 + step, "Retry-After: 120 replaces the table"
 
 
 async def test_function_errors_honour_no_retry_and_not_an_sdk(harness: Harness) -> None:

@@ -72,6 +72,25 @@ async def test_event_id_dedups_runs_per_function_and_seeds_give_stable_ids(harne
     assert len(await harness.runs_for(first[0])) == 1 and len(await harness.runs_for(first[1])) == 1
 
 
+async def test_event_id_dedup_is_per_function_and_lasts_24_hours(harness: Harness) -> None:
+    harness.app.script = lambda call: _done_async("ok")
+    await harness.register(
+        function_config(harness.app, "one", triggers=[{"event": "test/order"}]),
+        function_config(harness.app, "two", triggers=[{"event": "test/order"}]),
+    )
+    [a] = await harness.send({"name": "test/order", "id": "order-7"})
+    runs = await harness.run_ended(a, count=2)
+    assert sorted(r["function_slug"] for r in runs) == ["test-one", "test-two"]  # each function runs once
+    await harness.advance(23 * 60 * MIN)
+    [b] = await harness.send({"name": "test/order", "id": "order-7"})
+    await harness.settle()
+    assert await harness.runs_for(b) == [], "same id within 24 h: no new run of either function"
+    await harness.advance(61 * MIN)
+    [c] = await harness.send({"name": "test/order", "id": "order-7"})
+    runs = await harness.run_ended(c, count=2)
+    assert len(runs) == 2, "after 24 h the id starts new runs again"
+
+
 async def test_a_future_ts_delays_the_run(harness: Harness) -> None:
     harness.app.script = lambda call: _done_async("late")
     await harness.register(function_config(harness.app, "later"))
@@ -112,6 +131,23 @@ async def test_timeouts_cancel_runs(harness: Harness) -> None:
     await harness.advance(10 * MIN)
     [run] = await harness.run_ended(eid)
     assert run["status"] == "Cancelled"
+
+
+async def test_cancel_on_matches_with_async_and_stops_at_its_timeout(harness: Harness) -> None:
+    harness.app.script = lambda call: _ops_async({"op": "Sleep", "id": S, "name": "1h"})
+    await harness.register(function_config(harness.app, "stoppable", cancel=[
+        {"event": "test/stop", "if": "async.data.k == event.data.k", "timeout": "10m"}]))
+    [early, late, other] = await harness.send(*({"name": "test/stoppable", "data": {"k": k}} for k in ("a", "b", "c")))
+    await harness.settle()
+    await harness.advance(5 * MIN)
+    await harness.send({"name": "test/stop", "data": {"k": "a"}})  # within the timeout: cancels run a only
+    [run] = await harness.run_ended(early)
+    assert run["status"] == "Cancelled"
+    await harness.advance(6 * MIN)
+    await harness.send({"name": "test/stop", "data": {"k": "b"}})  # 11 min: the cancel window has closed
+    await harness.settle()
+    assert [r["status"] for r in await harness.runs_for(late)] == ["Running"]
+    assert [r["status"] for r in await harness.runs_for(other)] == ["Running"]
 
 
 async def test_invoke_times_out_with_upstreams_error(harness: Harness) -> None:

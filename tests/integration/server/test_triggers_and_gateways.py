@@ -3,6 +3,7 @@ step.ai.infer performed by the server."""
 
 from __future__ import annotations
 
+import pytest
 from aiohttp import web
 
 from pyngest.protocol.step_ids import hash_step_id
@@ -54,6 +55,15 @@ async def test_resync_archives_missing_functions_and_refuses_invalid_ones(harnes
     assert any("expression" in e for e in body["data"]["errors"])
     resp = await harness.http.post("/fn/register", json={"functions": []})
     assert resp.status_code == 400 and resp.json()["error"] == "App ID required"
+    eleven = function_config(harness.app, "eleven", triggers=[{"event": f"t/{i}"} for i in range(11)])
+    hourly = function_config(harness.app, "hourly", triggers=[{"cron": "@hourly"}])
+    ten = function_config(harness.app, "ten", triggers=[{"event": f"t/{i}"} for i in range(9)] + [{"cron": "TZ=Europe/Paris 0 9 * * *"}])
+    resp = await harness.http.post("/fn/register", json={"appName": "test", "url": harness.app.url,
+                                                         "functions": [eleven, hourly, ten]})
+    errors = resp.json()["data"]["errors"]
+    assert resp.status_code == 400 and len(errors) == 2, errors
+    assert any("max number of triggers: 10" in e for e in errors)
+    assert any("descriptors like '@hourly' are not accepted" in e for e in errors)
 
 
 async def test_step_fetch_and_ai_infer_are_performed_by_the_server(harness: Harness) -> None:
@@ -93,3 +103,59 @@ async def test_step_fetch_and_ai_infer_are_performed_by_the_server(harness: Harn
         assert run["output"]["ai"] == {"data": {"echo": {"prompt": "hi"}, "auth": "Bearer sk-test"}}
     finally:
         await runner.cleanup()
+
+
+async def test_discovery_finds_serve_endpoints_on_the_scanned_ports_and_syncs_them(
+    harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Dev auto-discovery: probes each scanned port x path, syncs what answers as an SDK (with
+    X-Inngest-SDK), ignores the rest; a refused sync is recorded with its message."""
+    import asyncio
+
+    from pyngest.server import sync
+
+    puts: list[str] = []
+
+    async def introspect(request: web.Request) -> web.Response:
+        return web.json_response({"function_count": 1}, headers={"X-Inngest-SDK": "inngest-py:v0.5.19"})
+
+    async def sync_put(request: web.Request) -> web.Response:
+        puts.append(str(request.url))
+        return web.json_response({"message": "bad signing key"}, status=401)
+
+    async def other(request: web.Request) -> web.Response:
+        return web.json_response({"not": "an sdk"})
+
+    sdk_app = web.Application()
+    sdk_app.router.add_get("/x/inngest", introspect)
+    sdk_app.router.add_put("/x/inngest", sync_put)
+    plain_app = web.Application()
+    plain_app.router.add_get("/api/inngest", other)
+    runners, ports = [], []
+    for app in (sdk_app, plain_app):
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        runners.append(runner)
+        ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
+    monkeypatch.setattr(sync, "DEV_DISCOVERY_PORTS", ports)
+    syncer = harness.service.syncer
+    harness.config.discovery = True
+    try:
+        await syncer.start()
+        for _ in range(200):
+            if puts:
+                break
+            await asyncio.sleep(0.02)
+        found = f"http://127.0.0.1:{ports[0]}/x/inngest"
+        assert puts == [found]
+        [rec] = syncer.urls.values()
+        assert rec.url == found and rec.source == "discovery"
+        assert rec.error is not None and "unauthorized" in rec.error and "bad signing key" in rec.error
+        assert harness.http is not None
+        handlers = (await harness.http.get("/dev")).json()["handlers"]
+        assert handlers == [{"url": found, "error": rec.error, "app_id": None}]
+    finally:
+        for runner in runners:
+            await runner.cleanup()
