@@ -242,3 +242,45 @@ def test_invoke_across_apps_and_cancel(pyngest_server: DevServer) -> None:
         inngest_client_2.send_sync(inngest.Event(name="tasks/reminder.deleted", data={"reminderId": 5}))
         cancelled = pyngest_server.wait_for_run(rid)
     assert cancelled.status == "Cancelled"
+
+
+def test_documented_conftest_dev_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """reference__python__guides__testing: ``dev_server.server.start()`` in ``pytest_configure``
+    starts a server where a dev-mode app looks for it (``DEV_SERVER_PORT``, default 8288, as
+    the official SDK's), so the app syncs to it with nothing but ``INNGEST_DEV`` set."""
+    from pyngest.experimental import dev_server
+    from pyngest.experimental.dev_server.server import DEFAULT_PORT, free_port
+
+    monkeypatch.delenv("DEV_SERVER_PORT", raising=False)
+    monkeypatch.delenv("DEV_SERVER_ENABLED", raising=False)
+    assert DEFAULT_PORT == 8288 and DevServer.from_env().port == 8288
+    monkeypatch.setenv("DEV_SERVER_ENABLED", "0")
+    disabled = DevServer.from_env()
+    disabled.start()
+    assert not disabled.running
+    disabled.stop()
+    monkeypatch.delenv("DEV_SERVER_ENABLED")
+    assert isinstance(dev_server.server, DevServer)
+
+    port = free_port()  # 8288 itself may be taken on a shared machine
+    monkeypatch.setenv("DEV_SERVER_PORT", str(port))
+    monkeypatch.setenv("INNGEST_DEV", f"http://127.0.0.1:{port}")
+    srv = DevServer.from_env()
+    srv.start()
+    try:
+        assert srv.origin == f"http://127.0.0.1:{port}"
+        client = inngest.Inngest(app_id="my-app")  # dev mode and URLs from INNGEST_DEV only
+
+        @client.create_function(fn_id="greet", trigger=inngest.TriggerEvent(event="user.login"))
+        async def greet(ctx: inngest.Context, step: inngest.Step) -> str:
+            return await step.run("create-message", lambda: f"Hello, {ctx.event.data['name']}!")
+
+        app = fastapi.FastAPI()
+        pyngest.fast_api.serve(app, client, [greet])
+        with serve_app(app) as base:
+            srv.sync(base + "/api/inngest")
+            (eid,) = client.send_sync(inngest.Event(name="user.login", data={"name": "Alice"}))
+            run = srv.wait_for_run(eid)
+        assert (run.status, run.output) == ("Completed", "Hello, Alice!")
+    finally:
+        srv.stop()
