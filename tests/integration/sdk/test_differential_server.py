@@ -22,7 +22,7 @@ import pyngest.experimental.ai
 import pyngest.fast_api
 from pyngest.experimental.dev_server import DevServer, serve_app
 from tests.unit.sdk import scenarios
-from tests.unit.sdk.harness import asgi_call, assert_same
+from tests.unit.sdk.harness import asgi_call, assert_same, read_body, send_plain
 from tests.unit.sdk.official import inngest
 
 # Functions whose runs finish in seconds and whose steps have no outside side effects (a sent
@@ -46,12 +46,7 @@ class Tee:
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         if scope["type"] != "http":
             return
-        body = b""
-        while True:
-            msg = await receive()
-            body += msg.get("body", b"")
-            if not msg.get("more_body"):
-                break
+        body = await read_body(receive)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         query = scope.get("query_string", b"").decode()
         path = scope["path"] + (f"?{query}" if query else "")
@@ -68,10 +63,7 @@ class Tee:
             if method == "POST":
                 fn_id = dict(p.partition("=")[::2] for p in query.split("&")).get("fnId", "")
                 self.seen.append((fn_id, res.status))
-        await send({"type": "http.response.start", "status": res.status,
-                    "headers": [(k.encode(), v.encode()) for k, v in res.headers.items() if k != "content-length"]
-                    + [(b"content-length", str(len(res.body)).encode())]})
-        await send({"type": "http.response.body", "body": res.body})
+        await send_plain(send, res.status, res.headers, res.body)
 
 
 def _app(sdk: Any, ai: Any, fast_api: Any, srv: DevServer, **kw: Any) -> Any:

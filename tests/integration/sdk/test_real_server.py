@@ -284,3 +284,51 @@ def test_documented_conftest_dev_server(monkeypatch: pytest.MonkeyPatch) -> None
         assert (run.status, run.output) == ("Completed", "Hello, Alice!")
     finally:
         srv.stop()
+
+
+def test_retried_send_after_lost_responses_stores_events_once(pyngest_server: DevServer) -> None:
+    """The server stores a send but its answer is lost (a proxy turns it into a 502) twice; the
+    SDK retries with the same x-inngest-event-id-seed, so the events exist once and start one
+    run each, and the ids the SDK returns are the stored ones."""
+    import httpx
+
+    from tests.unit.sdk.harness import read_body, send_plain
+
+    lost = {"left": 2, "seeds": []}
+
+    async def lossy_proxy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = await read_body(receive)
+        headers = {k.decode(): v.decode() for k, v in scope["headers"] if k.lower() != b"host"}
+        lost["seeds"].append(headers.get("x-inngest-event-id-seed"))
+        async with httpx.AsyncClient() as http:
+            res = await http.post(pyngest_server.url + scope["path"], content=body, headers=headers)
+        status, payload = res.status_code, res.content
+        if lost["left"]:
+            lost["left"] -= 1
+            status, payload = 502, b"bad gateway"
+        await send_plain(send, status, {}, payload)
+
+    client = _client(pyngest_server, "lossy")
+    client._sleep_sync = lambda s: None
+    ran: list[str] = []
+
+    @client.create_function(fn_id="count", trigger=inngest.TriggerEvent(event="app/lossy"))
+    async def count(ctx: inngest.Context, step: inngest.Step) -> None:
+        ran.append(ctx.event.data["n"])
+
+    app = fastapi.FastAPI()
+    pyngest.fast_api.serve(app, client, [count])
+    with serve_app(app) as base, serve_app(lossy_proxy) as proxy:
+        pyngest_server.sync(base + "/api/inngest")
+        client._event_api_origin = proxy
+        ids = client.send_sync([inngest.Event(name="app/lossy", data={"n": "a"}),
+                                inngest.Event(name="app/lossy", data={"n": "b"})])
+        runs = [pyngest_server.wait_for_run(i) for i in ids]
+        stored = httpx.get(f"{pyngest_server.url}/v1/events", params={"name": "app/lossy"}).json()["data"]
+        time.sleep(0.5)  # a duplicate event would have started a third run by now
+    assert len(lost["seeds"]) == 3 and len(set(lost["seeds"])) == 1
+    assert sorted(e["internal_id"] for e in stored) == sorted(ids)
+    assert [r.status for r in runs] == ["Completed", "Completed"]
+    assert sorted(ran) == ["a", "b"]
