@@ -66,6 +66,13 @@ def test_functions_create_triggers() -> None:
 
     assert sync_systems.get_config("http://a")[0]["throttle"] == {"limit": 2, "period": "1m", "burst": 1}
 
+    # "If your function is not async then its type is SyncStep."
+    @inngest_client.create_function(fn_id="plain", trigger=inngest.TriggerEvent(event="app/my_function"))
+    def plain(ctx: inngest.Context, step: inngest.SyncStep) -> int:
+        return step.run("one", lambda: 1)
+
+    assert _ok(plain) == 1 and inngest.SyncStep is inngest.StepSync
+
 
 def test_steps_run() -> None:
     called: list[Any] = []
