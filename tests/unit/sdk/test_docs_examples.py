@@ -333,7 +333,7 @@ def test_batching_and_cancellation_config() -> None:
 
 def test_guide_spellings() -> None:
     """Spellings some guide pages use: ``inngest.Trigger``, ``create_function(event=...)``,
-    ``Inngest(id=...)``, dict events."""
+    ``create_function(id=...)``, ``Inngest(id=...)``, dict events."""
     client = mocked.Inngest(id="signup-flow")
     assert client.app_id == "signup-flow"
 
@@ -346,6 +346,13 @@ def test_guide_spellings() -> None:
         events = [{"name": "x", "data": {}}, {"name": "y", "data": {"k": 1}}]
         return await step.send_event("send-example-events", events)
 
+    # guides__working-with-loops, learn__inngest-functions: create_function(id=...)
+    @client.create_function(id="simple-function", trigger=inngest.TriggerEvent(event="test/simple.function"))
+    async def simple_function(ctx: inngest.Context, step: inngest.Step) -> list[str]:
+        return [await step.run(s, lambda s=s: s) for s in ("hello", "a", "b", "c")]
+
+    assert simple_function.id == "signup-flow-simple-function"
+    assert mocked.trigger(simple_function, inngest.Event(name="test/simple.function"), client).output == ["hello", "a", "b", "c"]
     assert mocked.trigger(a, inngest.Event(name="app/user.signup"), client).status is mocked.Status.COMPLETED
     assert b.get_config("http://a")[0]["triggers"] == [{"event": "shop/product.imported"}]
     assert mocked.trigger(b, inngest.Event(name="shop/product.imported"), client).output == [mocked.client.PLACEHOLDER_ID] * 2
