@@ -18,6 +18,8 @@ import pyngest.fast_api
 import pyngest.flask
 from pyngest.experimental.dev_server import DevServer, serve_app
 
+from .greet_flow import run_greet
+
 
 def _client(srv: DevServer, app_id: str, **kw: Any) -> inngest.Inngest:
     return inngest.Inngest(app_id=app_id, is_production=False, api_base_url=srv.url, event_api_base_url=srv.url, **kw)
@@ -270,18 +272,7 @@ def test_documented_conftest_dev_server(monkeypatch: pytest.MonkeyPatch) -> None
     try:
         assert srv.origin == f"http://127.0.0.1:{port}"
         client = inngest.Inngest(app_id="my-app")  # dev mode and URLs from INNGEST_DEV only
-
-        @client.create_function(fn_id="greet", trigger=inngest.TriggerEvent(event="user.login"))
-        async def greet(ctx: inngest.Context, step: inngest.Step) -> str:
-            return await step.run("create-message", lambda: f"Hello, {ctx.event.data['name']}!")
-
-        app = fastapi.FastAPI()
-        pyngest.fast_api.serve(app, client, [greet])
-        with serve_app(app) as base:
-            srv.sync(base + "/api/inngest")
-            (eid,) = client.send_sync(inngest.Event(name="user.login", data={"name": "Alice"}))
-            run = srv.wait_for_run(eid)
-        assert (run.status, run.output) == ("Completed", "Hello, Alice!")
+        assert run_greet(client, srv, "Alice") == ("Completed", "Hello, Alice!")
     finally:
         srv.stop()
 
@@ -332,3 +323,28 @@ def test_retried_send_after_lost_responses_stores_events_once(pyngest_server: De
     assert sorted(e["internal_id"] for e in stored) == sorted(ids)
     assert [r.status for r in runs] == ["Completed", "Completed"]
     assert sorted(ran) == ["a", "b"]
+
+
+def test_pytest_plugin_as_documented(tmp_path: Any) -> None:
+    """A user's test suite enabling ``pytest_plugins = ["pyngest.experimental.pytest_plugin"]``
+    gets ``pyngest_server`` (a real server, no npm) and ``pyngest_client`` pointed at it."""
+    import shutil
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["pyngest.experimental.pytest_plugin"]\n')
+    shutil.copy(Path(__file__).with_name("greet_flow.py"), tmp_path / "greet_flow.py")
+    (tmp_path / "test_user.py").write_text(textwrap.dedent('''
+        from greet_flow import run_greet
+
+        def test_greet(pyngest_server, pyngest_client):
+            assert run_greet(pyngest_client, pyngest_server, "Ada") == ("Completed", "Hello, Ada!")
+    '''))
+    res = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 passed" in res.stdout
