@@ -348,3 +348,51 @@ def test_pytest_plugin_as_documented(tmp_path: Any) -> None:
     )
     assert res.returncode == 0, res.stdout + res.stderr
     assert "1 passed" in res.stdout
+
+
+def test_streaming_responses_end_to_end(pyngest_server: DevServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Streaming.FORCE``: every answer is a 201, keep-alive bytes while a step runs, then the
+    envelope; the server unwraps it and the run goes on (steps, a retried error, the output)."""
+    import asyncio
+
+    from pyngest.sdk import handler
+
+    monkeypatch.setattr(handler, "STREAM_KEEPALIVE_S", 0.02)  # keep-alive bytes during every step
+    client = _client(pyngest_server, "streaming")
+
+    @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="app/stream"), retries=1)
+    async def f(ctx: inngest.Context, step: inngest.Step) -> Any:
+        async def slow(x: int) -> int:
+            await asyncio.sleep(0.1)
+            if ctx.attempt == 0 and x == 2:
+                raise ValueError("once")
+            return x
+
+        a = await step.run("a", slow, 1)
+        b = await step.run("b", slow, 2)
+        return a + b
+
+    app = fastapi.FastAPI()
+    pyngest.fast_api.serve(app, client, [f], streaming=inngest.Streaming.FORCE)
+    statuses: list[int] = []
+    first_chunks: list[bytes] = []
+
+    async def watched(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def spy(message: dict[str, Any]) -> None:
+            if scope.get("method") == "POST":
+                if message["type"] == "http.response.start":
+                    statuses.append(message["status"])
+                elif message["type"] == "http.response.body" and len(first_chunks) < len(statuses):
+                    first_chunks.append(message.get("body", b""))
+            await send(message)
+
+        await app(scope, receive, spy)
+
+    with serve_app(watched) as base:
+        pyngest_server.sync(base + "/api/inngest")
+        (eid,) = client.send_sync(inngest.Event(name="app/stream"))
+        run = pyngest_server.wait_for_run(eid)
+    assert (run.status, run.output) == ("Completed", 3)
+    assert len(statuses) >= 4 and set(statuses) == {201}  # a, b failing once, b, the output
+    # the three requests that ran a slow step sent keep-alive bytes before the envelope
+    assert sum(chunk.strip() == b"" for chunk in first_chunks) >= 3, first_chunks
