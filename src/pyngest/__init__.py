@@ -30,8 +30,10 @@ from pyngest.sdk.serializer import PydanticSerializer, Serializer
 from pyngest.sdk.steps import ParallelMode, Step, StepSync
 from pyngest.sdk.types import JSON, Event, SendEventsResult
 
-# Some docs pages write inngest.Trigger(event=...) for TriggerEvent.
+# Some docs pages write inngest.Trigger(event=...) for TriggerEvent, and the create-function
+# reference names the step type of plain handlers SyncStep.
 Trigger = TriggerEvent
+SyncStep = StepSync
 
 __all__ = [
     "JSON",
@@ -60,6 +62,7 @@ __all__ = [
     "StepMemos",
     "StepSync",
     "Streaming",
+    "SyncStep",
     "Throttle",
     "Timeouts",
     "TransformOutputResult",

@@ -180,7 +180,7 @@ class Inngest:
     def create_function(
         self,
         *,
-        fn_id: str,
+        fn_id: str | None = None,
         trigger: TriggerEvent | TriggerCron | list[TriggerEvent | TriggerCron] | None = None,
         event: str | None = None,
         name: str | None = None,
@@ -199,6 +199,7 @@ class Inngest:
         timeouts: Timeouts | None = None,
         singleton: Singleton | None = None,
         _experimental_execution: bool = False,
+        id: str | None = None,  # noqa: A002 - the TS name, used by some guide pages
     ) -> Callable[[Callable[..., Any]], Function[Any]]:
         """Decorate a handler ``(ctx)`` or ``(ctx, step)`` to make it an Inngest function.
 
@@ -213,7 +214,9 @@ class Inngest:
             on_failure: handler run after the function failed for good.
             middleware: middleware for this function only (after the client's).
             output_type: type of the return value, for the client's serializer.
+            id: another name for ``fn_id`` (some guide pages write ``id=``).
         """
+        fn_id = fn_id if fn_id is not None else id
         if not isinstance(fn_id, str) or not fn_id:
             raise errors.FunctionConfigInvalidError("fn_id must be a non-empty string")
         if _experimental_execution:

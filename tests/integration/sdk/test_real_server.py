@@ -18,6 +18,8 @@ import pyngest.fast_api
 import pyngest.flask
 from pyngest.experimental.dev_server import DevServer, serve_app
 
+from .greet_flow import run_greet
+
 
 def _client(srv: DevServer, app_id: str, **kw: Any) -> inngest.Inngest:
     return inngest.Inngest(app_id=app_id, is_production=False, api_base_url=srv.url, event_api_base_url=srv.url, **kw)
@@ -242,3 +244,155 @@ def test_invoke_across_apps_and_cancel(pyngest_server: DevServer) -> None:
         inngest_client_2.send_sync(inngest.Event(name="tasks/reminder.deleted", data={"reminderId": 5}))
         cancelled = pyngest_server.wait_for_run(rid)
     assert cancelled.status == "Cancelled"
+
+
+def test_documented_conftest_dev_server(monkeypatch: pytest.MonkeyPatch) -> None:
+    """reference__python__guides__testing: ``dev_server.server.start()`` in ``pytest_configure``
+    starts a server where a dev-mode app looks for it (``DEV_SERVER_PORT``, default 8288, as
+    the official SDK's), so the app syncs to it with nothing but ``INNGEST_DEV`` set."""
+    from pyngest.experimental import dev_server
+    from pyngest.experimental.dev_server.server import DEFAULT_PORT, free_port
+
+    monkeypatch.delenv("DEV_SERVER_PORT", raising=False)
+    monkeypatch.delenv("DEV_SERVER_ENABLED", raising=False)
+    assert DEFAULT_PORT == 8288 and DevServer.from_env().port == 8288
+    monkeypatch.setenv("DEV_SERVER_ENABLED", "0")
+    disabled = DevServer.from_env()
+    disabled.start()
+    assert not disabled.running
+    disabled.stop()
+    monkeypatch.delenv("DEV_SERVER_ENABLED")
+    assert isinstance(dev_server.server, DevServer)
+
+    port = free_port()  # 8288 itself may be taken on a shared machine
+    monkeypatch.setenv("DEV_SERVER_PORT", str(port))
+    monkeypatch.setenv("INNGEST_DEV", f"http://127.0.0.1:{port}")
+    srv = DevServer.from_env()
+    srv.start()
+    try:
+        assert srv.origin == f"http://127.0.0.1:{port}"
+        client = inngest.Inngest(app_id="my-app")  # dev mode and URLs from INNGEST_DEV only
+        assert run_greet(client, srv, "Alice") == ("Completed", "Hello, Alice!")
+    finally:
+        srv.stop()
+
+
+def test_retried_send_after_lost_responses_stores_events_once(pyngest_server: DevServer) -> None:
+    """The server stores a send but its answer is lost (a proxy turns it into a 502) twice; the
+    SDK retries with the same x-inngest-event-id-seed, so the events exist once and start one
+    run each, and the ids the SDK returns are the stored ones."""
+    import httpx
+
+    from tests.unit.sdk.harness import read_body, send_plain
+
+    lost = {"left": 2, "seeds": []}
+
+    async def lossy_proxy(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = await read_body(receive)
+        headers = {k.decode(): v.decode() for k, v in scope["headers"] if k.lower() != b"host"}
+        lost["seeds"].append(headers.get("x-inngest-event-id-seed"))
+        async with httpx.AsyncClient() as http:
+            res = await http.post(pyngest_server.url + scope["path"], content=body, headers=headers)
+        status, payload = res.status_code, res.content
+        if lost["left"]:
+            lost["left"] -= 1
+            status, payload = 502, b"bad gateway"
+        await send_plain(send, status, {}, payload)
+
+    client = _client(pyngest_server, "lossy")
+    client._sleep_sync = lambda s: None
+    ran: list[str] = []
+
+    @client.create_function(fn_id="count", trigger=inngest.TriggerEvent(event="app/lossy"))
+    async def count(ctx: inngest.Context, step: inngest.Step) -> None:
+        ran.append(ctx.event.data["n"])
+
+    app = fastapi.FastAPI()
+    pyngest.fast_api.serve(app, client, [count])
+    with serve_app(app) as base, serve_app(lossy_proxy) as proxy:
+        pyngest_server.sync(base + "/api/inngest")
+        client._event_api_origin = proxy
+        ids = client.send_sync([inngest.Event(name="app/lossy", data={"n": "a"}),
+                                inngest.Event(name="app/lossy", data={"n": "b"})])
+        runs = [pyngest_server.wait_for_run(i) for i in ids]
+        stored = httpx.get(f"{pyngest_server.url}/v1/events", params={"name": "app/lossy"}).json()["data"]
+        time.sleep(0.5)  # a duplicate event would have started a third run by now
+    assert len(lost["seeds"]) == 3 and len(set(lost["seeds"])) == 1
+    assert sorted(e["internal_id"] for e in stored) == sorted(ids)
+    assert [r.status for r in runs] == ["Completed", "Completed"]
+    assert sorted(ran) == ["a", "b"]
+
+
+def test_pytest_plugin_as_documented(tmp_path: Any) -> None:
+    """A user's test suite enabling ``pytest_plugins = ["pyngest.experimental.pytest_plugin"]``
+    gets ``pyngest_server`` (a real server, no npm) and ``pyngest_client`` pointed at it."""
+    import shutil
+    import subprocess
+    import sys
+    import textwrap
+    from pathlib import Path
+
+    (tmp_path / "conftest.py").write_text('pytest_plugins = ["pyngest.experimental.pytest_plugin"]\n')
+    shutil.copy(Path(__file__).with_name("greet_flow.py"), tmp_path / "greet_flow.py")
+    (tmp_path / "test_user.py").write_text(textwrap.dedent('''
+        from greet_flow import run_greet
+
+        def test_greet(pyngest_server, pyngest_client):
+            assert run_greet(pyngest_client, pyngest_server, "Ada") == ("Completed", "Hello, Ada!")
+    '''))
+    res = subprocess.run(  # noqa: S603
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:xdist", str(tmp_path)],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
+    )
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "1 passed" in res.stdout
+
+
+def test_streaming_responses_end_to_end(pyngest_server: DevServer, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``Streaming.FORCE``: every answer is a 201, keep-alive bytes while a step runs, then the
+    envelope; the server unwraps it and the run goes on (steps, a retried error, the output)."""
+    import asyncio
+
+    from pyngest.sdk import handler
+
+    monkeypatch.setattr(handler, "STREAM_KEEPALIVE_S", 0.02)  # keep-alive bytes during every step
+    client = _client(pyngest_server, "streaming")
+
+    @client.create_function(fn_id="f", trigger=inngest.TriggerEvent(event="app/stream"), retries=1)
+    async def f(ctx: inngest.Context, step: inngest.Step) -> Any:
+        async def slow(x: int) -> int:
+            await asyncio.sleep(0.1)
+            if ctx.attempt == 0 and x == 2:
+                raise ValueError("once")
+            return x
+
+        a = await step.run("a", slow, 1)
+        b = await step.run("b", slow, 2)
+        return a + b
+
+    app = fastapi.FastAPI()
+    pyngest.fast_api.serve(app, client, [f], streaming=inngest.Streaming.FORCE)
+    statuses: list[int] = []
+    first_chunks: list[bytes] = []
+
+    async def watched(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        async def spy(message: dict[str, Any]) -> None:
+            if scope.get("method") == "POST":
+                if message["type"] == "http.response.start":
+                    statuses.append(message["status"])
+                elif message["type"] == "http.response.body" and len(first_chunks) < len(statuses):
+                    first_chunks.append(message.get("body", b""))
+            await send(message)
+
+        await app(scope, receive, spy)
+
+    with serve_app(watched) as base:
+        pyngest_server.sync(base + "/api/inngest")
+        (eid,) = client.send_sync(inngest.Event(name="app/stream"))
+        run = pyngest_server.wait_for_run(eid)
+    assert (run.status, run.output) == ("Completed", 3)
+    assert len(statuses) >= 4 and set(statuses) == {201}  # a, b failing once, b, the output
+    # the three requests that ran a slow step sent keep-alive bytes before the envelope
+    assert sum(chunk.strip() == b"" for chunk in first_chunks) >= 3, first_chunks

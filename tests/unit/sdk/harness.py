@@ -91,6 +91,24 @@ async def asgi_call(app: Any, method: str, path: str, headers: dict[str, str], b
     return HTTPResult(status, out_headers, b"".join(chunks))
 
 
+async def read_body(receive: Any) -> bytes:
+    """The whole body of an ASGI request."""
+    body = b""
+    while True:
+        msg = await receive()
+        body += msg.get("body", b"")
+        if not msg.get("more_body"):
+            return body
+
+
+async def send_plain(send: Any, status: int, headers: dict[str, str], body: bytes) -> None:
+    """Answer an ASGI request with a whole body."""
+    pairs = [(k.encode(), v.encode()) for k, v in headers.items() if k.lower() != "content-length"]
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*pairs, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class ASGIClient:
     """Calls an ASGI app on one long-lived event loop (httpx clients stay valid)."""
 

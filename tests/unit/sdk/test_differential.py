@@ -372,3 +372,33 @@ def test_memo_formats(dev: tuple[Any, Any]) -> None:
     got = assert_same(ro, rp)
     assert got["body"] == [1, None, {"error": {"message": "no name"}}, None,
                            {"name": "app/reply", "data": {"x": 1}, "id": "01", "ts": 5}, ["E", "m", "s"]]
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini", "deepseek", "grok"])
+@pytest.mark.parametrize("adapter_kw", [{}, {"base_url": "https://proxy.example.com/v9/", "headers": {"x-k": "v"}}])
+def test_ai_infer_adapters(loop: asyncio.AbstractEventLoop, provider: str, adapter_kw: dict[str, Any]) -> None:
+    """Every model adapter of the official SDK's ``experimental.ai`` builds the same
+    ``AIGateway`` op (url, format, headers, auth key, body with the model filled in)."""
+    import importlib
+
+    apps = []
+    for sdk, ai_pkg, fast_api in ((inngest, "inngest.experimental.ai", inngest.fast_api),
+                                  (pyngest, "pyngest.experimental.ai", pyngest.fast_api)):
+        adapters = importlib.import_module(f"{ai_pkg}.{provider}")
+        client = sdk.Inngest(app_id="ai-app", is_production=False)
+
+        @client.create_function(fn_id="infer", trigger=sdk.TriggerEvent(event="e"))
+        async def infer(ctx: Any, adapters: Any = adapters) -> Any:
+            return await ctx.step.ai.infer(
+                "infer", adapter=adapters.Adapter(auth_key="sk-1", model="m-1", **adapter_kw),
+                body={"messages": [{"role": "user", "content": "hi"}]},
+            )
+
+        app = fastapi.FastAPI()
+        fast_api.serve(app, client, [infer])
+        apps.append(ASGIClient(app, loop))
+    o, p = apps
+    body = exec_body(events=[event(name="e")], steps={}, stack=[])
+    got = assert_same(*_post(o, p, "/api/inngest?fnId=ai-app-infer&stepId=step", body))
+    (op,) = got["body"]
+    assert op["op"] == "AIGateway" and op["opts"]["body"]["model"] == "m-1"

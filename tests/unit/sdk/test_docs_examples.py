@@ -66,6 +66,13 @@ def test_functions_create_triggers() -> None:
 
     assert sync_systems.get_config("http://a")[0]["throttle"] == {"limit": 2, "period": "1m", "burst": 1}
 
+    # "If your function is not async then its type is SyncStep."
+    @inngest_client.create_function(fn_id="plain", trigger=inngest.TriggerEvent(event="app/my_function"))
+    def plain(ctx: inngest.Context, step: inngest.SyncStep) -> int:
+        return step.run("one", lambda: 1)
+
+    assert _ok(plain) == 1 and inngest.SyncStep is inngest.StepSync
+
 
 def test_steps_run() -> None:
     called: list[Any] = []
@@ -326,7 +333,7 @@ def test_batching_and_cancellation_config() -> None:
 
 def test_guide_spellings() -> None:
     """Spellings some guide pages use: ``inngest.Trigger``, ``create_function(event=...)``,
-    ``Inngest(id=...)``, dict events."""
+    ``create_function(id=...)``, ``Inngest(id=...)``, dict events."""
     client = mocked.Inngest(id="signup-flow")
     assert client.app_id == "signup-flow"
 
@@ -339,6 +346,13 @@ def test_guide_spellings() -> None:
         events = [{"name": "x", "data": {}}, {"name": "y", "data": {"k": 1}}]
         return await step.send_event("send-example-events", events)
 
+    # guides__working-with-loops, learn__inngest-functions: create_function(id=...)
+    @client.create_function(id="simple-function", trigger=inngest.TriggerEvent(event="test/simple.function"))
+    async def simple_function(ctx: inngest.Context, step: inngest.Step) -> list[str]:
+        return [await step.run(s, lambda s=s: s) for s in ("hello", "a", "b", "c")]
+
+    assert simple_function.id == "signup-flow-simple-function"
+    assert mocked.trigger(simple_function, inngest.Event(name="test/simple.function"), client).output == ["hello", "a", "b", "c"]
     assert mocked.trigger(a, inngest.Event(name="app/user.signup"), client).status is mocked.Status.COMPLETED
     assert b.get_config("http://a")[0]["triggers"] == [{"event": "shop/product.imported"}]
     assert mocked.trigger(b, inngest.Event(name="shop/product.imported"), client).output == [mocked.client.PLACEHOLDER_ID] * 2

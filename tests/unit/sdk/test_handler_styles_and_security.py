@@ -347,3 +347,21 @@ def test_determinism_warning(caplog: pytest.LogCaptureFixture, loop: asyncio.Abs
         res = app.request("POST", "/api/inngest?fnId=det-f&stepId=step", {}, body)
     assert res.status == 206
     assert any("memoized step(s)" in r.getMessage() for r in caplog.records)
+
+    # a deploy removed a step whose memo the server still sends: warned once, the run ends
+    caplog.clear()
+    order[:] = ["a"]
+    body = exec_body(events=[event(name="e")], steps={h("a"): {"data": 1}, h("b"): {"data": 1}},
+                     stack=[h("a"), h("b")])
+    with caplog.at_level(logging.WARNING):
+        res = app.request("POST", "/api/inngest?fnId=det-f&stepId=step", {}, body)
+    assert res.status == 200
+    warned = [r.getMessage() for r in caplog.records if "never reached" in r.getMessage()]
+    assert len(warned) == 1 and "1 memoized step(s)" in warned[0]
+
+    # an unchanged function replays without a warning
+    caplog.clear()
+    order[:] = ["a", "b"]
+    with caplog.at_level(logging.WARNING):
+        assert app.request("POST", "/api/inngest?fnId=det-f&stepId=step", {}, body).status == 200
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING]

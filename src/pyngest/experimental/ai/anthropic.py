@@ -10,6 +10,8 @@ class Adapter(_Adapter):
 
     _format = "anthropic"
     _default_url = "https://api.anthropic.com/v1"
+    # Anthropic refuses requests without an API version header.
+    _default_headers = {"anthropic-version": "2023-06-01"}  # noqa: RUF012
 
     def url_infer(self) -> str:
         return self._url.rstrip("/") + "/messages"

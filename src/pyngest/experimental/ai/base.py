@@ -28,6 +28,8 @@ class BaseAdapter(Protocol):
 class _Adapter:
     _format = "openai-chat"
     _default_url = ""
+    # Sent when the caller passes no headers (the official adapters replace, not merge, them).
+    _default_headers: dict[str, str] = {}  # noqa: RUF012 - copied, never mutated
 
     def __init__(
         self,
@@ -40,7 +42,7 @@ class _Adapter:
         self._auth_key = auth_key
         self._model = model
         self._url = base_url or self._default_url
-        self._headers = headers or {}
+        self._headers = headers or dict(self._default_headers)
 
     def auth_key(self) -> str:
         return self._auth_key

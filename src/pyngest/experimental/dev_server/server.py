@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 
 TERMINAL = ("Completed", "Failed", "Cancelled")
+# As the official SDK's dev_server: the port clients in dev mode look for by default.
+DEFAULT_PORT = 8288
 
 
 def free_port() -> int:
@@ -42,6 +44,7 @@ class DevServer:
             production backoff table).
         signing_key, event_key: start in production mode (``pyngest start``) with these keys.
         extra_args: more CLI flags.
+        enabled: False makes ``start`` and ``stop`` do nothing (a server started elsewhere).
     """
 
     def __init__(
@@ -52,8 +55,10 @@ class DevServer:
         signing_key: str | None = None,
         event_key: str | None = None,
         extra_args: tuple[str, ...] = (),
+        enabled: bool = True,
     ) -> None:
         self.port = port
+        self.enabled = enabled
         self.retry_interval = retry_interval
         self.signing_key = signing_key
         self.event_key = event_key
@@ -61,6 +66,18 @@ class DevServer:
         self._proc: subprocess.Popen[bytes] | None = None
         self._dir: tempfile.TemporaryDirectory[str] | None = None
         self._log: Any = None
+
+    @classmethod
+    def from_env(cls) -> DevServer:
+        """The server the docs' ``dev_server.server`` is: on ``DEV_SERVER_PORT`` (default 8288,
+        where a client with ``INNGEST_DEV=1`` looks), not started if ``DEV_SERVER_ENABLED=0``."""
+        port = os.environ.get("DEV_SERVER_PORT")
+        return cls(port=int(port) if port else DEFAULT_PORT, enabled=os.environ.get("DEV_SERVER_ENABLED") != "0")
+
+    @property
+    def origin(self) -> str:
+        """The official SDK's name for :attr:`url`."""
+        return self.url
 
     @property
     def url(self) -> str:
@@ -73,7 +90,7 @@ class DevServer:
         return self._proc is not None and self._proc.poll() is None
 
     def start(self, timeout_s: float = 30.0) -> None:
-        if self.running:
+        if self.running or not self.enabled:
             return
         if self.port is None:
             self.port = free_port()
@@ -161,7 +178,7 @@ class DevServer:
         raise TimeoutError(f"runs of event {event_id} did not finish in {timeout_s}s: {runs}\n{self.log()}")
 
 
-server = DevServer()
+server = DevServer.from_env()
 """The default server, for ``pytest_configure`` / ``pytest_unconfigure`` hooks."""
 
 
