@@ -120,17 +120,23 @@ class AppSyncer:
         ports = [p for p in DEV_DISCOVERY_PORTS if p != self.config.port]
         found: list[str] = []
 
-        async def probe(url: str) -> None:
+        async def answers(url: str) -> bool:
             try:
                 async with self._session.get(url, timeout=PROBE_TIMEOUT, allow_redirects=False) as resp:  # type: ignore[union-attr]
-                    if resp.headers.get(H.SDK):
-                        found.append(url)
+                    return bool(resp.headers.get(H.SDK))
             except (TimeoutError, aiohttp.ClientError, OSError):
-                pass
+                return False
 
-        await asyncio.gather(*(
-            probe(f"http://127.0.0.1:{port}{path}") for port in ports for path in DEV_DISCOVERY_PATHS
-        ))
+        async def probe(port: int, path: str) -> None:
+            # Both loopbacks, IPv4 first: dev servers of other stacks often listen on only one
+            # of them (and "localhost" does not resolve to both on every machine).
+            for host in ("127.0.0.1", "[::1]"):
+                url = f"http://{host}:{port}{path}"
+                if await answers(url):
+                    found.append(url)
+                    return
+
+        await asyncio.gather(*(probe(port, path) for port in ports for path in DEV_DISCOVERY_PATHS))
         for url in found:
             norm = normalize_url(url)
             if norm not in self.urls:

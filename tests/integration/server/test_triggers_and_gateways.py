@@ -108,8 +108,8 @@ async def test_step_fetch_and_ai_infer_are_performed_by_the_server(harness: Harn
 async def test_discovery_finds_serve_endpoints_on_the_scanned_ports_and_syncs_them(
     harness: Harness, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Dev auto-discovery: probes each scanned port x path, syncs what answers as an SDK (with
-    X-Inngest-SDK), ignores the rest; a refused sync is recorded with its message."""
+    """Dev auto-discovery: probes each scanned port x path on both loopbacks, syncs what answers
+    as an SDK (with X-Inngest-SDK), ignores the rest; a refused sync is recorded with its message."""
     import asyncio
 
     from pyngest.server import sync
@@ -132,10 +132,11 @@ async def test_discovery_finds_serve_endpoints_on_the_scanned_ports_and_syncs_th
     plain_app = web.Application()
     plain_app.router.add_get("/api/inngest", other)
     runners, ports = [], []
-    for app in (sdk_app, plain_app):
+    # the SDK app listens on ::1 only (as a dev server bound to "localhost" may), the other on 127.0.0.1
+    for app, host in ((sdk_app, "::1"), (plain_app, "127.0.0.1")):
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
+        site = web.TCPSite(runner, host, 0)
         await site.start()
         runners.append(runner)
         ports.append(site._server.sockets[0].getsockname()[1])  # type: ignore[union-attr]
@@ -148,7 +149,7 @@ async def test_discovery_finds_serve_endpoints_on_the_scanned_ports_and_syncs_th
             if puts:
                 break
             await asyncio.sleep(0.02)
-        found = f"http://127.0.0.1:{ports[0]}/x/inngest"
+        found = f"http://[::1]:{ports[0]}/x/inngest"
         assert puts == [found]
         [rec] = syncer.urls.values()
         assert rec.url == found and rec.source == "discovery"
