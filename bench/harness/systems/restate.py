@@ -9,6 +9,10 @@ settings the SDK's docs give for production (HTTP/2 streams, keep-alive, several
 is registered through the admin API. A run is one request to the ingress, which answers
 once the handler has finished (request/response ingress).
 
+The server looks up its latest release on GitHub once at start, whatever the config says; with
+no route out that attempt fails at once (one ERROR line from ``octocrab`` in its log) and
+changes nothing else.
+
     bash bench/setup   # installs the server under bench/peers/node_modules
 """
 
@@ -19,13 +23,24 @@ import json
 import os
 import platform
 import shutil
+import signal
+import time
 from importlib import metadata
 from pathlib import Path
 
 import aiohttp
 import orjson
 
-from bench.harness.procs import BENCH_DIR, ROOT, Proc, free_port, python, scratch_dir, wait_http
+from bench.harness.procs import (
+    BENCH_DIR,
+    ROOT,
+    Proc,
+    free_port,
+    python,
+    scratch_dir,
+    tree,
+    wait_http,
+)
 from bench.harness.systems.base import Kind, System
 
 PEERS = BENCH_DIR / "peers"
@@ -41,6 +56,15 @@ def server_binary() -> Path:
     if not path.exists():
         raise RuntimeError(f"{path} is missing: run bench/setup")
     return path
+
+
+def _start_time(pid: int) -> str | None:
+    """The process's start time (field 22 of /proc/pid/stat), to tell it from a reused pid."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
 
 
 def server_version() -> str:
@@ -148,7 +172,19 @@ class RestateSystem(System):
         if self.http is not None:
             await self.http.close()
             self.http = None
+        # Hypercorn's workers (and multiprocessing's resource tracker) can outlive their master
+        # by a moment: wait for the whole tree, so the next system starts on a quiet machine.
+        pids = [(p, _start_time(p)) for proc in self.processes for p in tree(proc.pid)]
         await super().stop()
+        deadline = time.monotonic() + 10
+        for pid, started in pids:
+            while started and _start_time(pid) == started and time.monotonic() < deadline:
+                await asyncio.sleep(0.05)
+            if started and _start_time(pid) == started:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
         if self.base_dir:
             shutil.rmtree(self.base_dir, ignore_errors=True)
             self.base_dir = ""
@@ -159,8 +195,9 @@ class RestateSystem(System):
             "restate-sdk": metadata.version("restate-sdk"),
             "hypercorn": metadata.version("hypercorn"),
             "server": "single node, all roles, default config (replicated loglet on the local "
-                      "log server, RocksDB WAL fsynced per append batch, 24 partitions); "
-                      "only addresses, node name and telemetry set",
+                      "log server with its RocksDB WAL fsync on, 24 partitions, default log "
+                      "filter warn,restate=info); set: TCP-only listeners on loopback ports, "
+                      "node name, disable-telemetry",
             "app": f"Hypercorn, {self.workers} workers (the SDK docs' production config), "
                    "uvloop, HTTP/2 (bidi-stream protocol)",
             "trigger": "POST /bench/{kind} to the ingress, answered when the handler finished; "
