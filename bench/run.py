@@ -64,9 +64,9 @@ def peer_systems() -> dict[str, type[System]]:
     """Restate and DBOS, when ``bench/setup`` has installed them."""
     found: dict[str, type[System]] = {}
     try:
-        from bench.harness.systems.restate import Restate
+        from bench.harness.systems.restate import RestateSystem
 
-        found[Restate.name] = Restate
+        found[RestateSystem.name] = RestateSystem
     except ImportError as exc:
         print(f"(Restate not available: {exc}; run bench/setup)", file=sys.stderr)
     try:
