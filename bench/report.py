@@ -20,7 +20,7 @@ from bench.harness.procs import BENCH_DIR, ROOT
 DOC = ROOT / "docs" / "benchmarks.md"
 PLOTS = ROOT / "docs" / "benchmarks"
 START, END = "<!-- results:start -->", "<!-- results:end -->"
-ORDER = ["pyngest-raw", "pyngest-sdk", "pyngest-inngest-sdk", "restate", "dbos", "floor"]
+ORDER = ["pyngest-raw", "pyngest-sdk", "pyngest-sdk-fsync", "pyngest-inngest-sdk", "restate", "dbos", "floor"]
 
 
 def newest() -> Path:

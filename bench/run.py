@@ -55,7 +55,12 @@ from bench.harness.procs import (
 )
 from bench.harness.systems.base import System
 from bench.harness.systems.floor import Floor
-from bench.harness.systems.pyngest import PyngestOfficialSDK, PyngestRaw, PyngestSDK
+from bench.harness.systems.pyngest import (
+    PyngestOfficialSDK,
+    PyngestRaw,
+    PyngestSDK,
+    PyngestSDKFsync,
+)
 
 RESULTS = BENCH_DIR / "results"
 
@@ -80,7 +85,7 @@ def peer_systems() -> dict[str, type[System]]:
 
 def all_systems() -> dict[str, type[System]]:
     systems: dict[str, type[System]] = {
-        cls.name: cls for cls in (PyngestRaw, PyngestSDK, PyngestOfficialSDK)
+        cls.name: cls for cls in (PyngestRaw, PyngestSDK, PyngestSDKFsync, PyngestOfficialSDK)
     }
     systems.update(peer_systems())
     systems[Floor.name] = Floor

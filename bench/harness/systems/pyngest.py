@@ -21,6 +21,7 @@ from bench.harness.systems.base import Kind, System
 
 class PyngestSystem(System):
     app_kind = ""
+    durability = "normal"  # pyngest's default; "full" adds an fsync per commit (power-loss safe)
 
     def __init__(self) -> None:
         super().__init__()
@@ -47,7 +48,8 @@ class PyngestSystem(System):
         self.sqlite_dir = scratch_dir("sqlite")
         server = Proc("pyngest", python("-m", "pyngest.server.cli", "dev", "--no-discovery", "--no-poll",
                                         "-p", str(self.port), "--host", "127.0.0.1",
-                                        "--sqlite-dir", self.sqlite_dir, "-l", "warn"), cwd=ROOT)
+                                        "--sqlite-dir", self.sqlite_dir, "--durability", self.durability,
+                                        "-l", "warn"), cwd=ROOT)
         self.processes.append(server)
         app = Proc(f"app-{self.app_kind}", self.app_argv(), cwd=ROOT, env={
             NOTIFY_ENV: self.completions.address,
@@ -102,7 +104,8 @@ class PyngestSystem(System):
         await super().stop()
 
     def describe(self) -> dict[str, str]:
-        return {"pyngest": metadata.version("pyngest"), "store": "SQLite WAL, synchronous=NORMAL"}
+        sync = "FULL (fsync per commit)" if self.durability == "full" else "NORMAL (no fsync per commit)"
+        return {"pyngest": metadata.version("pyngest"), "store": f"SQLite WAL, synchronous={sync}"}
 
 
 class PyngestRaw(PyngestSystem):
@@ -150,3 +153,10 @@ class PyngestOfficialSDK(PyngestSDK):
 
     def describe(self) -> dict[str, str]:
         return {**super().describe(), "inngest": metadata.version("inngest")}
+
+
+class PyngestSDKFsync(PyngestSDK):
+    """As :class:`PyngestSDK` with ``--durability full``: every commit is fsynced, as the peers'
+    defaults do (Restate's log, Postgres with synchronous_commit=on)."""
+
+    name, label, durability = "pyngest-sdk-fsync", "pyngest + pyngest SDK, --durability full", "full"
