@@ -10,7 +10,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import sys
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -35,6 +37,8 @@ from pyngest.server.model import (
 )
 from pyngest.server.queue.scheduler import Scheduler
 from pyngest.server.store.base import Store
+
+log = logging.getLogger("pyngest.server")
 
 
 class RunCache:
@@ -248,7 +252,10 @@ class State:
         self.observers: list[Callable[[Batch, CommitResult], None]] = []
 
     async def load(self) -> None:
+        started = time.perf_counter()
         self.pauses.load(await self.store.all_pauses())
+        log.info("pause index rebuilt: %d pending pauses read from the store and indexed in %.3f s",
+                 len(self.pauses), time.perf_counter() - started)
         self.last_event_seq = await self.store.max_event_seq()
         self.flow.load(await self.store.all_flow())
 
