@@ -235,3 +235,47 @@ async def _done_async(value: object) -> tuple:
 
 async def _ops_async(*items: dict) -> tuple:
     return ops(*items)
+
+
+async def test_pending_waits_and_cancel_on_survive_a_restart(tmp_path: Path) -> None:
+    """Pauses live in the store: after a restart the index is rebuilt from it, so a waitForEvent
+    and a cancelOn created before the restart are matched by events sent after it (and only
+    by the events their conditions select)."""
+    async def script(call: Call) -> tuple:
+        if W in call.body["steps"]:
+            return done({"got": call.body["steps"][W]})
+        return ops({"op": "WaitForEvent", "id": W, "name": "test/approve",
+                    "opts": {"event": "test/approve", "timeout": "1h", "if": "async.data.id == event.data.id"}})
+
+    cancel_on = [{"event": "test/abort", "if": "async.data.id == event.data.id"}]
+    h = Harness(tmp_path)
+    await h.start()
+    h.app.script = script
+    await h.register(function_config(h.app, "waiter", cancel=cancel_on))
+    eids = await h.send(*({"name": "test/waiter", "data": {"id": i}} for i in (1, 2, 3)))
+    await h.settle()
+    assert len(h.service.state.pauses) == 6  # a wait and a cancelOn per run
+    now = h.clock.now_ms()
+    await h.stop()
+
+    h2 = Harness(tmp_path)
+    h2.clock.set(now)
+    h2.app = h.app
+    await h2.start()
+    try:
+        assert len(h2.service.state.pauses) == 6
+        h2.app.script = script
+        await h2.register(function_config(h2.app, "waiter", cancel=cancel_on))
+        await h2.send({"name": "test/approve", "data": {"id": 9}}, {"name": "test/abort", "data": {"id": 9}})
+        [approval] = await h2.send({"name": "test/approve", "data": {"id": 1}})
+        await h2.send({"name": "test/abort", "data": {"id": 2}})
+        [r1] = await h2.run_ended(eids[0])
+        assert r1["output"]["got"]["id"] == approval
+        [r2] = await h2.run_ended(eids[1])
+        assert r2["status"] == "Cancelled"
+        await h2.settle()
+        [r3] = await h2.runs_for(eids[2])
+        assert r3["status"] == "Running"
+        assert sorted(p.run_id for p in h2.service.state.pauses.by_id.values()) == [r3["run_id"]] * 2
+    finally:
+        await h2.stop()

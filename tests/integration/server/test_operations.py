@@ -147,6 +147,44 @@ async def test_replay_failed_and_skipped_runs_and_rerun_one(harness: Harness) ->
     assert bad.status_code == 400
 
 
+async def test_replaying_skipped_runs_takes_only_the_events_skipped_while_paused(harness: Harness) -> None:
+    """Upstream's replay status "Skipped" is ReplayRunStatusSkippedPaused: events a rate limit
+    dropped are skipped too, but a replay does not bring them back."""
+    harness.app.script = lambda call: _done("ok")
+    await harness.register(function_config(harness.app, "rl", rateLimit={"limit": 1, "period": "1h"}))
+    http = harness.http
+    assert http is not None
+    t0 = harness.clock.now_ms()
+    [ran, limited] = await harness.send({"name": "test/rl", "data": {"n": 1}}, {"name": "test/rl", "data": {"n": 2}})
+    await harness.run_ended(ran)
+    await http.post("/v1/functions/test-rl/pause")
+    [paused] = await harness.send({"name": "test/rl", "data": {"n": 3}})
+    await harness.settle()
+    await http.post("/v1/functions/test-rl/resume")
+    assert [s[1] for s in await harness.service.store.skips_for_event(limited)] == ["rate_limited"]
+    assert [s[1] for s in await harness.service.store.skips_for_event(paused)] == ["function_paused"]
+
+    resp = await http.post("/v1/replays", json={"function_id": "test-rl", "from": iso_ms(t0 - 1),
+                                                "to": iso_ms(harness.clock.now_ms() + 1), "statuses": ["Skipped"]})
+    assert resp.status_code == 201, resp.json()
+    assert resp.json()["data"]["total"] == 1
+    replay_id = resp.json()["data"]["id"]
+
+    async def replayed() -> bool:
+        op = (await http.get(f"/v1/replays/{replay_id}")).json()["data"]
+        return bool(op["status"] == "completed")
+
+    await _wait(replayed)
+    assert (await http.get(f"/v1/replays/{replay_id}")).json()["data"]["scheduled"] == 1
+    await harness.advance(1000)
+    assert len(await harness.run_ended(paused)) == 1
+    assert await harness.runs_for(limited) == []
+
+
+async def _done(value: object) -> tuple:
+    return done(value)
+
+
 async def test_retention_removes_ended_runs_and_old_events_but_keeps_live_ones(harness: Harness) -> None:
     async def script(call: Call) -> tuple:
         if S in call.body["steps"]:

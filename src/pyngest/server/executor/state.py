@@ -10,6 +10,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import sys
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
@@ -34,6 +37,8 @@ from pyngest.server.model import (
 )
 from pyngest.server.queue.scheduler import Scheduler
 from pyngest.server.store.base import Store
+
+log = logging.getLogger("pyngest.server")
 
 
 class RunCache:
@@ -147,14 +152,22 @@ class _RunLock:
 
 
 class PauseBook:
-    """Every pending pause: by id, by run, by signal name, and in an index that finds the
-    pauses an incoming event fulfils without evaluating the others (``pyngest.expr``)."""
+    """Every pending pause: by id, by signal name, and in an index that finds the pauses an
+    incoming event fulfils without evaluating the others (``pyngest.expr``).
+
+    A server may hold hundreds of thousands of pauses, so each costs as little as it can:
+    the step id and event name, repeated across the runs of a function, are interned, and
+    equal ``data`` (``{"name": step, "race": false}``) is one shared dict; pauses are only
+    read, never changed in place.
+    """
+
+    SHARED_DATA = 1_000  # distinct data dicts remembered for sharing
 
     def __init__(self) -> None:
         self.by_id: dict[str, Pause] = {}
-        self._by_run: dict[str, set[str]] = {}
         self._by_signal: dict[str, Pause] = {}
         self._index = PauseIndex(clock=exprs.clock())
+        self._data: OrderedDict[tuple[object, ...], dict[str, Any]] = OrderedDict()
 
     def load(self, pauses: list[Pause]) -> None:
         self._index = PauseIndex(clock=exprs.clock())
@@ -163,30 +176,41 @@ class PauseBook:
 
     def add(self, pause: Pause) -> None:
         self.remove(pause.id)
+        self._share(pause)
         self.by_id[pause.id] = pause
-        self._by_run.setdefault(pause.run_id, set()).add(pause.id)
         if pause.kind is PauseKind.SIGNAL and pause.signal is not None:
             self._by_signal[pause.signal] = pause
         elif pause.event_name:
             self._index.add(pause.id, pause.event_name, pause.expression or None)
 
+    def _share(self, pause: Pause) -> None:
+        pause.step_id = sys.intern(pause.step_id)
+        if pause.event_name is not None:
+            pause.event_name = sys.intern(pause.event_name)
+        if not pause.data:
+            return
+        key = tuple((k, type(v), v) for k, v in pause.data.items())
+        try:
+            shared = self._data.get(key)
+        except TypeError:  # a list or dict inside: not shared
+            return
+        if shared is None:
+            self._data[key] = pause.data
+            if len(self._data) > self.SHARED_DATA:
+                self._data.popitem(last=False)
+        else:
+            pause.data = shared
+            self._data.move_to_end(key)
+
     def remove(self, pause_id: str) -> Pause | None:
         pause = self.by_id.pop(pause_id, None)
         if pause is None:
             return None
-        ids = self._by_run.get(pause.run_id)
-        if ids is not None:
-            ids.discard(pause_id)
-            if not ids:
-                del self._by_run[pause.run_id]
         if pause.signal is not None and self._by_signal.get(pause.signal) is pause:
             del self._by_signal[pause.signal]
         if pause.event_name:
             self._index.remove(pause_id)
         return pause
-
-    def for_run(self, run_id: str) -> list[Pause]:
-        return [self.by_id[i] for i in self._by_run.get(run_id, ())]
 
     def for_signal(self, signal: str) -> Pause | None:
         return self._by_signal.get(signal)
@@ -228,7 +252,10 @@ class State:
         self.observers: list[Callable[[Batch, CommitResult], None]] = []
 
     async def load(self) -> None:
+        started = time.perf_counter()
         self.pauses.load(await self.store.all_pauses())
+        log.info("pause index rebuilt: %d pending pauses read from the store and indexed in %.3f s",
+                 len(self.pauses), time.perf_counter() - started)
         self.last_event_seq = await self.store.max_event_seq()
         self.flow.load(await self.store.all_flow())
 

@@ -173,7 +173,9 @@ class Store(Protocol):
     async def list_operations(self, fn_id: str | None, kind: str | None, limit: int) -> list[OperationRecord]: ...
     async def skipped_events(self, fn_id: str, from_ms: int, until_ms: int, after_event: str | None,
                              limit: int) -> list[str]:
-        """Internal ids of events that skipped ``fn`` in the window, oldest first."""
+        """Internal ids of events that skipped ``fn`` in the window because it was paused
+        (what a replay of "Skipped" runs brings back; not rate-limited or singleton skips),
+        oldest first."""
         ...
 
     # -- registry

@@ -535,8 +535,8 @@ class SqliteStore(DashboardReads):
                              limit: int) -> list[str]:
         def q(conn: sqlite3.Connection) -> list[str]:
             rows = conn.execute(
-                "SELECT event_internal_id FROM skips WHERE fn_id=? AND at_ms >= ? AND at_ms < ? "
-                "AND event_internal_id > ? ORDER BY event_internal_id LIMIT ?",
+                "SELECT event_internal_id FROM skips WHERE fn_id=? AND reason='function_paused' "
+                "AND at_ms >= ? AND at_ms < ? AND event_internal_id > ? ORDER BY event_internal_id LIMIT ?",
                 (fn_id, from_ms, until_ms, after_event or "", limit),
             )
             return [r[0] for r in rows]
