@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import gc
+import json
 import random
 import statistics
 import time
@@ -114,6 +115,7 @@ def main() -> None:
     parser.add_argument("--events", type=int, default=20_000)
     parser.add_argument("--slow", type=int, default=0)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", help="also write the figures to this file (bench/run.py reads it)")
     args = parser.parse_args()
     rng = random.Random(args.seed)
     n = args.pauses
@@ -193,6 +195,20 @@ def main() -> None:
         f"build from {len(stored):,} stored pauses: {build_s:.2f} s ({build_s / len(stored) * us:.1f} us each)"
     )
     print(f"RSS growth while building: {(rss_after - rss_before) / 1024:.1f} MiB")
+    if args.json:
+        figures = {
+            "pauses": len(index), "events": len(events), "events_matched": hits,
+            "match_p50_us": percentile(samples, 0.5) * us, "match_p99_us": percentile(samples, 0.99) * us,
+            "match_cpu_p50_us": percentile(cpu_samples, 0.5) * us,
+            "match_cpu_p99_us": percentile(cpu_samples, 0.99) * us,
+            "index_add_p50_us": percentile(add_samples, 0.5) * us,
+            "add_wait_p50_us": percentile(wait_samples, 0.5) * us,
+            "add_wait_p99_us": percentile(wait_samples, 0.99) * us,
+            "build_us_per_pause": build_s / len(stored) * us,
+            "index_rss_mib": (rss_after - rss_before) / 1024,
+        }
+        with open(args.json, "w") as f:
+            json.dump({k: round(v, 2) if isinstance(v, float) else v for k, v in figures.items()}, f, indent=2)
 
     if n <= 200_000:
         del index

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import re
@@ -178,6 +179,7 @@ def main() -> None:
     parser.add_argument("--pauses", type=int, default=100_000)
     parser.add_argument("--events", type=int, default=2_000)
     parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--json", help="also write the figures to this file (bench/run.py reads it)")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="pyngest-pause-bench-"))
     try:
@@ -187,8 +189,21 @@ def main() -> None:
         stored_s = asyncio.run(store_pauses(full, args.pauses, args.seed))
         print(f"stored {args.pauses:,} waits (pause + timeout job) through the store in {stored_s:.1f} s; "
               f"database {sum(f.stat().st_size for f in full.iterdir()) / 2**20:.0f} MiB")
-        report("no pauses", measure(empty, args.events, 0, args.seed))
-        report(f"{args.pauses:,} pauses", measure(full, args.events, args.pauses, args.seed))
+        baseline = measure(empty, args.events, 0, args.seed)
+        report("no pauses", baseline)
+        loaded = measure(full, args.events, args.pauses, args.seed)
+        report(f"{args.pauses:,} pauses", loaded)
+        if args.json:
+            mib = 1 / 1024
+            figures = {
+                "pauses": args.pauses, "store_s": round(stored_s, 1),
+                "rebuild_s": loaded.get("rebuild_s"), "ready_s": round(loaded["ready_s"], 2),
+                "server_rss_mb": round(loaded["after_events"]["VmRSS"] * mib, 1),
+                "server_rss_serving_mb": round(loaded["started"]["VmRSS"] * mib, 1),
+                "server_peak_mb": round(loaded["after_events"]["VmHWM"] * mib, 1),
+                "empty_server_rss_mb": round(baseline["after_events"]["VmRSS"] * mib, 1),
+            }
+            Path(args.json).write_text(json.dumps(figures, indent=2))
     finally:
         if not os.environ.get("KEEP"):
             shutil.rmtree(root, ignore_errors=True)

@@ -134,10 +134,11 @@ def section_waits(res: dict[str, Any]) -> list[str]:
             rows.append([f"{int(n):,}", v["error"], "", "", "", ""])
             continue
         rows.append([f"{int(n):,}", fmt(v.get("match_p50_us"), 1), fmt(v.get("match_p99_us"), 1),
-                     fmt(v.get("add_us"), 1), fmt(v.get("rebuild_s"), 2), fmt(v.get("server_rss_mb"), 0)])
+                     fmt(v.get("match_cpu_p99_us"), 1), fmt(v.get("add_wait_p50_us"), 1),
+                     fmt(v.get("rebuild_s"), 2), fmt(v.get("server_rss_mb"), 0), fmt(v.get("empty_server_rss_mb"), 0)])
     return ["### Waits: pending `waitForEvent` pauses on one event name", "",
-            table(["pending waits", "match p50 µs", "match p99 µs", "add a wait µs", "index rebuild on start s",
-                   "server RSS MB"], rows)]
+            table(["pending waits", "match p50 µs", "match p99 µs", "match p99 µs (CPU time)",
+                   "add a wait p50 µs", "index rebuild on start s", "server RSS MB", "empty server RSS MB"], rows)]
 
 
 def section_flow(res: dict[str, Any]) -> list[str]:

@@ -11,7 +11,8 @@ Scenarios (docs/benchmarks.md explains each, with the figures of the last full r
 - ``runs``: for every system, the 1-step and 10-step workflows in a closed loop at 64 in flight
   (throughput) and one at a time (latency), and pyngest's per-step server overhead.
 - ``open``: 1-step runs at fixed open-loop arrival rates: completions/s and latency.
-- ``waits``: 100,000 and 1,000,000 pending ``waitForEvent`` pauses (``bench/pause_matching.py``).
+- ``waits``: 100,000 and 1,000,000 pending ``waitForEvent`` pauses: matching cost per event
+  (``bench/expr_index.py``) and a server's memory and index rebuild (``bench/pause_server.py``).
 - ``flow``: the flow-control accuracy figures (``bench/flow_accuracy.py``), summarised.
 - ``soak``: 10 minutes of steady load on pyngest: memory and latency minute by minute.
 
@@ -302,13 +303,17 @@ def run_child(argv: list[str], json_path: Path, timeout: float) -> dict[str, Any
 
 
 def scenario_waits(quick: bool, out_dir: Path) -> dict[str, Any]:
-    script = BENCH_DIR / "pause_matching.py"
-    if not script.exists():
-        return {"error": "bench/pause_matching.py is missing"}
+    """Matching cost in-process (bench/expr_index.py) and a real server holding the waits
+    (bench/pause_server.py: its memory and the index rebuild on start)."""
     results: dict[str, Any] = {}
     for n in ([10_000] if quick else [100_000, 1_000_000]):
-        path = out_dir / f"waits-{n}.json"
-        results[str(n)] = run_child(python(str(script), "--pauses", str(n), "--json", str(path)), path, 3600)
+        match_path, server_path = out_dir / f"waits-match-{n}.json", out_dir / f"waits-server-{n}.json"
+        match = run_child(python(str(BENCH_DIR / "expr_index.py"), "--pauses", str(n), "--json", str(match_path)),
+                          match_path, 3600)
+        server = run_child(python(str(BENCH_DIR / "pause_server.py"), "--pauses", str(n), "--json", str(server_path)),
+                           server_path, 3600)
+        results[str(n)] = {**match, **server}
+        log(f"  {n:,} waits: {results[str(n)]}")
     return results
 
 
