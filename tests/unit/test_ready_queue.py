@@ -33,7 +33,7 @@ def test_a_woken_partition_that_cannot_use_the_slot_passes_it_on() -> None:
     q.add(job("c"))
     a = q.pop()
     assert a is not None and q.pop() is None  # b and c wait on env
-    q.remove(q._parts["fn|b"].heap[0][2])  # b's job is cancelled while it waits
+    q.remove(q._parts["fn|b"].heap[0][3])  # b's job is cancelled while it waits
     q.release(a)
     nxt = q.pop()
     assert nxt is not None and nxt.id == "c:0"
@@ -48,7 +48,7 @@ def test_a_raised_limit_lets_further_waiters_in() -> None:
     # the function is synced again with a limit of 3: the next jobs carry it
     for k in "bc":
         part = q._parts[f"fn|{k}"]
-        part.heap[0][2].payload = job(k, shared=3).payload
+        part.heap[0][3].payload = job(k, shared=3).payload
     q.release(a)
     got = {q.pop().id, q.pop().id}  # type: ignore[union-attr]
     assert got == {"b:0", "c:0"}

@@ -59,6 +59,34 @@ async def test_concurrency_limits_executing_steps_per_key(harness: Harness) -> N
     assert flight.peak["*"] <= 3
 
 
+async def test_oldest_runs_go_first_even_while_they_add_steps(harness: Harness) -> None:
+    """FIFO within a function is by run (guides__concurrency): a run's next step goes ahead of
+    newer runs' first steps, so runs finish in the order they came, not interleaved."""
+    order: list[tuple[str, int]] = []
+    steps = [hash_step_id(f"s{i}") for i in range(3)]
+    all_sent = asyncio.Event()
+
+    async def script(call: Call) -> tuple:
+        name, done_steps = call.body["event"]["data"]["name"], call.body["steps"]
+        order.append((name, len(done_steps)))
+        await all_sent.wait()  # the first request holds the slot until every run is queued
+        todo = [s for s in steps if s not in done_steps]
+        if not todo:
+            return done(name)
+        return ops({"op": "StepRun", "id": todo[0], "name": todo[0], "data": 1})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "fifo", concurrency=1))
+    ids = []
+    for name in "abc":  # one event each, so the runs are created in this order
+        ids += await harness.send({"name": "test/fifo", "data": {"name": name}})
+        await harness.settle(2)
+    all_sent.set()
+    for eid in ids:
+        await harness.run_ended(eid, timeout=20)
+    assert order == [(name, n) for name in "abc" for n in range(4)], order
+
+
 async def test_sleeping_runs_hold_no_concurrency_slot(harness: Harness) -> None:
     async def script(call: Call) -> tuple:
         if call.body["event"]["data"]["sleeper"]:

@@ -237,7 +237,7 @@ class Runner:
         # a future "ts" delays the run it starts
         ts_at = min(int(first.get("ts") or now), now + 366 * 86_400_000)
         start_at = max(plan.start_at, ts_at)
-        start = execute_job(run, f"{run.id}:start", "step", start_at, priority=max(plan.priority, 0))
+        start = execute_job(run, f"{run.id}:start", "step", start_at)
         if plan.throttle is not None:
             start = replace(start, payload={**(start.payload or {}), "thr": list(plan.throttle)})
         batch.add(Enqueue(start))
