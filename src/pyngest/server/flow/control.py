@@ -84,6 +84,12 @@ class FlowControl:
         self.runner = runner
         self.state = runner.state.flow
         self.clock = runner.clock
+        # idempotency keys of runs planned since the last commit (the store has the rest)
+        self._claimed: set[str] = set()
+
+    def committed(self) -> None:
+        """The runner committed what was matched so far: its keys are in the store now."""
+        self._claimed.clear()
 
     # ------------------------------------------------------------------------ entry point
 
@@ -107,6 +113,15 @@ class FlowControl:
         now = self.clock.now_ms()
         trigger = events[0]
         plan = RunPlan(start_at=now, decided_ms=now, idempotency=idempotency, batch_id=batch_id)
+        if cfg.get("idempotency"):
+            plan.extra_keys.append(f"{fn.id}:idem:{self._key(cfg['idempotency'], first)}")
+        keys = [k for k in (idempotency, *plan.extra_keys) if k]
+        # The store refuses a run whose key is taken when it commits; but rate limit, singleton
+        # and throttle decide before that, and a run that will not exist must not use up their
+        # room, nor cancel the singleton run it repeats.
+        stateful = any(isinstance(cfg.get(c), dict) for c in ("rateLimit", "singleton", "throttle"))
+        if stateful and await self._taken(keys, now):
+            return
 
         rate = cfg.get("rateLimit")
         if isinstance(rate, dict):
@@ -117,9 +132,6 @@ class FlowControl:
                 batch.add(AddSkip(trigger.internal_id, fn.id, "rate_limited", now))
                 return
             self.state.set(batch, key, window, now + period)
-
-        if cfg.get("idempotency"):
-            plan.extra_keys.append(f"{fn.id}:idem:{self._key(cfg['idempotency'], first)}")
 
         single = cfg.get("singleton")
         if isinstance(single, dict):
@@ -152,6 +164,8 @@ class FlowControl:
 
         self.plan_concurrency(fn, first, plan)
         run = self.runner.schedule_run(fn, events, first, batch, plan=plan)
+        if stateful:
+            self._claimed.update(keys)
         if "singleton" in plan.attrs:
             self.state.set(batch, plan.attrs["singleton"], run.id, now + 366 * _DAY)
 
@@ -162,6 +176,11 @@ class FlowControl:
         if not expression:
             return "-"
         return key_hash(evaluate(expression, event=event))
+
+    async def _taken(self, keys: list[str], now: int) -> bool:
+        if any(k in self._claimed for k in keys):
+            return True
+        return await self.runner.state.store.idempotency_taken(keys, now)
 
     async def _still_running(self, run_id: str) -> bool:
         if run_id in self.runner.state.pending_runs:

@@ -151,6 +151,8 @@ class Runner:
                     await self.state.submit(batch)
                 except Exception:
                     log.exception("committing %d matched jobs failed; they run again after a restart", len(jobs))
+                finally:
+                    self.flow.committed()
 
     async def _handle(self, job: Job, batch: Batch) -> None:
         if job.kind is JobKind.DEBOUNCE:
