@@ -230,6 +230,30 @@ async def test_a_batch_too_large_for_one_request_goes_through_use_api(harness: H
     assert [r["output"] for r in runs] == [list(range(8))]
 
 
+async def test_batches_due_together_read_their_events_together(harness: Harness) -> None:
+    """Batches whose timeouts come due at once are read in one query, not one each: the last of
+    them must not wait for every other batch's read (the 250 ms timeout goal)."""
+    harness.app.script = lambda call: _done([e["data"]["n"] for e in call.body["events"]])
+    await harness.register(function_config(harness.app, "due", batchEvents={"maxSize": 10, "timeout": "1s",
+                                                                           "key": "event.data.k"}))
+    await harness.send(*[{"name": "test/due", "data": {"k": k, "n": 10 * k + n}} for k in range(20) for n in range(3)])
+    await harness.service.scheduler.idle()
+    reads = []
+    store = harness.service.store
+    get_events = store.get_events
+
+    async def counted(ids: list[str]) -> Any:
+        reads.append(len(ids))
+        return await get_events(ids)
+
+    store.get_events = counted  # type: ignore[method-assign]
+    await harness.advance(SEC)
+    await wait_until(lambda: len(harness.app.calls) == 20)
+    assert sorted(tuple(c.body["events"][i]["data"]["n"] for i in range(3)) for c in harness.app.calls) == [
+        (10 * k, 10 * k + 1, 10 * k + 2) for k in range(20)]
+    assert len(reads) <= 4 and sum(reads) == 60, reads
+
+
 async def test_priority_runs_ahead_in_a_backlog(harness: Harness) -> None:
     order: list[str] = []
     gate = asyncio.Event()

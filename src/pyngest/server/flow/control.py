@@ -86,10 +86,26 @@ class FlowControl:
         self.clock = runner.clock
         # idempotency keys of runs planned since the last commit (the store has the rest)
         self._claimed: set[str] = set()
+        # events of the batches about to fire, read in one go (see preload)
+        self._preloaded: dict[str, StoredEvent] = {}
 
     def committed(self) -> None:
         """The runner committed what was matched so far: its keys are in the store now."""
         self._claimed.clear()
+        self._preloaded.clear()
+
+    async def preload(self, jobs: list[Job]) -> None:
+        """Read the events of every batch among ``jobs`` in one query: many batches often come
+        due at once (a timeout shared by their first events), and one read each would make the
+        last of them wait for all the others' reads."""
+        ids: list[str] = []
+        for job in jobs:
+            if job.kind is JobKind.BATCH:
+                rec = self.state.get(str((job.payload or {}).get("key")))
+                if rec and rec.get("job") == job.id:
+                    ids += rec["events"]
+        if ids:
+            self._preloaded.update((e.internal_id, e) for e in await self.runner.state.store.get_events(ids))
 
     # ------------------------------------------------------------------------ entry point
 
@@ -270,7 +286,7 @@ class FlowControl:
         self.state.delete(batch, key)
         fn = self.runner.registry.functions.get(rec["fn"])
         if fn is not None and not fn.paused:
-            await self._start_batch(fn, rec, batch, fresh={})
+            await self._start_batch(fn, rec, batch, fresh=self._preloaded)
 
     async def _start_batch(self, fn: Function, rec: dict[str, Any], batch: Batch,
                            fresh: dict[str, StoredEvent]) -> None:

@@ -132,6 +132,10 @@ class Runner:
             while self._inbox or self._fired:
                 jobs = self._take()
                 batch = Batch()
+                try:
+                    await self.flow.preload(jobs)
+                except Exception:
+                    log.exception("reading the events of due batches failed; each batch reads its own")
                 for job in jobs:
                     # A chunk that is not a job's last leaves the stored job in place: matching
                     # is idempotent, so a crash before the last chunk only repeats some of it.
