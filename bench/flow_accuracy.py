@@ -27,7 +27,7 @@ The JSON written (and printed) is one dict; every top-level key is a scenario, e
 - ``priority``: 1,000 runs with p = 120/0/-60 behind a blocker. ``inversions`` (goal 0),
   ``negative_delay_s``.
 - ``restart``: in-process stop/start on the same SQLite dir: ``idempotent_runs_after_restart``
-  and ``singleton_runs_after_restart`` (goal 0), ``throttle_starts_s`` (goal [0, 60, 120]).
+  and ``singleton_runs_after_restart`` (goal 0), ``throttle_starts_s`` (goal [0, 60, 120, 180]).
 - ``kill9``: ``pyngest dev`` SIGKILLed and restarted: ``idempotent_runs_after_kill`` and
   ``singleton_runs_after_kill`` (goal 0), ``debounced_events`` (goal [1]: one run, the last
   event), ``batches`` (goal [[0, 1, 2]]), ``throttle_min_gap_s`` (goal about
