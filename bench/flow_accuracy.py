@@ -1,7 +1,7 @@
 """Flow-control accuracy at full size: the scenarios of ``tests/accuracy`` (which run them
 smaller in CI), with their figures.
 
-    python bench/flow_accuracy.py [--json out.json] [--only concurrency,throttle,...] [--seed N]
+    python bench/flow_accuracy.py [--json out.json] [--only concurrency,throttle,...]
 
 Real-time scenarios start ``pyngest dev`` and an app written with pyngest's SDK (FastAPI on
 uvicorn, loopback HTTP); simulated-time ones run the server in this process on a test clock
@@ -27,9 +27,11 @@ The JSON written (and printed) is one dict; every top-level key is a scenario, e
 - ``priority``: 1,000 runs with p = 120/0/-60 behind a blocker. ``inversions`` (goal 0),
   ``negative_delay_s``.
 - ``restart``: in-process stop/start on the same SQLite dir: ``idempotent_runs_after_restart``
-  and ``singleton_runs_after_restart`` (goal 0), ``throttle_starts_s`` (goal [0, 60, 120]).
+  and ``singleton_runs_after_restart`` (goal 0), ``throttle_starts_s`` (goal [0, 60, 120, 180]).
 - ``kill9``: ``pyngest dev`` SIGKILLed and restarted: ``idempotent_runs_after_kill`` and
-  ``singleton_runs_after_kill`` (goal 0).
+  ``singleton_runs_after_kill`` (goal 0), ``debounced_events`` (goal [1]: one run, the last
+  event), ``batches`` (goal [[0, 1, 2]]), ``throttle_min_gap_s`` (goal about
+  ``throttle_period_s``), ``backlog_runs_completed`` (goal ``backlog_runs``), ``pending_at_kill``.
 - ``machine``: ``cpus``, ``python``, ``platform``; ``seconds`` per scenario under ``timing``.
 """
 

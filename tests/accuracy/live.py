@@ -206,29 +206,65 @@ def batching(*, keys: int = 20, max_per_key: int = 25, flood: int = 20_000, max_
 
 # ---------------------------------------------------------------------------- kill -9
 
-def sigkill(workdir: Path) -> dict[str, Any]:
-    """``pyngest dev`` killed with SIGKILL and restarted on the same port and SQLite directory:
-    an idempotency key used before the kill, and a singleton run still running, must hold."""
-    from tests.conformance.harness import Server
+def sigkill(workdir: Path, *, period_s: float = 2.0, hold_s: float = 0.4) -> dict[str, Any]:
+    """``pyngest dev`` killed with SIGKILL and restarted on the same port and SQLite directory.
+    Before the kill: an idempotency key used, a singleton run still running, a debounce timer
+    and a batch buffer pending (period/timeout ``period_s``), throttled starts planned (one per
+    ``period_s``) and a concurrency-1 backlog (steps holding ``hold_s``). After it: the keys
+    hold, the timer and the buffer fire once with what they had, the throttle keeps its spacing
+    (also for an event sent after the restart) and every backlog run completes."""
+    from tests.conformance.harness import TERMINAL, Server
 
     srv = Server(workdir)
     workdir.mkdir(parents=True, exist_ok=True)
     srv.start()
     client = _client(srv.url, "acc-kill")
     ran: Counter[str] = Counter()
+    lock = threading.Lock()
+    debounced: list[int] = []
+    batches: list[list[int]] = []
+    throttled: list[float] = []
+    period = datetime.timedelta(seconds=period_s)
 
-    @client.create_function(fn_id="idem", trigger=inngest.TriggerEvent(event="acc/idem"), idempotency="event.data.cart")
+    def event(name: str) -> inngest.TriggerEvent:
+        return inngest.TriggerEvent(event=f"acc/{name}")
+
+    @client.create_function(fn_id="idem", trigger=event("idem"), idempotency="event.data.cart")
     async def idem(ctx: inngest.Context, step: inngest.Step) -> None:
         ran["idem"] += 1
 
-    @client.create_function(fn_id="single", trigger=inngest.TriggerEvent(event="acc/single"),
+    @client.create_function(fn_id="single", trigger=event("single"),
                             singleton=inngest.Singleton(key="event.data.u", mode="skip"))
     async def single(ctx: inngest.Context, step: inngest.Step) -> None:
         await step.run("start", lambda: ran.update([f"single-{ctx.event.data['u']}"]))
         await step.wait_for_event("never", event="acc/never", timeout=datetime.timedelta(hours=1))
 
+    @client.create_function(fn_id="deb", trigger=event("deb"), debounce=inngest.Debounce(period=period))
+    async def deb(ctx: inngest.Context, step: inngest.Step) -> None:
+        with lock:
+            debounced.append(ctx.event.data["n"])
+
+    @client.create_function(fn_id="bat", trigger=event("bat"),
+                            batch_events=inngest.Batch(max_size=10, timeout=period))
+    async def bat(ctx: inngest.Context, step: inngest.Step) -> None:
+        with lock:
+            batches.append([e.data["n"] for e in ctx.events])
+
+    @client.create_function(fn_id="thr", trigger=event("thr"), throttle=inngest.Throttle(limit=1, period=period))
+    async def thr(ctx: inngest.Context, step: inngest.Step) -> None:
+        with lock:
+            throttled.append(time.monotonic())
+
+    @client.create_function(fn_id="conc", trigger=event("conc"), concurrency=[inngest.Concurrency(limit=1)])
+    async def conc(ctx: inngest.Context, step: inngest.Step) -> None:
+        async def hold() -> None:
+            ran["conc"] += 1
+            await asyncio.sleep(hold_s)
+
+        await step.run("hold", hold)
+
     app = fastapi.FastAPI()
-    pyngest.fast_api.serve(app, client, [idem, single])
+    pyngest.fast_api.serve(app, client, [idem, single, deb, bat, thr, conc])
     api = srv.api()
     try:
         with serve_app(app) as base:
@@ -236,19 +272,44 @@ def sigkill(workdir: Path) -> dict[str, Any]:
             api.wait_run(api.send("acc/idem", {"cart": 1}))
             api.wait_runs(api.send("acc/single", {"u": 1}))
             _wait(lambda: ran["single-1"] == 1, 30, "the singleton run to start")
+            for n in range(2):
+                api.send("acc/deb", {"n": n})
+            for n in range(3):
+                api.send("acc/bat", {"n": n})
+                api.send("acc/thr", {"n": n})
+            backlog = [api.send("acc/conc", {"n": n}) for n in range(4)]
+            _wait(lambda: bool(throttled) and ran["conc"] >= 1, 30, "the first throttled and backlog runs")
+            with lock:  # what the kill interrupts: nothing fired yet, starts and steps still to come
+                pending = {"debounce": not debounced, "batch": not batches,
+                           "throttle": len(throttled) < 3, "backlog": ran["conc"] < 4}
             srv.kill9()
             srv.start()
             again = api.send("acc/idem", {"cart": 1})
             blocked = api.send("acc/single", {"u": 1})
             free = api.send("acc/single", {"u": 2})
+            api.send("acc/thr", {"n": 3})
             api.wait_runs(free)  # matched in order: the two before it are decided too
             _wait(lambda: ran["single-2"] == 1, 30, "the other singleton key to run")
+            _wait(lambda: len(throttled) >= 4 and bool(debounced) and bool(batches), 60,
+                  "the throttled, debounced and batched runs")
+            done_runs = [api.wait_ended(api.wait_runs(e)[0]["run_id"], timeout=60) for e in backlog]
+            time.sleep(period_s + 0.5)  # a timer or buffer firing twice would show now
+            gaps = [b - a for a, b in zip(throttled, throttled[1:], strict=False)]
             figures = {
                 "idempotent_runs_after_kill": len(api.event_runs(again)),
                 "singleton_runs_after_kill": len(api.event_runs(blocked)),
                 "singleton_other_key_runs": len(api.event_runs(free)),
                 "idem_executions": ran["idem"],
+                "debounced_events": debounced,
+                "batches": batches,
+                "throttle_starts": len(throttled),
+                "throttle_min_gap_s": round(min(gaps), 2),
+                "throttle_period_s": period_s,
+                "backlog_runs_completed": sum(1 for r in done_runs if r["status"] == "Completed"),
+                "backlog_runs": len(backlog),
+                "pending_at_kill": pending,
             }
+            assert all(r["status"] in TERMINAL for r in done_runs)
     finally:
         srv.stop()
     return figures

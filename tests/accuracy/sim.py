@@ -278,7 +278,8 @@ S = hash_step_id("s")
 
 async def restart(directory: Path) -> dict[str, Any]:
     """Stop the in-process server and start a new one on the same SQLite directory and clock
-    time: idempotency keys, a running singleton and a throttle's schedule must hold."""
+    time: idempotency keys, a running singleton and a throttle's schedule must hold (also for
+    an event sent after the restart, which only the stored throttle state can place)."""
     fns = (
         lambda h: function_config(h.app, "idem", idempotency="event.data.cart"),
         lambda h: function_config(h.app, "single", singleton={"key": "event.data.u", "mode": "skip"}),
@@ -311,10 +312,11 @@ async def restart(directory: Path) -> dict[str, Any]:
     h.app.script = script(h)
     try:
         await h.register(*(f(h) for f in fns))
-        idem, single, other = await h.send({"name": "test/idem", "data": {"cart": 1}},
-                                           {"name": "test/single", "data": {"u": 1}},
-                                           {"name": "test/single", "data": {"u": 2}})
-        for _ in range(2):
+        idem, single, other, _ = await h.send({"name": "test/idem", "data": {"cart": 1}},
+                                              {"name": "test/single", "data": {"u": 1}},
+                                              {"name": "test/single", "data": {"u": 2}},
+                                              {"name": "test/thr", "data": {"i": 3}})  # after the stored TAT
+        for _ in range(3):
             await _tick(h, MIN)
         figures = {
             "idempotent_runs_after_restart": len(await h.runs_for(idem)),

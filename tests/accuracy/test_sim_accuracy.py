@@ -47,5 +47,5 @@ async def test_idempotency_singleton_and_throttle_hold_across_a_restart(tmp_path
         "idempotent_runs_after_restart": 0,
         "singleton_runs_after_restart": 0,
         "singleton_other_key_runs": 1,
-        "throttle_starts_s": [0.0, 60.0, 120.0],
+        "throttle_starts_s": [0.0, 60.0, 120.0, 180.0],
     }

@@ -5,6 +5,9 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from pyngest.protocol.step_ids import hash_step_id
 from tests.integration.server.harness import Call, Harness, done, function_config, ops
@@ -59,22 +62,61 @@ async def test_concurrency_limits_executing_steps_per_key(harness: Harness) -> N
     assert flight.peak["*"] <= 3
 
 
-async def test_sleeping_runs_hold_no_concurrency_slot(harness: Harness) -> None:
+async def test_oldest_runs_go_first_even_while_they_add_steps(harness: Harness) -> None:
+    """FIFO within a function is by run (guides__concurrency): a run's next step goes ahead of
+    newer runs' first steps, so runs finish in the order they came, not interleaved."""
+    order: list[tuple[str, int]] = []
+    steps = [hash_step_id(f"s{i}") for i in range(3)]
+    all_sent = asyncio.Event()
+
     async def script(call: Call) -> tuple:
-        if call.body["event"]["data"]["sleeper"]:
-            if S in call.body["steps"]:
-                return done("woke")
-            return ops({"op": "Sleep", "id": S, "name": "1h"})
-        return done("ran while the other slept")
+        name, done_steps = call.body["event"]["data"]["name"], call.body["steps"]
+        order.append((name, len(done_steps)))
+        await all_sent.wait()  # the first request holds the slot until every run is queued
+        todo = [s for s in steps if s not in done_steps]
+        if not todo:
+            return done(name)
+        return ops({"op": "StepRun", "id": todo[0], "name": todo[0], "data": 1})
 
     harness.app.script = script
-    await harness.register(function_config(harness.app, "one", concurrency=1))
-    [sleeper] = await harness.send({"name": "test/one", "data": {"sleeper": True}})
-    await harness.settle()
-    [other] = await harness.send({"name": "test/one", "data": {"sleeper": False}})
+    await harness.register(function_config(harness.app, "fifo", concurrency=1))
+    ids = []
+    for name in "abc":  # one event each, so the runs are created in this order
+        ids += await harness.send({"name": "test/fifo", "data": {"name": name}})
+        await harness.settle(2)
+    all_sent.set()
+    for eid in ids:
+        await harness.run_ended(eid, timeout=20)
+    assert order == [(name, n) for name in "abc" for n in range(4)], order
+
+
+async def test_sleeping_waiting_and_invoking_runs_hold_no_concurrency_slot(harness: Harness) -> None:
+    async def script(call: Call) -> tuple:
+        event = call.body["event"]
+        if event["name"] == "inngest/function.invoked":
+            return ops({"op": "Sleep", "id": S, "name": "1h"})  # the child keeps its parent waiting
+        if S in call.body["steps"]:
+            return done("resumed")
+        mode = event["data"]["mode"]
+        if mode == "sleep":
+            return ops({"op": "Sleep", "id": S, "name": "1h"})
+        if mode == "wait":
+            return ops({"op": "WaitForEvent", "id": S, "name": "test/never", "opts": {"event": "test/never", "timeout": "1h"}})
+        if mode == "invoke":
+            return ops({"op": "InvokeFunction", "id": S, "name": "inv",
+                        "opts": {"function_id": "test-child", "payload": {"data": {}}, "timeout": "1h"}})
+        return done("ran while the others were parked")
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "one", concurrency=1), function_config(harness.app, "child"))
+    parked = []
+    for mode in ("sleep", "wait", "invoke"):
+        parked += await harness.send({"name": "test/one", "data": {"mode": mode}})
+        await harness.settle()
+    [other] = await harness.send({"name": "test/one", "data": {"mode": "none"}})
     [run] = await harness.run_ended(other)
-    assert run["output"] == "ran while the other slept"
-    assert (await harness.runs_for(sleeper))[0]["status"] == "Running"
+    assert run["output"] == "ran while the others were parked"
+    assert [(await harness.runs_for(e))[0]["status"] for e in parked] == ["Running"] * 3
 
 
 async def test_throttle_spaces_run_starts_and_never_drops(harness: Harness) -> None:
@@ -94,6 +136,31 @@ async def test_throttle_spaces_run_starts_and_never_drops(harness: Harness) -> N
     for eid in ids:
         await harness.run_ended(eid)
     assert [s - t0 for s in starts] == [0, 0, 30_000, 60_000, 90_000, 120_000]
+
+
+async def test_throttle_applies_to_invoked_runs(harness: Harness) -> None:
+    starts: list[int] = []
+
+    async def script(call: Call) -> tuple:
+        if call.body["event"]["name"] == "inngest/function.invoked":
+            starts.append(harness.clock.now_ms())
+            return done("child")
+        if S in call.body["steps"]:
+            return done(call.body["steps"][S])
+        return ops({"op": "InvokeFunction", "id": S, "name": "inv",
+                    "opts": {"function_id": "test-child", "payload": {"data": {}}, "timeout": "1h"}})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "parent"),
+                           function_config(harness.app, "child", throttle={"limit": 1, "period": "1m"}))
+    t0 = harness.clock.now_ms()
+    ids = await harness.send(*[{"name": "test/parent"} for _ in range(3)])
+    await harness.settle(40)
+    for _ in range(2):
+        await harness.advance(60 * SEC)
+    for eid in ids:
+        await harness.run_ended(eid)
+    assert [s - t0 for s in starts] == [0, 60_000, 120_000]
 
 
 async def test_rate_limit_skips_and_records_the_skip(harness: Harness) -> None:
@@ -145,6 +212,48 @@ async def test_batches_fire_at_size_or_timeout_per_key(harness: Harness) -> None
     assert [e["data"]["n"] for e in harness.app.calls[2].body["events"]] == [6]
 
 
+async def test_a_batch_too_large_for_one_request_goes_through_use_api(harness: Harness) -> None:
+    big = "z" * (600 * 1024)  # 8 events of 600 KiB: more than one 4 MiB request carries
+
+    async def script(call: Call) -> tuple:
+        assert call.body["use_api"] and call.body["events"] == []
+        assert harness.http is not None
+        events = (await harness.http.get(f"/v0/runs/{call.body['ctx']['run_id']}/batch")).json()
+        return done([e["data"]["n"] for e in events])
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "bigbat", batchEvents={"maxSize": 8, "timeout": "10s"}))
+    ids = []
+    for n in range(8):
+        ids += await harness.send({"name": "test/bigbat", "data": {"n": n, "pad": big}})
+    runs = await harness.run_ended(ids[-1], timeout=20)
+    assert [r["output"] for r in runs] == [list(range(8))]
+
+
+async def test_batches_due_together_read_their_events_together(harness: Harness) -> None:
+    """Batches whose timeouts come due at once are read in one query, not one each: the last of
+    them must not wait for every other batch's read (the 250 ms timeout goal)."""
+    harness.app.script = lambda call: _done([e["data"]["n"] for e in call.body["events"]])
+    await harness.register(function_config(harness.app, "due", batchEvents={"maxSize": 10, "timeout": "1s",
+                                                                           "key": "event.data.k"}))
+    await harness.send(*[{"name": "test/due", "data": {"k": k, "n": 10 * k + n}} for k in range(20) for n in range(3)])
+    await harness.service.scheduler.idle()
+    reads = []
+    store = harness.service.store
+    get_events = store.get_events
+
+    async def counted(ids: list[str]) -> Any:
+        reads.append(len(ids))
+        return await get_events(ids)
+
+    store.get_events = counted  # type: ignore[method-assign]
+    await harness.advance(SEC)
+    await wait_until(lambda: len(harness.app.calls) == 20)
+    assert sorted(tuple(c.body["events"][i]["data"]["n"] for i in range(3)) for c in harness.app.calls) == [
+        (10 * k, 10 * k + 1, 10 * k + 2) for k in range(20)]
+    assert len(reads) <= 4 and sum(reads) == 60, reads
+
+
 async def test_priority_runs_ahead_in_a_backlog(harness: Harness) -> None:
     order: list[str] = []
     gate = asyncio.Event()
@@ -194,6 +303,61 @@ async def test_idempotency_and_singleton(harness: Harness) -> None:
     assert (await harness.runs_for(c2))[0]["status"] == "Running"
 
 
+async def test_an_idempotency_key_holds_for_24_hours(harness: Harness) -> None:
+    harness.app.script = lambda call: _done("ok")
+    await harness.register(function_config(harness.app, "idem24", idempotency="event.data.cart"))
+    [first] = await harness.send({"name": "test/idem24", "data": {"cart": 1}})
+    await harness.run_ended(first)
+    await harness.advance(23 * 3_600 * SEC)
+    [within] = await harness.send({"name": "test/idem24", "data": {"cart": 1}})
+    await harness.settle(40)
+    assert await harness.runs_for(within) == []
+    await harness.advance(3_600 * SEC)
+    [after] = await harness.send({"name": "test/idem24", "data": {"cart": 1}})
+    await harness.run_ended(after)
+
+
+async def test_an_event_dropped_by_idempotency_uses_up_no_other_control(harness: Harness) -> None:
+    """A duplicate key is no run: it takes no rate-limit or throttle room, and a singleton in
+    cancel mode does not cancel the run it duplicates (its event id or its key)."""
+    starts: list[tuple[str, int, Any]] = []
+
+    async def script(call: Call) -> tuple:
+        event = call.body["event"]
+        if event["name"] == "test/single":
+            if S in call.body["steps"]:
+                return done("woke")
+            starts.append((event["name"], harness.clock.now_ms(), event["data"]["n"]))
+            return ops({"op": "Sleep", "id": S, "name": "1h"})
+        starts.append((event["name"], harness.clock.now_ms(), event["data"]["n"]))
+        return done("ok")
+
+    harness.app.script = script
+    await harness.register(
+        function_config(harness.app, "rl", rateLimit={"limit": 2, "period": "1h"}, idempotency="event.data.n"),
+        function_config(harness.app, "thr", throttle={"limit": 1, "period": "1m"}, idempotency="event.data.n"),
+        function_config(harness.app, "single", singleton={"mode": "cancel"}, idempotency="event.data.n"),
+    )
+    t0 = harness.clock.now_ms()
+    for name in ("test/rl", "test/thr"):
+        await harness.send(*[{"name": name, "data": {"n": n}} for n in (1, 1, 2)])
+    [first] = await harness.send({"name": "test/single", "data": {"n": 1}})
+    await harness.settle(40)
+    dup = await harness.send({"name": "test/single", "data": {"n": 1}},
+                             {"name": "test/single", "id": "same-id", "data": {"n": 2}})
+    await harness.settle(40)
+    await harness.send({"name": "test/single", "id": "same-id", "data": {"n": 2}})
+    await harness.settle(40)
+    await harness.advance(60 * SEC)
+    got = sorted((name, t - t0, n) for name, t, n in starts)
+    assert got == [("test/rl", 0, 1), ("test/rl", 0, 2), ("test/single", 0, 1), ("test/single", 0, 2),
+                   ("test/thr", 0, 1), ("test/thr", 60_000, 2)], got
+    assert (await harness.runs_for(first))[0]["status"] == "Cancelled"  # by n=2, a new key
+    assert await harness.runs_for(dup[0]) == []
+    [second] = await harness.runs_for(dup[1])
+    assert second["status"] == "Running", "the repeated event id must not cancel the run it repeats"
+
+
 async def test_debounce_and_batch_state_survive_a_restart(tmp_path: Path) -> None:
     h = Harness(tmp_path)
     await h.start()
@@ -228,3 +392,72 @@ async def _done(value: object) -> tuple:
 
 async def _sleep_then_done() -> tuple:
     return ops({"op": "Sleep", "id": S, "name": "1h"})
+
+
+BATCH = {"batchEvents": {"maxSize": 5, "timeout": "5s"}}
+
+
+@pytest.mark.parametrize(("extra", "message"), [
+    ({**BATCH, "priority": {"run": "event.data.p"}}, "A function cannot specify Priority.Run and Batch together"),
+    ({**BATCH, "cancel": [{"event": "test/stop"}]}, "A function cannot specify batch and cancellation together"),
+    ({**BATCH, "singleton": {"mode": "skip"}}, "A function cannot specify batch and singleton together"),
+    ({**BATCH, "debounce": {"period": "5s"}}, "A function cannot specify batch and debounce"),
+    ({"concurrency": [{"limit": 1, "scope": "env"}]}, "concurrency[0]: a concurrency key is required for the env scope"),
+    ({"concurrency": [{"limit": 1, "key": "event.data.a"}, {"limit": 2}, {"limit": 3}]},
+     "There are more concurrency limits than allowed: 2"),
+    ({"rateLimit": {"limit": 1, "period": "25h"}}, "rateLimit.period must be at most 24h"),
+    ({"debounce": {"period": "500ms"}}, "The debounce period of '500ms' is less than the min of: 1s"),
+    ({"debounce": {"period": "8d"}}, "The debounce period of '8d' is greater than the max of: 168h0m0s"),
+    ({"batchEvents": {"maxSize": 5, "timeout": "500ms"}}, "batchEvents.timeout must be at least 1s"),
+])
+async def test_forbidden_combinations_are_refused_at_sync(harness: Harness, extra: dict[str, Any], message: str) -> None:
+    assert harness.http is not None
+    bad = function_config(harness.app, "bad", **extra)
+    resp = await harness.http.post("/fn/register", json={"appname": "test", "url": harness.app.url, "functions": [bad]})
+    body = resp.json()
+    assert resp.status_code == 400, body
+    assert f"function 'test-bad': {message}" in body["data"]["errors"], body
+    assert "test-bad" not in harness.service.registry.by_slug
+
+
+async def test_every_other_combination_works_together(harness: Harness) -> None:
+    """Controls the docs call incompatible but upstream's code accepts (batch with idempotency
+    and rate limit) and ones the docs say nothing about, all on one function each."""
+    starts: list[tuple[str, int, Any]] = []
+
+    async def script(call: Call) -> tuple:
+        event = call.body["event"]
+        starts.append((event["name"], harness.clock.now_ms(), [e["data"].get("n") for e in call.body["events"]]))
+        return done("ok")
+
+    harness.app.script = script
+    await harness.register(
+        # concurrency key + throttle + rate limit + idempotency + priority + cancel + timeouts
+        function_config(harness.app, "all", concurrency=[{"limit": 1, "key": "event.data.k"}, {"limit": 5}],
+                        throttle={"limit": 2, "period": "1m", "burst": 2}, rateLimit={"limit": 3, "period": "1h"},
+                        idempotency="event.data.n", priority={"run": "event.data.p"},
+                        cancel=[{"event": "test/stop", "if": "async.data.n == event.data.n"}],
+                        timeouts={"start": "1h", "finish": "1h"}),
+        # debounce + rate limit + idempotency + singleton + throttle
+        function_config(harness.app, "deb", debounce={"period": "10s", "key": "event.data.k"},
+                        rateLimit={"limit": 5, "period": "1h"}, idempotency="event.data.n",
+                        singleton={"mode": "skip", "key": "event.data.k"}, throttle={"limit": 1, "period": "1m"}),
+        # batch + unkeyed concurrency + throttle + rate limit + idempotency
+        function_config(harness.app, "bat", batchEvents={"maxSize": 2, "timeout": "5s"}, concurrency=1,
+                        throttle={"limit": 1, "period": "1m"}, rateLimit={"limit": 5, "period": "1h"},
+                        idempotency="event.data.n"),
+    )
+    t0 = harness.clock.now_ms()
+    await harness.send(*[{"name": "test/all", "data": {"n": n, "k": n % 2, "p": n}} for n in (1, 1, 2, 3, 4)],
+                       {"name": "test/deb", "data": {"n": 1, "k": "a"}}, {"name": "test/deb", "data": {"n": 2, "k": "a"}},
+                       *[{"name": "test/bat", "data": {"n": n}} for n in range(4)])
+    await harness.settle(40)
+    for _ in range(12):
+        await harness.advance(10 * SEC)
+    got = {name: [(t - t0, ns) for name2, t, ns in starts if name2 == name] for name in ("test/all", "test/deb", "test/bat")}
+    # n=1 twice: idempotency; 3 of the 4 left: rate limit; burst 2 then one per 30 s: throttle
+    assert got["test/all"] == [(0, [1]), (0, [2]), (30_000, [3])], got
+    # one debounced run with the last event, 10 s after it
+    assert got["test/deb"] == [(10_000, [2])], got
+    # two full batches, the second a throttle interval later
+    assert got["test/bat"] == [(0, [0, 1]), (60_000, [2, 3])], got

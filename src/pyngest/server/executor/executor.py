@@ -278,8 +278,8 @@ class Executor:
 
 def execute_job(run: Run, job_id: str, step_id: str, due_ms: int, *, priority: int | None = None) -> Job:
     """A request job for ``run``, in the run's queue (function and concurrency keys) with its
-    concurrency constraints and priority."""
-    payload: dict[str, Any] = {"part": run.attrs.get("part") or run.fn_id}
+    concurrency constraints, priority and the run's creation time (its place in the queue)."""
+    payload: dict[str, Any] = {"part": run.attrs.get("part") or run.fn_id, "o": run.queued_ms}
     if run.attrs.get("ck"):
         payload["ck"] = run.attrs["ck"]
     return Job(id=job_id, kind=JobKind.EXECUTE, due_ms=due_ms, run_id=run.id, step_id=step_id,

@@ -84,6 +84,28 @@ class FlowControl:
         self.runner = runner
         self.state = runner.state.flow
         self.clock = runner.clock
+        # idempotency keys of runs planned since the last commit (the store has the rest)
+        self._claimed: set[str] = set()
+        # events of the batches about to fire, read in one go (see preload)
+        self._preloaded: dict[str, StoredEvent] = {}
+
+    def committed(self) -> None:
+        """The runner committed what was matched so far: its keys are in the store now."""
+        self._claimed.clear()
+        self._preloaded.clear()
+
+    async def preload(self, jobs: list[Job]) -> None:
+        """Read the events of every batch among ``jobs`` in one query: many batches often come
+        due at once (a timeout shared by their first events), and one read each would make the
+        last of them wait for all the others' reads."""
+        ids: list[str] = []
+        for job in jobs:
+            if job.kind is JobKind.BATCH:
+                rec = self.state.get(str((job.payload or {}).get("key")))
+                if rec and rec.get("job") == job.id:
+                    ids += rec["events"]
+        if ids:
+            self._preloaded.update((e.internal_id, e) for e in await self.runner.state.store.get_events(ids))
 
     # ------------------------------------------------------------------------ entry point
 
@@ -107,6 +129,15 @@ class FlowControl:
         now = self.clock.now_ms()
         trigger = events[0]
         plan = RunPlan(start_at=now, decided_ms=now, idempotency=idempotency, batch_id=batch_id)
+        if cfg.get("idempotency"):
+            plan.extra_keys.append(f"{fn.id}:idem:{self._key(cfg['idempotency'], first)}")
+        keys = [k for k in (idempotency, *plan.extra_keys) if k]
+        # The store refuses a run whose key is taken when it commits; but rate limit, singleton
+        # and throttle decide before that, and a run that will not exist must not use up their
+        # room, nor cancel the singleton run it repeats.
+        stateful = any(isinstance(cfg.get(c), dict) for c in ("rateLimit", "singleton", "throttle"))
+        if stateful and await self._taken(keys, now):
+            return
 
         rate = cfg.get("rateLimit")
         if isinstance(rate, dict):
@@ -117,9 +148,6 @@ class FlowControl:
                 batch.add(AddSkip(trigger.internal_id, fn.id, "rate_limited", now))
                 return
             self.state.set(batch, key, window, now + period)
-
-        if cfg.get("idempotency"):
-            plan.extra_keys.append(f"{fn.id}:idem:{self._key(cfg['idempotency'], first)}")
 
         single = cfg.get("singleton")
         if isinstance(single, dict):
@@ -152,6 +180,8 @@ class FlowControl:
 
         self.plan_concurrency(fn, first, plan)
         run = self.runner.schedule_run(fn, events, first, batch, plan=plan)
+        if stateful:
+            self._claimed.update(keys)
         if "singleton" in plan.attrs:
             self.state.set(batch, plan.attrs["singleton"], run.id, now + 366 * _DAY)
 
@@ -162,6 +192,11 @@ class FlowControl:
         if not expression:
             return "-"
         return key_hash(evaluate(expression, event=event))
+
+    async def _taken(self, keys: list[str], now: int) -> bool:
+        if any(k in self._claimed for k in keys):
+            return True
+        return await self.runner.state.store.idempotency_taken(keys, now)
 
     async def _still_running(self, run_id: str) -> bool:
         if run_id in self.runner.state.pending_runs:
@@ -251,7 +286,7 @@ class FlowControl:
         self.state.delete(batch, key)
         fn = self.runner.registry.functions.get(rec["fn"])
         if fn is not None and not fn.paused:
-            await self._start_batch(fn, rec, batch, fresh={})
+            await self._start_batch(fn, rec, batch, fresh=self._preloaded)
 
     async def _start_batch(self, fn: Function, rec: dict[str, Any], batch: Batch,
                            fresh: dict[str, StoredEvent]) -> None:

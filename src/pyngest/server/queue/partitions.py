@@ -2,8 +2,10 @@
 
 A partition is a FIFO of due jobs that share their concurrency constraints: one per function
 and concurrency-key value (a "virtual queue"), plus one for the server's own jobs. Inside a
-partition, jobs leave in order of ``due − priority``; across partitions, in turn (round-robin),
-with the server's own jobs first.
+partition, jobs leave in order of ``run created − priority``: the oldest run first, even while
+it keeps adding steps (upstream scores a run's queue items by its run ID's time the same way);
+jobs of no run in order of ``due``. Across partitions, in turn (round-robin), with the server's
+own jobs first.
 
 A job may carry constraints ``[(counter, limit), ...]``: it runs only while every counter is
 below its limit. A partition whose head job is blocked waits on the full counter and is not
@@ -32,6 +34,14 @@ def constraints(job: Job) -> list[tuple[str, int]]:
     return [(str(k), int(limit)) for k, limit in raw]
 
 
+def place(job: Job) -> tuple[int, str]:
+    """Where a due job stands in its partition: its run's creation time (``o``, set on every
+    request job of a run) shifted by the run's priority, else its due time; then the run id
+    (a monotonic ULID: runs created in the same millisecond keep their order)."""
+    payload = job.payload or {}
+    return int(payload.get("o", job.due_ms)) - job.priority * 1000, job.run_id or ""
+
+
 def partition_of(job: Job) -> str:
     payload = job.payload or {}
     part = payload.get("part")
@@ -43,7 +53,7 @@ class Partition:
 
     def __init__(self, pid: str) -> None:
         self.id = pid
-        self.heap: list[tuple[int, int, Job]] = []
+        self.heap: list[tuple[int, str, int, Job]] = []  # (place, run id, seq, job)
         self.blocked_on: str | None = None
         self.woken_by: str | None = None  # the counter whose freed slot put it back in turn
 
@@ -81,7 +91,7 @@ class ReadyQueue:
         part = self._parts.get(pid)
         if part is None:
             part = self._parts[pid] = Partition(pid)
-        heapq.heappush(part.heap, (job.due_ms - job.priority * 1000, next(self._seq), job))
+        heapq.heappush(part.heap, (*place(job), next(self._seq), job))
         self._size += 1
         if part.blocked_on is None:
             self._schedule(pid)
@@ -91,7 +101,7 @@ class ReadyQueue:
         part = self._parts.get(partition_of(job))
         if part is None:
             return False
-        for i, (_, _, j) in enumerate(part.heap):
+        for i, (_, _, _, j) in enumerate(part.heap):
             if j is job:
                 part.heap[i] = part.heap[-1]
                 part.heap.pop()
@@ -124,7 +134,7 @@ class ReadyQueue:
             if part is None or not part.heap:
                 continue
             woken_by, part.woken_by = part.woken_by, None
-            job = part.heap[0][2]
+            job = part.heap[0][3]
             fn_id = pid.split("|", 1)[0]
             full = f"paused:{fn_id}" if fn_id in self._paused else self._full_counter(job)
             if full is not None:

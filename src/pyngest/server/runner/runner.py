@@ -132,6 +132,10 @@ class Runner:
             while self._inbox or self._fired:
                 jobs = self._take()
                 batch = Batch()
+                try:
+                    await self.flow.preload(jobs)
+                except Exception:
+                    log.exception("reading the events of due batches failed; each batch reads its own")
                 for job in jobs:
                     # A chunk that is not a job's last leaves the stored job in place: matching
                     # is idempotent, so a crash before the last chunk only repeats some of it.
@@ -151,6 +155,8 @@ class Runner:
                     await self.state.submit(batch)
                 except Exception:
                     log.exception("committing %d matched jobs failed; they run again after a restart", len(jobs))
+                finally:
+                    self.flow.committed()
 
     async def _handle(self, job: Job, batch: Batch) -> None:
         if job.kind is JobKind.DEBOUNCE:
@@ -237,7 +243,7 @@ class Runner:
         # a future "ts" delays the run it starts
         ts_at = min(int(first.get("ts") or now), now + 366 * 86_400_000)
         start_at = max(plan.start_at, ts_at)
-        start = execute_job(run, f"{run.id}:start", "step", start_at, priority=max(plan.priority, 0))
+        start = execute_job(run, f"{run.id}:start", "step", start_at)
         if plan.throttle is not None:
             start = replace(start, payload={**(start.payload or {}), "thr": list(plan.throttle)})
         batch.add(Enqueue(start))

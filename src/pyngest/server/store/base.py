@@ -149,6 +149,9 @@ class Store(Protocol):
     async def skips_for_event(self, internal_id: str) -> list[tuple[str, str, int]]:
         """(fn_id, reason, at_ms) for each function this event did not start."""
         ...
+    async def idempotency_taken(self, keys: list[str], now_ms: int) -> bool:
+        """Whether a run already holds one of these idempotency keys (unexpired at ``now_ms``)."""
+        ...
 
     # -- events
     async def get_event(self, internal_id: str) -> StoredEvent | None: ...

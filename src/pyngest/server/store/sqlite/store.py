@@ -411,6 +411,16 @@ class SqliteStore(DashboardReads):
 
         return await self.db.read(q)
 
+    async def idempotency_taken(self, keys: list[str], now_ms: int) -> bool:
+        def q(conn: sqlite3.Connection) -> bool:
+            marks = ",".join("?" * len(keys))
+            row = conn.execute(
+                f"SELECT 1 FROM idempotency WHERE key IN ({marks}) AND expires_ms > ? LIMIT 1", (*keys, now_ms)
+            ).fetchone()
+            return row is not None
+
+        return await self.db.read(q) if keys else False
+
     # ----------------------------------------------------------------------------- events
 
     async def get_event(self, internal_id: str) -> StoredEvent | None:
