@@ -194,12 +194,15 @@ class Scheduler:
             try:
                 await fut
             finally:
-                if not fut.done():
+                # A waiter woken by _wake was already taken off the deque; only an abandoned one
+                # (its task cancelled) is still on it. (deque.remove of a missing item builds an
+                # error message with the future's repr: a few per cent of the server's CPU when done always.)
+                if not fut.done() or fut.cancelled():
                     fut.cancel()
-                try:
-                    self._waiters.remove(fut)
-                except ValueError:
-                    pass
+                    try:
+                        self._waiters.remove(fut)
+                    except ValueError:
+                        pass
 
     def _held_back(self, job: Job) -> bool:
         """A throttled start due too soon after its key's last starts waits for its turn."""
