@@ -16,13 +16,13 @@ from typing import Any
 
 import orjson
 import pytest
-from aiohttp import web
 from graphql import OperationDefinitionNode, parse
 
 import pyngest.server.ui
 from pyngest.protocol.durations import iso_ms
 from pyngest.protocol.step_ids import hash_step_id
 from pyngest.server.registry import normalize_url
+from tests.integration.dashboard.conftest import SyncableApp
 from tests.integration.server.harness import Call, Harness, done, function_config, ops
 
 UI = Path(pyngest.server.ui.__file__).parent / "static"
@@ -70,38 +70,6 @@ async def script(call: Call) -> tuple:
         return ops({"op": "InvokeFunction", "id": CHILD, "name": "child", "displayName": "child",
                     "opts": {"function_id": "test-child", "payload": {"data": {"n": 5}}}})
     return done({"flow": "done", "child": steps[CHILD]})
-
-
-class SyncableApp:
-    """An app URL that answers the server's sync PUT by registering the harness's functions,
-    as an SDK does (POST /fn/register), so createApp, updateApp and syncApp can succeed."""
-
-    def __init__(self, h: Harness) -> None:
-        self.h = h
-        self.runner: web.AppRunner | None = None
-
-    async def __aenter__(self) -> str:
-        async def put(request: web.Request) -> web.Response:
-            url = (await request.json())["url"]
-            fns = [function_config(self.h.app, n) for n in ("work", "flow", "child")]
-            assert self.h.http is not None
-            resp = await self.h.http.post("/fn/register", json={
-                "url": url, "appName": "test", "sdk": "py:v0.5.19", "framework": "fast_api",
-                "v": "0.1", "deployType": "ping", "functions": fns})
-            return web.Response(status=resp.status_code, body=resp.content, content_type="application/json")
-
-        app = web.Application()
-        app.router.add_put("/api/inngest", put)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        return f"http://127.0.0.1:{port}/api/inngest"
-
-    async def __aexit__(self, *exc: object) -> None:
-        assert self.runner is not None
-        await self.runner.cleanup()
 
 
 class Pages:
@@ -325,7 +293,7 @@ async def test_every_document_the_pages_send(flow: tuple[Harness, dict[str, Any]
     assert (await pages.one("mutation deleteApp", id=app["id"]))["deleteApp"] == app["id"]
     assert (await pages.one("query appURLs apps"))["apps"] == []
 
-    async with SyncableApp(h) as url:
+    async with SyncableApp(h, "work", "flow", "child") as url:
         created = await pages.one("mutation createApp", url=url)
         assert created["createApp"]["name"] == "test"
         [app] = (await pages.one("query appURLs apps"))["apps"]

@@ -10,6 +10,8 @@ from starlette.routing import Route
 
 from pyngest.protocol.durations import iso_ms
 from pyngest.server.api.app import build_app
+from pyngest.server.registry import normalize_url
+from tests.integration.dashboard.conftest import SyncableApp
 from tests.integration.server.harness import Harness
 
 
@@ -86,3 +88,37 @@ async def test_bulk_cancellation_and_replay_over_rest(harness: Harness) -> None:
     assert rec["status"] == "completed" and rec["scheduled"] == 1
     bad = await http.post("/v1/replays", json={"function_id": "test-work", "from": since, "statuses": ["Nope"]})
     assert bad.status_code == 400
+
+
+async def test_app_routes_add_edit_resync_and_delete(harness: Harness) -> None:
+    http = harness.http
+    assert http is not None
+    await harness.service.syncer.start()  # the harness registers apps directly; these go over HTTP
+    [app] = (await http.get("/v1/apps")).json()["data"]
+    assert app["url"] == normalize_url(harness.app.url) and app["sdk_language"] == "py"
+    fns = (await http.get("/v1/apps/test/functions")).json()["data"]
+    assert [f["slug"] for f in fns] == ["test-work"]
+    assert (await http.get("/v1/apps/nope/functions")).status_code == 404
+    dead = "http://127.0.0.1:9/api/inngest"
+    async with SyncableApp(harness, "work") as url:
+        moved = await http.patch(f"/v1/apps/{app['id']}", json={"url": url})
+        assert moved.status_code == 200 and moved.json()["data"]["url"] == normalize_url(url)
+        assert moved.json()["data"]["sync_error"] is None
+        synced = await http.post(f"/v1/apps/{app['id']}/sync")
+        assert synced.status_code == 200 and synced.json()["data"]["function_count"] == 1
+        refused = await http.patch(f"/v1/apps/{app['id']}", json={"url": dead})
+        assert refused.status_code == 502 and "could not reach" in refused.json()["data"]["sync_error"]
+        assert (await http.patch(f"/v1/apps/{app['id']}", json={})).status_code == 400
+        deleted = await http.delete(f"/v1/apps/{app['id']}")
+        assert deleted.status_code == 200 and deleted.json()["data"] == {"id": app["id"], "deleted": True}
+        assert (await http.get("/v1/apps")).json()["data"] == []
+        assert (await http.delete(f"/v1/apps/{app['id']}")).status_code == 404
+        added = await http.post("/v1/apps", json={"url": url})
+        assert added.status_code == 200 and added.json()["data"]["error"] is None
+        [back] = (await http.get("/v1/apps")).json()["data"]
+        assert back["url"] == normalize_url(url) and added.json()["data"]["app_id"] == back["id"]
+    gone = await http.post(f"/v1/apps/{back['id']}/sync")
+    assert gone.status_code == 502 and "could not reach" in gone.json()["data"]["sync_error"]
+    bad = await http.post("/v1/apps", json={"url": dead})
+    assert bad.status_code == 502 and "could not reach" in bad.json()["data"]["error"]
+    assert (await http.post("/v1/apps", json={"url": "ftp://x"})).status_code == 400
