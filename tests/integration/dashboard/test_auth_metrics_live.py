@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from pyngest.protocol import signing
+from pyngest.protocol.step_ids import hash_step_id
 from pyngest.server.api.app import build_app
 from tests.integration.dashboard.conftest import running
-from tests.integration.server.harness import Harness
+from tests.integration.server.harness import Call, Harness, done, error_op, function_config, ops
 
 KEY = "signkey-test-" + "ab" * 32
 
@@ -127,3 +128,48 @@ async def test_live_hub_reports_new_runs_and_steps_within_its_interval(harness: 
     finally:
         hub.unsubscribe(queue)
     assert hub.watching == 0
+
+
+async def test_prometheus_gauges_and_errored_requests(tmp_path: Path) -> None:
+    """Steps running (a request the app holds), steps scheduled (a retry waiting for its time),
+    and a request that errored (to be retried) counted as ``status="errored"``."""
+    h = Harness(tmp_path)
+    await h.start()
+    release = asyncio.Event()
+    step = hash_step_id("work")
+    tries: list[Call] = []
+
+    async def script(call: Call) -> tuple:
+        if call.body["event"]["data"].get("hold"):
+            await release.wait()
+            return done("held")
+        if step in call.body["steps"]:
+            return done("retried")
+        tries.append(call)
+        if len(tries) == 1:
+            return ops(error_op(step, "try again"))
+        return ops({"op": "StepRun", "id": step, "name": "work", "displayName": "work", "data": 1})
+
+    h.app.script = script
+    await h.register(function_config(h.app, "work", retries=3), function_config(h.app, "hold"))
+    try:
+        [held] = await h.send({"name": "test/hold", "data": {"hold": True}})
+        [flaky] = await h.send({"name": "test/work"})
+        await h.settle(40)
+        assert h.http is not None
+        text = (await h.http.get("/metrics")).text
+        date = time.strftime("%Y-%m-%d", time.gmtime(h.clock.now_ms() / 1000))
+        assert 'inngest_steps_running{fn="test-hold"} 1' in text
+        assert 'inngest_steps_scheduled{fn="test-work"} 1' in text  # its retry, not yet due
+        assert f'inngest_sdk_req_ended_total{{date="{date}",fn="test-work",status="errored"}} 1' in text
+        release.set()
+        await h.run_ended(held)
+        await h.advance(60_000)
+        [run] = await h.run_ended(flaky)
+        assert run["status"] == "Completed"
+        text = (await h.http.get("/metrics")).text
+        assert "inngest_steps_running{" not in text and "inngest_steps_scheduled{" not in text
+        assert f'inngest_sdk_req_ended_total{{date="{date}",fn="test-work",status="success"}} 2' in text
+    finally:
+        release.set()
+        await h.stop()
