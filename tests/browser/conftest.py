@@ -57,13 +57,15 @@ class Stack:
         self.base = f"http://127.0.0.1:{self.port}"
         self.app_url = f"http://127.0.0.1:{self.app_port}/api/inngest"
         args = [sys.executable, "-m", "pyngest.server.cli"]
+        server_env = _env()
+        self.signing_key = "signkey-test-" + "cd" * 32
         if start_mode:
-            args += ["start", "--signing-key", "signkey-test-" + "cd" * 32, "--event-key", "ek",
-                     "--dashboard-password", "correct horse"]
+            args += ["start", "--signing-key", self.signing_key, "--event-key", "ek"]
+            server_env["INNGEST_DASHBOARD_PASSWORD"] = "correct horse"  # the variable, not the flag
         else:
             args += ["dev", "--no-discovery", "--no-poll"]
         args += ["-p", str(self.port), "--sqlite-dir", str(tmp / "db"), "--retry-interval", "1"]
-        self.procs = [subprocess.Popen(args, cwd=tmp, env=_env(), stdout=subprocess.DEVNULL,
+        self.procs = [subprocess.Popen(args, cwd=tmp, env=server_env, stdout=subprocess.DEVNULL,
                                        stderr=open(tmp / "server.log", "w"))]  # noqa: SIM115
         if not start_mode:
             env = {**_env(), "PYNGEST_URL": self.base, "INNGEST_DEV": "1"}

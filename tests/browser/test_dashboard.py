@@ -327,6 +327,14 @@ def test_start_mode_login(browser: Any, tmp_path: Path) -> None:
         p = page.go("/runs")
         p.wait_for_url(re.compile(r"/login\?next="))
         assert httpx.post(f"{secured.base}/v0/gql", json={"query": "{ apps { id } }"}).status_code == 401
+        # the APIs take the signing key as a bearer token; the Event API keeps its event keys
+        bearer = {"Authorization": f"Bearer {secured.signing_key}"}
+        assert httpx.post(f"{secured.base}/v0/gql", json={"query": "{ apps { id } }"}, headers=bearer).status_code == 200
+        assert httpx.get(f"{secured.base}/v1/functions", headers=bearer).status_code == 200
+        assert httpx.get(f"{secured.base}/metrics", headers=bearer).status_code == 200
+        assert httpx.get(f"{secured.base}/v1/functions").status_code == 401
+        assert httpx.post(f"{secured.base}/e/ek", json={"name": "a/b"}).status_code == 200
+        assert httpx.post(f"{secured.base}/e/nope", json={"name": "a/b"}).status_code == 401
         p.fill("input[name=password]", "wrong")
         p.click("button:has-text('Sign in')")
         p.wait_for_selector(".login-error")
