@@ -186,6 +186,10 @@ def test_functions_list_invoke_and_function_page_actions(page: Page, stack: Stac
         ticks = [int(t) for t in p.locator(f"svg[aria-label='{chart}'] .axes text").all_text_contents()[:5]]
         assert ticks[-1] == 0 and len({a - b for a, b in zip(ticks, ticks[1:], strict=False)}) == 1, (chart, ticks)
     page.shot("function")
+    p.click("button[role=tab]:has-text('Configuration')")
+    config = json.loads(p.locator(".code pre").inner_text())
+    assert config["id"] == "shop-process-order" and config["triggers"] == [{"event": "shop/order.created"}]
+    p.click("button[role=tab]:has-text('Recent runs')")
     # a chosen time range: the charts are read again over it, and still hold the recent runs
     with p.expect_request(lambda r: "/v0/gql" in r.url and "functionMetrics" in (r.post_data or "")) as req:
         p.select_option(".page-head select[aria-label='Time range']", "1h")
@@ -254,6 +258,10 @@ def test_events_pages_send_and_send_again(page: Page, stack: Stack) -> None:
     assert int(p.locator('tr[data-event-name="shop/order.created"] .vol b').inner_text()) >= 1
     assert "Process order" in p.locator('tr[data-event-name="shop/order.created"]').inner_text()
     page.shot("events")
+    p.click("label:has-text('Internal events')")  # the invoke's event shows only with internal events
+    p.wait_for_selector('tr[data-event-name="inngest/function.invoked"]')
+    p.click("label:has-text('Internal events')")
+    p.wait_for_selector('tr[data-event-name="inngest/function.invoked"]', state="detached")
     p.click('tr[data-event-name="shop/order.created"]')
     p.wait_for_selector("svg[aria-label='Event throughput'] rect")
     p.wait_for_selector(f'tr[data-event="{eid}"]')
