@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -14,6 +15,7 @@ from pyngest.protocol import signing
 from pyngest.protocol.step_ids import hash_step_id
 from pyngest.server.api.app import build_app
 from tests.integration.dashboard.conftest import running
+from tests.integration.dashboard.test_rest_and_openapi import _routes
 from tests.integration.server.harness import Call, Harness, done, error_op, function_config, ops
 
 KEY = "signkey-test-" + "ab" * 32
@@ -173,3 +175,33 @@ async def test_prometheus_gauges_and_errored_requests(tmp_path: Path) -> None:
     finally:
         release.set()
         await h.stop()
+
+
+# Routes anyone may call in start mode, and what guards them instead of a session or the key.
+PUBLIC = {
+    ("get", "/health"): "a liveness probe",
+    ("post", "/e/{key}"): "the Event API: its event keys",
+    ("get", "/dev"): "dev mode only (404 in start mode)",
+    ("get", "/login"): "the sign-in page",
+    ("post", "/auth/login"): "signing in",
+    ("post", "/auth/logout"): "signing out",
+    ("get", "/auth/status"): "whether one is signed in",
+}
+
+
+async def test_start_mode_every_other_route_needs_a_session_or_the_signing_key(secured: Harness) -> None:
+    """Every route the router has, called without credentials: the APIs answer 401 and the
+    pages send to the sign-in page, except the few that are public on purpose (PUBLIC)."""
+    async with client(secured) as anon:
+        routes = sorted(_routes(build_app(secured.service)))
+        assert len(routes) > 40
+        for method, path in routes:
+            if (method, path) in PUBLIC or path.startswith("/static"):
+                continue
+            url = re.sub(r"\{(\w+)(:path)?\}", "01J0000000000000000000000X", path)
+            resp = await anon.request(method.upper(), url, json={})
+            if method == "get" and not path.startswith(("/v0/", "/v1/", "/metrics", "/openapi")):
+                assert resp.status_code == 303 and resp.headers["location"].startswith("/login"), (method, path)
+            else:
+                assert resp.status_code == 401, (method, path, resp.status_code)
+        assert (await anon.get("/dev")).status_code == 404
