@@ -305,6 +305,12 @@ async def test_every_document_the_pages_send(flow: tuple[Harness, dict[str, Any]
         assert synced["syncApp"] == {"id": app["id"], "error": None}
         urls = {u["url"]: u for u in (await pages.one("query appURLs apps"))["appURLs"]}
         assert urls[other]["appID"] == app["id"] and urls[other]["syncedAt"] and urls[other]["error"] is None
+        assert url not in urls  # the URL it moved away from is forgotten
+        # the same URL spelled another way (the app's url reads localhost): it keeps its URL record
+        assert app["url"] != other and normalize_url(other) == (await pages.one("query appURLs apps"))["apps"][0]["url"]
+        await pages.one("mutation updateApp", id=app["id"], url=other)
+        urls = {normalize_url(u["url"]): u for u in (await pages.one("query appURLs apps"))["appURLs"]}
+        assert urls[normalize_url(other)]["appID"] == app["id"], urls
     # once the app is gone: a resync says so, an edit to a dead URL and a new dead URL are refused
     gone = await pages.one("mutation syncApp", id=app["id"])
     assert "could not reach" in gone["syncApp"]["error"]
