@@ -81,6 +81,18 @@ def test_runs_appear_live_and_filters_and_search_work(page: Page, stack: Stack) 
     p.wait_for_function("document.querySelectorAll('tbody tr').length >= 3")
     page.shot("runs")
 
+    # more matches than a page: "Search further back" goes on from the search's cursor
+    batch = [{"name": "billing/invoice.requested", "data": {"orderId": f"bulk-{i}"}} for i in range(41)]
+    ids = httpx.post(f"{stack.base}/e/test", json=batch).json()["ids"]
+    stack.wait_runs(ids[-1])
+    p.fill('textarea[aria-label="Search runs (CEL)"]', 'event.name == "billing/invoice.requested"')
+    p.click('button:has-text("Search")')
+    p.wait_for_function("document.querySelectorAll('tbody tr').length === 40")
+    with p.expect_request(lambda r: "/v0/gql" in r.url and '"after"' in (r.post_data or "")) as req:
+        p.click('button:has-text("Search further back")')
+    assert json.loads(req.value.post_data)["variables"]["after"]
+    p.wait_for_function("document.querySelectorAll('tbody tr').length === 42")  # and the earlier invoice
+
 
 def test_run_page_timeline_output_rerun_and_cancel(page: Page, stack: Stack) -> None:
     eid = stack.send("shop/order.created", {"orderId": "o-timeline", "amount": 7, "flaky": True})
@@ -206,6 +218,13 @@ def test_functions_list_invoke_and_function_page_actions(page: Page, stack: Stac
     skipped = stack.send("shop/order.created", {"orderId": "o-paused"})
     time.sleep(0.5)
     assert stack.runs(skipped) == []
+    # the event's occurrence is marked skipped, and its page says why
+    p = page.go("/events/type/shop%2Forder.created")
+    p.wait_for_selector(f'tr[data-event="{skipped}"] [data-status="SKIPPED"]')
+    assert "shop-process-order" in p.locator(f'tr[data-event="{skipped}"]').inner_text()
+    p.click(f'tr[data-event="{skipped}"]')
+    p.wait_for_selector(".run-line:has-text('the function was paused')")
+    p = page.go("/functions/shop-process-order")
     p.click("button:has-text('Resume')")
     p.wait_for_selector("h1 .pill:has-text('Paused')", state="detached")
 
