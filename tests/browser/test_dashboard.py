@@ -244,13 +244,17 @@ def test_functions_list_invoke_and_function_page_actions(page: Page, stack: Stac
     for eid in waiting:
         assert stack.runs(eid)[0]["status"] == "Cancelled"
 
+    # pause, holding the runs under way: the approval arrives, the run goes on only on resume
+    held_event = pause_with_a_run_waiting(p, stack, "r-hold", "Hold them between steps")
+    stack.send("shop/refund.approved", {"refundId": "r-hold"})
+    time.sleep(1.0)
+    assert stack.runs(held_event)[0]["status"] == "Running"
+    p.click("button:has-text('Resume')")
+    p.wait_for_selector("h1 .pill:has-text('Paused')", state="detached")
+    assert [r["status"] for r in stack.wait_runs(held_event)] == ["Completed"]
+
     # pause, cancelling the runs under way
-    held_event = stack.send("shop/refund.requested", {"refundId": "r-pause"})
-    stack.wait_runs(held_event, ended=False)
-    p.click("button:has-text('Pause')")
-    p.click(".modal label:has-text('Cancel them now')")
-    p.click(".modal button:has-text('Pause function')")
-    p.wait_for_selector("h1 .pill:has-text('Paused')")
+    held_event = pause_with_a_run_waiting(p, stack, "r-pause", "Cancel them now")
     deadline = time.monotonic() + 10
     while stack.runs(held_event)[0]["status"] != "Cancelled":
         assert time.monotonic() < deadline, stack.runs(held_event)
@@ -267,6 +271,19 @@ def test_functions_list_invoke_and_function_page_actions(page: Page, stack: Stac
     p.click(".modal-foot button.primary")
     p.wait_for_selector("td:has-text('after the feed fix')")
     p.wait_for_selector("tr:has-text('after the feed fix') .pill:has-text('Completed')", timeout=15000)
+
+
+def pause_with_a_run_waiting(p: Any, stack: Stack, refund_id: str, option: str) -> str:
+    """On Await approval's page: start a refund that waits, then pause with ``option`` chosen
+    for the runs under way. Returns the refund's event id."""
+    event_id = stack.send("shop/refund.requested", {"refundId": refund_id})
+    stack.wait_runs(event_id, ended=False)
+    p.click("button:has-text('Pause')")
+    p.click(f".modal label:has-text('{option}')")
+    p.wait_for_selector(f".modal label:has-text('{option}') input:checked")
+    p.click(".modal button:has-text('Pause function')")
+    p.wait_for_selector("h1 .pill:has-text('Paused')")
+    return event_id
 
 
 def test_events_pages_send_and_send_again(page: Page, stack: Stack) -> None:
