@@ -57,13 +57,15 @@ class Stack:
         self.base = f"http://127.0.0.1:{self.port}"
         self.app_url = f"http://127.0.0.1:{self.app_port}/api/inngest"
         args = [sys.executable, "-m", "pyngest.server.cli"]
+        server_env = _env()
+        self.signing_key = "signkey-test-" + "cd" * 32
         if start_mode:
-            args += ["start", "--signing-key", "signkey-test-" + "cd" * 32, "--event-key", "ek",
-                     "--dashboard-password", "correct horse"]
+            args += ["start", "--signing-key", self.signing_key, "--event-key", "ek"]
+            server_env["INNGEST_DASHBOARD_PASSWORD"] = "correct horse"  # the variable, not the flag
         else:
             args += ["dev", "--no-discovery", "--no-poll"]
         args += ["-p", str(self.port), "--sqlite-dir", str(tmp / "db"), "--retry-interval", "1"]
-        self.procs = [subprocess.Popen(args, cwd=tmp, env=_env(), stdout=subprocess.DEVNULL,
+        self.procs = [subprocess.Popen(args, cwd=tmp, env=server_env, stdout=subprocess.DEVNULL,
                                        stderr=open(tmp / "server.log", "w"))]  # noqa: SIM115
         if not start_mode:
             env = {**_env(), "PYNGEST_URL": self.base, "INNGEST_DEV": "1"}
@@ -72,10 +74,12 @@ class Stack:
                  "--log-level", "warning"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL,
                 stderr=open(tmp / "app.log", "w")))  # noqa: SIM115
         wait_for(f"{self.base}/health")
+        self.billing_url = self.app_url.replace("/api/inngest", "/api/billing")
         if not start_mode:
             wait_for(self.app_url)
-            resp = httpx.post(f"{self.base}/v1/apps", json={"url": self.app_url}, timeout=20)
-            assert resp.status_code == 200, resp.text
+            for url in (self.app_url, self.billing_url):
+                resp = httpx.post(f"{self.base}/v1/apps", json={"url": url}, timeout=20)
+                assert resp.status_code == 200, resp.text
 
     def send(self, name: str, data: dict[str, Any] | None = None, key: str = "test") -> str:
         resp = httpx.post(f"{self.base}/e/{key}", json={"name": name, "data": data or {}})
@@ -145,6 +149,18 @@ class Page:
     def go(self, path: str) -> Any:
         self.page.goto(self.base + path)
         return self.page
+
+    def watch(self, selector: str) -> None:
+        """Note, in the page and on the wall clock, when ``selector`` first matches (a poll
+        every 5 ms, so the figure is the page's, not Playwright's round trips)."""
+        self.page.evaluate("""sel => { window.__seen = window.__seen || {};
+          const t = setInterval(() => { if (document.querySelector(sel)) {
+            window.__seen[sel] = Date.now(); clearInterval(t); } }, 5); }""", selector)
+
+    def seen_after(self, selector: str, since: float, timeout: float = 10_000) -> float:
+        """Seconds from ``since`` (``time.time()``) until ``selector`` matched (see :meth:`watch`)."""
+        self.page.wait_for_function("sel => window.__seen && sel in window.__seen", arg=selector, timeout=timeout)
+        return float(self.page.evaluate("sel => window.__seen[sel]", selector)) / 1000 - since
 
     def shot(self, name: str) -> None:
         SHOTS.mkdir(parents=True, exist_ok=True)

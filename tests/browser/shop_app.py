@@ -2,7 +2,8 @@
 
 Run as ``uvicorn tests.browser.shop_app:app`` with ``PYNGEST_URL`` pointing at the server.
 Its functions cover what the dashboard draws: steps, a retried step, a sleep, a wait for an
-event, an invoke, a failure, and a cron trigger.
+event, an invoke, a failure, and a cron trigger. A second app, ``billing``, is served by the same
+process at ``/api/billing``, so the dashboard has runs across apps to tell apart.
 """
 
 from __future__ import annotations
@@ -69,5 +70,17 @@ async def nightly_report(ctx: inngest.Context) -> str:
     return "done"
 
 
+billing = inngest.Inngest(
+    app_id="billing", is_production=False, api_base_url=BASE, event_api_base_url=BASE,
+)
+
+
+@billing.create_function(fn_id="issue-invoice", name="Issue invoice",
+                         trigger=inngest.TriggerEvent(event="billing/invoice.requested"))
+async def issue_invoice(ctx: inngest.Context) -> dict[str, Any]:
+    return await ctx.step.run("render-pdf", lambda: {"pages": 1, "order": ctx.event.data.get("orderId")})
+
+
 app = fastapi.FastAPI()
 inngest.fast_api.serve(app, client, [process_order, send_receipt, await_approval, sync_inventory, nightly_report])
+inngest.fast_api.serve(app, billing, [issue_invoice], serve_path="/api/billing")

@@ -289,8 +289,7 @@ class Registry:
             if prev is not None and app is not None and prev.app_id != app.id:
                 problems.append(f"{label}: the id is already used by another app")
                 continue
-            url = step_url(fn_cfg)
-            fid = prev.id if prev is not None else function_uuid(str(fn_cfg.get("name", "")), url)
+            fid = prev.id if prev is not None else function_uuid(str(fn_cfg.get("name", "")), step_url(fn_cfg))
             version = prev.version + (prev.config != fn_cfg) if prev is not None else 1
             rec = FunctionRecord(
                 id=fid, app_id="", slug=str(fn_cfg.get("id", "")), name=str(fn_cfg.get("name", "")),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -11,9 +12,11 @@ import httpx
 import pytest
 
 from pyngest.protocol import signing
+from pyngest.protocol.step_ids import hash_step_id
 from pyngest.server.api.app import build_app
 from tests.integration.dashboard.conftest import running
-from tests.integration.server.harness import Harness
+from tests.integration.dashboard.test_rest_and_openapi import _routes
+from tests.integration.server.harness import Call, Harness, done, error_op, function_config, ops
 
 KEY = "signkey-test-" + "ab" * 32
 
@@ -127,3 +130,78 @@ async def test_live_hub_reports_new_runs_and_steps_within_its_interval(harness: 
     finally:
         hub.unsubscribe(queue)
     assert hub.watching == 0
+
+
+async def test_prometheus_gauges_and_errored_requests(tmp_path: Path) -> None:
+    """Steps running (a request the app holds), steps scheduled (a retry waiting for its time),
+    and a request that errored (to be retried) counted as ``status="errored"``."""
+    h = Harness(tmp_path)
+    await h.start()
+    release = asyncio.Event()
+    step = hash_step_id("work")
+    tries: list[Call] = []
+
+    async def script(call: Call) -> tuple:
+        if call.body["event"]["data"].get("hold"):
+            await release.wait()
+            return done("held")
+        if step in call.body["steps"]:
+            return done("retried")
+        tries.append(call)
+        if len(tries) == 1:
+            return ops(error_op(step, "try again"))
+        return ops({"op": "StepRun", "id": step, "name": "work", "displayName": "work", "data": 1})
+
+    h.app.script = script
+    await h.register(function_config(h.app, "work", retries=3), function_config(h.app, "hold"))
+    try:
+        [held] = await h.send({"name": "test/hold", "data": {"hold": True}})
+        [flaky] = await h.send({"name": "test/work"})
+        await h.settle(40)
+        assert h.http is not None
+        text = (await h.http.get("/metrics")).text
+        date = time.strftime("%Y-%m-%d", time.gmtime(h.clock.now_ms() / 1000))
+        assert 'inngest_steps_running{fn="test-hold"} 1' in text
+        assert 'inngest_steps_scheduled{fn="test-work"} 1' in text  # its retry, not yet due
+        assert f'inngest_sdk_req_ended_total{{date="{date}",fn="test-work",status="errored"}} 1' in text
+        release.set()
+        await h.run_ended(held)
+        await h.advance(60_000)
+        [run] = await h.run_ended(flaky)
+        assert run["status"] == "Completed"
+        text = (await h.http.get("/metrics")).text
+        assert "inngest_steps_running{" not in text and "inngest_steps_scheduled{" not in text
+        assert f'inngest_sdk_req_ended_total{{date="{date}",fn="test-work",status="success"}} 2' in text
+    finally:
+        release.set()
+        await h.stop()
+
+
+# Routes anyone may call in start mode, and what guards them instead of a session or the key.
+PUBLIC = {
+    ("get", "/health"): "a liveness probe",
+    ("post", "/e/{key}"): "the Event API: its event keys",
+    ("get", "/dev"): "dev mode only (404 in start mode)",
+    ("get", "/login"): "the sign-in page",
+    ("post", "/auth/login"): "signing in",
+    ("post", "/auth/logout"): "signing out",
+    ("get", "/auth/status"): "whether one is signed in",
+}
+
+
+async def test_start_mode_every_other_route_needs_a_session_or_the_signing_key(secured: Harness) -> None:
+    """Every route the router has, called without credentials: the APIs answer 401 and the
+    pages send to the sign-in page, except the few that are public on purpose (PUBLIC)."""
+    async with client(secured) as anon:
+        routes = sorted(_routes(build_app(secured.service)))
+        assert len(routes) > 40
+        for method, path in routes:
+            if (method, path) in PUBLIC or path.startswith("/static"):
+                continue
+            url = re.sub(r"\{(\w+)(:path)?\}", "01J0000000000000000000000X", path)
+            resp = await anon.request(method.upper(), url, json={})
+            if method == "get" and not path.startswith(("/v0/", "/v1/", "/metrics", "/openapi")):
+                assert resp.status_code == 303 and resp.headers["location"].startswith("/login"), (method, path)
+            else:
+                assert resp.status_code == 401, (method, path, resp.status_code)
+        assert (await anon.get("/dev")).status_code == 404

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import orjson
 
@@ -260,3 +261,29 @@ async def test_the_queries_the_official_sdks_test_harnesses_send(harness: Harnes
     got = await gql(harness, "{ functions { slug name app { name } } apps { name functions { slug } } }")
     assert [f["slug"] for f in got["functions"]] == ["test-work"] and got["functions"][0]["app"]["name"] == "test"
     assert got["apps"] == [{"name": "test", "functions": [{"slug": "test-work"}]}]
+
+
+async def test_search_goes_on_from_its_cursor_past_the_scan_limit(harness: Harness, monkeypatch: Any) -> None:
+    """A search reads at most SEARCH_SCAN runs per request; the runs page's "Search further
+    back" follows the cursor, so the one match far back in the history is found."""
+    from pyngest.server.api import manage
+
+    monkeypatch.setattr(manage, "SEARCH_SCAN", 3)
+    monkeypatch.setattr(manage, "PAGE", 3)
+    ids = await harness.send({"name": "test/work", "data": {"n": 0, "needle": True}},
+                             *({"name": "test/work", "data": {"n": i}} for i in range(1, 8)))
+    await ended(harness, *ids)
+    q = """query($f: RunsFilterV2!, $after: String) { runs(first: 40, after: $after,
+      orderBy: [{field: QUEUED_AT, direction: DESC}], filter: $f) {
+      edges { node { id } } pageInfo { hasNextPage endCursor } } }"""
+    f = {"from": since(harness), "query": "event.data.needle == true"}
+    after, pages, found = None, 0, []
+    while True:
+        page = (await gql(harness, q, f=f, after=after))["runs"]
+        pages += 1
+        found += [e["node"]["id"] for e in page["edges"]]
+        if not page["pageInfo"]["hasNextPage"]:
+            break
+        after = page["pageInfo"]["endCursor"]
+    [needle] = await harness.runs_for(ids[0])
+    assert found == [needle["run_id"]] and pages == 3  # 8 runs, 3 read per request

@@ -4,13 +4,19 @@ router both ways."""
 from __future__ import annotations
 
 import asyncio
+import re
+from typing import Any
 
+from jsonschema import Draft202012Validator
 from openapi_spec_validator import validate
 from starlette.routing import Route
 
 from pyngest.protocol.durations import iso_ms
+from pyngest.protocol.step_ids import hash_step_id
 from pyngest.server.api.app import build_app
-from tests.integration.server.harness import Harness
+from pyngest.server.registry import normalize_url
+from tests.integration.dashboard.conftest import SyncableApp, one_step_app
+from tests.integration.server.harness import Call, Harness, ops
 
 
 def _routes(app: object) -> set[tuple[str, str]]:
@@ -86,3 +92,140 @@ async def test_bulk_cancellation_and_replay_over_rest(harness: Harness) -> None:
     assert rec["status"] == "completed" and rec["scheduled"] == 1
     bad = await http.post("/v1/replays", json={"function_id": "test-work", "from": since, "statuses": ["Nope"]})
     assert bad.status_code == 400
+
+
+async def test_app_routes_add_edit_resync_and_delete(harness: Harness) -> None:
+    http = harness.http
+    assert http is not None
+    await harness.service.syncer.start()  # the harness registers apps directly; these go over HTTP
+    [app] = (await http.get("/v1/apps")).json()["data"]
+    assert app["url"] == normalize_url(harness.app.url) and app["sdk_language"] == "py"
+    fns = (await http.get("/v1/apps/test/functions")).json()["data"]
+    assert [f["slug"] for f in fns] == ["test-work"]
+    assert (await http.get("/v1/apps/nope/functions")).status_code == 404
+    dead = "http://127.0.0.1:9/api/inngest"
+    async with SyncableApp(harness, "work") as url:
+        moved = await http.patch(f"/v1/apps/{app['id']}", json={"url": url})
+        assert moved.status_code == 200 and moved.json()["data"]["url"] == normalize_url(url)
+        assert moved.json()["data"]["sync_error"] is None
+        synced = await http.post(f"/v1/apps/{app['id']}/sync")
+        assert synced.status_code == 200 and synced.json()["data"]["function_count"] == 1
+        refused = await http.patch(f"/v1/apps/{app['id']}", json={"url": dead})
+        assert refused.status_code == 502 and "could not reach" in refused.json()["data"]["sync_error"]
+        assert (await http.patch(f"/v1/apps/{app['id']}", json={})).status_code == 400
+        deleted = await http.delete(f"/v1/apps/{app['id']}")
+        assert deleted.status_code == 200 and deleted.json()["data"] == {"id": app["id"], "deleted": True}
+        assert (await http.get("/v1/apps")).json()["data"] == []
+        assert (await http.delete(f"/v1/apps/{app['id']}")).status_code == 404
+        added = await http.post("/v1/apps", json={"url": url})
+        assert added.status_code == 200 and added.json()["data"]["error"] is None
+        [back] = (await http.get("/v1/apps")).json()["data"]
+        assert back["url"] == normalize_url(url) and added.json()["data"]["app_id"] == back["id"]
+    gone = await http.post(f"/v1/apps/{back['id']}/sync")
+    assert gone.status_code == 502 and "could not reach" in gone.json()["data"]["sync_error"]
+    bad = await http.post("/v1/apps", json={"url": dead})
+    assert bad.status_code == 502 and "could not reach" in bad.json()["data"]["error"]
+    assert (await http.post("/v1/apps", json={"url": "ftp://x"})).status_code == 400
+
+
+class Documented:
+    """Sends REST requests and checks each answer against ``/openapi.json``: its status code is
+    one the route documents, and its JSON body validates against that response's schema."""
+
+    def __init__(self, h: Harness, doc: dict[str, Any]) -> None:
+        assert h.http is not None
+        self.http = h.http
+        self.doc = doc
+        self.routes = [(m, p, re.compile("^" + re.sub(r"\{[^}]+\}", "[^/]+", p) + "$"))
+                       for p, ops in doc["paths"].items() if p.startswith("/v1/") for m in ops]
+        self.seen: set[tuple[str, str]] = set()
+
+    async def __call__(self, method: str, url: str, status: int, **kw: Any) -> Any:
+        resp = await self.http.request(method.upper(), url, **kw)
+        assert resp.status_code == status, (method, url, resp.status_code, resp.text)
+        [path] = [p for m, p, rx in self.routes if m == method and rx.match(url.split("?")[0])]
+        responses = self.doc["paths"][path][method]["responses"]
+        assert str(status) in responses, f"{method} {path} answers {status}, which the document does not list"
+        schema = responses[str(status)]["content"]["application/json"]["schema"]
+        validator = Draft202012Validator({**schema, "components": self.doc["components"]},
+                                         format_checker=Draft202012Validator.FORMAT_CHECKER)
+        errors = [f"{'/'.join(map(str, e.absolute_path))}: {e.message}" for e in validator.iter_errors(resp.json())]
+        assert errors == [], (method, url, status, errors)
+        self.seen.add((method, path))
+        return resp.json()
+
+
+async def test_every_rest_route_answers_as_the_openapi_document_says(harness: Harness) -> None:
+    assert harness.http is not None
+    doc = (await harness.http.get("/openapi.json")).json()
+    api = Documented(harness, doc)
+    hold = hash_step_id("hold")
+
+    async def script(call: Call) -> tuple:
+        if call.body["event"]["data"].get("hold"):
+            return ops({"op": "WaitForEvent", "id": hold, "name": "test/never", "opts": {"event": "test/never", "timeout": "1h"}})
+        return await one_step_app(call)
+
+    harness.app.script = script
+    since = iso_ms(harness.clock.now_ms() - 60_000)
+    until = iso_ms(harness.clock.now_ms() + 60_000)
+    # events and runs
+    [done_event] = (await api("post", "/v1/events", 200, json=[{"name": "test/work", "data": {"n": 1}}]))["data"]["ids"]
+    [run] = await harness.run_ended(done_event)
+    await api("post", "/v1/events", 400, json={"data": {}})
+    await api("get", "/v1/events", 200)
+    await api("get", f"/v1/events/{done_event}", 200)
+    await api("get", "/v1/events/01J0000000000000000000000X", 404)
+    await api("get", f"/v1/events/{done_event}/runs", 200)
+    await api("get", f"/v1/events/{done_event}/skips", 200)
+    await api("get", "/v1/runs", 200)
+    await api("get", f"/v1/runs/{run['run_id']}", 200)
+    await api("get", "/v1/runs/01J0000000000000000000000X", 404)
+    await api("post", f"/v1/runs/{run['run_id']}/rerun", 200)
+    await api("post", "/v1/runs/01J0000000000000000000000X/rerun", 404)
+    held = await harness.send(*({"name": "test/work", "data": {"hold": True, "k": i}} for i in range(4)))
+    await harness.settle(40)
+    held_runs = [(await harness.runs_for(e))[0]["run_id"] for e in held]
+    await api("delete", f"/v1/runs/{held_runs[0]}", 200)
+    await api("post", f"/v1/runs/{held_runs[1]}/cancel", 200)
+    # functions
+    await api("get", "/v1/functions", 200)
+    await api("post", "/v1/functions/test-work/invoke", 200, json={"data": {"n": 2}})
+    await api("post", "/v1/functions/nope/invoke", 404, json={})
+    await api("post", "/v1/functions/test-work/pause", 200, json={"cancel_running": False})
+    await api("post", "/v1/functions/test-work/resume", 200)
+    await api("post", "/v1/functions/nope/resume", 404)
+    # bulk cancellation and replay
+    cancel = await api("post", "/v1/cancellations", 201, json={
+        "function_id": "test-work", "started_after": since, "started_before": until, "if": "event.data.k == 2"})
+    await api("post", "/v1/cancellations", 400, json={"function_id": "test-work", "if": "event.data.k >"})
+    await api("get", "/v1/cancellations?function_id=test-work", 200)
+    await api("get", f"/v1/cancellations/{cancel['id']}", 200)
+    await api("delete", f"/v1/cancellations/{cancel['id']}", 200)
+    await api("get", "/v1/cancellations/nope", 404)
+    replay = (await api("post", "/v1/replays", 201, json={
+        "function_id": "test-work", "from": since, "until": until, "statuses": ["Cancelled"]}))["data"]
+    await api("post", "/v1/replays", 400, json={"function_id": "test-work", "from": since, "statuses": ["Nope"]})
+    await api("get", "/v1/replays", 200)
+    await api("get", f"/v1/replays/{replay['id']}", 200)
+    await api("delete", f"/v1/replays/{replay['id']}", 200)
+    await api("delete", "/v1/replays/nope", 404)
+    # apps
+    await harness.service.syncer.start()  # the harness registers apps directly; these go over HTTP
+    [app] = (await api("get", "/v1/apps", 200))["data"]
+    await api("get", "/v1/apps/test/functions", 200)
+    await api("get", "/v1/apps/nope/functions", 404)
+    dead = "http://127.0.0.1:9/api/inngest"
+    async with SyncableApp(harness, "work") as url:
+        await api("patch", f"/v1/apps/{app['id']}", 200, json={"url": url})
+        await api("post", f"/v1/apps/{app['id']}/sync", 200)
+        await api("patch", f"/v1/apps/{app['id']}", 502, json={"url": dead})
+        await api("patch", f"/v1/apps/{app['id']}", 400, json={})
+        await api("delete", f"/v1/apps/{app['id']}", 200)
+        await api("delete", f"/v1/apps/{app['id']}", 404)
+        added = (await api("post", "/v1/apps", 200, json={"url": url}))["data"]
+    await api("post", f"/v1/apps/{added['app_id']}/sync", 502)
+    await api("post", "/v1/apps", 502, json={"url": dead})
+    await api("post", "/v1/apps", 400, json={"url": "ftp://x"})
+    documented = {(m, p) for m, p, _ in api.routes}
+    assert documented - api.seen == set()

@@ -24,7 +24,7 @@ from pyngest.protocol.events import (
 from pyngest.server.events import event_dict, stored
 from pyngest.server.model import Run, RunStatus, StoredEvent
 from pyngest.server.operations import OperationError as ServerOperationError
-from pyngest.server.registry import Function
+from pyngest.server.registry import Function, normalize_url
 from pyngest.server.service import Service
 from pyngest.server.store.base import AppRecord, OperationRecord, RunQuery
 
@@ -99,7 +99,7 @@ class Operations:
             raise OperationError("the app URL must start with http:// or https://")
         old = app.url
         error = await self.s.syncer.add(url, source="api")
-        if error is None and old != url:
+        if error is None and normalize_url(old) != normalize_url(url):  # not the same URL spelled anew
             await self.s.syncer.remove(old)
         return self.s.registry.apps.get(app.id, app), error
 

@@ -160,6 +160,13 @@ def document(version: str) -> dict[str, Any]:
                 "401": {"description": "Not authenticated", "content": {"application/json": {"schema": _ref("Error")}}},
             },
         }
+        responses = op["responses"]
+        if "{" in path:
+            responses["404"] = {"description": "Not found", "content": {"application/json": {"schema": _ref("Error")}}}
+        if tag == "Apps" and method in ("post", "patch"):
+            # the app did not answer the sync: the body is the usual one, its error says why
+            responses["502"] = {"description": "The app could not be synced (`error`/`sync_error` says why)",
+                                "content": {"application/json": {"schema": _envelope(data)}}}
         params = [{"name": p[1:-1], "in": "path", "required": True, "schema": {"type": "string"}}
                   for p in path.split("/") if p.startswith("{")]
         params += [{"name": q, "in": "query", "required": False, "schema": {"type": "string"}} for q in query]

@@ -43,7 +43,11 @@ def _time(value: Any) -> Any:
 def load_schema() -> GraphQLSchema:
     sdl = resources.files("pyngest.server.api.graphql").joinpath("schema.graphql").read_text()
     schema = build_schema(sdl)
-    schema.type_map["Time"].serialize = _time  # type: ignore[attr-defined]
+    time = schema.type_map["Time"]
+    # graphql-core 3.3 reads coerce_output_value and ignores serialize (3.2's only name)
+    time.serialize = _time  # type: ignore[attr-defined]
+    if hasattr(time, "coerce_output_value"):
+        time.coerce_output_value = _time
     schema.type_map["StepInfo"].resolve_type = lambda obj, *_: obj.get("__typename")  # type: ignore[attr-defined]
     return schema
 

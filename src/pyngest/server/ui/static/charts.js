@@ -8,11 +8,13 @@ export const COLORS = {
   events: "#0ea5e9",
 };
 
-function niceMax(v) {
-  if (v <= 4) return 4; // four grid lines: whole numbers on every one
-  const p = 10 ** Math.floor(Math.log10(v));
-  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= v) return m * p;
-  return 10 * p;
+// The top of the y axis: four equal whole-number steps (0, 2, 4, 6, 8; 0, 3, 6, 9, 12; ...).
+export function niceMax(v) {
+  if (v <= 4) return 4;
+  const raw = v / 4;
+  const p = 10 ** Math.floor(Math.log10(raw));
+  for (const m of [1, 1.5, 2, 2.5, 3, 4, 5, 6, 8, 10]) if (m * p >= raw && Number.isInteger(m * p)) return 4 * m * p;
+  return 40 * p;
 }
 
 function tickLabel(ms, span) {

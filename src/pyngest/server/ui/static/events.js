@@ -23,7 +23,8 @@ const NAMES = `query Names($from: Time!, $internal: Boolean) {
 
 const RECENT = `query Recent($from: Time!, $names: [String!], $first: Int!, $internal: Boolean!) {
   eventsV2(first: $first, filter: {from: $from, eventNames: $names, includeInternalEvents: $internal}) {
-    edges { node { id name receivedAt source runs { id status function { name } } } } } }`;
+    edges { node { id name receivedAt source runs { id status function { name } }
+      skippedFunctions { functionSlug reason } } } } }`;
 
 function RecentEvents({ from, names, first = 25, internal = false }) {
   const data = useData(() => gql(RECENT, { from, names, first, internal }), [from, (names || []).join(), internal],
@@ -35,8 +36,10 @@ function RecentEvents({ from, names, first = 25, internal = false }) {
     <tbody>${edges.map(({ node: e }) => html`<tr class="clickable" data-event=${e.id} onClick=${() => navigate(`/events/id/${e.id}`)}>
       <td><a href="/events/id/${e.id}" class="mono">${e.name}</a><div class="muted small mono">${e.id}</div></td>
       <td>${fmtTime(e.receivedAt)}</td><td class="muted small">${e.source || "–"}</td>
-      <td>${e.runs.length ? e.runs.map((r) => html`<span class="run-chip"><${Status} status=${r.status} /> ${r.function ? r.function.name : ""}</span>`)
-        : html`<span class="muted small">no functions</span>`}</td></tr>`)}</tbody></table>`;
+      <td>${e.runs.map((r) => html`<span class="run-chip"><${Status} status=${r.status} /> ${r.function ? r.function.name : ""}</span>`)}
+        ${e.skippedFunctions.map((f) => html`<span class="run-chip" title=${SKIP_REASONS[f.reason] || f.reason}>
+          <${Status} status="SKIPPED" /> ${f.functionSlug}</span>`)}
+        ${!e.runs.length && !e.skippedFunctions.length && html`<span class="muted small">no functions</span>`}</td></tr>`)}</tbody></table>`;
 }
 
 export function EventsPage() {

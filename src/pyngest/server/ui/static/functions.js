@@ -98,7 +98,7 @@ function PauseModal({ fn, onClose, onDone }) {
       Events received meanwhile are not replayed automatically.</p>
     <fieldset class="options"><legend>Runs already under way</legend>
       <label><input type="radio" name="running" checked=${!cancel} onChange=${() => setCancel(false)} />
-        Let them finish</label>
+        Hold them between steps: they go on when you resume (cancelled if still paused after 7 days)</label>
       <label><input type="radio" name="running" checked=${cancel} onChange=${() => setCancel(true)} />
         Cancel them now (a step in flight finishes first)</label></fieldset>
   <//>`;

@@ -53,13 +53,28 @@ export function RunsPage() {
   const [draft, setDraft] = useState(q);
   const [live, setLive] = useState(true);
   const [pages, setPages] = useState(1);
+  // A search reads at most so many runs per request and hands back a cursor; "Load more" goes
+  // on from it (asking for more from the start would read the same runs again).
+  const [older, setOlder] = useState([]);
   const [fresh, setFresh] = useState(new Set());
   const opts = useData(() => gql(FILTERS), []);
-  const key = [range, status.join(), fn, app, q, pages].join("|");
+  const filters = [range, status.join(), fn, app, q].join("|");
+  const key = [filters, pages].join("|");
   const runs = useData(async () => {
     const data = await gql(RUNS, { first: PAGE * pages, filter: runFilter({ range, status, fn, app, q }) });
     return data.runs;
   }, [key], (msg) => live && (msg.newRuns > 0 || msg.many || msg.runs.length > 0));
+  useEffect(() => setOlder([]), [filters]);
+  const lastPage = older.length ? older[older.length - 1] : runs.data;
+  const loadMore = async () => {
+    if (!q) return setPages(pages + 1);
+    try {
+      const data = await gql(RUNS, { first: PAGE, after: lastPage.pageInfo.endCursor, filter: runFilter({ range, status, fn, app, q }) });
+      setOlder([...older, data.runs]);
+    } catch (e) {
+      toast(e.message, "bad");
+    }
+  };
   const [seen, setSeen] = useState(null);
   useEffect(() => {
     if (!runs.data) return;
@@ -70,7 +85,9 @@ export function RunsPage() {
   useEffect(() => setDraft(q), [q]);
 
   const toggle = (s) => setQuery({ status: status.includes(s) ? status.filter((x) => x !== s) : [...status, s] });
-  const list = runs.data ? runs.data.edges.map((e) => e.node) : [];
+  const shown = new Set();
+  const list = runs.data ? [runs.data, ...older].flatMap((r) => r.edges.map((e) => e.node))
+    .filter((r) => !shown.has(r.id) && shown.add(r.id)) : [];
   return html`<section class="page">
     <header class="page-head"><div><h1>Runs</h1><p class="muted">Every function run across your apps, newest first.</p></div>
       <label class="switch"><input type="checkbox" checked=${live} onChange=${(e) => setLive(e.target.checked)} />
@@ -103,8 +120,8 @@ export function RunsPage() {
       <code>event.data</code>, <code>output</code>; a new line means <code>&&</code>.</p>
     <${ErrorNote} error=${runs.error} />
     ${runs.data ? html`<${RunsTable} runs=${list} fresh=${fresh} />` : html`<div class="loading">Loading runs…</div>`}
-    ${runs.data && runs.data.pageInfo.hasNextPage && html`<div class="more">
-      <button class="btn" onClick=${() => setPages(pages + 1)}>Load more</button></div>`}
+    ${runs.data && lastPage.pageInfo.hasNextPage && html`<div class="more">
+      <button class="btn" onClick=${loadMore}>${q ? "Search further back" : "Load more"}</button></div>`}
   </section>`;
 }
 

@@ -48,6 +48,10 @@ export function Timeline({ trace, selected, onSelect }) {
   const total = Math.max(end - t0, 1);
   const pos = (t) => `${(100 * (t - t0)) / total}%`;
   const width = (a, b) => `max(${(100 * (b - a)) / total}%, 3px)`;
+  // A bar's label goes after it, unless the bar ends near the right edge: then before it, so
+  // a long detail ("until 7:55:36 AM", an invoked function's id) stays inside the panel.
+  const metaAt = (a, b) => ((b - t0) / total > 0.75 && (a - t0) / total > 0.3
+    ? `right:calc(${100 - (100 * (a - t0)) / total}% + 6px)` : `left:calc(${pos(b)} + 6px)`);
   const runStart = ms(trace.startedAt) ?? runEnd;
 
   const row = (span, depth, key) => {
@@ -80,7 +84,7 @@ export function Timeline({ trace, selected, onSelect }) {
             }), waitBar(retrying(span, attempts))]
             : html`<i class="bar ${kind} ${span.status.toLowerCase()}" style="left:${pos(a)};width:${width(a, b)}"
                 title="${span.status.toLowerCase()} · ${fmtDuration(b - a)}"></i>`}
-          <span class="tl-meta" style="left:calc(${pos(b)} + 6px)">${fmtDuration(b - a)} ${detail(span)}</span>
+          <span class="tl-meta" style=${metaAt(a, b)}>${fmtDuration(b - a)} ${detail(span)}</span>
         </div>
       </div>
       ${isOpen && attempts.map((at, i) => row(at, depth + 1, `${key}.${i}`))}`;

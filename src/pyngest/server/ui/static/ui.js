@@ -63,6 +63,7 @@ export function useData(fn, deps, liveFilter = null) {
   const [state, setState] = useState({ data: null, error: null, loading: true });
   const latest = useRef(0);
   const timer = useRef(null);
+  const pending = useRef(false);
   const load = useCallback(async () => {
     const n = ++latest.current;
     try {
@@ -78,17 +79,31 @@ export function useData(fn, deps, liveFilter = null) {
   }, [load]);
   useEffect(() => {
     if (!liveFilter) return undefined;
-    const off = onLive((msg) => {
-      if (!liveFilter(msg) || timer.current) return;
-      timer.current = setTimeout(() => {
-        timer.current = null;
+    // The first change that concerns the page is re-read at once; changes arriving within the
+    // next 150 ms are gathered into one more read at its end (a busy server pushes every 100 ms).
+    const settle = () => {
+      if (pending.current) {
+        pending.current = false;
         load();
-      }, 150);
+        timer.current = setTimeout(settle, 150);
+      } else {
+        timer.current = null;
+      }
+    };
+    const off = onLive((msg) => {
+      if (!liveFilter(msg)) return;
+      if (timer.current) {
+        pending.current = true;
+        return;
+      }
+      load();
+      timer.current = setTimeout(settle, 150);
     });
     return () => {
       off();
       clearTimeout(timer.current);
       timer.current = null;
+      pending.current = false;
     };
   }, [load]);
   return { ...state, reload: load };
