@@ -292,7 +292,9 @@ def test_sigterm_lets_an_in_flight_app_request_finish_and_keeps_its_result(tmp_p
     finally:
         _, err = stop(proc)
         app.close()
-    assert f"apps          {app.url}" in err, "the banner names the apps the server knows from earlier runs"
+    # the app's URL as the server keeps it: normalized, as upstream (127.0.0.1 reads localhost)
+    known = app.url.replace("127.0.0.1", "localhost")
+    assert f"apps          {known}" in err, "the banner names the apps the server knows from earlier runs"
 
 
 def test_apps_given_with_sdk_url_are_synced_at_start_and_re_synced_by_polling(tmp_path: Path) -> None:
