@@ -264,6 +264,12 @@ def render(res: dict[str, Any], source: Path) -> str:
              f"{m.get('cpus')} CPUs ({m.get('cpu')}), {m.get('memory')}, Python {m.get('python')}, "
              f"{m.get('platform')}; load average before the run {', '.join(f'{x:.2f}' for x in m.get('load_before', []))}.",
              ""]
+    for when in ("before", "after"):
+        cal = res.get(f"calibration_{when}")
+        if cal:
+            parts += [f"Machine speed {when} the run: a 2M-iteration Python loop {cal['python_loop_ms']} ms; "
+                      f"loopback TCP ping-pong between two threads p50 {cal['loopback_rtt_p50_us']} µs, "
+                      f"p99 {cal['loopback_rtt_p99_us']} µs.", ""]
     systems = res.get("systems", {})
     if systems:
         parts += ["Systems and versions:", ""]

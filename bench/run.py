@@ -117,6 +117,46 @@ def machine() -> dict[str, Any]:
             "platform": platform.platform(), "commit": commit, "load_before": os.getloadavg()}
 
 
+def calibration() -> dict[str, float]:
+    """How fast this machine is right now: a fixed pure-Python loop, and a TCP ping-pong between
+    two threads on loopback (the wake-up latency that every hop between processes pays; on a
+    virtual machine it varies with the host's load, so runs at different times differ)."""
+    import socket
+    import threading
+
+    t = time.perf_counter()
+    total = 0
+    for i in range(2_000_000):
+        total += i
+    loop_ms = (time.perf_counter() - t) * 1000
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+
+    def echo() -> None:
+        conn, _ = server.accept()
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with conn:
+            while data := conn.recv(64):
+                conn.sendall(data)
+
+    thread = threading.Thread(target=echo, daemon=True)
+    thread.start()
+    client = socket.create_connection(server.getsockname())
+    client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    rtts = []
+    for _ in range(3000):
+        t = time.perf_counter()
+        client.sendall(b"x")
+        client.recv(64)
+        rtts.append((time.perf_counter() - t) * 1e6)
+    client.close()
+    thread.join(timeout=2)
+    server.close()
+    return {"python_loop_ms": round(loop_ms, 1), "loopback_rtt_p50_us": round(pct(rtts, 50), 1),
+            "loopback_rtt_p99_us": round(pct(rtts, 99), 1)}
+
+
 def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
@@ -373,7 +413,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
     stamp = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
     out_dir = RESULTS / stamp
     out_dir.mkdir(parents=True, exist_ok=True)
-    results: dict[str, Any] = {"started": stamp, "machine": machine(), "argv": sys.argv[1:],
+    results: dict[str, Any] = {"started": stamp, "machine": machine(), "calibration_before": calibration(),
+                               "argv": sys.argv[1:],
                                "quick": args.quick, "systems": {}, "scenarios": {}}
     path = out_dir / "results.json"
 
@@ -434,6 +475,7 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
         results["scenarios"]["soak"] = await scenario_soak(1 if args.quick else args.soak_minutes, args.soak_rate)
         save()
     results["finished"] = dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    results["calibration_after"] = calibration()
     save()
     log(f"results: {path.relative_to(ROOT)}")
     return results
@@ -445,7 +487,7 @@ def main() -> None:
     parser.add_argument("--only", default="", help="scenarios: ingest,runs,open,waits,flow,soak")
     parser.add_argument("--systems", default="", help="systems for runs/open (default: all available)")
     parser.add_argument("--repeat", type=int, default=3, help="repeats of the runs scenario")
-    parser.add_argument("--rates", default="500,1000,1500,2000,2500", help="open-loop arrival rates (1-step runs/s)")
+    parser.add_argument("--rates", default="400,600,800,1000,1200,1500", help="open-loop arrival rates (1-step runs/s)")
     parser.add_argument("--soak-minutes", type=float, default=10)
     parser.add_argument("--soak-rate", type=float, default=50, help="10-step runs started per second in the soak")
     args = parser.parse_args()
