@@ -191,14 +191,16 @@ def plots(res: dict[str, Any]) -> list[str]:
     if runs:
         med = runs["median"]
         names = [n for n in ordered(med) if "one_c64" in med[n]]
-        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4), sharey=True)
         for ax, phase, title in ((axes[0], "one_c64", "1-step runs/s"), (axes[1], "ten_c64", "10-step runs/s")):
             values = [med[n][phase]["per_s"] for n in names]
             ax.barh([labels.get(n, n) for n in names], values, color="#4c72b0")
-            ax.set_title(f"{title}, 64 in flight (higher is better)")
-            ax.invert_yaxis()
+            ax.set_title(f"{title}, 64 in flight")
+            ax.set_xlim(0, max(values) * 1.15)
             for y, v in enumerate(values):
                 ax.text(v, y, f" {v:,.0f}", va="center", fontsize=8)
+        axes[0].invert_yaxis()
+        fig.suptitle("throughput (higher is better)", fontsize=10)
         fig.tight_layout()
         fig.savefig(PLOTS / "throughput.png", dpi=110)
         plt.close(fig)
@@ -226,8 +228,8 @@ def plots(res: dict[str, Any]) -> list[str]:
         fig, ax = plt.subplots(figsize=(6, 4))
         for n in ordered(op):
             rates = [float(r) for r in op[n]]
-            ax.plot(rates, [op[n][r]["p50_ms"] for r in op[n]], marker="o", label=f"{labels.get(n, n)} p50")
-            ax.plot(rates, [op[n][r]["p99_ms"] for r in op[n]], marker="x", linestyle="--",
+            (line,) = ax.plot(rates, [op[n][r]["p50_ms"] for r in op[n]], marker="o", label=f"{labels.get(n, n)} p50")
+            ax.plot(rates, [op[n][r]["p99_ms"] for r in op[n]], marker="x", linestyle="--", color=line.get_color(),
                     label=f"{labels.get(n, n)} p99")
         ax.set_yscale("log")
         ax.set_xlabel("1-step runs arriving per second")

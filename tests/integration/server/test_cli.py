@@ -325,3 +325,61 @@ def test_apps_given_with_sdk_url_are_synced_at_start_and_re_synced_by_polling(tm
     finally:
         stop(proc)
         app.close()
+
+
+def test_no_poll_syncs_an_app_once_at_start(tmp_path: Path) -> None:
+    """--no-poll: an app given with -u is synced at start and then left alone."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    puts: list[float] = []
+
+    def on_put(method: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+        puts.append(time.monotonic())
+        reg = app.register(base, "unpolled", "unpolled-fn", "unpolled/go")
+        return reg.status_code, {}, {"message": "ok", "modified": reg.json().get("modified")}
+
+    app = _LocalApp(on_put)
+    proc = spawn(["dev", "--no-discovery", "--no-poll", "--poll-interval", "1", "-p", str(port),
+                  "--sqlite-dir", str(tmp_path / "db"), "-u", app.url], tmp_path)
+    try:
+        wait_healthy(port)
+        time.sleep(3.5)  # three poll intervals
+        assert len(puts) == 1, f"expected one sync at start and none after, got {len(puts)}"
+        assert [f["slug"] for f in httpx.get(f"{base}/dev").json()["functions"]] == ["unpolled-fn"]
+    finally:
+        stop(proc)
+        app.close()
+
+
+def test_queue_workers_bounds_the_requests_in_flight(tmp_path: Path) -> None:
+    """--queue-workers 1: one job at a time, so the app never sees two requests at once."""
+    lock = threading.Lock()
+    in_flight, peak, answered = [0], [0], [0]
+
+    def slow(method: str, body: bytes) -> tuple[int, dict[str, str], Any]:
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.3)
+        with lock:
+            in_flight[0] -= 1
+            answered[0] += 1
+        return 200, {"X-Inngest-SDK": "inngest-py:v0.5.19"}, {"ok": True}
+
+    app = _LocalApp(slow)
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    proc = spawn(["dev", "--no-discovery", "--no-poll", "--queue-workers", "1", "-p", str(port),
+                  "--sqlite-dir", str(tmp_path / "db")], tmp_path)
+    try:
+        wait_healthy(port)
+        assert app.register(base, "workers", "workers-fn", "workers/go").status_code == 200
+        ids = httpx.post(f"{base}/e/k", json=[{"name": "workers/go"} for _ in range(4)]).json()["ids"]
+        deadline = time.monotonic() + 20
+        while answered[0] < len(ids) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert answered[0] == len(ids)
+        assert peak[0] == 1, f"{peak[0]} requests at once with one queue worker"
+    finally:
+        stop(proc)
+        app.close()
