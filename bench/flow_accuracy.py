@@ -24,6 +24,7 @@ The JSON written (and printed) is one dict; every top-level key is a scenario, e
   events (4 POSTs of 5,000) is matched. ``max_batch_size`` (goal <= ``max_size``), ``events_missing``,
   ``events_repeated`` (goal 0), ``lateness_ms_p50``/``_p99``/``_max`` of timeout-fired batches
   (arrival at the app - first event's ts - timeout; goal <= 250).
+- ``batching_quiet``: the same batches with no other load on the server.
 - ``priority``: 1,000 runs with p = 120/0/-60 behind a blocker. ``inversions`` (goal 0),
   ``negative_delay_s``.
 - ``restart``: in-process stop/start on the same SQLite dir: ``idempotent_runs_after_restart``
@@ -65,6 +66,7 @@ SCENARIOS: dict[str, Callable[[Path], dict[str, Any]]] = {
     "rate_limit": _sim(sim.rate_limit, periods=60),
     "debounce": _sim(sim.debounce, keys=500),
     "batching": lambda d: live.batching(keys=50, flood=20_000),
+    "batching_quiet": lambda d: live.batching(keys=50, flood=0),
     "priority": _sim(sim.priority, runs=1_000),
     "restart": _sim(sim.restart),
     "kill9": lambda d: live.sigkill(d / "server"),
