@@ -181,6 +181,8 @@ async def test_every_rest_route_answers_as_the_openapi_document_says(harness: Ha
     await api("get", "/v1/runs", 200)
     await api("get", f"/v1/runs/{run['run_id']}", 200)
     await api("get", "/v1/runs/01J0000000000000000000000X", 404)
+    await api("get", "/v1/runs/not-a-run-id", 400)
+    await api("delete", "/v1/runs/not-a-run-id", 400)
     await api("post", f"/v1/runs/{run['run_id']}/rerun", 200)
     await api("post", "/v1/runs/01J0000000000000000000000X/rerun", 404)
     held = await harness.send(*({"name": "test/work", "data": {"hold": True, "k": i}} for i in range(4)))

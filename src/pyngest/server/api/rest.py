@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pyngest.protocol.durations import iso_ms
+from pyngest.protocol.ids import is_ulid
 from pyngest.server.api.common import api_error, bearer_ok, json_response, unauthorized
 from pyngest.server.model import Run, StoredEvent
 from pyngest.server.service import Service
@@ -102,6 +103,8 @@ class RestAPI:
     async def get_run(self, request: Request) -> Response:
         if (denied := self._auth(request)) is not None:
             return denied
+        if (bad := _bad_run_id(request.path_params["run_id"])) is not None:
+            return bad
         run = await self.service.store.load_run(request.path_params["run_id"])
         if run is None:
             return api_error(f"run {request.path_params['run_id']} not found", 404)
@@ -111,6 +114,8 @@ class RestAPI:
         if (denied := self._auth(request)) is not None:
             return denied
         run_id = request.path_params["run_id"]
+        if (bad := _bad_run_id(run_id)) is not None:
+            return bad
         run = await self.service.store.load_run(run_id)
         if run is None:
             return api_error(f"run {run_id} not found", 404)
@@ -169,3 +174,11 @@ class RestAPI:
         app = self.service.registry.app_by_url(url)
         status = 200 if error is None else 502
         return json_response({"data": {"url": url, "error": error, "app_id": app.id if app else None}}, status)
+
+
+def _bad_run_id(run_id: str) -> Response | None:
+    """400 for what cannot be a run id at all (as upstream), so a typo is not reported as a
+    run that does not exist."""
+    if is_ulid(run_id):
+        return None
+    return api_error(f"invalid run id {run_id[:64]!r}: a run id is a 26-character ULID, e.g. 01HXYZ...", 400)
