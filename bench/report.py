@@ -1,6 +1,10 @@
 """Turn a results file of ``bench.run`` into the tables and plots of docs/benchmarks.md.
 
-    .venv/bin/python -m bench.report [bench/results/<time>/results.json]   # default: the newest
+    .venv/bin/python -m bench.report [bench/results/<time>/results.json ...]   # default: the newest
+
+With several results files, each scenario is taken from the last file that has it (so a run
+of ``--only runs`` can replace that scenario of an earlier full run); the page says which run
+each scenario comes from.
 
 Writes PNG plots to ``docs/benchmarks/`` and replaces the part of ``docs/benchmarks.md``
 between ``<!-- results:start -->`` and ``<!-- results:end -->`` with tables of the figures;
@@ -261,11 +265,12 @@ def plots(res: dict[str, Any]) -> list[str]:
     return made
 
 
-def render(res: dict[str, Any], source: Path) -> str:
+def header(res: dict[str, Any]) -> list[str]:
     m = res["machine"]
     parts = [f"Run `{res['started']}` (`python -m bench.run {' '.join(res['argv'])}`), commit `{m.get('commit')}`: "
              f"{m.get('cpus')} CPUs ({m.get('cpu')}), {m.get('memory')}, Python {m.get('python')}, "
-             f"{m.get('platform')}; load average before the run {', '.join(f'{x:.2f}' for x in m.get('load_before', []))}.",
+             f"{m.get('platform')}; load average before the run {', '.join(f'{x:.2f}' for x in m.get('load_before', []))}; "
+             f"scenarios: {', '.join(res['scenarios'])}.",
              ""]
     for when in ("before", "after"):
         cal = res.get(f"calibration_{when}")
@@ -273,6 +278,26 @@ def render(res: dict[str, Any], source: Path) -> str:
             parts += [f"Machine speed {when} the run: a 2M-iteration Python loop {cal['python_loop_ms']} ms; "
                       f"loopback TCP ping-pong between two threads p50 {cal['loopback_rtt_p50_us']} µs, "
                       f"p99 {cal['loopback_rtt_p99_us']} µs.", ""]
+    return parts
+
+
+def merge(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Scenarios (and the systems they ran) from the last run that has each."""
+    merged: dict[str, Any] = {"scenarios": {}, "systems": {}, "sources": []}
+    for res in runs:
+        merged["scenarios"].update(res["scenarios"])
+        merged["systems"].update(res.get("systems", {}))
+    for res in runs:
+        mine = [name for name in res["scenarios"] if merged["scenarios"][name] is res["scenarios"][name]]
+        if mine:
+            merged["sources"].append({**res, "scenarios": {name: res["scenarios"][name] for name in mine}})
+    return merged
+
+
+def render(res: dict[str, Any]) -> str:
+    parts: list[str] = []
+    for source in res["sources"]:
+        parts += header(source)
     systems = res.get("systems", {})
     if systems:
         parts += ["Systems and versions:", ""]
@@ -291,16 +316,16 @@ def render(res: dict[str, Any], source: Path) -> str:
 
 
 def main() -> None:
-    source = Path(sys.argv[1]) if len(sys.argv) > 1 else newest()
-    res = json.loads(source.read_text())
-    body = render(res, source)
+    sources = [Path(a) for a in sys.argv[1:]] or [newest()]
+    res = merge([json.loads(p.read_text()) for p in sources])
+    body = render(res)
     doc = DOC.read_text() if DOC.exists() else f"# Benchmarks\n\n{START}\n{END}\n"
     if START not in doc or END not in doc:
         raise SystemExit(f"{DOC} has no {START} ... {END} markers")
     head, rest = doc.split(START, 1)
     _, tail = rest.split(END, 1)
     DOC.write_text(f"{head}{START}\n{body}\n{END}{tail}")
-    print(f"wrote {DOC.relative_to(ROOT)} and {PLOTS.relative_to(ROOT)}/ from {source}")
+    print(f"wrote {DOC.relative_to(ROOT)} and {PLOTS.relative_to(ROOT)}/ from {', '.join(map(str, sources))}")
 
 
 if __name__ == "__main__":
