@@ -41,6 +41,8 @@ class JobKind(str, Enum):
     BATCH = "batch"              # a batch's timeout ends: start the run with what it holds
     OPERATION = "operation"      # a chunk of a bulk cancellation or a replay
     MAINTENANCE = "maintenance"  # retention: remove history older than the configured age
+    RESUME = "resume"            # a pause claimed elsewhere (a signal, another node): its step ends
+    START = "start"              # create a run in this job's shard (a replay or rerun from another node)
 
 
 class PauseKind(str, Enum):
@@ -72,6 +74,9 @@ class Job:
     attempt: int = 0
     priority: int = 0
     payload: dict[str, Any] | None = None
+    # Which shard's owner runs it (scale-out; always 0 on one node). A run's jobs are in the
+    # run's shard; others (cron, debounce, batch, operations) say where they belong.
+    shard: int = 0
 
     def sort_key(self) -> tuple[int, int]:
         return (self.due_ms, -self.priority)
@@ -158,6 +163,9 @@ class UpdateRun:
 @dataclass(slots=True)
 class Enqueue:
     job: Job
+    # A job for a shard this node may not own (an API cancel, a signal, a cron schedule): it is
+    # not fenced by this node's leases, and the owner is told about it.
+    remote: bool = False
 
 
 @dataclass(slots=True)
@@ -187,6 +195,24 @@ class DeleteRunPauses:
 
 
 @dataclass(slots=True)
+class ClaimPause:
+    """Consume a pause, at most once: the store deletes it, and if it was already gone (another
+    event, a timeout, a signal or another node took it first) every later op of the batch is
+    skipped and the result says ``void``. Put it first in a batch that acts on the pause."""
+
+    pause_id: str
+
+
+@dataclass(slots=True)
+class SetCursor:
+    """How far through the event log the given shards have matched (scale-out only)."""
+
+    shards: list[int]
+    xid: int
+    seq: int
+
+
+@dataclass(slots=True)
 class AddHistory:
     run_id: str
     at_ms: int
@@ -204,6 +230,7 @@ class SetFlow:
     key: str
     value: Any
     expires_ms: int
+    shard: int = 0  # the shard whose admission decisions own the key
 
 
 @dataclass(slots=True)
@@ -225,6 +252,7 @@ class AddSkip:
 Op = (
     InsertEvents | CreateRun | SaveStep | UpdateRun | Enqueue | DeleteJob | DeleteRunJobs
     | AddPause | DeletePause | DeleteRunPauses | AddHistory | SetFlow | DeleteFlow | AddSkip
+    | ClaimPause | SetCursor
 )
 
 
@@ -239,6 +267,17 @@ class Batch:
         return bool(self.ops)
 
 
+def applied_ops(batch: Batch, result: CommitResult) -> list[Op]:
+    """The ops of a committed batch that took effect: all of them, or those before its
+    ClaimPause if the pause was already gone (at most one claim per batch)."""
+    if not result.void:
+        return batch.ops
+    for i, op in enumerate(batch.ops):
+        if isinstance(op, ClaimPause):
+            return batch.ops[:i]
+    return batch.ops
+
+
 @dataclass(slots=True)
 class CommitResult:
     created_runs: list[str] = field(default_factory=list)
@@ -248,3 +287,5 @@ class CommitResult:
     ignored_jobs: set[str] = field(default_factory=set)  # Enqueue of an id that already existed
     deleted_jobs: set[str] = field(default_factory=set)  # by DeleteRunJobs
     deleted_pauses: set[str] = field(default_factory=set)
+    # a ClaimPause found its pause gone: nothing after it in the batch was applied
+    void: bool = False

@@ -109,9 +109,9 @@ class Operations:
         if not events:
             raise OperationError("the run's events are no longer stored")
         batch = Batch()
-        new = self._replay_run(fn, events, batch, original_run_id=run.id, start_at=self.s.clock.now_ms())
+        new_id = self._replay_run(fn, events, batch, original_run_id=run.id, start_at=self.s.clock.now_ms())
         await self.s.state.commit(batch)
-        return new.id
+        return new_id
 
     # -------------------------------------------------------------------- the machinery
 
@@ -128,8 +128,10 @@ class Operations:
         op = OperationRecord(id=new_ulid(now), kind=kind, fn_id=fn.id, app_id=fn.app_id, name=name,
                              spec=spec, status="running", total=total, done=0, created_ms=now)
         await self.s.store.save_operation(op)
+        shard = self.s.state.shards.for_key(f"op:{op.id}")
         await self.s.state.commit(Batch([Enqueue(Job(id=f"op:{op.id}:0", kind=JobKind.OPERATION, due_ms=due_ms,
-                                                     payload={"op": op.id, "cursor": None, "n": 0}))]))
+                                                     payload={"op": op.id, "cursor": None, "n": 0}, shard=shard),
+                                                 remote=not self.s.state.shards.owns(shard))]))
         return op
 
     async def _finish(self, op: OperationRecord, status: str) -> None:
@@ -162,7 +164,7 @@ class Operations:
             await self.s.store.save_operation(op)
             n = int(payload.get("n", 0)) + 1
             batch.add(Enqueue(Job(id=f"op:{op.id}:{n}", kind=JobKind.OPERATION, due_ms=self.s.clock.now_ms(),
-                                  payload={"op": op.id, "cursor": cursor, "n": n})))
+                                  payload={"op": op.id, "cursor": cursor, "n": n}, shard=job.shard)))
         await self.s.state.commit(batch)
 
     async def _runs_chunk(self, op: OperationRecord, cursor: str | None, statuses: list[str]) -> list[Run]:
@@ -184,7 +186,7 @@ class Operations:
                     first = event_dict(events[0]) if events else {}
                 if not cond.matches(event=first):
                     continue
-            if await self.s.executor.control.cancel_run(run.id, reason=str(op.spec.get("reason") or "cancelled")):
+            if await self.s.executor.control.request_cancel(run.id, str(op.spec.get("reason") or "cancelled")):
                 handled += 1
         return (runs[-1].id if len(runs) == CHUNK else None), handled
 
@@ -223,12 +225,41 @@ class Operations:
         return next_cursor, handled
 
     def _replay_run(self, fn: Function, events: list[Any], batch: Batch, *, original_run_id: str | None,
-                    start_at: int) -> Run:
+                    start_at: int) -> str:
+        """A new run of ``fn`` for ``events`` (flow control is skipped, concurrency kept). If
+        another process owns the shard the run belongs in, it gets a START job to create it."""
         first = event_dict(events[0])
-        plan = RunPlan(start_at=start_at)
+        shards = self.s.state.shards
+        shard = shards.place(fn, first, events[0].internal_id)
+        if shards.owns(shard):
+            return self.start_run(fn, events, first, batch, original_run_id=original_run_id,
+                                  start_at=start_at, shard=shard).id
+        run_id = shards.new_run_id(self.s.clock.now_ms(), shard)
+        batch.add(Enqueue(Job(
+            id=f"start:{run_id}", kind=JobKind.START, due_ms=self.s.clock.now_ms(), shard=shard,
+            payload={"fn_id": fn.id, "events": [e.internal_id for e in events], "run_id": run_id,
+                     "original_run_id": original_run_id, "start_at": start_at},
+        ), remote=True))
+        return run_id
+
+    def start_run(self, fn: Function, events: list[Any], first: dict[str, Any], batch: Batch, *,
+                  original_run_id: str | None, start_at: int, shard: int, run_id: str | None = None) -> Run:
+        plan = RunPlan(start_at=start_at, shard=shard, run_id=run_id)
         self.s.runner.flow.plan_concurrency(fn, first, plan)
         plan.attrs["replay"] = True
         return self.s.runner.schedule_run(fn, events, first, batch, plan=plan, original_run_id=original_run_id)
+
+    async def start_job(self, job: Job) -> None:
+        """A replayed or rerun run created in this process's shard (see ``_replay_run``)."""
+        payload = job.payload or {}
+        batch = Batch([DeleteJob(job.id)])
+        fn = self.s.registry.functions.get(str(payload.get("fn_id")))
+        events = await self.s.store.get_events(list(payload.get("events") or []))
+        if fn is not None and events:
+            self.start_run(fn, events, event_dict(events[0]), batch, original_run_id=payload.get("original_run_id"),
+                           start_at=int(payload.get("start_at") or self.s.clock.now_ms()), shard=job.shard,
+                           run_id=str(payload["run_id"]))
+        await self.s.state.commit(batch)
 
 
 def status_name(value: str) -> str:

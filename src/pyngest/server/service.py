@@ -68,12 +68,14 @@ class Service:
                 JobKind.CANCEL: control.cancel_job,
                 JobKind.DEBOUNCE: self.runner.fire_debounce,
                 JobKind.BATCH: self.runner.fire_batch,
+                JobKind.RESUME: control.resume_job,
             },
             size=config.queue_workers,
             commit=self.state.commit,
         )
         self.operations = Operations(self)
         self.workers.handlers[JobKind.OPERATION] = self.operations.process
+        self.workers.handlers[JobKind.START] = self.operations.start_job
         self.workers.handlers[JobKind.MAINTENANCE] = self.maintain
         self.syncer = AppSyncer(config, self.registry, self.store, self.clock)
         self.started = False
@@ -90,8 +92,10 @@ class Service:
         await self.runner.schedule_crons(self.registry.cron_functions())
         self.runner.start()
         if self.config.retention_ms > 0:
+            # one maintenance job for a whole cluster, in shard 0 (a stored one is left alone)
             await self.state.commit(Batch([Enqueue(Job(
-                id=MAINTENANCE_JOB, kind=JobKind.MAINTENANCE, due_ms=self.clock.now_ms() + 60_000))]))
+                id=MAINTENANCE_JOB, kind=JobKind.MAINTENANCE, due_ms=self.clock.now_ms() + 60_000),
+                remote=not self.state.shards.owns(0))]))
         self.workers.start()
         if sync_apps:
             await self.syncer.start()

@@ -10,11 +10,13 @@ from dataclasses import replace
 from pyngest.clock import Clock
 from pyngest.server.model import Batch, DeleteJob, Enqueue, Job, JobKind
 from pyngest.server.queue.scheduler import Scheduler
+from pyngest.server.store.base import Fenced, StoreUnavailable
 
 log = logging.getLogger("pyngest.worker")
 
 Handler = Callable[[Job], Awaitable[None]]
 _BUG_RETRY_MS = 5_000
+_UNAVAILABLE_RETRY_MS = 1_000
 
 
 class WorkerPool:
@@ -63,14 +65,23 @@ class WorkerPool:
         except asyncio.CancelledError:
             self.scheduler.release(job)
             raise
+        except Fenced:
+            log.info("job %s: its shard moved to another process, which runs it now", job.id)
+            self.scheduler.abandon(job)
+        except StoreUnavailable as exc:
+            log.warning("job %s (%s) not finished, the store is unavailable (%s); trying again in %d s",
+                        job.id, job.kind.value, exc, _UNAVAILABLE_RETRY_MS // 1000)
+            self.scheduler.release(job, delay_ms=_UNAVAILABLE_RETRY_MS)
         except Exception:
             log.exception("job %s (%s) failed; trying again in %d s", job.id, job.kind.value, _BUG_RETRY_MS // 1000)
             retry = replace(job, due_ms=self.clock.now_ms() + _BUG_RETRY_MS)
             try:
                 await self._commit(Batch([DeleteJob(job.id), Enqueue(retry)]))
+            except Fenced:
+                self.scheduler.abandon(job)
             except Exception:
                 log.exception("could not reschedule job %s", job.id)
-                self.scheduler.release(job)
+                self.scheduler.release(job, delay_ms=_BUG_RETRY_MS)
 
     async def stop(self, grace_s: float) -> None:
         """Take no new jobs; give jobs in flight ``grace_s`` to finish, then cancel them (their

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import logging
 from importlib import metadata
 
 from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -20,7 +23,10 @@ from pyngest.server.api.operations import OperationsAPI
 from pyngest.server.api.rest import RestAPI
 from pyngest.server.api.sdk import SdkAPI
 from pyngest.server.service import Service
+from pyngest.server.store.base import StoreUnavailable
 from pyngest.server.ui import Dashboard
+
+log = logging.getLogger("pyngest.api")
 
 
 class ServerKindHeader:
@@ -116,9 +122,16 @@ def build_app(service: Service) -> ASGIApp:
         Route("/auth/status", auth.status, methods=["GET"]),
         *dashboard.routes(),
     ]
-    app = Starlette(routes=routes)
+    app = Starlette(routes=routes, exception_handlers={StoreUnavailable: _store_unavailable})
     app.state.operations = ops
     return ServerKindHeader(AuthMiddleware(app, auth), service.config.server_kind, events.asgi)
+
+
+async def _store_unavailable(request: Request, exc: Exception) -> Response:
+    """The database is unreachable: nothing was done; the caller may try again."""
+    log.warning("%s %s: the store is unavailable: %s", request.method, request.url.path, exc)
+    return JSONResponse({"error": f"the server's database is unavailable, nothing was changed; try again: {exc}",
+                         "status": 503}, status_code=503, headers={"Retry-After": "1"})
 
 
 def _version() -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -25,6 +26,9 @@ from pyngest.server.api.common import bearer_ok, json_response, public_error, un
 from pyngest.server.events import stored
 from pyngest.server.model import StoredEvent
 from pyngest.server.service import Service
+from pyngest.server.store.base import StoreUnavailable
+
+log = logging.getLogger("pyngest.api")
 
 NOT_EVENTS = "Request body must contain an event object or an array of event objects"
 
@@ -111,7 +115,12 @@ class EventAPI:
             accepted.append(stored(event, received_ms=now, internal_id=iid, source=source))
             ids.append(iid)
         if accepted:
-            await self.service.runner.accept(accepted)
+            try:
+                await self.service.runner.accept(accepted)
+            except StoreUnavailable as exc:
+                log.warning("POST /e: %d events refused, the store is unavailable: %s", len(accepted), exc)
+                return 503, {"ids": [], "status": 503,
+                             "error": f"The events were not stored (the server's database is unavailable); send them again: {exc}"}
         if errors:
             return 400, {"ids": ids, "status": 400, "error": "; ".join(errors)}
         return 200, {"ids": ids, "status": 200}

@@ -119,7 +119,7 @@ class RestAPI:
         run = await self.service.store.load_run(run_id)
         if run is None:
             return api_error(f"run {run_id} not found", 404)
-        await self.service.executor.control.cancel_run(run_id, reason="cancelled through the API")
+        await self.service.executor.control.request_cancel(run_id, "cancelled through the API")
         run = await self.service.store.load_run(run_id)
         assert run is not None
         if request.url.path.startswith("/v0/"):

@@ -189,11 +189,8 @@ class SdkAPI:
         if not isinstance(body, dict) or not isinstance(body.get("signal"), str) or not body["signal"]:
             return api_error("the body must be {\"signal\": \"<name>\", \"data\": <any>}", 400)
         name = body["signal"]
-        pause = self.service.state.pauses.for_signal(name)
-        if pause is None:
-            return api_error(f"no run is waiting for signal {name!r}", 404)
         value = jcs.dumps({"data": {"signal": name, "data": body.get("data")}})
-        run_id = await self.service.executor.control.resume(pause.id, value, kind="StepSignalled")
+        run_id = await self.service.executor.control.signal(name, value)
         if run_id is None:
             return api_error(f"no run is waiting for signal {name!r}", 404)
         return json_response({"data": {"run_id": run_id}, "metadata": _metadata(self.service)})

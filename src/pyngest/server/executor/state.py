@@ -24,6 +24,7 @@ from pyngest.server.flow.control import FlowState
 from pyngest.server.model import (
     AddPause,
     Batch,
+    ClaimPause,
     CommitResult,
     CreateRun,
     DeleteFlow,
@@ -35,8 +36,10 @@ from pyngest.server.model import (
     PauseKind,
     Run,
     StoredEvent,
+    applied_ops,
 )
 from pyngest.server.queue.scheduler import Scheduler
+from pyngest.server.shards import Sharded, SingleNode
 from pyngest.server.store.base import Store
 
 log = logging.getLogger("pyngest.server")
@@ -52,6 +55,9 @@ class RunCache:
 
     def __init__(self, store: Store, capacity: int = 20_000, max_bytes: int = 64 * 1024 * 1024) -> None:
         self.store = store
+        # Only runs this process may change are kept: a run of a shard owned by another process
+        # (scale-out) is read from the store each time, so no stale copy can outlive a takeover.
+        self.cacheable: Callable[[str], bool] = lambda run_id: True
         self.capacity = capacity
         self.max_bytes = max_bytes
         self._runs: OrderedDict[str, Run] = OrderedDict()
@@ -65,7 +71,7 @@ class RunCache:
             self._runs.move_to_end(run_id)
             return run
         run = await self.store.load_run(run_id)
-        if run is not None:
+        if run is not None and self.cacheable(run_id):
             # another coroutine may have loaded it meanwhile: keep the first copy
             existing = self._runs.get(run_id)
             if existing is not None:
@@ -74,6 +80,8 @@ class RunCache:
         return run
 
     def put(self, run: Run) -> None:
+        if not self.cacheable(run.id):
+            return
         old = self._runs.pop(run.id, None)
         if old is not None:
             self._bytes -= old.state_bytes
@@ -100,6 +108,11 @@ class RunCache:
         run = self._runs.pop(run_id, None)
         if run is not None:
             self._bytes -= run.state_bytes
+
+    def drop_where(self, gone: Callable[[str], bool]) -> None:
+        """Forget every cached run for which ``gone(run_id)`` (its shard went to another process)."""
+        for run_id in [r for r in self._runs if gone(r)]:
+            self.drop(run_id)
 
     def grew(self, run: Run, added: int) -> None:
         """A cached run's state grew by ``added`` bytes (its ``state_bytes`` already counts them)."""
@@ -231,10 +244,15 @@ class PauseBook:
 
 
 class State:
-    def __init__(self, store: Store, scheduler: Scheduler) -> None:
+    def __init__(self, store: Store, scheduler: Scheduler, shards: SingleNode | Sharded | None = None) -> None:
         self.store = store
         self.scheduler = scheduler
+        self.shards: SingleNode | Sharded = shards or SingleNode()
         self.runs = RunCache(store)
+        self.runs.cacheable = self.shards.owns_run
+        # Scale-out: commits that add pauses, until the pause book has them. The event-log
+        # matcher waits for these before matching events (see wait_for_pauses).
+        self._pause_commits: set[asyncio.Task[CommitResult]] = set()
         self.pauses = PauseBook()
         # The newest stored event's sequence number: a pause only matches events after it.
         self.last_event_seq = 0
@@ -284,23 +302,42 @@ class State:
 
     def submit(self, batch: Batch) -> Awaitable[CommitResult]:
         """Queue ``batch`` now, in order with every other submission; await to know it is durable."""
-        return self._mirrored(batch, self.scheduler.submit(batch))
+        mirrored = self._mirrored(batch, self.scheduler.submit(batch))
+        if self.shards.sharded and any(isinstance(op, AddPause) for op in batch.ops):
+            task = asyncio.ensure_future(mirrored)
+            self._pause_commits.add(task)
+            task.add_done_callback(self._pause_commits.discard)
+            return task
+        return mirrored
+
+    async def wait_for_pauses(self) -> None:
+        """Until every pause committed so far is in the book.
+
+        The event-log matcher calls this after reading how far the log is settled: a pause whose
+        transaction committed before that point may still be on its way into the book, and the
+        events after it must not be matched without it."""
+        if self._pause_commits:
+            await asyncio.gather(*list(self._pause_commits), return_exceptions=True)
 
     async def _mirrored(self, batch: Batch, pending: Awaitable[CommitResult]) -> CommitResult:
         result = await pending
-        for op in batch.ops:
+        for op in applied_ops(batch, result):
             if isinstance(op, CreateRun):
                 self.pending_runs.discard(op.run.id)
                 if op.run.id not in result.skipped_runs:
                     self.runs.put(op.run)  # its first request needn't read it back
             elif isinstance(op, AddPause) and op.pause.run_id not in result.skipped_runs:
                 self.pauses.add(op.pause)
-            elif isinstance(op, DeletePause):
+            elif isinstance(op, (DeletePause, ClaimPause)):
                 self.pauses.remove(op.pause_id)
             elif isinstance(op, DeleteFlow) and op.only_if is not None:
                 self.flow.forget_if(op.key, op.only_if)  # e.g. a singleton's run ended
         for pid in result.deleted_pauses:
             self.pauses.remove(pid)
+        if result.void:
+            # the pause was consumed elsewhere (another node, a signal): it is gone here too
+            claim = next(op for op in batch.ops if isinstance(op, ClaimPause))
+            self.pauses.remove(claim.pause_id)
         if result.event_seqs:
             self.last_event_seq = max(self.last_event_seq, *result.event_seqs.values())
             inserted = [e for op in batch.ops if isinstance(op, InsertEvents) for e in op.events]

@@ -41,20 +41,32 @@ class FlowState:
 
     def __init__(self) -> None:
         self.values: dict[str, Any] = {}
+        self._shard: dict[str, int] = {}  # key -> its shard, where not shard 0 (scale-out)
 
-    def load(self, rows: list[tuple[str, Any, int]]) -> None:
+    def load(self, rows: list[tuple[str, Any, int]], shard: int = 0) -> None:
         for key, value, _ in rows:
             self.values[key] = value
+            if shard:
+                self._shard[key] = shard
+
+    def drop_shards(self, shards: set[int]) -> None:
+        """Forget the keys of shards another process took over."""
+        for key in [k for k in self.values if self._shard.get(k, 0) in shards]:
+            del self.values[key]
+            self._shard.pop(key, None)
 
     def get(self, key: str) -> Any:
         return self.values.get(key)
 
-    def set(self, batch: Batch, key: str, value: Any, expires_ms: int) -> None:
+    def set(self, batch: Batch, key: str, value: Any, expires_ms: int, shard: int = 0) -> None:
         self.values[key] = value
-        batch.add(SetFlow(key, value, expires_ms))
+        if shard:
+            self._shard[key] = shard
+        batch.add(SetFlow(key, value, expires_ms, shard))
 
     def delete(self, batch: Batch, key: str) -> None:
         self.values.pop(key, None)
+        self._shard.pop(key, None)
         batch.add(DeleteFlow(key))
 
     def forget_if(self, key: str, value: Any) -> None:
@@ -77,6 +89,8 @@ class RunPlan:
     idempotency: str | None = None
     extra_keys: list[str] = field(default_factory=list)
     batch_id: str | None = None
+    shard: int = 0  # where the run goes (scale-out placement)
+    run_id: str | None = None  # chosen in advance (a run created for another process's request)
 
 
 class FlowControl:
@@ -110,25 +124,27 @@ class FlowControl:
     # ------------------------------------------------------------------------ entry point
 
     async def on_event(self, fn: Function, ev: StoredEvent, data: dict[str, Any], batch: Batch, *,
-                       invoked: bool = False) -> None:
-        """An event matched ``fn``: start a run now, later, or not at all."""
+                       invoked: bool = False, shard: int = 0) -> None:
+        """An event matched ``fn``: start a run now, later, or not at all. ``shard`` is where the
+        decision's state and the run belong (always 0 on one node)."""
         cfg = fn.config
         if not invoked and isinstance(cfg.get("batchEvents"), dict):
-            if await self._batch(fn, ev, data, batch):
+            if await self._batch(fn, ev, data, batch, shard):
                 return
         if not invoked and isinstance(cfg.get("debounce"), dict):
-            self._debounce(fn, ev, data, batch)
+            self._debounce(fn, ev, data, batch, shard)
             return
-        await self.start(fn, [ev], data, batch, idempotency=f"{fn.id}:{data.get('id') or ev.internal_id}")
+        await self.start(fn, [ev], data, batch, idempotency=f"{fn.id}:{data.get('id') or ev.internal_id}",
+                         shard=shard)
 
     async def start(self, fn: Function, events: list[StoredEvent], first: dict[str, Any], batch: Batch, *,
-                    idempotency: str | None, batch_id: str | None = None) -> None:
+                    idempotency: str | None, batch_id: str | None = None, shard: int = 0) -> None:
         """Rate limit, idempotency and singleton may skip the run; throttle and priority decide
         when it starts; concurrency keys decide which queue its steps wait in."""
         cfg = fn.config
         now = self.clock.now_ms()
         trigger = events[0]
-        plan = RunPlan(start_at=now, decided_ms=now, idempotency=idempotency, batch_id=batch_id)
+        plan = RunPlan(start_at=now, decided_ms=now, idempotency=idempotency, batch_id=batch_id, shard=shard)
         if cfg.get("idempotency"):
             plan.extra_keys.append(f"{fn.id}:idem:{self._key(cfg['idempotency'], first)}")
         keys = [k for k in (idempotency, *plan.extra_keys) if k]
@@ -147,7 +163,7 @@ class FlowControl:
             if not allowed:
                 batch.add(AddSkip(trigger.internal_id, fn.id, "rate_limited", now))
                 return
-            self.state.set(batch, key, window, now + period)
+            self.state.set(batch, key, window, now + period, shard)
 
         single = cfg.get("singleton")
         if isinstance(single, dict):
@@ -155,7 +171,7 @@ class FlowControl:
             active = self.state.get(key)
             if active and await self._still_running(str(active)):
                 if single.get("mode") == "cancel":
-                    await self.runner.x.control.cancel_run(str(active), reason="singleton: a newer run replaced it")
+                    await self.runner.x.control.request_cancel(str(active), "singleton: a newer run replaced it")
                 else:
                     batch.add(AddSkip(trigger.internal_id, fn.id, "singleton", now))
                     return
@@ -176,14 +192,14 @@ class FlowControl:
             at, tat = gcra_reserve(float(self.state.get(key) or 0), plan.start_at, period, limit, burst)
             plan.start_at = at
             plan.throttle = (key, period / max(1, limit), burst)
-            self.state.set(batch, key, tat, int(tat) + period)
+            self.state.set(batch, key, tat, int(tat) + period, shard)
 
         self.plan_concurrency(fn, first, plan)
         run = self.runner.schedule_run(fn, events, first, batch, plan=plan)
         if stateful:
             self._claimed.update(keys)
         if "singleton" in plan.attrs:
-            self.state.set(batch, plan.attrs["singleton"], run.id, now + 366 * _DAY)
+            self.state.set(batch, plan.attrs["singleton"], run.id, now + 366 * _DAY, shard)
 
     # --------------------------------------------------------------------------- helpers
 
@@ -226,7 +242,7 @@ class FlowControl:
 
     # -------------------------------------------------------------------------- debounce
 
-    def _debounce(self, fn: Function, ev: StoredEvent, data: dict[str, Any], batch: Batch) -> None:
+    def _debounce(self, fn: Function, ev: StoredEvent, data: dict[str, Any], batch: Batch, shard: int) -> None:
         cfg = fn.config["debounce"]
         now = self.clock.now_ms()
         key = f"deb:{fn.id}:{self._key(cfg.get('key'), data)}"
@@ -238,8 +254,9 @@ class FlowControl:
         job_id = f"debounce:{key}:{ev.internal_id}"
         if rec:
             batch.add(DeleteJob(rec["job"]))
-        self.state.set(batch, key, {"fn": fn.id, "event": ev.internal_id, "first": first, "job": job_id}, due + _DAY)
-        batch.add(Enqueue(Job(id=job_id, kind=JobKind.DEBOUNCE, due_ms=due, payload={"key": key})))
+        self.state.set(batch, key, {"fn": fn.id, "event": ev.internal_id, "first": first, "job": job_id}, due + _DAY,
+                       shard)
+        batch.add(Enqueue(Job(id=job_id, kind=JobKind.DEBOUNCE, due_ms=due, payload={"key": key}, shard=shard)))
 
     async def fire_debounce(self, job: Job, batch: Batch) -> None:
         key = str((job.payload or {}).get("key"))
@@ -252,11 +269,12 @@ class FlowControl:
         if fn is None or not events or fn.paused:
             return
         # debounce ignores event-id dedup: the run is keyed by the debounce window instead
-        await self.start(fn, events, _event_dict(events[0]), batch, idempotency=f"{fn.id}:{job.id}")
+        await self.start(fn, events, _event_dict(events[0]), batch, idempotency=f"{fn.id}:{job.id}",
+                         shard=job.shard)
 
     # --------------------------------------------------------------------------- batching
 
-    async def _batch(self, fn: Function, ev: StoredEvent, data: dict[str, Any], batch: Batch) -> bool:
+    async def _batch(self, fn: Function, ev: StoredEvent, data: dict[str, Any], batch: Batch, shard: int) -> bool:
         """Add the event to its batch; False when the batch's ``if`` says to run it alone."""
         cfg = fn.config["batchEvents"]
         if cfg.get("if") and not compile_condition(cfg["if"]).matches(event=data):
@@ -268,14 +286,15 @@ class FlowControl:
         if rec is None:
             bid = new_ulid(now)
             rec = {"fn": fn.id, "events": [], "first": now, "id": bid, "job": f"batch:{key}:{bid}"}
-            batch.add(Enqueue(Job(id=rec["job"], kind=JobKind.BATCH, due_ms=now + timeout, payload={"key": key})))
+            batch.add(Enqueue(Job(id=rec["job"], kind=JobKind.BATCH, due_ms=now + timeout, payload={"key": key},
+                                  shard=shard)))
         rec = {**rec, "events": [*rec["events"], ev.internal_id]}
         if len(rec["events"]) >= int(cfg["maxSize"]):
             batch.add(DeleteJob(rec["job"]))
             self.state.delete(batch, key)
-            await self._start_batch(fn, rec, batch, fresh={ev.internal_id: ev})
+            await self._start_batch(fn, rec, batch, fresh={ev.internal_id: ev}, shard=shard)
         else:
-            self.state.set(batch, key, rec, int(rec["first"]) + timeout + _DAY)
+            self.state.set(batch, key, rec, int(rec["first"]) + timeout + _DAY, shard)
         return True
 
     async def fire_batch(self, job: Job, batch: Batch) -> None:
@@ -286,10 +305,10 @@ class FlowControl:
         self.state.delete(batch, key)
         fn = self.runner.registry.functions.get(rec["fn"])
         if fn is not None and not fn.paused:
-            await self._start_batch(fn, rec, batch, fresh=self._preloaded)
+            await self._start_batch(fn, rec, batch, fresh=self._preloaded, shard=job.shard)
 
     async def _start_batch(self, fn: Function, rec: dict[str, Any], batch: Batch,
-                           fresh: dict[str, StoredEvent]) -> None:
+                           fresh: dict[str, StoredEvent], shard: int) -> None:
         ids = list(rec["events"])
         missing = [i for i in ids if i not in fresh]
         loaded = {e.internal_id: e for e in await self.runner.state.store.get_events(missing)} if missing else {}
@@ -297,7 +316,7 @@ class FlowControl:
         if not events:
             return
         await self.start(fn, events, _event_dict(events[0]), batch, idempotency=f"{fn.id}:batch:{rec['id']}",
-                         batch_id=rec["id"])
+                         batch_id=rec["id"], shard=shard)
 
 
 def _event_dict(ev: StoredEvent) -> dict[str, Any]:

@@ -17,11 +17,11 @@ import heapq
 import itertools
 import logging
 from collections import deque
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from pyngest.clock import Clock, TimerHandle
-from pyngest.server.model import Batch, CommitResult, DeleteJob, Enqueue, Job
+from pyngest.server.model import Batch, CommitResult, DeleteJob, Enqueue, Job, applied_ops
 from pyngest.server.queue.partitions import ReadyQueue
 from pyngest.server.queue.spacing import Spacing
 from pyngest.server.store.base import Store
@@ -37,6 +37,11 @@ class Scheduler:
         self.store = store
         self.clock = clock
         self.horizon_ms = horizon_ms
+        # Scale-out: the shards whose jobs this process runs (None: all of them, one node), and
+        # the shard of a job.
+        self.shards: Callable[[], list[int] | None] = lambda: None
+        self.shard_of: Callable[[Job], int] = lambda job: 0
+        self._refill_lock = asyncio.Lock()
         self._timers: list[tuple[int, int, Job]] = []  # not yet due, by due time
         self._ready = ReadyQueue()  # due, waiting for a worker (and for concurrency room)
         self._spacing = Spacing()  # throttled starts, spaced by when they are handed out
@@ -130,7 +135,7 @@ class Scheduler:
 
     def apply(self, batch: Batch, result: CommitResult) -> None:
         skipped = result.skipped_runs
-        for op in batch.ops:
+        for op in applied_ops(batch, result):
             if isinstance(op, Enqueue):
                 job = op.job
                 if job.id in result.ignored_jobs or (job.run_id in skipped):
@@ -220,11 +225,12 @@ class Scheduler:
         self._arm(later.due_ms)
         return True
 
-    def release(self, job: Job) -> None:
-        """Give a leased job back (e.g. a worker stopping mid-way): it can be handed out again."""
+    def release(self, job: Job, delay_ms: int = 0) -> None:
+        """Give a leased job back (e.g. a worker stopping mid-way): it can be handed out again,
+        after ``delay_ms`` (in memory only: the stored due time stays)."""
         if self._leased.pop(job.id, None) is not None:
             self._ready.release(job)
-            self._push_loaded(job)
+            self._push_loaded(replace(job, due_ms=self.clock.now_ms() + delay_ms) if delay_ms else job)
 
     def _promote(self) -> None:
         """Move jobs whose time has come from the timers to the ready partitions."""
@@ -265,34 +271,66 @@ class Scheduler:
     # ---------------------------------------------------------------------------- refill
 
     async def _refill(self) -> None:
-        if self._refilling or self._closed:
+        if self._closed:
             return
-        self._refilling = True
-        self._done_in_refill.clear()
-        try:
-            target = self.clock.now_ms() + self.horizon_ms
-            self._refill_to = target
-            jobs = await self.store.jobs_due_before(target, _REFILL_LIMIT)
-            if len(jobs) == _REFILL_LIMIT:
-                # Too many to hold: the window ends at the last job loaded. Jobs due exactly
-                # then are loaded in full so the window always moves forward.
-                target = jobs[-1].due_ms + 1
-                jobs = [j for j in jobs if j.due_ms < jobs[-1].due_ms]
-                jobs += await self.store.jobs_due_between(target - 1, target)
-            for job in jobs:
-                if job.id in self._live or job.id in self._leased or job.id in self._done_in_refill:
-                    continue
-                self._push_loaded(job)
-            self._horizon = target
-        finally:
-            self._refilling = False
-            self._refill_to = 0
+        async with self._refill_lock:
+            self._refilling = True
             self._done_in_refill.clear()
+            try:
+                target = self.clock.now_ms() + self.horizon_ms
+                self._refill_to = target
+                shards = self.shards()
+                jobs = await self.store.jobs_due_before(target, _REFILL_LIMIT, shards)
+                if len(jobs) == _REFILL_LIMIT:
+                    # Too many to hold: the window ends at the last job loaded. Jobs due exactly
+                    # then are loaded in full so the window always moves forward.
+                    target = jobs[-1].due_ms + 1
+                    jobs = [j for j in jobs if j.due_ms < jobs[-1].due_ms]
+                    jobs += await self.store.jobs_due_between(target - 1, target, shards)
+                self._absorb(jobs)
+                self._horizon = target
+            finally:
+                self._refilling = False
+                self._refill_to = 0
+                self._done_in_refill.clear()
         if self._refill_timer is not None:
             self._refill_timer.cancel()
         if not self._closed:
             when = max(self.clock.now_ms() + 1, self._horizon - self.horizon_ms // 2)
             self._refill_timer = self.clock.call_at(when, self._schedule_refill)
+
+    def _absorb(self, jobs: list[Job]) -> None:
+        """Hold loaded jobs in memory, except those already known or finished meanwhile."""
+        for job in jobs:
+            if job.id in self._live or job.id in self._leased or job.id in self._done_in_refill:
+                continue
+            self._push_loaded(job)
+
+    async def load(self, jobs_query: Callable[[int], Awaitable[list[Job]]]) -> None:
+        """Take in jobs the store has and memory may not (a shard this process just took over,
+        or jobs another process enqueued for our shards): ``jobs_query(until_ms)`` reads them."""
+        async with self._refill_lock:
+            self._refilling = True
+            self._done_in_refill.clear()
+            try:
+                until = max(self._horizon, self.clock.now_ms() + 1)
+                self._absorb(await jobs_query(until))
+            finally:
+                self._refilling = False
+                self._done_in_refill.clear()
+
+    def drop_shards(self, shards: set[int]) -> None:
+        """Another process runs these shards now: forget their jobs that are not in flight (those
+        in flight finish, and their commits are refused by the store's fencing)."""
+        for job in [j for j in self._live.values() if self.shard_of(j) in shards]:
+            self._forget(job.id)
+
+    def abandon(self, job: Job) -> None:
+        """A leased job whose shard was lost: free its slots; it is not ours to run again."""
+        if self._leased.pop(job.id, None) is not None:
+            self._ready.release(job)
+            if self._ready.has_candidates():
+                self._wake()
 
     def _schedule_refill(self) -> None:
         self._refill_timer = None

@@ -15,6 +15,7 @@ import asyncio
 import contextlib
 import logging
 from collections import deque
+from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
@@ -37,11 +38,11 @@ from pyngest.server.model import (
     Batch,
     CreateRun,
     DeleteJob,
-    DeletePause,
     Enqueue,
     InsertEvents,
     Job,
     JobKind,
+    Op,
     Pause,
     PauseKind,
     Run,
@@ -75,6 +76,11 @@ class Runner:
         self._wakeup = asyncio.Event()
         self._consumer: asyncio.Task[None] | None = None
         self.flow = FlowControl(self)
+        self.shards = self.state.shards
+        # Scale-out: matching jobs fed from the event log (not stored); each resolves with
+        # whether its outcome, and the cursor ops ``feed_cursor`` gives for it, committed.
+        self.feed_cursor: Callable[[Job], list[Op]] | None = None
+        self._fed: dict[str, asyncio.Future[bool]] = {}
 
     # ------------------------------------------------------------------------ ingestion
 
@@ -97,6 +103,14 @@ class Runner:
 
     async def fire_batch(self, job: Job) -> None:
         self._hand_over(job)
+
+    def feed(self, job: Job) -> asyncio.Future[bool]:
+        """Match an events job that is not stored (the scale-out event log's); the future says
+        whether its outcome committed."""
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._fed[job.id] = fut
+        self._hand_over(job)
+        return fut
 
     def _hand_over(self, job: Job) -> None:
         (self._inbox if job.kind is JobKind.EVENTS else self._fired).append(job)
@@ -136,27 +150,50 @@ class Runner:
                     await self.flow.preload(jobs)
                 except Exception:
                     log.exception("reading the events of due batches failed; each batch reads its own")
+                finished: list[tuple[str, bool]] = []
                 for job in jobs:
                     # A chunk that is not a job's last leaves the stored job in place: matching
                     # is idempotent, so a crash before the last chunk only repeats some of it.
                     last = not (self._inbox and self._inbox[0].id == job.id)
-                    own = Batch([DeleteJob(job.id)] if last else [])
+                    fed = job.id in self._fed
+                    if fed:
+                        own = Batch(self.feed_cursor(job) if last and self.feed_cursor else [])
+                    else:
+                        own = Batch([DeleteJob(job.id)] if last else [])
                     try:
                         await self._handle(job, own)
                     except Exception:
                         log.exception("matching job %s failed; trying again in 5 s", job.id)
                         retry = replace(job, due_ms=self.clock.now_ms() + 5_000)
-                        if last:
+                        if fed:  # the feed reads these events again from its last cursor
+                            own = Batch()
+                            self._drop_rest(job.id)
+                            finished.append((job.id, False))
+                            last = False
+                        elif last:
                             own = Batch([DeleteJob(job.id), Enqueue(retry)])
                         else:  # the stored job is still needed for the rest: retry this chunk apart
                             own = Batch([Enqueue(replace(retry, id=f"{job.id}:{(job.payload or {})['ids'][0]}"))])
                     batch.ops.extend(own.ops)
+                    if fed and last:
+                        finished.append((job.id, True))
+                committed = False
                 try:
                     await self.state.submit(batch)
+                    committed = True
                 except Exception:
                     log.exception("committing %d matched jobs failed; they run again after a restart", len(jobs))
                 finally:
                     self.flow.committed()
+                    for job_id, ok in finished:
+                        fut = self._fed.pop(job_id, None)
+                        if fut is not None and not fut.done():
+                            fut.set_result(ok and committed)
+
+    def _drop_rest(self, job_id: str) -> None:
+        """A fed job failed: the rest of its chunks are not matched now (the feed re-reads them)."""
+        while self._inbox and self._inbox[0].id == job_id:
+            self._inbox.popleft()
 
     async def _handle(self, job: Job, batch: Batch) -> None:
         if job.kind is JobKind.DEBOUNCE:
@@ -181,11 +218,13 @@ class Runner:
             await self._start_runs(ev, data, batch)
 
     async def _match_pauses(self, ev: StoredEvent, data: dict[str, Any]) -> None:
+        shards = self.shards
         for pause in list(self.state.pauses.matching(data, ev.seq)):
+            if not shards.active(shards.of_run(pause.run_id), ev.seq):
+                continue  # its shard has matched this event already (scale-out)
             if pause.kind is PauseKind.CANCEL:
                 await self.x.control.cancel_run(
-                    pause.run_id, reason=f"cancelOn event {ev.name} ({ev.internal_id})",
-                    extra=[DeletePause(pause.id)],
+                    pause.run_id, reason=f"cancelOn event {ev.name} ({ev.internal_id})", claim=pause.id,
                 )
             elif pause.kind is PauseKind.WAIT:
                 await self.x.control.resume(pause.id, ev.body, kind="StepResumed")
@@ -204,11 +243,15 @@ class Runner:
             targets = [fn] if fn is not None else []
         else:
             targets = self.registry.triggered_by(data)
+        shards = self.shards
         for fn in targets:
+            shard = shards.place(fn, data, ev.internal_id)
+            if not shards.active(shard, ev.seq):
+                continue  # another process owns where this run goes, or it was matched already
             if fn.paused:
                 batch.add(AddSkip(ev.internal_id, fn.id, "function_paused", self.clock.now_ms()))
                 continue
-            await self.flow.on_event(fn, ev, data, batch, invoked=ev.name == FN_INVOKED)
+            await self.flow.on_event(fn, ev, data, batch, invoked=ev.name == FN_INVOKED, shard=shard)
 
     def schedule_run(
         self, fn: Function, events: list[StoredEvent], first: dict[str, Any], batch: Batch, *,
@@ -223,7 +266,7 @@ class Runner:
         if "part" not in attrs:
             attrs["part"] = fn.id
         run = Run(
-            id=new_ulid(now),
+            id=plan.run_id or self.shards.new_run_id(now, plan.shard),
             fn_id=fn.id,
             app_id=fn.app_id,
             fn_version=fn.version,
@@ -294,21 +337,25 @@ class Runner:
                 jobs.append(self._cron_job(fn, trig.expression, at, trig.jitter_ms))
         return jobs
 
-    @staticmethod
-    def _cron_job(fn: Function, expression: str, scheduled_ms: int, jitter_max: int) -> Job:
+    def _cron_job(self, fn: Function, expression: str, scheduled_ms: int, jitter_max: int) -> Job:
         jitter = cron.jitter_ms(cron.cron_jitter_seed(fn.id, scheduled_ms), jitter_max) if jitter_max else 0
         key = f"{fn.id}:{expression}:{scheduled_ms}"
+        job_id = f"cron:{key}"
+        # the job lives where its run will: the shard the cron event places it in
+        shard = self.shards.place(fn, cron_event(expression, scheduled_ms, scheduled_ms + jitter), job_id)
         return Job(
-            id=f"cron:{key}", kind=JobKind.CRON, due_ms=scheduled_ms + jitter,
+            id=job_id, kind=JobKind.CRON, due_ms=scheduled_ms + jitter, shard=shard,
             payload={"fn_id": fn.id, "cron": expression, "scheduled_ms": scheduled_ms, "jitter_ms": jitter_max},
         )
 
     async def schedule_crons(self, fns: list[Function]) -> None:
+        """Enqueue the next tick of each schedule (a tick already stored is left alone, so every
+        process of a cluster may do this at start)."""
         now = self.clock.now_ms()
         batch = Batch()
         for fn in fns:
             for job in self.cron_jobs(fn, now):
-                batch.add(Enqueue(job))
+                batch.add(Enqueue(job, remote=not self.shards.owns(job.shard)))
         if batch:
             await self.state.commit(batch)
 
@@ -324,21 +371,27 @@ class Runner:
         scheduled = int(payload["scheduled_ms"])
         now = self.clock.now_ms()
         stamp = rfc3339_s(scheduled)
-        event = {
-            "name": CRON_EVENT,
-            "id": stamp,
-            "data": {"cron": expression, "scheduledAt": stamp, "fireAt": rfc3339_s(job.due_ms)},
-            "ts": job.due_ms,
-        }
+        event = cron_event(expression, scheduled, job.due_ms)
         ev = stored(event, received_ms=now, internal_id=new_ulid(now))
         batch.add(InsertEvents([ev]))
         if not fn.paused:
-            self.schedule_run(fn, [ev], event, batch, plan=RunPlan(start_at=now, idempotency=f"{fn.id}:{stamp}"),
-                              cron_expr=expression)
+            plan = RunPlan(start_at=now, idempotency=f"{fn.id}:{stamp}", shard=job.shard)
+            self.schedule_run(fn, [ev], event, batch, plan=plan, cron_expr=expression)
         nxt = trig.schedule.next_after(max(scheduled, now))
         if nxt is not None:
             batch.add(Enqueue(self._cron_job(fn, expression, nxt, trig.jitter_ms)))
         await self.state.commit(batch)
+
+
+def cron_event(expression: str, scheduled_ms: int, fire_ms: int) -> dict[str, Any]:
+    """The ``inngest/scheduled.timer`` event of one tick."""
+    stamp = rfc3339_s(scheduled_ms)
+    return {
+        "name": CRON_EVENT,
+        "id": stamp,
+        "data": {"cron": expression, "scheduledAt": stamp, "fireAt": rfc3339_s(fire_ms)},
+        "ts": fire_ms,
+    }
 
 
 def _split(job: Job) -> tuple[Job, Job | None]:

@@ -312,7 +312,7 @@ class Resolvers:
     # ------------------------------------------------------------------------ mutations
 
     async def m_cancel_run(self, info: Any, runID: str) -> dict[str, Any]:  # noqa: N803
-        await self.s.executor.control.cancel_run(runID, reason="cancelled from the dashboard")
+        await self.s.executor.control.request_cancel(runID, "cancelled from the dashboard")
         run = await self._load(runID)
         if run is None:
             raise ValueError(f"run {runID} not found")

@@ -15,6 +15,7 @@ from pyngest.server.model import (
     AddPause,
     AddSkip,
     Batch,
+    ClaimPause,
     CommitResult,
     CreateRun,
     DeleteFlow,
@@ -238,6 +239,12 @@ class SqliteStore(DashboardReads):
                 cur = conn.execute("DELETE FROM pauses WHERE id=?", (op.pause_id,))
                 if cur.rowcount:
                     result.deleted_pauses.add(op.pause_id)
+            elif isinstance(op, ClaimPause):
+                cur = conn.execute("DELETE FROM pauses WHERE id=?", (op.pause_id,))
+                if not cur.rowcount:
+                    result.void = True
+                    break
+                result.deleted_pauses.add(op.pause_id)
             elif isinstance(op, DeleteRunPauses):
                 ids = [r[0] for r in conn.execute("SELECT id FROM pauses WHERE run_id=?", (op.run_id,))]
                 conn.execute("DELETE FROM pauses WHERE run_id=?", (op.run_id,))
@@ -361,7 +368,7 @@ class SqliteStore(DashboardReads):
 
         return await self.db.read(q)
 
-    async def jobs_due_before(self, until_ms: int, limit: int) -> list[Job]:
+    async def jobs_due_before(self, until_ms: int, limit: int, shards: list[int] | None = None) -> list[Job]:
         def q(conn: sqlite3.Connection) -> list[Job]:
             rows = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE due_ms < ? ORDER BY due_ms LIMIT ?",
@@ -371,7 +378,7 @@ class SqliteStore(DashboardReads):
 
         return await self.db.read(q)
 
-    async def jobs_due_between(self, from_ms: int, until_ms: int) -> list[Job]:
+    async def jobs_due_between(self, from_ms: int, until_ms: int, shards: list[int] | None = None) -> list[Job]:
         def q(conn: sqlite3.Connection) -> list[Job]:
             rows = conn.execute(
                 f"SELECT {_JOB_COLUMNS} FROM jobs WHERE due_ms >= ? AND due_ms < ?",
@@ -388,13 +395,20 @@ class SqliteStore(DashboardReads):
 
         return await self.db.read(q)
 
-    async def all_pauses(self) -> list[Pause]:
+    async def all_pauses(self, shards: list[int] | None = None) -> list[Pause]:
         def q(conn: sqlite3.Connection) -> list[Pause]:
             return [_pause_from_row(r) for r in conn.execute(f"SELECT {_PAUSE_COLUMNS} FROM pauses")]
 
         return await self.db.read(q)
 
-    async def all_flow(self) -> list[tuple[str, Any, int]]:
+    async def pause_for_signal(self, signal: str) -> Pause | None:
+        def q(conn: sqlite3.Connection) -> Pause | None:
+            row = conn.execute(f"SELECT {_PAUSE_COLUMNS} FROM pauses WHERE signal=?", (signal,)).fetchone()
+            return _pause_from_row(row) if row is not None else None
+
+        return await self.db.read(q)
+
+    async def all_flow(self, shards: list[int] | None = None) -> list[tuple[str, Any, int]]:
         def q(conn: sqlite3.Connection) -> list[tuple[str, Any, int]]:
             now = self.clock.now_ms()
             rows = conn.execute("SELECT key, value, expires_ms FROM flow WHERE expires_ms > ?", (now,))
