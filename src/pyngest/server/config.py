@@ -35,6 +35,12 @@ class ServerConfig:
     retention_ms: int = 7 * 86_400_000  # ended runs and old events are removed after this; 0 keeps all
     log_level: str = "info"
     json_logs: bool = False
+    # scale-out: PostgreSQL is the record, Redis carries wake-ups between processes
+    postgres_uri: str | None = None
+    redis_uri: str | None = None
+    advertise_url: str | None = None  # where other processes reach this one; default http://host:port
+    lease_ttl_s: float = 10.0  # a dead process's shards are taken over within about this long
+    shards: int = 32  # only when the cluster's database is created
     # start mode: the dashboard's sign-in (without a password, the signing key is the password)
     dashboard_user: str = "admin"
     dashboard_password: str | None = None

@@ -10,6 +10,7 @@ say *what* changed, not its new state: a page re-reads what it shows through the
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from typing import Any
 
 from pyngest.server.model import AddHistory, Batch, CommitResult, CreateRun, InsertEvents, UpdateRun
@@ -27,13 +28,17 @@ class LiveHub:
         self._steps = 0
         self._events: set[str] = set()
         self._scheduled: asyncio.TimerHandle | None = None
+        # Scale-out: send each summary to every process's watchers (False: could not, deliver
+        # here only); and whether watchers elsewhere want this process's changes.
+        self.broadcast: Callable[[dict[str, Any]], bool] | None = None
+        self.remote_watchers: Callable[[], bool] = lambda: False
 
     @property
     def watching(self) -> int:
         return len(self._subscribers)
 
     def observe(self, batch: Batch, result: CommitResult) -> None:
-        if not self._subscribers:
+        if not self._subscribers and not self.remote_watchers():
             return
         skipped = result.skipped_runs
         for op in batch.ops:
@@ -65,6 +70,11 @@ class LiveHub:
             "events": sorted(events),
         }
         self._runs, self._events, self._new_runs, self._steps = set(), set(), 0, 0
+        if self.broadcast is None or not self.broadcast(message):
+            self.deliver(message)
+
+    def deliver(self, message: dict[str, Any]) -> None:
+        """Hand a summary (this process's or another's) to the watchers here."""
         for queue in list(self._subscribers):
             if queue.qsize() < 100:  # a stalled reader loses messages, not the server's memory
                 queue.put_nowait(message)

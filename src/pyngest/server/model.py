@@ -62,6 +62,13 @@ class StoredEvent:
     body: bytes  # canonical JSON
     source: str = ""
     seq: int = 0  # assigned by the store
+    # Scale-out: its place in the event log, (inserting transaction id, seq), when read from it
+    log: tuple[int, int] | None = None
+
+    @property
+    def position(self) -> tuple[int, int]:
+        """Where it stands among events for matching: pauses match only later positions."""
+        return self.log if self.log is not None else (self.seq, 0)
 
 
 @dataclass(slots=True)
@@ -265,6 +272,17 @@ class Batch:
 
     def __bool__(self) -> bool:
         return bool(self.ops)
+
+
+def op_run_id(op: Op) -> str | None:
+    """The run an op is about (ops about a run whose creation was skipped are skipped too)."""
+    if isinstance(op, CreateRun):
+        return op.run.id
+    if isinstance(op, Enqueue):
+        return op.job.run_id
+    if isinstance(op, AddPause):
+        return op.pause.run_id
+    return getattr(op, "run_id", None)
 
 
 def applied_ops(batch: Batch, result: CommitResult) -> list[Op]:

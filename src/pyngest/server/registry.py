@@ -188,6 +188,12 @@ class Registry:
         self.by_slug: dict[str, Function] = {}
         self._triggers = TriggerIndex(clock=clock)
 
+    async def reload(self) -> None:
+        """Read apps and functions again (another process of a cluster changed them)."""
+        apps = {app.id: app for app in await self.store.list_apps()}
+        self.apps = apps
+        await self.load()
+
     async def load(self) -> None:
         for app in await self.store.list_apps():
             self.apps[app.id] = app

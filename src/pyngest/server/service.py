@@ -9,6 +9,7 @@ import logging
 from pyngest.clock import Clock, RealClock
 from pyngest.protocol.events import FN_INVOKED
 from pyngest.server import exprs
+from pyngest.server.cluster.node import ClusterNode
 from pyngest.server.config import ServerConfig
 from pyngest.server.executor.driver import Driver
 from pyngest.server.executor.executor import Executor, ExecutorConfig
@@ -20,7 +21,9 @@ from pyngest.server.operations import Operations
 from pyngest.server.queue.scheduler import Scheduler
 from pyngest.server.registry import Registry, SyncOutcome
 from pyngest.server.runner.runner import Runner
+from pyngest.server.shards import Sharded
 from pyngest.server.store.base import Store
+from pyngest.server.store.postgres.store import PostgresStore
 from pyngest.server.store.sqlite.store import SqliteStore
 from pyngest.server.sync import AppSyncer
 from pyngest.server.worker import WorkerPool
@@ -36,9 +39,15 @@ class Service:
         self.config = config
         self.clock = clock or RealClock()
         exprs.set_clock(self.clock)
+        self.cluster: ClusterNode | None = None
+        shards: Sharded | None = None
+        if store is None and config.postgres_uri:
+            store = PostgresStore(config.postgres_uri, self.clock, shards=config.shards)
+        if isinstance(store, PostgresStore):
+            shards = Sharded(config.shards)  # the count is the database's, set at start
         self.store: Store = store or SqliteStore(config.sqlite_dir, self.clock, durability=config.durability)
         self.scheduler = Scheduler(self.store, self.clock)
-        self.state = State(self.store, self.scheduler)
+        self.state = State(self.store, self.scheduler, shards)
         self.registry = Registry(self.store, self.clock)
         self.driver = Driver(signing_key=config.signing_key, clock_ms=self.clock.now_ms)
         self.executor = Executor(
@@ -78,19 +87,28 @@ class Service:
         self.workers.handlers[JobKind.START] = self.operations.start_job
         self.workers.handlers[JobKind.MAINTENANCE] = self.maintain
         self.syncer = AppSyncer(config, self.registry, self.store, self.clock)
+        if isinstance(self.store, PostgresStore) and shards is not None:
+            self.cluster = ClusterNode(self, self.store, shards)
+            # matching reads the shared event log: no EVENTS job per stored event
+            self.state.listens = lambda name: False
         self.started = False
 
     async def start(self, *, sync_apps: bool = True) -> None:
         await self.store.open()
         await self.registry.load()
-        await self.state.load()
+        if self.cluster is None:
+            await self.state.load()
         await self.driver.start()
         for fn in self.registry.functions.values():
             if fn.paused:
                 self.scheduler.pause_function(fn.id)
+        if self.cluster is not None:
+            await self.cluster.prepare()
         await self.scheduler.start()
-        await self.runner.schedule_crons(self.registry.cron_functions())
         self.runner.start()
+        if self.cluster is not None:
+            await self.cluster.start()
+        await self.runner.schedule_crons(self.registry.cron_functions())
         if self.config.retention_ms > 0:
             # one maintenance job for a whole cluster, in shard 0 (a stored one is left alone)
             await self.state.commit(Batch([Enqueue(Job(
@@ -108,6 +126,8 @@ class Service:
         self.started = False
         await self.syncer.close()
         await self.workers.stop(self.config.shutdown_grace_s)
+        if self.cluster is not None:
+            await self.cluster.stop()
         await self.runner.stop()
         self.scheduler.close()
         self.live.close()
@@ -132,5 +152,7 @@ class Service:
 
     async def after_sync(self, outcome: SyncOutcome) -> None:
         """Schedule the cron triggers of freshly synced functions."""
+        if self.cluster is not None:
+            self.cluster.registry_bumped()
         if outcome.modified:
             await self.runner.schedule_crons([f for f in outcome.functions if f.cron_triggers])

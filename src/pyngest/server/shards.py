@@ -54,7 +54,7 @@ class SingleNode:
     def owns_run(self, run_id: str) -> bool:
         return True
 
-    def active(self, shard: int, position: int) -> bool:
+    def active(self, shard: int, position: tuple[int, int]) -> bool:
         return True
 
     def of_run(self, run_id: str) -> int:
@@ -92,13 +92,10 @@ class Sharded:
     def owns_run(self, run_id: str) -> bool:
         return self.of_run(run_id) in self.owned
 
-    def active(self, shard: int, position: int) -> bool:
-        """Should an event at log ``position`` (its xid) be matched for ``shard`` here? Only if
-        we own the shard and its cursor has not passed the position yet."""
-        if shard not in self.owned:
-            return False
-        cursor = self.cursors.get(shard)
-        return cursor is None or position >= cursor[0]
+    def active(self, shard: int, position: tuple[int, int]) -> bool:
+        """Should an event at log ``position`` be matched for ``shard`` here? Only if we own the
+        shard and its cursor is before the position."""
+        return shard in self.owned and position > self.cursors.get(shard, (0, 0))
 
     def of_run(self, run_id: str) -> int:
         try:

@@ -23,6 +23,7 @@ from pyngest.protocol import signing
 from pyngest.server.api.app import build_app
 from pyngest.server.config import ServerConfig
 from pyngest.server.service import Service
+from tests import backends
 
 SDK_HEADERS = {"X-Inngest-SDK": "inngest-py:v0.5.19", "x-inngest-req-version": "2"}
 
@@ -97,6 +98,12 @@ def function_config(app: FakeApp, fn_id: str, *, triggers: list[dict[str, Any]] 
 class Harness:
     def __init__(self, directory: Path, **config: Any) -> None:
         self.clock = TestClock(start_ms=1_800_000_000_000)
+        self.backend = backends.BACKEND
+        self.schema: str | None = None
+        if self.backend == "postgres":
+            self.schema = backends.schema_for(directory)
+            config.setdefault("postgres_uri", backends.postgres_uri(self.schema))
+            config.setdefault("redis_uri", backends.REDIS_URI)
         self.config = ServerConfig(sqlite_dir=directory, discovery=False, poll=False, queue_workers=8, **config)
         self.service = Service(self.config, clock=self.clock)
         self.app = FakeApp()
@@ -104,6 +111,8 @@ class Harness:
 
     async def start(self) -> None:
         await self.app.start()
+        if self.schema is not None:
+            await backends.create_schema(self.schema)
         await self.service.start(sync_apps=False)
         headers = {}
         if self.config.signing_key:
@@ -152,6 +161,8 @@ class Harness:
         """Let in-process work run (real time) without moving the test clock."""
         for _ in range(rounds):
             await asyncio.sleep(0.005)
+        if self.service.cluster is not None:
+            await self.service.cluster.quiesce()
 
     async def advance(self, ms: int) -> None:
         """Let pending work finish at the current time, then move the clock."""

@@ -77,6 +77,10 @@ class Scheduler:
     def leased(self) -> int:
         return len(self._leased)
 
+    def leased_in(self, which: Callable[[Job], bool]) -> int:
+        """How many jobs handed to workers satisfy ``which``."""
+        return sum(1 for job in self._leased.values() if which(job))
+
     @property
     def in_memory(self) -> int:
         return len(self._live)
@@ -92,6 +96,14 @@ class Scheduler:
     def is_idle(self) -> bool:
         """Nothing due is waiting or being worked on (jobs due later may exist)."""
         if self._leased or len(self._ready):
+            return False
+        now = self.clock.now_ms()
+        return not any(due <= now and self._live.get(j.id) is j for due, _, j in self._timers)
+
+    def is_quiet(self) -> bool:
+        """Nothing due could be handed to a worker now (jobs in flight, or blocked by a
+        concurrency limit or a paused function, may exist)."""
+        if self._ready.has_candidates():
             return False
         now = self.clock.now_ms()
         return not any(due <= now and self._live.get(j.id) is j for due, _, j in self._timers)

@@ -219,9 +219,13 @@ class Runner:
 
     async def _match_pauses(self, ev: StoredEvent, data: dict[str, Any]) -> None:
         shards = self.shards
-        for pause in list(self.state.pauses.matching(data, ev.seq)):
-            if not shards.active(shards.of_run(pause.run_id), ev.seq):
+        position = ev.position
+        now = self.clock.now_ms()
+        for pause in list(self.state.pauses.matching(data, position[0])):
+            if not shards.active(shards.of_run(pause.run_id), position):
                 continue  # its shard has matched this event already (scale-out)
+            if pause.expires_ms <= now:
+                continue  # timed out: its timeout job ends the wait (or the cancel window)
             if pause.kind is PauseKind.CANCEL:
                 await self.x.control.cancel_run(
                     pause.run_id, reason=f"cancelOn event {ev.name} ({ev.internal_id})", claim=pause.id,
@@ -246,7 +250,7 @@ class Runner:
         shards = self.shards
         for fn in targets:
             shard = shards.place(fn, data, ev.internal_id)
-            if not shards.active(shard, ev.seq):
+            if not shards.active(shard, ev.position):
                 continue  # another process owns where this run goes, or it was matched already
             if fn.paused:
                 batch.add(AddSkip(ev.internal_id, fn.id, "function_paused", self.clock.now_ms()))
@@ -298,7 +302,7 @@ class Runner:
                 id=f"{run.id}:timeout-start", kind=JobKind.TIMEOUT_START,
                 due_ms=max(now, ts_at) + parse_ms(timeouts["start"]), run_id=run.id,
             )))
-        self._cancel_pauses(fn, run, first, max(e.seq for e in events), batch, now)
+        self._cancel_pauses(fn, run, first, max(e.position[0] for e in events), batch, now)
         return run
 
     def _cancel_pauses(self, fn: Function, run: Run, trigger: dict[str, Any], after_seq: int,

@@ -27,7 +27,6 @@ from pyngest.server.model import (
     InsertEvents,
     Job,
     JobKind,
-    Op,
     Pause,
     PauseKind,
     Run,
@@ -36,6 +35,7 @@ from pyngest.server.model import (
     SetFlow,
     StoredEvent,
     UpdateRun,
+    op_run_id,
 )
 from pyngest.server.store.base import (
     AppRecord,
@@ -67,16 +67,6 @@ _RUN_FIELDS = {
     "ended_ms", "output", "version", "force_step_plan", "pending", "state_bytes", "attrs",
     "fn_version",
 }
-
-
-def _op_run_id(op: Op) -> str | None:
-    if isinstance(op, CreateRun):
-        return op.run.id
-    if isinstance(op, Enqueue):
-        return op.job.run_id
-    if isinstance(op, AddPause):
-        return op.pause.run_id
-    return getattr(op, "run_id", None)
 
 
 def _run_from_row(row: tuple[Any, ...]) -> Run:
@@ -163,7 +153,7 @@ class SqliteStore(DashboardReads):
         skipped: set[str] = set()
         now = self.clock.now_ms()
         for op in batch.ops:
-            rid = _op_run_id(op)
+            rid = op_run_id(op)
             if rid is not None and rid in skipped:
                 continue
             if isinstance(op, SaveStep):

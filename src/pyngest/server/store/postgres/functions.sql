@@ -1,0 +1,229 @@
+-- pyngest's server-side functions. Replaced at every start (all processes of a cluster run the
+-- same pyngest version), so they change without a schema migration.
+
+-- Apply a group of batches in one transaction and one round trip.
+--
+-- p_batches: [[op, ...], ...]; each op an object with "t" (its kind, see below), "rid" (the run
+--   it is about, if any) and "sh" (the shard it writes to, when the writer must hold that
+--   shard's lease). Large values (step outputs, event bodies, ...) are in p_blobs, by index.
+-- p_node, p_leases: the writing process and the lease epochs it holds ({"shard": epoch}). A
+--   batch that writes to a shard not held with that epoch raises PYF01 (fenced): the caller
+--   then applies the group's batches one by one, so only the stale one fails.
+-- p_now: the writer's clock (idempotency keys expire by it).
+-- Returns one result object per batch (see PostgresStore._result).
+CREATE OR REPLACE FUNCTION pyngest_apply(p_batches jsonb, p_blobs bytea[], p_node text, p_leases jsonb,
+                                         p_now bigint) RETURNS jsonb
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_xid      bigint := pg_current_xact_id()::text::bigint;
+    v_out      jsonb := '[]'::jsonb;
+    v_checked  integer[] := '{}';
+    v_batch    jsonb;
+    v_op       jsonb;
+    v_f        jsonb;
+    v_rid      text;
+    v_skipped  text[];
+    v_fence    integer[];
+    v_created  jsonb;
+    v_skips    jsonb;
+    v_seqs     jsonb;
+    v_dups     jsonb;
+    v_ignored  jsonb;
+    v_djobs    jsonb;
+    v_dpauses  jsonb;
+    v_void     boolean;
+    v_taken    boolean;
+    v_holder   text;
+    v_key      text;
+    v_shard    integer;
+    v_owner    text;
+    v_epoch    bigint;
+    v_n        integer;
+BEGIN
+    FOR v_batch IN SELECT value FROM jsonb_array_elements(p_batches) LOOP
+        v_skipped := '{}'; v_fence := '{}'; v_created := '[]'; v_skips := '{}'; v_seqs := '{}';
+        v_dups := '[]'; v_ignored := '[]'; v_djobs := '[]'; v_dpauses := '[]'; v_void := false;
+        FOR v_op IN SELECT value FROM jsonb_array_elements(v_batch) LOOP
+            v_rid := v_op->>'rid';
+            -- ops about a run whose creation was skipped (idempotency) are skipped with it
+            CONTINUE WHEN v_rid IS NOT NULL AND v_rid = ANY (v_skipped);
+            IF v_op ? 'sh' THEN
+                v_fence := v_fence || (v_op->>'sh')::integer;
+            END IF;
+            CASE v_op->>'t'
+            WHEN 'step' THEN
+                INSERT INTO steps (run_id, step_id, pos, value)
+                VALUES (v_rid, v_op->>'s', (v_op->>'p')::integer, p_blobs[(v_op->>'v')::integer])
+                ON CONFLICT DO NOTHING;
+            WHEN 'enq' THEN
+                INSERT INTO jobs (id, shard, run_id, kind, due_ms, priority, step_id, attempt, payload, remote)
+                VALUES (v_op->>'id', (v_op->>'js')::integer, v_rid, v_op->>'k', (v_op->>'d')::bigint,
+                        (v_op->>'pr')::integer, v_op->>'s', (v_op->>'a')::integer, NULLIF(v_op->'pl', 'null'),
+                        (v_op->>'rm')::boolean)
+                ON CONFLICT (id) DO NOTHING;
+                GET DIAGNOSTICS v_n = ROW_COUNT;
+                IF v_n = 0 THEN
+                    v_ignored := v_ignored || to_jsonb(v_op->>'id');
+                END IF;
+            WHEN 'djob' THEN
+                DELETE FROM jobs WHERE id = v_op->>'id' RETURNING shard INTO v_shard;
+                IF FOUND THEN
+                    v_fence := v_fence || v_shard;
+                END IF;
+            WHEN 'upd' THEN
+                v_f := v_op->'f';
+                UPDATE runs SET
+                    status = CASE WHEN v_f ? 'status' THEN v_f->>'status' ELSE status END,
+                    event_ids = CASE WHEN v_f ? 'event_ids' THEN v_f->'event_ids' ELSE event_ids END,
+                    batch_id = CASE WHEN v_f ? 'batch_id' THEN v_f->>'batch_id' ELSE batch_id END,
+                    cron = CASE WHEN v_f ? 'cron' THEN v_f->>'cron' ELSE cron END,
+                    original_run_id = CASE WHEN v_f ? 'original_run_id' THEN v_f->>'original_run_id'
+                                           ELSE original_run_id END,
+                    queued_ms = CASE WHEN v_f ? 'queued_ms' THEN (v_f->>'queued_ms')::bigint ELSE queued_ms END,
+                    started_ms = CASE WHEN v_f ? 'started_ms' THEN (v_f->>'started_ms')::bigint ELSE started_ms END,
+                    ended_ms = CASE WHEN v_f ? 'ended_ms' THEN (v_f->>'ended_ms')::bigint ELSE ended_ms END,
+                    output = CASE WHEN v_f ? 'output' THEN p_blobs[(v_f->>'output')::integer] ELSE output END,
+                    version = CASE WHEN v_f ? 'version' THEN (v_f->>'version')::integer ELSE version END,
+                    force_step_plan = CASE WHEN v_f ? 'force_step_plan' THEN (v_f->>'force_step_plan')::boolean
+                                           ELSE force_step_plan END,
+                    pending = CASE WHEN v_f ? 'pending' THEN NULLIF(v_f->'pending', 'null') ELSE pending END,
+                    state_bytes = CASE WHEN v_f ? 'state_bytes' THEN (v_f->>'state_bytes')::bigint ELSE state_bytes END,
+                    attrs = CASE WHEN v_f ? 'attrs' THEN NULLIF(v_f->'attrs', 'null') ELSE attrs END,
+                    fn_version = CASE WHEN v_f ? 'fn_version' THEN (v_f->>'fn_version')::integer ELSE fn_version END
+                WHERE id = v_rid;
+            WHEN 'hist' THEN
+                INSERT INTO history (run_id, at_ms, kind, step_id, name, attempt, data)
+                VALUES (v_rid, (v_op->>'at')::bigint, v_op->>'k', v_op->>'s', v_op->>'n', (v_op->>'a')::integer,
+                        p_blobs[(v_op->>'v')::integer]);
+            WHEN 'ev' THEN
+                WITH ins AS (
+                    INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body)
+                    SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[(e->>6)::integer]
+                    FROM jsonb_array_elements(v_op->'e') AS e
+                    ON CONFLICT (internal_id) DO NOTHING
+                    RETURNING internal_id, seq
+                )
+                SELECT COALESCE(jsonb_object_agg(internal_id, seq), '{}') INTO v_f FROM ins;
+                v_seqs := v_seqs || v_f;
+                FOR v_key IN SELECT e->>0 FROM jsonb_array_elements(v_op->'e') AS e WHERE NOT v_f ? (e->>0) LOOP
+                    v_dups := v_dups || to_jsonb(v_key);
+                    v_seqs := v_seqs || jsonb_build_object(v_key, (SELECT seq FROM events WHERE internal_id = v_key));
+                END LOOP;
+            WHEN 'run' THEN
+                -- claim the idempotency keys; one held by an unexpired entry skips the run
+                v_taken := false;
+                FOR v_key IN SELECT jsonb_array_elements_text(v_op->'k') LOOP
+                    INSERT INTO idempotency (key, run_id, expires_ms) VALUES (v_key, v_rid, (v_op->>'x')::bigint)
+                    ON CONFLICT (key) DO UPDATE SET run_id = EXCLUDED.run_id, expires_ms = EXCLUDED.expires_ms
+                        WHERE idempotency.expires_ms <= p_now;
+                    GET DIAGNOSTICS v_n = ROW_COUNT;
+                    IF v_n = 0 THEN
+                        SELECT run_id INTO v_holder FROM idempotency WHERE key = v_key;
+                        v_taken := true;
+                        EXIT;
+                    END IF;
+                END LOOP;
+                IF v_taken THEN
+                    DELETE FROM idempotency WHERE run_id = v_rid
+                        AND key IN (SELECT jsonb_array_elements_text(v_op->'k'));
+                    v_skipped := v_skipped || v_rid;
+                    v_skips := v_skips || jsonb_build_object(v_rid, v_holder);
+                    CONTINUE;
+                END IF;
+                v_f := v_op->'r';
+                INSERT INTO runs (id, shard, fn_id, app_id, fn_version, status, event_ids, batch_id, cron,
+                                  original_run_id, queued_ms, started_ms, ended_ms, output, version,
+                                  force_step_plan, pending, state_bytes, attrs)
+                VALUES (v_rid, (v_op->>'sh')::integer, v_f->>'fn_id', v_f->>'app_id', (v_f->>'fn_version')::integer,
+                        v_f->>'status', v_f->'event_ids', v_f->>'batch_id', v_f->>'cron', v_f->>'original_run_id',
+                        (v_f->>'queued_ms')::bigint, (v_f->>'started_ms')::bigint, (v_f->>'ended_ms')::bigint,
+                        p_blobs[(v_f->>'output')::integer], (v_f->>'version')::integer,
+                        (v_f->>'force_step_plan')::boolean, NULLIF(v_f->'pending', 'null'),
+                        (v_f->>'state_bytes')::bigint, NULLIF(v_f->'attrs', 'null'));
+                INSERT INTO run_events (event_internal_id, run_id)
+                SELECT e, v_rid FROM jsonb_array_elements_text(v_f->'event_ids') AS e
+                ON CONFLICT DO NOTHING;
+                v_created := v_created || to_jsonb(v_rid);
+            WHEN 'pause' THEN
+                v_f := v_op->'p';
+                IF v_f->>'signal' IS NOT NULL THEN  -- a newer wait for the signal replaces the old
+                    DELETE FROM pauses WHERE signal = v_f->>'signal' AND id <> v_f->>'id';
+                END IF;
+                INSERT INTO pauses (id, shard, run_id, step_id, kind, event_name, expression, signal, after_seq,
+                                    expires_ms, data)
+                VALUES (v_f->>'id', (v_op->>'sh')::integer, v_rid, v_f->>'step_id', v_f->>'kind',
+                        v_f->>'event_name', v_f->>'expression', v_f->>'signal', v_xid - 1,
+                        (v_f->>'expires_ms')::bigint, NULLIF(v_f->'data', 'null'))
+                ON CONFLICT (id) DO UPDATE SET
+                    shard = EXCLUDED.shard, run_id = EXCLUDED.run_id, step_id = EXCLUDED.step_id,
+                    kind = EXCLUDED.kind, event_name = EXCLUDED.event_name, expression = EXCLUDED.expression,
+                    signal = EXCLUDED.signal, after_seq = EXCLUDED.after_seq, expires_ms = EXCLUDED.expires_ms,
+                    data = EXCLUDED.data;
+            WHEN 'dp' THEN
+                DELETE FROM pauses WHERE id = v_op->>'id' RETURNING shard INTO v_shard;
+                IF FOUND THEN
+                    v_fence := v_fence || v_shard;
+                    v_dpauses := v_dpauses || to_jsonb(v_op->>'id');
+                END IF;
+            WHEN 'claim' THEN
+                DELETE FROM pauses WHERE id = v_op->>'id';
+                IF NOT FOUND THEN
+                    v_void := true;
+                    EXIT;
+                END IF;
+                v_dpauses := v_dpauses || to_jsonb(v_op->>'id');
+            WHEN 'drp' THEN
+                WITH d AS (DELETE FROM pauses WHERE run_id = v_rid RETURNING id)
+                SELECT v_dpauses || COALESCE(jsonb_agg(id), '[]') INTO v_dpauses FROM d;
+            WHEN 'drj' THEN
+                WITH d AS (
+                    DELETE FROM jobs WHERE run_id = v_rid AND (v_op->>'keep' IS NULL OR id <> v_op->>'keep')
+                    RETURNING id
+                )
+                SELECT v_djobs || COALESCE(jsonb_agg(id), '[]') INTO v_djobs FROM d;
+            WHEN 'sf' THEN
+                INSERT INTO flow (key, shard, value, expires_ms)
+                VALUES (v_op->>'k', (v_op->>'sh')::integer, v_op->'v', (v_op->>'x')::bigint)
+                ON CONFLICT (key) DO UPDATE SET shard = EXCLUDED.shard, value = EXCLUDED.value,
+                                                expires_ms = EXCLUDED.expires_ms;
+            WHEN 'df' THEN
+                DELETE FROM flow WHERE key = v_op->>'k' AND (NOT v_op ? 'if' OR value = v_op->'if')
+                RETURNING shard INTO v_shard;
+                IF FOUND THEN
+                    v_fence := v_fence || v_shard;
+                END IF;
+            WHEN 'skip' THEN
+                INSERT INTO skips (event_internal_id, fn_id, reason, at_ms)
+                VALUES (v_op->>'e', v_op->>'fn', v_op->>'why', (v_op->>'at')::bigint)
+                ON CONFLICT DO NOTHING;
+            WHEN 'cur' THEN
+                SELECT v_fence || array_agg(s::integer) INTO v_fence FROM jsonb_array_elements_text(v_op->'shards') AS s;
+                UPDATE shards SET cursor_xid = (v_op->>'x')::bigint, cursor_seq = (v_op->>'s')::bigint
+                WHERE shard IN (SELECT s::integer FROM jsonb_array_elements_text(v_op->'shards') AS s)
+                  AND (cursor_xid, cursor_seq) < ((v_op->>'x')::bigint, (v_op->>'s')::bigint);
+            ELSE
+                RAISE EXCEPTION 'pyngest_apply: unknown operation %', v_op->>'t';
+            END CASE;
+        END LOOP;
+
+        -- Fencing: every shard written to must be held by this process with the epoch it believes.
+        -- The shared advisory lock makes a takeover (which takes it exclusively) wait for us, or
+        -- us see its new epoch.
+        FOR v_shard IN SELECT DISTINCT s FROM unnest(v_fence) AS s WHERE s <> ALL (v_checked) LOOP
+            PERFORM pg_advisory_xact_lock_shared(1886287463, v_shard);
+            SELECT owner, epoch INTO v_owner, v_epoch FROM shards WHERE shard = v_shard;
+            IF v_owner IS DISTINCT FROM p_node OR NOT p_leases ? v_shard::text
+               OR v_epoch <> (p_leases->>v_shard::text)::bigint THEN
+                RAISE EXCEPTION 'shard % is held by % (epoch %), not by this process', v_shard, v_owner, v_epoch
+                    USING ERRCODE = 'PYF01';
+            END IF;
+            v_checked := v_checked || v_shard;
+        END LOOP;
+
+        v_out := v_out || jsonb_build_array(jsonb_build_object(
+            'created', v_created, 'skipped', v_skips, 'seqs', v_seqs, 'dups', v_dups, 'ignored', v_ignored,
+            'djobs', v_djobs, 'dpauses', v_dpauses, 'void', v_void, 'xid', v_xid));
+    END LOOP;
+    RETURN v_out;
+END;
+$$;
