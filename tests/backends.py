@@ -64,3 +64,23 @@ async def drop_schema(schema: str) -> None:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
+
+
+def create_schema_sync(schema: str) -> None:
+    """:func:`create_schema` from synchronous code (even inside a running event loop)."""
+    import asyncio
+    import threading
+
+    errors: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            asyncio.run(create_schema(schema))
+        except BaseException as exc:  # handed to the caller
+            errors.append(exc)
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+    if errors:
+        raise errors[0]

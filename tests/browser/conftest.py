@@ -17,6 +17,8 @@ from typing import Any
 import httpx
 import pytest
 
+from tests import backends
+
 ROOT = Path(__file__).resolve().parents[2]
 SHOTS = ROOT / "docs" / "screenshots"
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -65,6 +67,10 @@ class Stack:
         else:
             args += ["dev", "--no-discovery", "--no-poll"]
         args += ["-p", str(self.port), "--sqlite-dir", str(tmp / "db"), "--retry-interval", "1"]
+        if backends.BACKEND == "postgres":
+            schema = backends.schema_for(tmp)
+            backends.create_schema_sync(schema)
+            args += ["--postgres-uri", backends.postgres_uri(schema), "--redis-uri", backends.REDIS_URI]
         self.procs = [subprocess.Popen(args, cwd=tmp, env=server_env, stdout=subprocess.DEVNULL,
                                        stderr=open(tmp / "server.log", "w"))]  # noqa: SIM115
         if not start_mode:

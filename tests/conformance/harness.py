@@ -31,6 +31,8 @@ from typing import Any, TypeVar
 
 import requests
 
+from tests import backends
+
 from .apps.common import blob, digest
 
 HERE = Path(__file__).resolve().parent
@@ -219,6 +221,9 @@ class Server:
             argv.append("--no-discovery")
         if server_supports(self.mode, "--sqlite-dir"):
             argv += ["--sqlite-dir", str(self.sqlite_dir)]
+        if backends.BACKEND == "postgres":  # the same data across restarts: a schema per workdir
+            argv += ["--postgres-uri", backends.postgres_uri(backends.schema_for(self.workdir)),
+                     "--redis-uri", backends.REDIS_URI]
         if self.signing_key:
             argv += ["--signing-key", self.signing_key]
         if self.event_key:
@@ -227,6 +232,8 @@ class Server:
 
     def start(self) -> None:
         self.sqlite_dir.mkdir(parents=True, exist_ok=True)
+        if backends.BACKEND == "postgres":
+            backends.create_schema_sync(backends.schema_for(self.workdir))
         self.proc = Proc(
             f"pyngest {self.mode}",
             self.argv(),

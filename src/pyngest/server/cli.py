@@ -118,8 +118,18 @@ def common_options(fn: Any) -> Any:
         click.option("--dashboard-password", default=None, envvar=_env("dashboard_password"),
                      help="start: the dashboard's password (default: the signing key)."),
         click.option("--event-key", multiple=True, envvar=_env("event_key"), help="An accepted event key (repeatable)."),
-        click.option("--redis-uri", default=None, envvar=_env("redis_uri"), help="Not supported yet."),
-        click.option("--postgres-uri", default=None, envvar=_env("postgres_uri"), help="Not supported yet."),
+        click.option("--postgres-uri", default=None, envvar=_env("postgres_uri"),
+                     help="Keep everything in PostgreSQL (postgres://…) instead of SQLite: run several "
+                          "processes, on one machine or many, on the same database."),
+        click.option("--redis-uri", default=None, envvar=_env("redis_uri"),
+                     help="With --postgres-uri: Redis (redis://…) for instant wake-ups between processes "
+                          "(without it they poll PostgreSQL)."),
+        click.option("--advertise-url", default=None, envvar=_env("advertise_url"),
+                     help="With --postgres-uri: this process's URL as the other processes reach it "
+                          "(default http://<host>:<port>)."),
+        click.option("--lease-ttl", type=click.FloatRange(min=1.0), default=10.0, envvar=_env("lease_ttl"),
+                     show_default=True,
+                     help="With --postgres-uri: seconds after which a dead process's work is taken over."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -174,12 +184,17 @@ def start(ctx: click.Context, /, config_path: Path | None, **params: Any) -> Non
 
 
 def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
-    for flag in ("redis_uri", "postgres_uri"):
-        if params.get(flag):
-            raise click.UsageError(
-                f"--{flag.replace('_', '-')} is not supported yet: this pyngest stores everything in "
-                "SQLite (--sqlite-dir). Remove the flag (or the INNGEST_ variable) to start."
-            )
+    postgres, redis = params.get("postgres_uri") or None, params.get("redis_uri") or None
+    if postgres is not None and not str(postgres).startswith(("postgres://", "postgresql://")):
+        raise click.UsageError("--postgres-uri must be a postgres:// or postgresql:// URI, "
+                               "e.g. postgres://user:password@db.example:5432/inngest")
+    if redis is not None:
+        if not str(redis).startswith(("redis://", "rediss://", "unix://")):
+            raise click.UsageError("--redis-uri must be a redis://, rediss:// or unix:// URI, "
+                                   "e.g. redis://cache.example:6379/0")
+        if postgres is None:
+            raise click.UsageError("--redis-uri needs --postgres-uri: pyngest keeps its record in PostgreSQL and "
+                                   "uses Redis only to wake the other processes sharing it")
     for key in ("signing_key", "signing_key_fallback"):
         if params.get(key):
             try:
@@ -209,6 +224,9 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     cfg.event_keys = [k for value in params["event_key"] for k in _split(value)]
     cfg.dashboard_user = params["dashboard_user"] or "admin"
     cfg.dashboard_password = params["dashboard_password"] or None
+    cfg.postgres_uri, cfg.redis_uri = postgres, redis
+    cfg.advertise_url = params.get("advertise_url") or None
+    cfg.lease_ttl_s = float(params.get("lease_ttl") or 10.0)
     cfg.log_level = "debug" if params["verbose"] else params["log_level"]
     cfg.json_logs = params["json_logs"] if params["json_logs"] is not None else not sys.stdout.isatty()
     return cfg
@@ -277,14 +295,19 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
 
     from pyngest.server.api.app import build_app
     from pyngest.server.service import Service
+    from pyngest.server.store.base import StoreUnavailable
+    from pyngest.server.store.postgres.migrate import SchemaError
     from pyngest.server.store.sqlite.connection import StoreError
 
     t0 = time.monotonic()
     service = Service(cfg)
     try:
         await service.start(sync_apps=False)
+    except (StoreUnavailable, SchemaError) as exc:
+        raise click.ClickException(f"cannot open the store: {exc}") from exc
     except (StoreError, sqlite3.Error, OSError) as exc:
-        raise click.ClickException(f"cannot open the store in {cfg.sqlite_dir}: {exc}") from exc
+        where = "PostgreSQL" if cfg.postgres_uri else str(cfg.sqlite_dir)
+        raise click.ClickException(f"cannot open the store in {where}: {exc}") from exc
     # What exists now (modules, the registry, the pause index rebuilt from the store: a million
     # objects with a million pending waits) lives long and is freed by reference counting when
     # it goes; freezing it keeps every later full collection from walking all of it again.
@@ -302,7 +325,7 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
         await asyncio.sleep(0.01)
     await service.syncer.start()
     known = [rec.url for rec in service.syncer.urls.values()]
-    _banner(cfg, sockets, config_file, time.monotonic() - t0, known)
+    _banner(cfg, sockets, config_file, time.monotonic() - t0, known, _storage(service))
     try:
         await serving
     finally:
@@ -341,8 +364,25 @@ class _Server:
         await self._server.serve(sockets=sockets)
 
 
+def _storage(service: Any) -> str:
+    cfg = service.config
+    if service.cluster is None:
+        return f"{cfg.sqlite_dir / 'main.db'} (SQLite)"
+    from urllib.parse import urlsplit
+
+    pg = urlsplit(cfg.postgres_uri)
+    where = f"{pg.hostname or 'localhost'}:{pg.port or 5432}{pg.path or ''}"
+    cluster = service.cluster
+    text = (f"PostgreSQL {where} (cluster {cluster.store.cluster_id}, {cluster.shards.count} shards, "
+            f"{len(cluster.shards.owned)} here)")
+    if cfg.redis_uri:
+        rd = urlsplit(cfg.redis_uri)
+        text += f", wake-ups through Redis {rd.hostname or 'localhost'}:{rd.port or 6379}"
+    return text
+
+
 def _banner(cfg: ServerConfig, sockets: list[socket.socket], config_file: Path | None, took: float,
-            known: list[str]) -> None:
+            known: list[str], storage: str) -> None:
     """``known``: the app URLs the server syncs (flags and config, and those stored by earlier runs)."""
     addrs = []
     for s in sockets:
@@ -353,7 +393,7 @@ def _banner(cfg: ServerConfig, sockets: list[socket.socket], config_file: Path |
         f"  listening on  {', '.join(addrs)}",
         f"  event API     POST {addrs[0]}/e/<event key>",
         f"  dashboard     {addrs[0]}/" + (" (sign in as " + cfg.dashboard_user + ")" if cfg.mode == "start" else ""),
-        f"  storage       {cfg.sqlite_dir / 'main.db'} (SQLite)",
+        f"  storage       {storage}",
     ]
     if config_file is not None:
         lines.append(f"  config        {config_file}")

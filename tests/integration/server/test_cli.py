@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -20,6 +21,7 @@ import httpx
 import pytest
 
 from pyngest.server.store.sqlite.connection import SCHEMA_VERSION
+from tests import backends
 
 KEY = "signkey-test-" + "12" * 32
 
@@ -96,24 +98,63 @@ def test_environment_and_config_file_walked_up_from_the_working_directory(tmp_pa
 
 
 @pytest.mark.parametrize("source", ["flag", "env", "config"])
-@pytest.mark.parametrize("flag", ["--redis-uri", "--postgres-uri"])
-def test_external_stores_are_refused_clearly(tmp_path: Path, flag: str, source: str) -> None:
-    """Never silently ignored, wherever the setting comes from (flag, INNGEST_ variable, config file)."""
-    args, env = ["start", "--signing-key", KEY, "--event-key", "k"], {}
+def test_postgres_and_redis_from_flag_env_or_config(tmp_path: Path, source: str) -> None:
+    """`start --postgres-uri … --redis-uri …` (or INNGEST_POSTGRES_URI / INNGEST_REDIS_URI, or the
+    config file's postgres-uri / redis-uri, as upstream spells them) runs on PostgreSQL."""
+    schema = backends.new_schema_name()
+    backends.create_schema_sync(schema)
+    pg, redis = backends.postgres_uri(schema), backends.REDIS_URI
+    port = free_port()
+    args, env = ["start", "--signing-key", KEY, "--event-key", "k", "-p", str(port)], {}
     if source == "flag":
-        args += [flag, "x://y"]
+        args += ["--postgres-uri", pg, "--redis-uri", redis]
     elif source == "env":
-        env[f"INNGEST_{flag[2:].upper().replace('-', '_')}"] = "x://y"
+        env = {"INNGEST_POSTGRES_URI": pg, "INNGEST_REDIS_URI": redis}
     else:
-        (tmp_path / "inngest.toml").write_text(f'{flag[2:]} = "x://y"\n')
+        (tmp_path / "inngest.toml").write_text(f'postgres-uri = "{pg}"\nredis-uri = "{redis}"\n')
         args += ["--config", str(tmp_path / "inngest.toml")]
     proc = spawn(args, tmp_path, env=env)
-    _, err = proc.communicate(timeout=20)
-    assert proc.returncode == 2 and f"{flag} is not supported yet" in err
-    if source == "env":  # dev refuses it too
-        proc = spawn(["dev", "--no-discovery"], tmp_path, env=env)
+    try:
+        wait_healthy(port, timeout=30)
+        resp = httpx.post(f"http://127.0.0.1:{port}/e/k", json={"name": "pg/stored"})
+        assert resp.status_code == 200
+    finally:
+        code, err = stop(proc)
+    assert code == 0, err
+    assert "PostgreSQL 127.0.0.1:5432/test" in err and "wake-ups through Redis" in err, err
+    assert not (tmp_path / ".inngest").exists()  # nothing went to SQLite
+    stored = asyncio.run(_count_events(pg))
+    assert stored == 1
+
+
+async def _count_events(uri: str) -> int:
+    import asyncpg
+
+    conn = await asyncpg.connect(uri)
+    try:
+        return int(await conn.fetchval("SELECT count(*) FROM events WHERE name = 'pg/stored'"))
+    finally:
+        await conn.close()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--postgres-uri", "mysql://db/x"], "--postgres-uri must be a postgres:// or postgresql:// URI"),
+    (["--redis-uri", "redis://127.0.0.1:6379"], "--redis-uri needs --postgres-uri"),
+    (["--postgres-uri", "postgres://127.0.0.1/x", "--redis-uri", "memcache://y"], "--redis-uri must be a redis://"),
+])
+def test_bad_store_settings_are_refused_clearly(tmp_path: Path, args: list[str], message: str) -> None:
+    for mode in (["start", "--signing-key", KEY, "--event-key", "k"], ["dev", "--no-discovery"]):
+        proc = spawn([*mode, *args], tmp_path)
         _, err = proc.communicate(timeout=20)
-        assert proc.returncode == 2 and f"{flag} is not supported yet" in err
+        assert proc.returncode == 2 and message in err, err
+
+
+def test_an_unreachable_postgres_is_a_clear_error(tmp_path: Path) -> None:
+    dead = free_port()
+    proc = spawn(["start", "--signing-key", KEY, "--event-key", "k", "--postgres-uri",
+                  f"postgres://127.0.0.1:{dead}/nothing"], tmp_path)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and f"cannot reach PostgreSQL at postgres://127.0.0.1:{dead}/nothing" in err, err
 
 
 def test_event_api_validation_and_partial_success(tmp_path: Path) -> None:

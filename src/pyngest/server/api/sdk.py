@@ -13,6 +13,7 @@ from pyngest.protocol import headers as H
 from pyngest.protocol import jcs
 from pyngest.protocol.ids import is_ulid
 from pyngest.protocol.opcodes import Opcode, parse_opcode
+from pyngest.server.api.cluster import forward
 from pyngest.server.api.common import (
     api_error,
     bearer_ok,
@@ -142,6 +143,10 @@ class SdkAPI:
             if opcode not in _CHECKPOINT_OPS:
                 return public_error(f"opcode {opcode.value} cannot be checkpointed", 400)
             ops.append((opcode, raw))
+        cluster = self.service.cluster
+        if cluster is not None and not self.service.state.shards.owns_run(run_id):
+            # the run's dispatch and state live in the process that owns its shard
+            return await forward(cluster, request, run_id)
         x = self.service.executor
         generation = body.get("generation_id")
         if isinstance(generation, str) and generation.isdigit():

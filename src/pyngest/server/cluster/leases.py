@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 import logging
 import math
 import time
@@ -43,6 +42,7 @@ class LeaseManager:
         gained: Callable[[dict[int, tuple[int, int, int]]], Awaitable[None]],
         lost: Callable[[set[int]], Awaitable[None]],
         in_flight: Callable[[int], int],
+        changed: Callable[[], None] = lambda: None,
     ) -> None:
         self.store = store
         self.shards = shards
@@ -53,10 +53,13 @@ class LeaseManager:
         self._gained = gained  # shard -> (epoch, cursor xid, cursor seq); load and activate them
         self._lost = lost  # deactivate these shards
         self._in_flight = in_flight  # jobs of a shard running right now
+        self._changed = changed  # tell the others: shards were given back or taken
         self.held: dict[int, int] = {}  # shard -> epoch: leases in the database (incl. draining)
         self._draining: set[int] = set()
-        self._task: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
         self._last_renewal = time.monotonic()
+        self._db_now = 0
+        self.live = 1  # processes that renewed within the ttl, as of the last renewal
         self._wake = asyncio.Event()
         self._closed = False
         self.takeovers = 0
@@ -74,20 +77,27 @@ class LeaseManager:
             f"INSERT INTO nodes (id, url, started_ms, seen_ms) VALUES ($1, $2, {_DB_NOW}, {_DB_NOW}) "
             "ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, seen_ms = EXCLUDED.seen_ms", self.node_id, self.url)
         self.store.node_id = self.node_id
-        await self.tick()
-        self._task = asyncio.create_task(self._loop(), name="pyngest-leases")
+        await self.renew()
+        await self.balance()
+        self._tasks = [asyncio.create_task(self._renew_loop(), name="pyngest-lease-renewal"),
+                       asyncio.create_task(self._balance_loop(), name="pyngest-lease-balance")]
 
     def poke(self) -> None:
         """Look again now (another process joined or left)."""
         self._wake.set()
 
+    async def _cancel_tasks(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks = []
+
     async def stop(self) -> None:
         """Give every lease back at once, so the others take over without waiting for expiry."""
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await self._cancel_tasks()
         held = sorted(self.held)
         self.held.clear()
         self._publish_leases()
@@ -98,17 +108,28 @@ class LeaseManager:
                 self.node_id, held)
             await self.store.execute("DELETE FROM nodes WHERE id = $1", self.node_id)
 
-    async def _loop(self) -> None:
+    async def _renew_loop(self) -> None:
+        """Renewal runs on its own, so loading a large shard never lets our other leases lapse."""
+        while not self._closed:
+            await asyncio.sleep(self.period_s)
+            try:
+                await self.renew()
+            except StoreUnavailable as exc:
+                await self._unreachable(exc)
+            except Exception:
+                log.exception("renewing shard leases failed")
+
+    async def _balance_loop(self) -> None:
         while not self._closed:
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.period_s)
             self._wake.clear()
             try:
-                await self.tick()
-            except StoreUnavailable as exc:
-                await self._unreachable(exc)
+                await self.balance()
+            except StoreUnavailable:
+                pass  # the renewal loop notices and says so
             except Exception:
-                log.exception("renewing shard leases failed")
+                log.exception("balancing shards failed")
 
     async def _unreachable(self, exc: BaseException) -> None:
         """Without the database we cannot renew: before our leases may have expired, stop
@@ -123,8 +144,8 @@ class LeaseManager:
             self._publish_leases()
             await self._lost(gone)
 
-    async def tick(self) -> None:
-        """Renew, then take or give back shards towards an even share."""
+    async def renew(self) -> None:
+        """Extend our leases; notice any another process took over; count the live processes."""
         async def renew(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], int, int]:
             async with conn.transaction():
                 now = await conn.fetchval(
@@ -141,10 +162,12 @@ class LeaseManager:
                 await conn.execute("DELETE FROM nodes WHERE seen_ms < $1", now - 10 * self.ttl_ms)
                 return rows, int(now), int(live)
 
-        rows, now, live = await self.store._read(renew)
-        self._last_renewal = time.monotonic()
+        started = time.monotonic()
+        before = dict(self.held)  # shards taken while we renew are not ours to judge here
+        rows, self._db_now, self.live = await self.store._read(renew)
+        self._last_renewal = started
         renewed = {r["shard"]: r["epoch"] for r in rows}
-        gone = {s for s, epoch in self.held.items() if renewed.get(s) != epoch}
+        gone = {s for s, epoch in before.items() if renewed.get(s) != epoch and self.held.get(s) == epoch}
         if gone:
             log.warning("shards %s were taken over by another process", sorted(gone))
             for s in gone:
@@ -152,47 +175,48 @@ class LeaseManager:
                 self._draining.discard(s)
             self._publish_leases()
             await self._lost(gone)
-        target = math.ceil(self.shards.count / max(1, live))
+
+    async def balance(self) -> None:
+        """Take free or expired shards, or give some back, towards an even share."""
+        target = math.ceil(self.shards.count / max(1, self.live))
         active = len(self.held) - len(self._draining)
         if active < target:
-            await self._take(target - active, now)
+            await self._take(target - active)
         elif active > target:
             self._give_back(active - target)
 
-    async def _take(self, wanted: int, now: int) -> None:
-        candidates = await self.store.fetch(
-            "SELECT shard FROM shards WHERE owner IS NULL OR expires_ms < $1 OR owner = $2 "
-            "ORDER BY random() LIMIT $3", now, self.node_id, wanted + len(self.held))
-        gained: dict[int, tuple[int, int, int]] = {}
-        for row in candidates:
-            shard = row["shard"]
-            if shard in self.held or len(gained) >= wanted:
-                continue
-            taken = await self.store._read(functools.partial(self._acquire, shard=shard))
-            if taken is not None:
-                gained[shard] = taken
-        if not gained:
+    async def _take(self, wanted: int) -> None:
+        async def take(conn: asyncpg.Connection) -> list[asyncpg.Record]:
+            async with conn.transaction():
+                now = await conn.fetchval(f"SELECT {_DB_NOW}")
+                free = [r["shard"] for r in await conn.fetch(
+                    "SELECT shard FROM shards WHERE (owner IS NULL OR expires_ms < $1) AND NOT (shard = ANY($2::int[])) "
+                    "ORDER BY random() LIMIT $3", now, list(self.held), wanted)]
+                if not free:
+                    return []
+                free.sort()  # locks in one order: two processes taking shards never deadlock
+                for shard in free:
+                    # waits for commits in flight under the old lease: they land before our reads
+                    await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_NAMESPACE, shard)
+                rows: list[asyncpg.Record] = await conn.fetch(
+                    f"WITH old AS (SELECT shard, owner FROM shards WHERE shard = ANY($1::int[])) "
+                    f"UPDATE shards s SET owner = $2, epoch = s.epoch + 1, expires_ms = {_DB_NOW} + $3 FROM old "
+                    f"WHERE s.shard = old.shard AND (s.owner IS NULL OR s.expires_ms < {_DB_NOW}) "
+                    "RETURNING s.shard, s.epoch, s.cursor_xid, s.cursor_seq, old.owner AS previous",
+                    free, self.node_id, self.ttl_ms)
+                return rows
+
+        rows = await self.store._read(take)
+        if not rows:
             return
+        gained = {int(r["shard"]): (int(r["epoch"]), int(r["cursor_xid"]), int(r["cursor_seq"])) for r in rows}
+        self.takeovers += sum(1 for r in rows if r["previous"] not in (None, self.node_id))
         for shard, (epoch, _, _) in gained.items():
             self.held[shard] = epoch
         self._publish_leases()
         log.info("took shards %s (%d held)", sorted(gained), len(self.held))
         await self._gained(gained)
-
-    async def _acquire(self, conn: asyncpg.Connection, shard: int) -> tuple[int, int, int] | None:
-        async with conn.transaction():
-            # waits for commits in flight under the old lease: they land before we read the shard
-            await conn.execute("SELECT pg_advisory_xact_lock($1, $2)", LOCK_NAMESPACE, shard)
-            row = await conn.fetchrow(
-                f"UPDATE shards SET owner = $2, epoch = epoch + 1, expires_ms = {_DB_NOW} + $3 "
-                f"WHERE shard = $1 AND (owner IS NULL OR owner = $2 OR expires_ms < {_DB_NOW}) "
-                "RETURNING epoch, cursor_xid, cursor_seq, "
-                "(SELECT owner FROM shards o WHERE o.shard = $1) AS previous", shard, self.node_id, self.ttl_ms)
-        if row is None:
-            return None
-        if row["previous"] not in (None, self.node_id):
-            self.takeovers += 1
-        return int(row["epoch"]), int(row["cursor_xid"]), int(row["cursor_seq"])
+        self._changed()
 
     def _give_back(self, count: int) -> None:
         """Stop taking new work on ``count`` shards; release each once its work in flight ends."""
@@ -218,5 +242,12 @@ class LeaseManager:
                 "UPDATE shards SET owner = NULL, expires_ms = 0 WHERE shard = $1 AND owner = $2 AND epoch = $3",
                 shard, self.node_id, epoch)
             log.info("gave shard %d back (%d held)", shard, len(self.held))
+            self._changed()
         except StoreUnavailable:
             pass  # it expires by itself
+
+    async def abandon(self) -> None:
+        """Stop renewing without giving anything back, as a process that hangs or dies would
+        (for tests of takeover and fencing)."""
+        self._closed = True
+        await self._cancel_tasks()

@@ -20,6 +20,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+import httpx
+
 from pyngest.protocol.ids import new_ulid
 from pyngest.server.cluster.feed import EventFeed
 from pyngest.server.cluster.leases import LeaseManager
@@ -52,6 +54,7 @@ class ClusterNode:
         self.leases = LeaseManager(
             store, shards, node_id=self.node_id, url=self.url, ttl_s=cfg.lease_ttl_s, drain_s=cfg.shutdown_grace_s,
             gained=self._gained, lost=self._lost, in_flight=self._in_flight,
+            changed=lambda: self.notifier.publish("nodes", {"changed": self.node_id}),
         )
         self.feed = EventFeed(
             store, shards, service.runner, wait_for_pauses=service.state.wait_for_pauses,
@@ -61,6 +64,8 @@ class ClusterNode:
         self._remote_wake = asyncio.Event()
         self._remote_shards: set[int] = set()
         self._remote_watchers_until = 0.0
+        # requests forwarded to the process owning a run (api/cluster.py), on kept-alive connections
+        self.http = httpx.AsyncClient(timeout=httpx.Timeout(30.0, connect=5.0))
 
     # ------------------------------------------------------------------------ lifecycle
 
@@ -104,6 +109,7 @@ class ClusterNode:
         self.notifier.publish("nodes", {"left": self.node_id})
         await asyncio.sleep(0)
         await self.notifier.stop()
+        await self.http.aclose()
 
     def job_shard(self, job: Job) -> int:
         return self.shards.of_run(job.run_id) if job.run_id else job.shard
@@ -129,6 +135,8 @@ class ClusterNode:
             for shard, rows in flows.items():
                 s.state.flow.load(rows, shard=shard)
             for shard, (epoch, xid, seq) in gained.items():
+                if self.leases.held.get(shard) != epoch:
+                    continue  # lost again while loading
                 self.shards.cursors[shard] = (xid, seq)
                 self.shards.owned[shard] = epoch
             s.state.runs.drop_where(lambda run_id: self.shards.of_run(run_id) in gained)

@@ -383,7 +383,9 @@ class Runner:
             self.schedule_run(fn, [ev], event, batch, plan=plan, cron_expr=expression)
         nxt = trig.schedule.next_after(max(scheduled, now))
         if nxt is not None:
-            batch.add(Enqueue(self._cron_job(fn, expression, nxt, trig.jitter_ms)))
+            # the next tick's run may belong in another shard (scale-out): then its owner fires it
+            following = self._cron_job(fn, expression, nxt, trig.jitter_ms)
+            batch.add(Enqueue(following, remote=not self.shards.owns(following.shard)))
         await self.state.commit(batch)
 
 

@@ -1,0 +1,256 @@
+"""Three nodes on one PostgreSQL and Redis behave as one server: any node takes events and API
+calls, each run's work happens once, flow control counts across nodes, and a node that dies is
+taken over by the others."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio as aioredis
+
+from pyngest.protocol.step_ids import hash_step_id
+from pyngest.server.model import AddHistory, Batch
+from pyngest.server.store.base import Fenced
+from tests import backends
+from tests.integration.cluster.harness import Cluster
+from tests.integration.server.harness import Call, done, function_config, ops
+
+S, W, G, ONE, TWO = (hash_step_id(n) for n in ("nap", "wait", "sig", "one", "two"))
+MIN = 60_000
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path) -> AsyncIterator[Cluster]:
+    c = Cluster(tmp_path)
+    await c.start()
+    try:
+        yield c
+    finally:
+        await c.stop()
+
+
+async def test_shards_spread_and_any_node_takes_events_and_shows_every_run(cluster: Cluster) -> None:
+    seen: list[str] = []
+
+    async def script(call: Call) -> tuple:
+        seen.append(call.body["ctx"]["run_id"])
+        if ONE not in call.body["steps"]:
+            return ops({"op": "StepRun", "id": ONE, "name": "one", "data": call.body["event"]["data"]["n"]})
+        return done(call.body["steps"][ONE]["data"] * 10)
+
+    cluster.app.script = script
+    await cluster.register(function_config(cluster.app, "spread"))
+    owned = [n.owned for n in cluster.nodes]
+    assert all(owned) and not (owned[0] & owned[1] or owned[1] & owned[2] or owned[0] & owned[2])
+    ids = []
+    for n in range(30):
+        ids += await cluster.send({"name": "test/spread", "data": {"n": n}}, via=n % 3)
+    for n, eid in enumerate(ids):
+        run = await cluster.run_ended(eid, via=(n + 1) % 3)  # read through another node
+        assert run["status"] == "Completed" and run["output"] == n * 10
+    # every run's two requests, each exactly once; the runs were spread over the nodes
+    assert len(seen) == 60 and len(set(seen)) == 30
+    ran_on = {n.service.cluster.shards.of_run(r) for n in cluster.nodes for r in seen}  # type: ignore[union-attr]
+    holders = [sum(1 for s in ran_on if s in n.owned) for n in cluster.nodes]
+    assert sum(1 for h in holders if h) >= 2, holders
+    listed = (await cluster.nodes[2].http.get("/v1/runs", params={"limit": "100"})).json()["data"]
+    assert len(listed) == 30
+
+
+async def test_a_wait_is_resumed_exactly_once_by_an_event_sent_to_any_node(cluster: Cluster) -> None:
+    calls: list[Call] = []
+
+    async def script(call: Call) -> tuple:
+        calls.append(call)
+        if W in call.body["steps"]:
+            return done(call.body["steps"][W]["data"])
+        return ops({"op": "WaitForEvent", "id": W, "name": "test/approved",
+                    "opts": {"event": "test/approved", "timeout": "1h", "if": "async.data.k == event.data.k"}})
+
+    cluster.app.script = script
+    await cluster.register(function_config(cluster.app, "waiter"))
+    eids = [(await cluster.send({"name": "test/waiter", "data": {"k": k}}, via=k))[0] for k in range(3)]
+    await cluster.settle()
+    for k in range(3):  # each approval through a different node than its run's event
+        await cluster.send({"name": "test/approved", "data": {"k": k, "ok": True}}, via=(k + 1) % 3)
+    for k, eid in enumerate(eids):
+        run = await cluster.run_ended(eid)
+        assert run["output"] == {"k": k, "ok": True}
+    await cluster.settle()
+    assert len(calls) == 6  # one request to wait, one to finish: never resumed twice
+
+
+async def test_signals_and_cancels_through_a_node_that_does_not_own_the_run(cluster: Cluster) -> None:
+    async def script(call: Call) -> tuple:
+        if G in call.body["steps"]:
+            return done(call.body["steps"][G])
+        if call.body["event"]["data"].get("sleep"):
+            return ops({"op": "Sleep", "id": S, "name": "1h"})
+        return ops({"op": "WaitForSignal", "id": G, "name": "sig", "opts": {"signal": "go-1", "timeout": "1h"}})
+
+    cluster.app.script = script
+    await cluster.register(function_config(cluster.app, "remote"))
+    [waiting] = await cluster.send({"name": "test/remote"})
+    [sleeping] = await cluster.send({"name": "test/remote", "data": {"sleep": True}})
+    await cluster.settle()
+    runs = {eid: (await cluster.runs_for(eid))[0]["run_id"] for eid in (waiting, sleeping)}
+
+    def stranger(run_id: str) -> int:
+        return next(i for i, n in enumerate(cluster.nodes)
+                    if not n.service.state.shards.owns_run(run_id))
+
+    resp = await cluster.nodes[stranger(runs[waiting])].http.post("/v1/signals", json={"signal": "go-1", "data": 7})
+    assert resp.status_code == 200 and resp.json()["data"]["run_id"] == runs[waiting]
+    again = await cluster.nodes[stranger(runs[waiting])].http.post("/v1/signals", json={"signal": "go-1"})
+    assert again.status_code == 404  # claimed once
+    run = await cluster.run_ended(waiting)
+    assert run["output"] == {"data": {"signal": "go-1", "data": 7}}
+
+    resp = await cluster.nodes[stranger(runs[sleeping])].http.delete(f"/v1/runs/{runs[sleeping]}")
+    assert resp.status_code == 200
+    assert (await cluster.run_ended(sleeping))["status"] == "Cancelled"
+
+
+async def test_cron_fires_each_tick_exactly_once(cluster: Cluster) -> None:
+    fired: list[str] = []
+
+    async def script(call: Call) -> tuple:
+        fired.append(call.body["event"]["data"]["scheduledAt"])
+        return done("tick")
+
+    cluster.app.script = script
+    await cluster.register(function_config(cluster.app, "cron", triggers=[{"cron": "* * * * *"}]), via=1)
+    for _ in range(5):
+        await cluster.advance(MIN)
+    await cluster.settle()
+    assert len(fired) == len(set(fired)) == 5, fired
+
+
+async def test_debounce_batch_and_rate_limit_count_events_from_every_node(cluster: Cluster) -> None:
+    got: dict[str, list[Any]] = {}
+
+    async def script(call: Call) -> tuple:
+        fn = call.body["ctx"]["fn_id"]
+        got.setdefault(fn, []).append([e["data"]["n"] for e in call.body["events"]])
+        return done("ok")
+
+    cluster.app.script = script
+    await cluster.register(
+        function_config(cluster.app, "deb", debounce={"period": "10s", "key": "event.data.k"}),
+        function_config(cluster.app, "bat", batchEvents={"maxSize": 6, "timeout": "1m"}),
+        function_config(cluster.app, "rate", rateLimit={"limit": 1, "period": "1h"}),
+    )
+    for n in range(6):
+        await cluster.send({"name": "test/deb", "data": {"k": "a", "n": n}}, via=n % 3)
+        await cluster.send({"name": "test/bat", "data": {"n": n}}, via=(n + 1) % 3)
+        await cluster.send({"name": "test/rate", "data": {"n": n}}, via=(n + 2) % 3)
+        await cluster.settle()
+    await cluster.advance(11_000)
+    fns = {f.slug: f.id for f in cluster.nodes[0].service.registry.functions.values()}
+    assert got[fns["test-deb"]] == [[5]]  # one run, with the last event
+    assert got[fns["test-bat"]] == [[0, 1, 2, 3, 4, 5]]  # one batch of all six
+    assert got[fns["test-rate"]] == [[0]]  # the rest were rate limited
+
+
+async def test_concurrency_is_never_exceeded_across_nodes(cluster: Cluster) -> None:
+    running = 0
+    peak = 0
+
+    async def script(call: Call) -> tuple:
+        nonlocal running, peak
+        running += 1
+        peak = max(peak, running)
+        await asyncio.sleep(0.05)
+        running -= 1
+        if ONE not in call.body["steps"]:
+            return ops({"op": "StepRun", "id": ONE, "name": "one", "data": 1})
+        return done("ok")
+
+    cluster.app.script = script
+    await cluster.register(function_config(cluster.app, "conc", concurrency=[{"limit": 2}]))
+    ids = []
+    for n in range(12):
+        ids += await cluster.send({"name": "test/conc", "data": {"n": n}}, via=n % 3)
+    for eid in ids:
+        assert (await cluster.run_ended(eid, timeout=30))["status"] == "Completed"
+    assert peak == 2
+
+
+async def test_a_sync_through_one_node_is_used_by_the_others_at_once(cluster: Cluster) -> None:
+    cluster.app.script = lambda call: _done("v2" if "v2" in call.body["ctx"]["fn_id"] else "?")
+    await cluster.register(function_config(cluster.app, "first"), via=0)
+    outcome = await cluster.nodes[1].service.registry.register({
+        "appName": "test", "url": cluster.app.url, "sdk": "py:v0.5.19", "framework": "fast_api",
+        "functions": [function_config(cluster.app, "first"), function_config(cluster.app, "second")],
+    })
+    await cluster.nodes[1].service.after_sync(outcome)
+    [eid] = await cluster.send({"name": "test/second"}, via=2)  # right away, through a third node
+    assert (await cluster.run_ended(eid))["status"] == "Completed"
+
+
+async def _done(value: object) -> tuple:
+    return done(value)
+
+
+async def test_a_dead_node_is_taken_over_and_a_stale_one_cannot_commit(cluster: Cluster) -> None:
+    async def script(call: Call) -> tuple:
+        steps = call.body["steps"]
+        if S not in steps:
+            return ops({"op": "Sleep", "id": S, "name": "1m"})
+        return done("woke")
+
+    cluster.app.script = script
+    await cluster.register(function_config(cluster.app, "survivor"))
+    ids = [(await cluster.send({"name": "test/survivor", "data": {"n": n}}, via=n % 3))[0] for n in range(12)]
+    await cluster.settle()
+    victim = cluster.nodes[2]
+    lost = set(victim.owned)
+    assert lost
+    stale_service = victim.service
+    stale_epochs = dict(stale_service.cluster.leases.held)  # type: ignore[union-attr]
+    await cluster.crash_node(victim)
+    await cluster.balanced(timeout=20)  # within the 2 s lease and a renewal or two
+    assert lost <= cluster.nodes[0].owned | cluster.nodes[1].owned
+    await cluster.advance(MIN)
+    for eid in ids:
+        assert (await cluster.run_ended(eid))["output"] == "woke"
+
+    # the dead node's last writes are refused: its epochs are old
+    run_id = next(r for r in [(await cluster.runs_for(e))[0]["run_id"] for e in ids]
+                  if stale_service.state.shards.of_run(r) in lost)
+    store = type(stale_service.store)(cluster.uri, cluster.clock)
+    await store.open()
+    try:
+        store.node_id = stale_service.cluster.node_id  # type: ignore[union-attr]
+        store.leases = stale_epochs
+        with pytest.raises(Fenced):
+            await store.commit(Batch([AddHistory(run_id, cluster.clock.now_ms(), "Stale")]))
+    finally:
+        await store.close()
+
+
+async def test_runs_complete_when_redis_is_flushed_mid_flight(cluster: Cluster) -> None:
+    async def script(call: Call) -> tuple:
+        steps = call.body["steps"]
+        for step in (ONE, TWO):
+            if step not in steps:
+                return ops({"op": "StepRun", "id": step, "name": "s", "data": len(steps)})
+        return done(len(steps))
+
+    cluster.app.script = script
+    await cluster.register(function_config(cluster.app, "flush"))
+    ids = []
+    client = aioredis.Redis.from_url(backends.REDIS_URI)
+    try:
+        for n in range(20):
+            ids += await cluster.send({"name": "test/flush", "data": {"n": n}}, via=n % 3)
+            if n == 10:
+                await client.flushall()
+    finally:
+        await client.aclose()
+    for eid in ids:
+        assert (await cluster.run_ended(eid))["output"] == 2
