@@ -27,6 +27,9 @@ import uuid
 from typing import Any
 
 
+# How many requests of `crash-mixed` may run at once (test_cluster_crash.py checks it held).
+CRASH_MIXED_LIMIT = 3
+
 def app_id(kind: str) -> str:
     return os.environ.get("CONFORMANCE_APP_ID") or f"conformance-{kind}"
 

@@ -17,7 +17,7 @@ import time
 from types import ModuleType
 from typing import Any
 
-from common import blob, digest, nonce, prefix, record
+from common import CRASH_MIXED_LIMIT, blob, digest, nonce, prefix, record
 
 
 def observe_state_fetches(client: Any, kind: str) -> None:
@@ -373,6 +373,44 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
         )
         return {"nonces": seen}
 
+    in_flight = {"now": 0}
+
+    @client.create_function(
+        fn_id="crash-mixed",
+        concurrency=[inngest.Concurrency(limit=CRASH_MIXED_LIMIT)],
+        trigger=inngest.TriggerEvent(event=f"{P}/crash-mixed"),
+    )
+    async def crash_mixed_fn(ctx: inngest.Context) -> Any:
+        # A concurrency-limited run that also sleeps and waits for an event (the multi-node crash
+        # test): every request logs how many requests of this function the app is serving.
+        in_flight["now"] += 1
+        try:
+            record(kind, kind="enter", fn="crash-mixed", tag=_tag(ctx), run_id=ctx.run_id,
+                   in_flight=in_flight["now"])
+
+            async def first() -> str:
+                mine = nonce()
+                _step_record(ctx, "crash-mixed", "first", nonce=mine)
+                await asyncio.sleep(random.uniform(0, 0.2))
+                return mine
+
+            token = await ctx.step.run("first", first)
+            await ctx.step.sleep("nap", datetime.timedelta(seconds=1))
+            record(kind, kind="waiting", fn="crash-mixed", tag=_tag(ctx), run_id=ctx.run_id)
+            reply = await ctx.step.wait_for_event(
+                "reply", event=f"{P}/crash-mixed.reply", if_exp="async.data.tag == event.data.tag",
+                timeout=datetime.timedelta(minutes=10),
+            )
+
+            async def last() -> str:
+                _step_record(ctx, "crash-mixed", "last")
+                return token
+
+            again = await ctx.step.run("last", last)
+            return {"token": again, "reply": None if reply is None else reply.data}
+        finally:
+            in_flight["now"] -= 1
+
     return [
         steps_memo,
         sleep_fn,
@@ -395,4 +433,5 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
         dedup_fn,
         large_state_fn,
         crash_ten_fn,
+        crash_mixed_fn,
     ]
