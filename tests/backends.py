@@ -31,10 +31,11 @@ def schema_for(directory: object) -> str:
     return "t_" + hashlib.sha256(str(directory).encode()).hexdigest()[:16]
 
 
-def postgres_uri(schema: str) -> str:
+def postgres_uri(schema: str, base: str | None = None) -> str:
     """The URI of a schema of its own (asyncpg passes unknown query parameters as settings)."""
-    sep = "&" if "?" in POSTGRES_URI else "?"
-    return f"{POSTGRES_URI}{sep}search_path={schema}"
+    base = base or POSTGRES_URI
+    sep = "&" if "?" in base else "?"
+    return f"{base}{sep}search_path={schema}"
 
 
 async def create_schema(schema: str) -> None:

@@ -34,9 +34,9 @@ import pytest
 import requests
 
 from tests import backends
+from tests.proxy import Balancer
 
 from .apps.common import CRASH_MIXED_LIMIT
-from .balancer import Balancer
 from .harness import Api, App, Server, free_port, poll
 from .test_crash import STEP_SLEEP_S, _verify
 

@@ -26,7 +26,6 @@ import time
 import uuid
 from typing import Any
 
-
 # How many requests of `crash-mixed` may run at once (test_cluster_crash.py checks it held).
 CRASH_MIXED_LIMIT = 3
 

@@ -47,13 +47,17 @@ class Node:
 
 
 class Cluster:
-    def __init__(self, directory: Path, nodes: int = 3, **config: Any) -> None:
+    def __init__(self, directory: Path, nodes: int = 3, *, postgres: str | None = None, redis: str | None = None,
+                 **config: Any) -> None:
+        """``postgres`` / ``redis``: reach them at another address (a proxy a test can cut)."""
         self.directory = directory
         self.count = nodes
         self.config = config
         self.clock = TestClock(start_ms=1_800_000_000_000)
         self.schema = backends.schema_for(directory)
         self.uri = backends.postgres_uri(self.schema)
+        self.node_uri = backends.postgres_uri(self.schema, base=postgres) if postgres else self.uri
+        self.redis = redis or backends.REDIS_URI
         self.app = FakeApp()
         self.nodes: list[Node] = []
 
@@ -68,7 +72,7 @@ class Cluster:
         port = free_port()
         config = ServerConfig(
             sqlite_dir=self.directory / f"node{len(self.nodes)}", host="127.0.0.1", port=port, discovery=False,
-            poll=False, queue_workers=8, postgres_uri=self.uri, redis_uri=backends.REDIS_URI, lease_ttl_s=2.0,
+            poll=False, queue_workers=8, postgres_uri=self.node_uri, redis_uri=self.redis, lease_ttl_s=2.0,
             shutdown_grace_s=1.0, **{**self.config, **overrides},
         )
         service = Service(config, clock=self.clock)

@@ -144,6 +144,21 @@ class LeaseManager:
             self._publish_leases()
             await self._lost(gone)
 
+    async def reset(self, exc: BaseException) -> None:
+        """A commit could not reach the database: what this process holds in memory may differ
+        from the record now. Drop every shard; they are taken anew (and reloaded) once the
+        database answers again."""
+        if not self.held:
+            return
+        log.warning("lost the database while committing (%s): dropping shards %s until it is back",
+                    exc, sorted(self.held))
+        gone = set(self.held)
+        self.held.clear()
+        self._draining.clear()
+        self._publish_leases()
+        await self._lost(gone)
+        self.poke()
+
     async def renew(self) -> None:
         """Extend our leases; notice any another process took over; count the live processes."""
         async def renew(conn: asyncpg.Connection) -> tuple[list[asyncpg.Record], int, int]:
@@ -189,9 +204,11 @@ class LeaseManager:
         async def take(conn: asyncpg.Connection) -> list[asyncpg.Record]:
             async with conn.transaction():
                 now = await conn.fetchval(f"SELECT {_DB_NOW}")
+                # free, expired, or ours from before we lost the database (taken anew: a new epoch)
                 free = [r["shard"] for r in await conn.fetch(
-                    "SELECT shard FROM shards WHERE (owner IS NULL OR expires_ms < $1) AND NOT (shard = ANY($2::int[])) "
-                    "ORDER BY random() LIMIT $3", now, list(self.held), wanted)]
+                    "SELECT shard FROM shards WHERE (owner IS NULL OR expires_ms < $1 OR owner = $4) "
+                    "AND NOT (shard = ANY($2::int[])) ORDER BY (owner = $4) IS TRUE DESC, random() LIMIT $3",
+                    now, list(self.held), wanted, self.node_id)]
                 if not free:
                     return []
                 free.sort()  # locks in one order: two processes taking shards never deadlock
@@ -201,7 +218,7 @@ class LeaseManager:
                 rows: list[asyncpg.Record] = await conn.fetch(
                     f"WITH old AS (SELECT shard, owner FROM shards WHERE shard = ANY($1::int[])) "
                     f"UPDATE shards s SET owner = $2, epoch = s.epoch + 1, expires_ms = {_DB_NOW} + $3 FROM old "
-                    f"WHERE s.shard = old.shard AND (s.owner IS NULL OR s.expires_ms < {_DB_NOW}) "
+                    f"WHERE s.shard = old.shard AND (s.owner IS NULL OR s.owner = $2 OR s.expires_ms < {_DB_NOW}) "
                     "RETURNING s.shard, s.epoch, s.cursor_xid, s.cursor_seq, old.owner AS previous",
                     free, self.node_id, self.ttl_ms)
                 return rows

@@ -76,11 +76,12 @@ class ClusterNode:
         self.shards.count = self.store.shard_count
         s.scheduler.shards = lambda: sorted(self.shards.owned)
         s.scheduler.shard_of = self.job_shard
+        s.scheduler.owns = lambda job: self.job_shard(job) in self.shards.owned
 
     async def start(self) -> None:
         s = self.s
         self.store.committed.append(self._after_commit)
-        self.store.lost.append(lambda exc: self.leases.poke())
+        self.store.lost.append(self._store_lost)
         self.notifier.on("events", lambda m: self.feed.poke())
         self.notifier.on("jobs", self._jobs_message)
         self.notifier.on("registry", lambda m: self.feed.poke())
@@ -110,6 +111,9 @@ class ClusterNode:
         await asyncio.sleep(0)
         await self.notifier.stop()
         await self.http.aclose()
+
+    def _store_lost(self, exc: BaseException) -> None:
+        asyncio.get_running_loop().create_task(self.leases.reset(exc))
 
     def job_shard(self, job: Job) -> int:
         return self.shards.of_run(job.run_id) if job.run_id else job.shard

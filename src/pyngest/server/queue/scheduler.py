@@ -41,6 +41,7 @@ class Scheduler:
         # the shard of a job.
         self.shards: Callable[[], list[int] | None] = lambda: None
         self.shard_of: Callable[[Job], int] = lambda job: 0
+        self.owns: Callable[[Job], bool] = lambda job: True
         self._refill_lock = asyncio.Lock()
         self._timers: list[tuple[int, int, Job]] = []  # not yet due, by due time
         self._ready = ReadyQueue()  # due, waiting for a worker (and for concurrency room)
@@ -242,6 +243,10 @@ class Scheduler:
         after ``delay_ms`` (in memory only: the stored due time stays)."""
         if self._leased.pop(job.id, None) is not None:
             self._ready.release(job)
+            if not self.owns(job):
+                if self._ready.has_candidates():
+                    self._wake()
+                return  # its shard went elsewhere meanwhile: the new owner runs it
             self._push_loaded(replace(job, due_ms=self.clock.now_ms() + delay_ms) if delay_ms else job)
 
     def _promote(self) -> None:

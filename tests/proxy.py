@@ -1,5 +1,6 @@
-"""A small TCP load balancer in front of several pyngest processes, as a deployment has one: each
-connection goes to the next backend that accepts it (a dead one is skipped)."""
+"""A small TCP proxy for tests: a load balancer in front of several pyngest processes, as a
+deployment has one (each connection goes to the next backend that accepts it; a dead one is
+skipped), or a cable in front of PostgreSQL or Redis that a test can cut and mend."""
 
 from __future__ import annotations
 
@@ -17,6 +18,8 @@ class Balancer:
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._server: asyncio.base_events.Server | None = None
+        self._open: set[asyncio.StreamWriter] = set()
+        self._cut = False
 
     @property
     def url(self) -> str:
@@ -25,6 +28,21 @@ class Balancer:
     def start(self) -> None:
         self._thread.start()
         asyncio.run_coroutine_threadsafe(self._listen(), self._loop).result(timeout=10)
+
+    def cut(self) -> None:
+        """Drop every connection and refuse new ones, as a lost network or a dead server would."""
+        async def cut() -> None:
+            self._cut = True
+            for writer in list(self._open):
+                writer.transport.abort()
+
+        asyncio.run_coroutine_threadsafe(cut(), self._loop).result(timeout=10)
+
+    def mend(self) -> None:
+        async def mend() -> None:
+            self._cut = False
+
+        asyncio.run_coroutine_threadsafe(mend(), self._loop).result(timeout=10)
 
     def stop(self) -> None:
         async def close() -> None:
@@ -39,6 +57,9 @@ class Balancer:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self._cut:
+            writer.transport.abort()
+            return
         upstream = None
         for _ in range(len(self.backends)):
             host, port = self.backends[next(self._turn) % len(self.backends)]
@@ -51,7 +72,11 @@ class Balancer:
             writer.close()
             return
         up_reader, up_writer = upstream
-        await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        self._open |= {writer, up_writer}
+        try:
+            await asyncio.gather(_pipe(reader, up_writer), _pipe(up_reader, writer))
+        finally:
+            self._open -= {writer, up_writer}
 
 
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
