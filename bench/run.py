@@ -55,6 +55,7 @@ from bench.harness.procs import (
     wait_http,
 )
 from bench.harness.systems.base import System
+from bench.harness.systems.cluster import PyngestCluster, PyngestPG1, PyngestPG2, PyngestPG3
 from bench.harness.systems.floor import Floor
 from bench.harness.systems.pyngest import (
     PyngestOfficialSDK,
@@ -86,7 +87,8 @@ def peer_systems() -> dict[str, type[System]]:
 
 def all_systems() -> dict[str, type[System]]:
     systems: dict[str, type[System]] = {
-        cls.name: cls for cls in (PyngestRaw, PyngestSDK, PyngestSDKFsync, PyngestOfficialSDK)
+        cls.name: cls for cls in (PyngestRaw, PyngestSDK, PyngestSDKFsync, PyngestOfficialSDK,
+                                  PyngestPG1, PyngestPG2, PyngestPG3)
     }
     systems.update(peer_systems())
     systems[Floor.name] = Floor
@@ -162,12 +164,18 @@ def log(msg: str) -> None:
 
 
 class Sampler:
-    """Samples the engine's memory while a phase runs; CPU is read at both ends."""
+    """Samples the engine's memory while a phase runs; CPU is read at both ends, for the engine
+    and (``backing``: PostgreSQL and Redis of a scale-out system, found again at the end so
+    connections opened meanwhile count) for what it runs on."""
 
-    def __init__(self, pids: list[int], every_s: float = 0.5) -> None:
+    def __init__(self, pids: list[int], every_s: float = 0.5,
+                 backing: Callable[[], list[int]] | None = None) -> None:
         self.pids, self.every_s = pids, every_s
         self.rss: list[int] = []
         self.cpu0 = cpu_seconds(pids)
+        self._backing = backing
+        self._backing0 = {p: cpu_seconds([p]) for p in backing()} if backing else {}
+        self.backing_cpu_s = 0.0
         self._task: asyncio.Task[None] | None = None
 
     async def _loop(self) -> None:
@@ -184,10 +192,13 @@ class Sampler:
         self._task.cancel()
         self.rss.append(rss_bytes(self.pids))
         self.cpu_s = cpu_seconds(self.pids) - self.cpu0
+        if self._backing is not None:
+            self.backing_cpu_s = sum(cpu_seconds([p]) - self._backing0.get(p, 0.0) for p in self._backing())
 
 
 async def measured(system: System, phase: Callable[[], Awaitable[LoadResult]]) -> dict[str, Any]:
-    with Sampler(system.engine_pids()) as sampler:
+    backing = system.backing_pids if isinstance(system, PyngestCluster) else None
+    with Sampler(system.engine_pids(), backing=backing) as sampler:
         result = await phase()
     out = result.summary()
     out["latency_sample_ms"] = sample(result.latencies_ms)
@@ -195,6 +206,9 @@ async def measured(system: System, phase: Callable[[], Awaitable[LoadResult]]) -
     out["engine_cpu_s"] = round(sampler.cpu_s, 2)
     if result.completed:
         out["engine_cpu_ms_per_run"] = round(sampler.cpu_s * 1000 / result.completed, 3)
+        if backing is not None:
+            out["backing_cpu_s"] = round(sampler.backing_cpu_s, 2)
+            out["backing_cpu_ms_per_run"] = round(sampler.backing_cpu_s * 1000 / result.completed, 3)
     return out
 
 
@@ -260,46 +274,66 @@ async def scenario_open(system: System, rates: list[float], quick: bool) -> dict
 # ---------------------------------------------------------------------------------- ingest
 
 
-async def scenario_ingest(quick: bool) -> dict[str, Any]:
-    """Events accepted per second: each is durable (committed) before its POST answers."""
+async def ingest_into(bases: list[str], pids: list[int], quick: bool,
+                      backing: Callable[[], list[int]] | None = None) -> dict[str, Any]:
+    """Events accepted per second by the servers at ``bases`` (POSTs spread over them in turn)."""
+    out: dict[str, Any] = {}
+    turn = iter(range(10**9))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
+
+        async def post(body: bytes) -> None:
+            async with http.post(bases[next(turn) % len(bases)] + "/e/bench", data=body) as r:
+                await r.read()
+                if r.status != 200:
+                    raise RuntimeError(f"POST /e answered {r.status}")
+
+        for label, per_post, posts in (("single", 1, 2_000 if quick else 40_000),
+                                       ("batch100", 100, 100 if quick else 1_500)):
+            bodies = iter([orjson.dumps([{"name": "bench/ingest", "data": {"i": i, "j": j}}
+                                         for j in range(per_post)]) if per_post > 1
+                           else orjson.dumps({"name": "bench/ingest", "data": {"i": i}})
+                           for i in range(posts + 200)])
+            await closed_loop(lambda _i, b=bodies: post(next(b)), concurrency=64, runs=200)  # warm-up
+
+            def phase(b: Any = bodies, n: int = posts) -> Awaitable[LoadResult]:
+                return closed_loop(lambda _i: post(next(b)), concurrency=64, runs=n)
+
+            with Sampler(pids, backing=backing) as sampler:
+                res = await phase()
+            summary = res.summary()
+            summary["events_per_s"] = round(res.throughput * per_post, 1)
+            summary["events_per_post"] = per_post
+            summary["engine_rss_mb_max"] = round(max(sampler.rss) / 2**20, 1)
+            summary["engine_cpu_s"] = round(sampler.cpu_s, 2)
+            if backing is not None:
+                summary["backing_cpu_s"] = round(sampler.backing_cpu_s, 2)
+            out[label] = summary
+            log(f"  ingest {label}: {summary['events_per_s']} events/s, POST p50 {summary['p50_ms']} ms p99 {summary['p99_ms']} ms")
+    return out
+
+
+async def scenario_ingest(quick: bool, clusters: list[type[PyngestCluster]]) -> dict[str, Any]:
+    """Events accepted per second: each is durable (committed) before its POST answers. One
+    SQLite process, then each scale-out system chosen."""
     port = free_port()
     server = Proc("pyngest", python("-m", "pyngest.server.cli", "dev", "--no-discovery", "--no-poll",
                                     "-p", str(port), "--host", "127.0.0.1", "--sqlite-dir", scratch_dir("ingest"),
                                     "-l", "warn"), cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
-    out: dict[str, Any] = {}
     try:
         await wait_http(base + "/health", server)
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=64)) as http:
-
-            async def post(body: bytes) -> None:
-                async with http.post(base + "/e/bench", data=body) as r:
-                    await r.read()
-                    if r.status != 200:
-                        raise RuntimeError(f"POST /e answered {r.status}")
-
-            for label, per_post, posts in (("single", 1, 2_000 if quick else 40_000),
-                                           ("batch100", 100, 100 if quick else 1_500)):
-                bodies = iter([orjson.dumps([{"name": "bench/ingest", "data": {"i": i, "j": j}}
-                                             for j in range(per_post)]) if per_post > 1
-                               else orjson.dumps({"name": "bench/ingest", "data": {"i": i}})
-                               for i in range(posts + 200)])
-                await closed_loop(lambda _i, b=bodies: post(next(b)), concurrency=64, runs=200)  # warm-up
-
-                def phase(b: Any = bodies, n: int = posts) -> Awaitable[LoadResult]:
-                    return closed_loop(lambda _i: post(next(b)), concurrency=64, runs=n)
-
-                with Sampler([server.pid]) as sampler:
-                    res = await phase()
-                summary = res.summary()
-                summary["events_per_s"] = round(res.throughput * per_post, 1)
-                summary["events_per_post"] = per_post
-                summary["engine_rss_mb_max"] = round(max(sampler.rss) / 2**20, 1)
-                summary["engine_cpu_s"] = round(sampler.cpu_s, 2)
-                out[label] = summary
-                log(f"  ingest {label}: {summary['events_per_s']} events/s, POST p50 {summary['p50_ms']} ms p99 {summary['p99_ms']} ms")
+        out = await ingest_into([base], [server.pid], quick)
     finally:
         server.stop()
+    for cls in clusters:
+        log(f"ingest: {cls.name}")
+        system = cls()
+        try:
+            await system.start()
+            out[cls.name] = await ingest_into([f"http://127.0.0.1:{p}" for p in system.ports], system.engine_pids(),
+                                              quick, backing=system.backing_pids)
+        finally:
+            await system.stop()
     return out
 
 
@@ -423,7 +457,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
 
     if "ingest" in scenarios:
         log("ingest")
-        results["scenarios"]["ingest"] = await scenario_ingest(args.quick)
+        clusters = [cls for cls in (PyngestPG1, PyngestPG2, PyngestPG3) if cls.name in chosen_systems]
+        results["scenarios"]["ingest"] = await scenario_ingest(args.quick, clusters)
         save()
     if "runs" in scenarios:
         repeats: list[dict[str, Any]] = []
