@@ -254,3 +254,26 @@ async def test_runs_complete_when_redis_is_flushed_mid_flight(cluster: Cluster) 
         await client.aclose()
     for eid in ids:
         assert (await cluster.run_ended(eid))["output"] == 2
+
+
+async def test_the_live_feed_of_any_node_shows_runs_that_others_execute(cluster: Cluster) -> None:
+    cluster.app.script = lambda call: _done("ok")
+    await cluster.register(function_config(cluster.app, "watched"))
+    feed = cluster.nodes[0].service.live.subscribe()
+    await asyncio.sleep(0.1)  # the others learn someone watches through Redis within a moment
+    for node in cluster.nodes[1:]:
+        assert node.service.cluster is not None
+        node.service.cluster._remote_watchers_until = float("inf")  # noqa: SLF001 - skip the 5 s beacon
+    ids = []
+    for n in range(12):
+        ids += await cluster.send({"name": "test/watched", "data": {"n": n}}, via=1 + n % 2)
+    runs = {(await cluster.run_ended(eid))["run_id"] for eid in ids}
+    seen: set[str] = set()
+    deadline = asyncio.get_running_loop().time() + 10
+    while not runs <= seen:
+        timeout = deadline - asyncio.get_running_loop().time()
+        assert timeout > 0, f"live feed of node 0 missed {len(runs - seen)} of {len(runs)} runs"
+        message = await asyncio.wait_for(feed.get(), timeout)
+        seen |= set(message["runs"])
+    elsewhere = [r for r in runs if not cluster.nodes[0].service.state.shards.owns_run(r)]
+    assert elsewhere  # some of them ran on the other nodes

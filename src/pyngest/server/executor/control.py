@@ -143,8 +143,11 @@ class RunControl:
         x = self.x
         pause = x.state.pauses.for_signal(name)
         if pause is not None:
-            return await self.resume(pause.id, value, kind="StepSignalled")
-        if not x.state.shards.sharded:
+            run_id = await self.resume(pause.id, value, kind="StepSignalled")
+            if run_id is not None or not x.state.shards.sharded:
+                return run_id
+            # consumed or replaced elsewhere meanwhile: a newer wait may be in another shard
+        elif not x.state.shards.sharded:
             return None
         pause = await x.state.store.pause_for_signal(name)
         if pause is None:
