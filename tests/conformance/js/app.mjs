@@ -199,6 +199,7 @@ const invokeParent = inngest.createFunction(
       }
       return { result };
     } catch (err) {
+      if (ctx.event.data.reraise) throw err; // the run fails with the SDK's error for it
       return { error: { caught: err.constructor.name, name: err.name, message: err.message } };
     }
   },

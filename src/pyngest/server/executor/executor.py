@@ -23,7 +23,7 @@ from pyngest.protocol.opcodes import MAX_OPS_PER_RESPONSE, MAX_SDK_REQUEST_BYTES
 from pyngest.server.executor import ops as opsmod
 from pyngest.server.executor.backoff import next_retry_ms
 from pyngest.server.executor.control import RunControl
-from pyngest.server.executor.driver import Driver, DriverResponse, standard_error
+from pyngest.server.executor.driver import Driver, DriverResponse, sdk_error_output, standard_error
 from pyngest.server.executor.finalize import finalize
 from pyngest.server.executor.gateway import GatewayRunner
 from pyngest.server.executor.state import State
@@ -232,7 +232,7 @@ class Executor:
         if retryable:
             self.retry(job, batch, resp.retry_at)
             return
-        self.finish(run, fn.slug, RunStatus.FAILED, batch, now, error=error)
+        self.finish(run, fn.slug, RunStatus.FAILED, batch, now, error=error, output=sdk_error_output(resp))
 
     def retry(self, job: Job, batch: Batch, retry_at: int | None) -> None:
         now = self.clock.now_ms()
