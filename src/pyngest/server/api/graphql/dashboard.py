@@ -258,7 +258,8 @@ class DashboardFields:
         app, _ = await self.ops.resync_app(id)
         return self.base.app(app)  # a failed sync shows in the app's "error"
 
-    async def m_rerun(self, info: Any, runID: str, fromStep: Any = None) -> str:  # noqa: N803
+    async def m_rerun(self, info: Any, runID: str, fromStep: Any = None, **_debug: Any) -> str:  # noqa: N803
+        # debugRunID / debugSessionID tag upstream's debugger sessions, which pyngest has not
         if fromStep:
             raise OperationError("rerunning from a step is not supported yet: rerun the whole run")
         return await self.ops.rerun(runID)
