@@ -147,8 +147,9 @@ const waitForEventFn = inngest.createFunction(
   },
 );
 
+// Invoke-only: no trigger at all, as the npm SDK registers a function that is only invoked.
 const invokeChild = inngest.createFunction(
-  { id: "invoke-child", triggers: [ev("never.child")] },
+  { id: "invoke-child", triggers: [] },
   async (ctx) => {
     const doubled = await ctx.step.run("double", () => {
       stepRecord(ctx, "invoke-child", "double");
