@@ -87,8 +87,10 @@ class EventAPI:
         now = self.service.clock.now_ms()
         source = hashlib.sha256(key.encode()).hexdigest()[:12] if key else ""
         max_bytes = self.config.max_event_bytes
+        # As upstream: events are taken in order up to the first invalid one, which ends the
+        # request. The events before it are stored; the answer (400) has their ids only.
         ids: list[str] = []
-        errors: list[str] = []
+        error: str | None = None
         accepted: list[StoredEvent] = []
         single = len(items) == 1
         for index, raw in enumerate(items, start=1):
@@ -98,22 +100,20 @@ class EventAPI:
                 await asyncio.sleep(0)
             size = len(body) if single else len(orjson.dumps(raw))
             if size > max_bytes:
-                errors.append(_label(index, single) + f"Event is over the max size: Max {max_bytes} bytes / Size {size} bytes")
-                ids.append("")
-                continue
+                error = _label(index, single) + f"Event is over the max size: Max {max_bytes} bytes / Size {size} bytes"
+                break
             try:
                 event = normalize_incoming(raw, now)
             except EventValidationError as exc:
-                errors.append(_label(index, single) + str(exc))
-                ids.append("")
-                continue
+                error = _label(index, single) + str(exc)
+                break
             iid = seeded_ulid(seed, index) or new_ulid(now)
             accepted.append(stored(event, received_ms=now, internal_id=iid, source=source))
             ids.append(iid)
         if accepted:
             await self.service.runner.accept(accepted)
-        if errors:
-            return 400, {"ids": ids, "status": 400, "error": "; ".join(errors)}
+        if error is not None:
+            return 400, {"ids": ids, "status": 400, "error": error}
         return 200, {"ids": ids, "status": 200}
 
     async def invoke(self, request: Request) -> Response:
