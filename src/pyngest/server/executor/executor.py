@@ -267,10 +267,16 @@ class Executor:
         batch.add(UpdateRun(run.id, fields))
         return bool(run.pending)
 
-    def enqueue_discovery(self, run: Run, batch: Batch, due_ms: int | None = None) -> None:
+    def enqueue_discovery(self, run: Run, batch: Batch, due_ms: int | None = None, *,
+                          after_step: bool = True) -> None:
+        """Ask the SDK what comes next. ``after_step``: the discovery follows a step result
+        (the SDK's, or a fetch/AI request's); then, as upstream, a v2 run may execute steps
+        immediately again, parallelism being over. A discovery after a sleep, a wait or an
+        invoke keeps the flag as it is: upstream resets it only where it saves a step result
+        and enqueues the discovery (``maybeResetForceStepPlan``), so after a parallel group
+        whose last branch sleeps the SDK still plans the next step instead of running it."""
         now = self.clock.now_ms()
-        if run.force_step_plan and run.version >= 2:
-            # v2: immediate execution is allowed again once nothing is pending
+        if after_step and run.force_step_plan and run.version >= 2:
             run.force_step_plan = False
             batch.add(UpdateRun(run.id, {"force_step_plan": False}))
         batch.add(Enqueue(execute_job(run, f"{run.id}:d:{len(run.stack)}", "step", due_ms or now)))
