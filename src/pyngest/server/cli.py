@@ -77,7 +77,14 @@ def _env(name: str) -> str:
     return f"INNGEST_{name.upper().replace('-', '_')}"
 
 
-def common_options(fn: Any) -> Any:
+# Flags of `start` that `dev` does not list: dev takes any event key and has no sign-in. dev
+# still reads them (hidden) so that it refuses them on its command line instead of ignoring
+# them (from the environment they are ignored: an app's INNGEST_EVENT_KEY may be set there),
+# and refuses the external stores wherever they come from (`_build`).
+START_ONLY = ("dashboard_user", "dashboard_password", "event_key")
+
+
+def common_options(fn: Any, *, dev: bool) -> Any:
     options = [
         click.option("-p", "--port", type=int, default=DEFAULT_PORT, envvar=_env("port"), show_default=True,
                      help="Port for the Event API, SDK APIs, REST, GraphQL and dashboard."),
@@ -114,12 +121,15 @@ def common_options(fn: Any) -> Any:
         click.option("--signing-key-fallback", default=None, envvar=_env("signing_key_fallback"),
                      help="A second accepted signing key, for rotation."),
         click.option("--dashboard-user", default="admin", envvar=_env("dashboard_user"), show_default=True,
-                     help="start: the user name that signs in to the dashboard."),
-        click.option("--dashboard-password", default=None, envvar=_env("dashboard_password"),
-                     help="start: the dashboard's password (default: the signing key)."),
-        click.option("--event-key", multiple=True, envvar=_env("event_key"), help="An accepted event key (repeatable)."),
-        click.option("--redis-uri", default=None, envvar=_env("redis_uri"), help="Not supported yet."),
-        click.option("--postgres-uri", default=None, envvar=_env("postgres_uri"), help="Not supported yet."),
+                     hidden=dev, help="The user name that signs in to the dashboard."),
+        click.option("--dashboard-password", default=None, envvar=_env("dashboard_password"), hidden=dev,
+                     help="The dashboard's password (default: the signing key)."),
+        click.option("--event-key", multiple=True, envvar=_env("event_key"), hidden=dev,
+                     help="An accepted event key (repeatable)."),
+        click.option("--redis-uri", default=None, envvar=_env("redis_uri"), hidden=dev,
+                     help="Not supported yet (start: refused with a message)."),
+        click.option("--postgres-uri", default=None, envvar=_env("postgres_uri"), hidden=dev,
+                     help="Not supported yet."),
     ]
     for option in reversed(options):
         fn = option(fn)
@@ -127,17 +137,32 @@ def common_options(fn: Any) -> Any:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pyngest", prog_name="pyngest", message="%(prog)s %(version)s")
 def main() -> None:
     """pyngest: a durable-functions server compatible with Inngest's SDKs."""
 
 
+def _dev_options(fn: Any) -> Any:
+    return common_options(fn, dev=True)
+
+
+def _start_options(fn: Any) -> Any:
+    return common_options(fn, dev=False)
+
+
 @main.command()
-@common_options
+@_dev_options
 @click.option("--no-discovery", is_flag=True, envvar=_env("no_discovery"), help="Do not scan local ports for apps.")
 @click.option("--no-poll", is_flag=True, envvar=_env("no_poll"), help="Do not re-sync apps periodically.")
 @click.pass_context
 def dev(ctx: click.Context, /, **params: Any) -> None:
     """Run the local development server (any event key works, no signing needed)."""
+    for name in START_ONLY:
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(
+                f"--{name.replace('_', '-')} applies to `pyngest start`; the dev server takes any event key "
+                "and has no sign-in"
+            )
     path = find_config(Path.cwd())
     if path is not None:
         apply_config(ctx, params, read_config(path))
@@ -148,7 +173,7 @@ def dev(ctx: click.Context, /, **params: Any) -> None:
 
 
 @main.command()
-@common_options
+@_start_options
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               envvar=_env("config"), help="A config file (YAML, JSON or TOML).")
 @click.pass_context

@@ -95,6 +95,29 @@ def test_environment_and_config_file_walked_up_from_the_working_directory(tmp_pa
         stop(proc)
 
 
+def run_cli(args: list[str]) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("INNGEST_")}
+    return subprocess.run([sys.executable, "-m", "pyngest.server.cli", *args], capture_output=True, text=True,
+                          env=env, timeout=60)
+
+
+def test_version_is_the_installed_package_version() -> None:
+    from importlib.metadata import version
+
+    res = run_cli(["--version"])
+    assert res.returncode == 0 and res.stdout.strip() == f"pyngest {version('pyngest')}"
+
+
+def test_dev_help_lists_only_the_flags_that_apply_to_dev() -> None:
+    start_only = ("--event-key", "--dashboard-user", "--dashboard-password", "--redis-uri", "--postgres-uri")
+    dev_help, start_help = run_cli(["dev", "--help"]).stdout, run_cli(["start", "--help"]).stdout
+    assert "--no-discovery" in dev_help and "--no-discovery" not in start_help
+    for flag in start_only:
+        assert flag not in dev_help and flag in start_help, flag
+    refused = run_cli(["dev", "--event-key", "k"])
+    assert refused.returncode == 2 and "--event-key applies to `pyngest start`" in refused.stderr
+
+
 @pytest.mark.parametrize("source", ["flag", "env", "config"])
 @pytest.mark.parametrize("flag", ["--redis-uri", "--postgres-uri"])
 def test_external_stores_are_refused_clearly(tmp_path: Path, flag: str, source: str) -> None:
