@@ -22,9 +22,9 @@ from pyngest.server.api.graphql.dashboard import (
 )
 from pyngest.server.api.manage import Operations
 from pyngest.server.model import Run, RunStatus, StoredEvent
-from pyngest.server.registry import Function
+from pyngest.server.registry import Function, normalize_url
 from pyngest.server.service import Service
-from pyngest.server.store.base import AppRecord, RunQuery
+from pyngest.server.store.base import AppRecord, AppUrlRecord, RunQuery
 from pyngest.server.traces import build_trace, finalization_span, parse_output_id
 
 _STATUS = {
@@ -70,6 +70,19 @@ class Resolvers:
             "connectionType": "SERVERLESS", "method": "SERVE", "appVersion": app.app_version or None,
             "connected": app.error is None, "functionCount": len(fns),
             "autodiscovered": bool(rec and rec.source == "discovery"), "updatedAt": app.updated_ms or None,
+            **self._sync_facts(app, rec),
+        }
+
+    def _sync_facts(self, app: AppRecord, rec: AppUrlRecord | None) -> dict[str, Any]:
+        """When and how the app last synced (the server's memory of this process; after a
+        restart, the stored time of the last sync)."""
+        syncer = self.s.syncer
+        st = syncer.states.get(normalize_url(app.url)) if app.url else None
+        synced = (st.synced_ms if st else None) or (rec.synced_ms if rec else None) or app.updated_ms or None
+        polls = self.s.config.poll or (rec is not None and rec.error is not None)
+        return {
+            "lastSyncedAt": synced, "syncedBy": st.synced_by if st else None,
+            "resyncIntervalSeconds": (st.interval_s if st else self.s.config.poll_interval_s) if polls else None,
         }
 
     def function(self, fn: Function) -> dict[str, Any]:
