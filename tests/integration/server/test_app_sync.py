@@ -37,14 +37,14 @@ class SdkApp:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/api/inngest"
 
-    async def bind(self) -> int:
-        """Take a free port without serving yet (the app "starts" later)."""
+    async def bind(self, port: int = 0) -> int:
+        """Serve on ``port`` (0: a free one)."""
         app = web.Application()
         app.router.add_get("/api/inngest", self._introspect)
         app.router.add_put("/api/inngest", self._sync)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        site = web.TCPSite(self._runner, "127.0.0.1", port)
         await site.start()
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
         return self.port
@@ -117,13 +117,7 @@ async def test_an_app_started_later_is_found_while_another_is_synced(harness: Ha
     await idle(harness)
     probes_before = len(first.gets)
     # the later app starts on its scanned port, while the first one is synced
-    later.port = later_port
-    app = web.Application()
-    app.router.add_get("/api/inngest", later._introspect)
-    app.router.add_put("/api/inngest", later._sync)
-    later._runner = web.AppRunner(app, access_log=None)
-    await later._runner.setup()
-    await web.TCPSite(later._runner, "127.0.0.1", later_port).start()
+    await later.bind(later_port)
     await tick(harness)
     assert harness.service.registry.app_by_url(later.url), "found within one poll interval"
     assert later.gets, "found by a discovery probe"
