@@ -108,6 +108,10 @@ def test_run_page_timeline_output_rerun_and_cancel(page: Page, stack: Stack) -> 
     assert p.locator('.tl-row[data-span="cool-off"] .bar.sleep').count() == 1
     assert p.locator('.tl-row[data-span="send-receipt"] .bar.invoke').count() == 1
     assert "shop-send-receipt" in p.locator('.tl-row[data-span="send-receipt"] .tl-meta').inner_text()
+    # the run's output is shown once: in its panel below, not also in the run's detail
+    p.wait_for_selector(".two .panel .code")
+    assert p.locator(".span-detail .code").count() == 0
+    assert p.locator(".two .panel").nth(0).locator(".code").count() == 1
     panel = p.locator(".timeline").bounding_box()
     for meta in p.locator(".timeline .tl-meta").all():  # every label stays inside the timeline
         box = meta.bounding_box()
@@ -347,6 +351,15 @@ def test_apps_add_edit_resync_delete(page: Page, stack: Stack) -> None:
     assert "py 0.5.19" in text and "Synced" in text
     assert card.locator("dt:has-text('Functions') + dd").inner_text() == "5"
     assert p.locator('article[data-app="billing"] dt:has-text("Functions") + dd').inner_text() == "1"
+    # when and how the app last synced, and how often it is re-synced
+    assert card.locator("dt:has-text('Last sync') + dd").inner_text() != "never"
+    assert card.locator("dt:has-text('Re-sync') + dd").inner_text() == "only on request"  # --no-poll
+    for article in p.locator("article.app-card").all():  # no label runs past its card
+        box = article.bounding_box()
+        for label in article.locator("h3, dd, .pill").all():
+            inner = label.bounding_box()
+            assert box["x"] <= inner["x"] and inner["x"] + inner["width"] <= box["x"] + box["width"] + 0.5, \
+                label.inner_text()
     page.shot("apps")
     card.locator("button:has-text('Resync')").click()
     p.wait_for_selector(".toast:has-text('shop synced')")
