@@ -116,6 +116,9 @@ def common_options(fn: Any, *, dev: bool) -> Any:
         click.option("--json", "json_logs", is_flag=True, default=None, envvar=_env("json"),
                      help="JSON logs (default when stdout is not a terminal)."),
         click.option("-v", "--verbose", is_flag=True, envvar=_env("verbose"), help="Verbose logging."),
+        click.option("--otel-endpoint", default=None, envvar=[_env("otel_endpoint"), "OTEL_EXPORTER_OTLP_ENDPOINT"],
+                     help="Export a trace per run to this OTLP/HTTP collector, e.g. http://localhost:4318 "
+                          "(needs pyngest[otel])."),
         click.option("--signing-key", default=None, envvar=_env("signing_key"),
                      help="Sign requests to apps and require it from them (hex, optionally signkey-<env>-)."),
         click.option("--signing-key-fallback", default=None, envvar=_env("signing_key_fallback"),
@@ -236,6 +239,7 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     cfg.dashboard_password = params["dashboard_password"] or None
     cfg.log_level = "debug" if params["verbose"] else params["log_level"]
     cfg.json_logs = params["json_logs"] if params["json_logs"] is not None else not sys.stdout.isatty()
+    cfg.otel_endpoint = params["otel_endpoint"] or None
     return cfg
 
 
@@ -248,6 +252,9 @@ class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {"time": round(record.created, 3), "level": record.levelname.lower(), "caller": record.name,
                "msg": record.getMessage()}
+        fields = getattr(record, "fields", None)  # run_id, fn, app... of run events (run_log.py)
+        if isinstance(fields, dict):
+            out.update(fields)
         if record.exc_info:
             out["error"] = self.formatException(record.exc_info)
         return json.dumps(out)
@@ -306,6 +313,7 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
 
     t0 = time.monotonic()
     service = Service(cfg)
+    exporter = _observe(service, cfg)
     try:
         await service.start(sync_apps=False)
     except (StoreError, sqlite3.Error, OSError) as exc:
@@ -333,7 +341,29 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
     finally:
         log.info("shutting down: finishing in-flight work (up to %.0f s)", cfg.shutdown_grace_s)
         await service.stop()
+        if exporter is not None:
+            await exporter.close()
         log.info("stopped")
+
+
+def _observe(service: Any, cfg: ServerConfig) -> Any:
+    """Run events in the log, and (with --otel-endpoint) runs' traces over OTLP. Returns the
+    trace exporter, to be closed (flushed) after the service."""
+    from pyngest.server.run_log import RunLog, describer
+
+    service.state.observers.append(RunLog(describer(service)).observe)
+    if not cfg.otel_endpoint:
+        return None
+    try:
+        from pyngest.server.otel import RunExporter
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--otel-endpoint needs the OpenTelemetry SDK: pip install 'pyngest[otel]' ({exc})"
+        ) from exc
+    exporter = RunExporter(service, cfg.otel_endpoint)
+    service.state.observers.append(exporter.observe)
+    log.info("exporting runs' traces to %s", cfg.otel_endpoint)
+    return exporter
 
 
 class _Server:

@@ -35,6 +35,7 @@ class ServerConfig:
     retention_ms: int = 7 * 86_400_000  # ended runs and old events are removed after this; 0 keeps all
     log_level: str = "info"
     json_logs: bool = False
+    otel_endpoint: str | None = None  # OTLP/HTTP collector for runs' traces; None: no export
     # start mode: the dashboard's sign-in (without a password, the signing key is the password)
     dashboard_user: str = "admin"
     dashboard_password: str | None = None
