@@ -10,19 +10,19 @@ body ends at the close, carrying a header that would say otherwise in HTTP/1.1.
 from __future__ import annotations
 
 import http.client
-import threading
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
+from .local_http import LocalHTTPServer, QuietHandler
 
-class HTTP10Proxy:
+
+class HTTP10Proxy(LocalHTTPServer):
     def __init__(self, upstream: str) -> None:
         target = urlsplit(upstream)
         host, port = target.hostname or "127.0.0.1", target.port or 80
         outer = self
         self.responses: list[tuple[int, dict[str, str]]] = []  # what the proxy answered
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             protocol_version = "HTTP/1.0"
 
             def _forward(self) -> None:
@@ -45,22 +45,5 @@ class HTTP10Proxy:
 
             do_GET = do_POST = do_PUT = _forward
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> HTTP10Proxy:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
+        super().__init__(Handler)

@@ -5,13 +5,14 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+
+from .local_http import LocalHTTPServer, QuietHandler
 
 
 @dataclass
@@ -32,13 +33,13 @@ def _value(v: Any) -> Any:
     return getattr(v, kind) if kind else None
 
 
-class Collector:
+class Collector(LocalHTTPServer):
     def __init__(self) -> None:
         self.spans: list[ReceivedSpan] = []
         self._lock = threading.Lock()
         outer = self
 
-        class Handler(BaseHTTPRequestHandler):
+        class Handler(QuietHandler):
             def do_POST(self) -> None:  # noqa: N802
                 body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 if self.path != "/v1/traces":
@@ -55,11 +56,8 @@ class Collector:
                 self.end_headers()
                 self.wfile.write(reply)
 
-            def log_message(self, format: str, *args: object) -> None:  # noqa: A002
-                pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+        super().__init__(Handler)
 
     def _keep(self, request: ExportTraceServiceRequest) -> None:
         with self._lock:
@@ -77,17 +75,3 @@ class Collector:
     def trace(self, run_id: str) -> list[ReceivedSpan]:
         with self._lock:
             return [s for s in self.spans if s.attributes.get("inngest.run_id") == run_id]
-
-    @property
-    def url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}"
-
-    def start(self) -> Collector:
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-        self._thread.join(timeout=10)
