@@ -237,7 +237,7 @@ def validate_function(raw: Any) -> tuple[FunctionConfig | None, list[str]]:
         fid = ""
     name = fn.get("name")
     if name is None or name == "":
-        fn["name"] = fid  # the SDKs fall back to the id; so do we
+        errors.append("A function name is required")  # as upstream; the SDKs always send one
     elif not isinstance(name, str):
         errors.append("A function name must be a string")
 

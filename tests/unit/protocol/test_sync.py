@@ -60,6 +60,13 @@ def test_a_function_without_triggers_is_invoke_only_and_valid() -> None:
         assert errors == [] and fn is not None and fn["triggers"] == []
 
 
+def test_a_function_without_a_name_is_refused_as_upstream_does() -> None:
+    raw = python_sdk_style_payload()["functions"][0]
+    del raw["name"]
+    _, errors = validate_function(raw)
+    assert "A function name is required" in errors
+
+
 def test_retries_are_clamped_to_twenty() -> None:
     raw = python_sdk_style_payload()["functions"][0]
     raw["steps"]["step"]["retries"] = {"attempts": 99}

@@ -81,9 +81,9 @@ class EventAPI:
             items = _parse_events(body, content_type)
         except ValueError as exc:
             return 400, {"ids": [], "status": 400, "error": str(exc)}
-        if len(items) > MAX_EVENTS_PER_REQUEST:
-            return 400, {"ids": [], "status": 400,
-                         "error": f"Cannot have more than {MAX_EVENTS_PER_REQUEST} events in a batch"}
+        # As upstream: the first 5,000 events are taken, then the request ends with an error.
+        too_many = len(items) > MAX_EVENTS_PER_REQUEST
+        items = items[:MAX_EVENTS_PER_REQUEST]
         now = self.service.clock.now_ms()
         source = hashlib.sha256(key.encode()).hexdigest()[:12] if key else ""
         max_bytes = self.config.max_event_bytes
@@ -112,6 +112,8 @@ class EventAPI:
             ids.append(iid)
         if accepted:
             await self.service.runner.accept(accepted)
+        if error is None and too_many:
+            error = f"Cannot have more than {MAX_EVENTS_PER_REQUEST} events in a batch"
         if error is not None:
             return 400, {"ids": ids, "status": 400, "error": error}
         return 200, {"ids": ids, "status": 200}
