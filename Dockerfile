@@ -15,7 +15,8 @@ FROM python:3.11-slim-bookworm
 RUN useradd --system --uid 10001 --user-group --home-dir /data --shell /usr/sbin/nologin pyngest \
     && mkdir -p /data && chown pyngest:pyngest /data
 COPY --from=build /dist/ /tmp/dist/
-RUN pip install --no-cache-dir /tmp/dist/*.whl && rm -rf /tmp/dist
+# with the OpenTelemetry exporter, so INNGEST_OTEL_ENDPOINT works in the image
+RUN pip install --no-cache-dir "$(ls /tmp/dist/*.whl)[otel]" && rm -rf /tmp/dist
 USER pyngest
 WORKDIR /data
 VOLUME ["/data"]
