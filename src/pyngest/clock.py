@@ -108,6 +108,11 @@ class TestClock:
     def advance(self, ms: int) -> None:
         self.set(self._now + ms)
 
+    def has_timer_at(self, when_ms: int) -> bool:
+        """Whether something sleeps until exactly ``when_ms`` (a test's sign that a loop has gone
+        back to sleep)."""
+        return any(when == when_ms and not timer.cancelled for when, _, timer in self._timers)
+
     def next_timer_ms(self) -> int | None:
         while self._timers and self._timers[0][2].cancelled:
             heapq.heappop(self._timers)

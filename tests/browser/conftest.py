@@ -1,6 +1,9 @@
 """A real pyngest server (``pyngest dev``) and a real app (the official Inngest Python SDK, see
-``shop_app.py``), driven by Debian's Chromium through Playwright. Screenshots go to
-``docs/screenshots/``."""
+``shop_app.py``), driven by Debian's Chromium through Playwright.
+
+Screenshots go to a temporary directory, so a test run rewrites no tracked file; the README's
+and docs' screenshots in ``docs/screenshots/`` are taken again with ``scripts/screenshots``
+(which sets ``PYNGEST_SCREENSHOTS`` to that directory)."""
 
 from __future__ import annotations
 
@@ -9,6 +12,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,7 +24,8 @@ import pytest
 from tests import backends
 
 ROOT = Path(__file__).resolve().parents[2]
-SHOTS = ROOT / "docs" / "screenshots"
+# where `Page.shot` writes: the directory PYNGEST_SCREENSHOTS names, else a temporary one
+SHOTS = Path(os.environ.get("PYNGEST_SCREENSHOTS") or tempfile.mkdtemp(prefix="pyngest-screenshots-"))
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]

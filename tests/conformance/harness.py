@@ -280,6 +280,7 @@ class App:
     event_key: str | None = None
     app_id: str | None = None
     port: int = field(default_factory=free_port)
+    env: dict[str, str] = field(default_factory=dict)  # more variables for the app's process
     proc: Proc | None = None
 
     @property
@@ -323,6 +324,7 @@ class App:
             env["INNGEST_DEV"] = self.server_url
         if self.event_key:
             env["INNGEST_EVENT_KEY"] = self.event_key
+        env.update(self.env)
         if self.kind == "js":
             if not (JS_DIR / "node_modules" / "inngest").is_dir():
                 raise AssertionError(

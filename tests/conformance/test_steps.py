@@ -118,3 +118,36 @@ def test_step_fetch(app: App, api: Api) -> None:
     assert run["output"] == {"status": 200, "body": {"echoed": tag, "method": "GET"}}
     hits = [o for o in app.observations(kind="echo", tag=tag) if o["t"] >= started - 1]
     assert len(hits) == 1, hits
+
+
+# inngest-js src/test/integration/middleware/parallelSteps.test.ts, "info hooks for parallel
+# steps" (as of the v4 hooks the pinned SDK has): what the run's requests log, in order.
+FIRST_REQUEST = [
+    "onMemoizationEnd", "onRunStart", "fn: top", "onStepStart", "step-1: inside", "onStepComplete",
+]
+# Upstream's list has a request here that only plans the parallel group; the npm SDK, which
+# checkpoints step-1 to pyngest, goes on to plan the group within the first request.
+PLANNING_REQUEST = ["fn: top", "onMemoizationEnd"]
+AFTER_PLANNING = [
+    # the planned step-2-a
+    "fn: top", "onMemoizationEnd", "onStepStart", "step-2-a: inside", "onStepComplete",
+    # after the sleep: discovery, which plans step-3 (immediate execution still disabled)
+    "fn: top", "onMemoizationEnd",
+    # the planned step-3
+    "fn: top", "onMemoizationEnd", "onStepStart", "step-3: inside", "onStepComplete",
+    # the end
+    "fn: top", "onMemoizationEnd", "fn: bottom", "onRunComplete",
+]
+
+
+@pytest.mark.parametrize("app", ["js"], indirect=True)
+def test_parallel_group_with_a_sleep_keeps_planning_steps(app: App, api: Api) -> None:
+    tag = new_tag()
+    run = api.wait_run(api.send(app.event("parallel-sleep"), {"tag": tag}))
+    assert run["status"] == "Completed", run
+    assert run["output"]["parallel"] == ["step-2-a: output", None]
+    hooks = [entry["what"] for entry in app.observations(kind="hook", tag=tag)]
+    assert hooks in (
+        FIRST_REQUEST + AFTER_PLANNING,
+        FIRST_REQUEST + PLANNING_REQUEST + AFTER_PLANNING,
+    ), "\n".join(hooks)

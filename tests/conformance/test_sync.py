@@ -69,7 +69,9 @@ COMMON_FUNCTIONS = {
     "large-state",
     "crash-ten",
 }
-ONLY_IN = {"js": {"fetch"}}  # step.fetch exists only in the npm SDK
+ONLY_IN = {"js": {"fetch", "parallel-sleep"}}  # step.fetch and middleware hooks: npm SDK only
+# Python apps only: failures the Python SDKs raise by name (test_failure_output.py)
+PY_ONLY = {"parallel-disappears", "unexpected-step", "unserializable"}
 
 
 class FakeServer:
@@ -126,10 +128,15 @@ def test_app_answers_introspection_as_an_sdk(fake_app: App) -> None:
     assert res.headers["x-inngest-sdk"] == SDK_HEADER[fake_app.kind]
     body = res.json()
     assert body["mode"] == "dev"
-    registered = COMMON_FUNCTIONS | ONLY_IN.get(fake_app.kind, set())
+    registered = _registered(fake_app.kind)
     # Python counts the functions the user defined, JS also counts on_failure handlers.
     expected = len(registered) if fake_app.kind == "js" else len(registered) - 1
     assert body["function_count"] == expected
+
+
+def _registered(kind: str) -> set[str]:
+    """The function ids app ``kind`` registers."""
+    return COMMON_FUNCTIONS | ONLY_IN.get(kind, set()) | (PY_ONLY if kind != "js" else set())
 
 
 def _register_request(fake: FakeServer, app: App) -> dict[str, Any]:
@@ -165,7 +172,7 @@ def test_registered_functions_are_the_same_set_in_every_app(
     prefix = f"{fake_app.id}-"
     assert all(slug.startswith(prefix) for slug in functions)
     ids = {slug[len(prefix) :] for slug in functions}
-    assert ids == COMMON_FUNCTIONS | ONLY_IN.get(fake_app.kind, set())
+    assert ids == _registered(fake_app.kind)
 
     for slug, fn in functions.items():
         (step,) = fn["steps"].values()

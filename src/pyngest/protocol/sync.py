@@ -237,7 +237,7 @@ def validate_function(raw: Any) -> tuple[FunctionConfig | None, list[str]]:
         fid = ""
     name = fn.get("name")
     if name is None or name == "":
-        fn["name"] = fid  # the SDKs fall back to the id; so do we
+        errors.append("A function name is required")  # as upstream; the SDKs always send one
     elif not isinstance(name, str):
         errors.append("A function name must be a string")
 
@@ -352,10 +352,14 @@ def validate_function(raw: Any) -> tuple[FunctionConfig | None, list[str]]:
 
 def _validate_triggers(errors: list[str], fn: dict[str, Any]) -> None:
     triggers = fn.get("triggers")
-    if not isinstance(triggers, list) or not triggers:
-        errors.append("At least one trigger is required")
+    if triggers is None:
+        triggers = fn["triggers"] = []
+    if not isinstance(triggers, list):
+        errors.append("triggers must be a list")
         fn["triggers"] = []
         return
+    # No trigger at all is valid, as upstream: the function runs only when invoked (the npm
+    # SDK registers an invoke-only function with `triggers: []`).
     if len(triggers) > MAX_TRIGGERS:
         errors.append(f"This function exceeds the max number of triggers: {MAX_TRIGGERS}")
     seen: set[tuple[str, str]] = set()

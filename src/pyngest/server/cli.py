@@ -77,7 +77,13 @@ def _env(name: str) -> str:
     return f"INNGEST_{name.upper().replace('-', '_')}"
 
 
-def common_options(fn: Any) -> Any:
+# Flags of `start` that `dev` does not list: dev takes any event key and has no sign-in. dev
+# still reads them (hidden) so that it refuses them on its command line instead of ignoring
+# them (from the environment they are ignored: an app's INNGEST_EVENT_KEY may be set there).
+START_ONLY = ("dashboard_user", "dashboard_password", "event_key")
+
+
+def common_options(fn: Any, *, dev: bool) -> Any:
     options = [
         click.option("-p", "--port", type=int, default=DEFAULT_PORT, envvar=_env("port"), show_default=True,
                      help="Port for the Event API, SDK APIs, REST, GraphQL and dashboard."),
@@ -109,15 +115,19 @@ def common_options(fn: Any) -> Any:
         click.option("--json", "json_logs", is_flag=True, default=None, envvar=_env("json"),
                      help="JSON logs (default when stdout is not a terminal)."),
         click.option("-v", "--verbose", is_flag=True, envvar=_env("verbose"), help="Verbose logging."),
+        click.option("--otel-endpoint", default=None, envvar=[_env("otel_endpoint"), "OTEL_EXPORTER_OTLP_ENDPOINT"],
+                     help="Export a trace per run to this OTLP/HTTP collector, e.g. http://localhost:4318 "
+                          "(needs pyngest[otel])."),
         click.option("--signing-key", default=None, envvar=_env("signing_key"),
                      help="Sign requests to apps and require it from them (hex, optionally signkey-<env>-)."),
         click.option("--signing-key-fallback", default=None, envvar=_env("signing_key_fallback"),
                      help="A second accepted signing key, for rotation."),
         click.option("--dashboard-user", default="admin", envvar=_env("dashboard_user"), show_default=True,
-                     help="start: the user name that signs in to the dashboard."),
-        click.option("--dashboard-password", default=None, envvar=_env("dashboard_password"),
-                     help="start: the dashboard's password (default: the signing key)."),
-        click.option("--event-key", multiple=True, envvar=_env("event_key"), help="An accepted event key (repeatable)."),
+                     hidden=dev, help="The user name that signs in to the dashboard."),
+        click.option("--dashboard-password", default=None, envvar=_env("dashboard_password"), hidden=dev,
+                     help="The dashboard's password (default: the signing key)."),
+        click.option("--event-key", multiple=True, envvar=_env("event_key"), hidden=dev,
+                     help="An accepted event key (repeatable)."),
         click.option("--postgres-uri", default=None, envvar=_env("postgres_uri"),
                      help="Keep everything in PostgreSQL (postgres://…) instead of SQLite: run several "
                           "processes, on one machine or many, on the same database."),
@@ -137,17 +147,32 @@ def common_options(fn: Any) -> Any:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="pyngest", prog_name="pyngest", message="%(prog)s %(version)s")
 def main() -> None:
     """pyngest: a durable-functions server compatible with Inngest's SDKs."""
 
 
+def _dev_options(fn: Any) -> Any:
+    return common_options(fn, dev=True)
+
+
+def _start_options(fn: Any) -> Any:
+    return common_options(fn, dev=False)
+
+
 @main.command()
-@common_options
+@_dev_options
 @click.option("--no-discovery", is_flag=True, envvar=_env("no_discovery"), help="Do not scan local ports for apps.")
 @click.option("--no-poll", is_flag=True, envvar=_env("no_poll"), help="Do not re-sync apps periodically.")
 @click.pass_context
 def dev(ctx: click.Context, /, **params: Any) -> None:
     """Run the local development server (any event key works, no signing needed)."""
+    for name in START_ONLY:
+        if ctx.get_parameter_source(name) is click.core.ParameterSource.COMMANDLINE:
+            raise click.UsageError(
+                f"--{name.replace('_', '-')} applies to `pyngest start`; the dev server takes any event key "
+                "and has no sign-in"
+            )
     path = find_config(Path.cwd())
     if path is not None:
         apply_config(ctx, params, read_config(path))
@@ -158,7 +183,7 @@ def dev(ctx: click.Context, /, **params: Any) -> None:
 
 
 @main.command()
-@common_options
+@_start_options
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               envvar=_env("config"), help="A config file (YAML, JSON or TOML).")
 @click.pass_context
@@ -229,6 +254,7 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     cfg.lease_ttl_s = float(params.get("lease_ttl") or 10.0)
     cfg.log_level = "debug" if params["verbose"] else params["log_level"]
     cfg.json_logs = params["json_logs"] if params["json_logs"] is not None else not sys.stdout.isatty()
+    cfg.otel_endpoint = params["otel_endpoint"] or None
     return cfg
 
 
@@ -241,6 +267,9 @@ class _JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {"time": round(record.created, 3), "level": record.levelname.lower(), "caller": record.name,
                "msg": record.getMessage()}
+        fields = getattr(record, "fields", None)  # run_id, fn, app... of run events (run_log.py)
+        if isinstance(fields, dict):
+            out.update(fields)
         if record.exc_info:
             out["error"] = self.formatException(record.exc_info)
         return json.dumps(out)
@@ -301,6 +330,7 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
 
     t0 = time.monotonic()
     service = Service(cfg)
+    exporter = _observe(service, cfg)
     try:
         await service.start(sync_apps=False)
     except (StoreUnavailable, SchemaError) as exc:
@@ -331,7 +361,29 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
     finally:
         log.info("shutting down: finishing in-flight work (up to %.0f s)", cfg.shutdown_grace_s)
         await service.stop()
+        if exporter is not None:
+            await exporter.close()
         log.info("stopped")
+
+
+def _observe(service: Any, cfg: ServerConfig) -> Any:
+    """Run events in the log, and (with --otel-endpoint) runs' traces over OTLP. Returns the
+    trace exporter, to be closed (flushed) after the service."""
+    from pyngest.server.run_log import RunLog, describer
+
+    service.state.observers.append(RunLog(describer(service)).observe)
+    if not cfg.otel_endpoint:
+        return None
+    try:
+        from pyngest.server.otel import RunExporter
+    except ImportError as exc:
+        raise click.ClickException(
+            f"--otel-endpoint needs the OpenTelemetry SDK: pip install 'pyngest[otel]' ({exc})"
+        ) from exc
+    exporter = RunExporter(service, cfg.otel_endpoint)
+    service.state.observers.append(exporter.observe)
+    log.info("exporting runs' traces to %s", cfg.otel_endpoint)
+    return exporter
 
 
 class _Server:

@@ -41,6 +41,7 @@ class ServerConfig:
     advertise_url: str | None = None  # where other processes reach this one; default http://host:port
     lease_ttl_s: float = 10.0  # a dead process's shards are taken over within about this long
     shards: int = 32  # only when the cluster's database is created
+    otel_endpoint: str | None = None  # OTLP/HTTP collector for runs' traces; None: no export
     # start mode: the dashboard's sign-in (without a password, the signing key is the password)
     dashboard_user: str = "admin"
     dashboard_password: str | None = None

@@ -6,6 +6,7 @@ trigger expressions and cron schedules are compiled when it is synced, not when 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import uuid
@@ -184,6 +185,9 @@ class Registry:
         self.store = store
         self.clock = clock
         self.apps: dict[str, AppRecord] = {}  # by id
+        # One registration at a time: two for the same new app (two workers of one app, a
+        # user's PUT meeting the server's re-sync) would otherwise both create it.
+        self._registering = asyncio.Lock()
         self.functions: dict[str, Function] = {}  # by id, live (not archived)
         self.by_slug: dict[str, Function] = {}
         self._triggers = TriggerIndex(clock=clock)
@@ -257,6 +261,10 @@ class Registry:
 
     async def register(self, body: Any, *, deploy_id: str | None = None) -> SyncOutcome:
         """Process a ``/fn/register`` payload (already JSON-decoded)."""
+        async with self._registering:
+            return await self._register(body, deploy_id=deploy_id)
+
+    async def _register(self, body: Any, *, deploy_id: str | None = None) -> SyncOutcome:
         now = self.clock.now_ms()
         try:
             req = decode_register(body)

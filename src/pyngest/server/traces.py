@@ -60,6 +60,18 @@ def _data(row: HistoryRow) -> dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
+def finalization_span(run: Run) -> dict[str, Any]:
+    """The span of an ended run that carries its output (upstream's FINALIZATION step)."""
+    at = run.ended_ms or run.queued_ms
+    return {
+        "spanID": f"{run.id}:finalization", "stepID": None, "name": "Finalization",
+        "status": _RUN_STATUS[run.status], "attempts": None, "queuedAt": at, "startedAt": at,
+        "endedAt": at, "duration": 0, "outputID": output_id(run.id, None) if run.output is not None else None,
+        "stepOp": None, "stepType": "FINALIZATION", "stepInfo": None, "isRoot": False,
+        "childrenSpans": [], "parentSpanID": f"{run.id}:", "errors": [],
+    }
+
+
 def build_trace(run: Run, rows: list[HistoryRow], fn_name: str) -> dict[str, Any]:
     spans: dict[str, dict[str, Any]] = {}
     started = run.started_ms

@@ -58,6 +58,17 @@ def record(app: str, /, **fields: Any) -> None:
         os.write(_log_fd, (line + "\n").encode())
 
 
+_requests: dict[str, int] = {}
+
+
+def request_count(run_id: str) -> int:
+    """How many times this process has called a function's handler for ``run_id`` (this call
+    included): one per request, for the functions that behave differently on later ones."""
+    with _log_lock:
+        _requests[run_id] = _requests.get(run_id, 0) + 1
+        return _requests[run_id]
+
+
 def nonce() -> str:
     return uuid.uuid4().hex
 

@@ -17,7 +17,7 @@ import time
 from types import ModuleType
 from typing import Any
 
-from common import CRASH_MIXED_LIMIT, blob, digest, nonce, prefix, record
+from common import CRASH_MIXED_LIMIT, blob, digest, nonce, prefix, record, request_count
 
 
 def observe_state_fetches(client: Any, kind: str) -> None:
@@ -155,6 +155,8 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
                     timeout=datetime.timedelta(seconds=ctx.event.data["timeout_s"]),
                 )
         except inngest.StepError as err:
+            if ctx.event.data.get("reraise"):
+                raise  # the run fails with the error the SDK builds from the step's
             return {
                 "error": {"caught": type(err).__name__, "name": err.name, "message": err.message}
             }
@@ -411,6 +413,52 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
         finally:
             in_flight["now"] -= 1
 
+    @client.create_function(
+        fn_id="parallel-disappears",
+        retries=0,
+        trigger=inngest.TriggerEvent(event=f"{P}/parallel-disappears"),
+    )
+    async def parallel_disappears_fn(ctx: inngest.Context) -> Any:
+        # A non-deterministic function: its first request plans three parallel steps, later
+        # ones only two, so the request targeting the third finds "after" instead.
+        first = request_count(ctx.run_id) == 1
+        branches: tuple[Any, ...] = (
+            lambda: ctx.step.run("1a", lambda: None),
+            lambda: ctx.step.run("1b", lambda: None),
+        )
+        if first:
+            branches += (lambda: ctx.step.run("1c", lambda: None),)
+        await ctx.group.parallel(branches)
+        await ctx.step.run("after", lambda: None)
+
+    @client.create_function(
+        fn_id="unexpected-step",
+        retries=0,
+        trigger=inngest.TriggerEvent(event=f"{P}/unexpected-step"),
+    )
+    async def unexpected_step_fn(ctx: inngest.Context) -> Any:
+        # Requests after the first one (those targeting a planned parallel step) meet a step
+        # that was not there before.
+        if request_count(ctx.run_id) > 1:
+            await ctx.step.run("unexpected", lambda: None)
+        await ctx.group.parallel(
+            (
+                lambda: ctx.step.run("parallel_1", lambda: None),
+                lambda: ctx.step.run("parallel_2", lambda: None),
+            )
+        )
+
+    @client.create_function(
+        fn_id="unserializable",
+        retries=0,
+        trigger=inngest.TriggerEvent(event=f"{P}/unserializable"),
+    )
+    async def unserializable_fn(ctx: inngest.Context) -> Any:
+        class Opaque:
+            pass
+
+        await ctx.step.run("step_1", lambda: Opaque())  # type: ignore[arg-type]
+
     return [
         steps_memo,
         sleep_fn,
@@ -434,4 +482,7 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
         large_state_fn,
         crash_ten_fn,
         crash_mixed_fn,
+        parallel_disappears_fn,
+        unexpected_step_fn,
+        unserializable_fn,
     ]

@@ -16,7 +16,7 @@ import time
 from types import ModuleType
 from typing import Any
 
-from common import blob, digest, nonce, prefix, record
+from common import blob, digest, nonce, prefix, record, request_count
 
 
 def observe_state_fetches(client: Any, kind: str) -> None:
@@ -154,6 +154,8 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
                     timeout=datetime.timedelta(seconds=ctx.event.data["timeout_s"]),
                 )
         except inngest.StepError as err:
+            if ctx.event.data.get("reraise"):
+                raise  # the run fails with the error the SDK builds from the step's
             return {
                 "error": {"caught": type(err).__name__, "name": err.name, "message": err.message}
             }
@@ -372,6 +374,52 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
         )
         return {"nonces": seen}
 
+    @client.create_function(
+        fn_id="parallel-disappears",
+        retries=0,
+        trigger=inngest.TriggerEvent(event=f"{P}/parallel-disappears"),
+    )
+    def parallel_disappears_fn(ctx: inngest.ContextSync) -> Any:
+        # A non-deterministic function: its first request plans three parallel steps, later
+        # ones only two, so the request targeting the third finds "after" instead.
+        first = request_count(ctx.run_id) == 1
+        branches: tuple[Any, ...] = (
+            lambda: ctx.step.run("1a", lambda: None),
+            lambda: ctx.step.run("1b", lambda: None),
+        )
+        if first:
+            branches += (lambda: ctx.step.run("1c", lambda: None),)
+        ctx.group.parallel(branches)
+        ctx.step.run("after", lambda: None)
+
+    @client.create_function(
+        fn_id="unexpected-step",
+        retries=0,
+        trigger=inngest.TriggerEvent(event=f"{P}/unexpected-step"),
+    )
+    def unexpected_step_fn(ctx: inngest.ContextSync) -> Any:
+        # Requests after the first one (those targeting a planned parallel step) meet a step
+        # that was not there before.
+        if request_count(ctx.run_id) > 1:
+            ctx.step.run("unexpected", lambda: None)
+        ctx.group.parallel(
+            (
+                lambda: ctx.step.run("parallel_1", lambda: None),
+                lambda: ctx.step.run("parallel_2", lambda: None),
+            )
+        )
+
+    @client.create_function(
+        fn_id="unserializable",
+        retries=0,
+        trigger=inngest.TriggerEvent(event=f"{P}/unserializable"),
+    )
+    def unserializable_fn(ctx: inngest.ContextSync) -> Any:
+        class Opaque:
+            pass
+
+        ctx.step.run("step_1", lambda: Opaque())  # type: ignore[arg-type]
+
     return [
         steps_memo,
         sleep_fn,
@@ -394,4 +442,7 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
         dedup_fn,
         large_state_fn,
         crash_ten_fn,
+        parallel_disappears_fn,
+        unexpected_step_fn,
+        unserializable_fn,
     ]

@@ -12,6 +12,7 @@ import { appendFileSync } from "node:fs";
 import http from "node:http";
 import {
   Inngest,
+  Middleware,
   NonRetriableError,
   RetryAfterError,
   referenceFunction,
@@ -147,8 +148,9 @@ const waitForEventFn = inngest.createFunction(
   },
 );
 
+// Invoke-only: no trigger at all, as the npm SDK registers a function that is only invoked.
 const invokeChild = inngest.createFunction(
-  { id: "invoke-child", triggers: [ev("never.child")] },
+  { id: "invoke-child", triggers: [] },
   async (ctx) => {
     const doubled = await ctx.step.run("double", () => {
       stepRecord(ctx, "invoke-child", "double");
@@ -199,6 +201,7 @@ const invokeParent = inngest.createFunction(
       }
       return { result };
     } catch (err) {
+      if (ctx.event.data.reraise) throw err; // the run fails with the SDK's error for it
       return { error: { caught: err.constructor.name, name: err.name, message: err.message } };
     }
   },
@@ -439,6 +442,49 @@ const fetchFn = inngest.createFunction({ id: "fetch", triggers: [ev("fetch")] },
   return { status: res.status, body };
 });
 
+// The npm SDK's own "info hooks for parallel steps" case (inngest-js
+// src/test/integration/middleware/parallelSteps.test.ts): its middleware hooks and the function's
+// body log, in order, what each request does. After the parallel group (a step and a sleep), the
+// request that follows the sleep must still plan step-3 rather than run it (the server keeps
+// disable_immediate_execution), so each request's hooks come in the order that test expects.
+const hookLog = (ctx, what) =>
+  record({ kind: "hook", fn: "parallel-sleep", tag: ctx.event.data?.tag, run_id: ctx.runId, what });
+
+class HookRecorder extends Middleware.BaseMiddleware {
+  id = "conformance-hooks";
+  onMemoizationEnd({ ctx }) { hookLog(ctx, "onMemoizationEnd"); }
+  onStepStart({ ctx }) { hookLog(ctx, "onStepStart"); }
+  onStepComplete({ ctx }) { hookLog(ctx, "onStepComplete"); }
+  onRunStart({ ctx }) { hookLog(ctx, "onRunStart"); }
+  onRunComplete({ ctx }) { hookLog(ctx, "onRunComplete"); }
+}
+
+const parallelSleepFn = inngest.createFunction(
+  { id: "parallel-sleep", retries: 0, middleware: [HookRecorder], triggers: [ev("parallel-sleep")] },
+  async (ctx) => {
+    const { step } = ctx;
+    hookLog(ctx, "fn: top");
+    const step1 = await step.run("step-1", () => {
+      hookLog(ctx, "step-1: inside");
+      return "step-1: output";
+    });
+    const parallel = await Promise.all([
+      step.run("step-2-a", () => {
+        hookLog(ctx, "step-2-a: inside");
+        return "step-2-a: output";
+      }),
+      step.sleep("step-2-b", "1s"),
+    ]);
+    const step3 = await step.run("step-3", async () => {
+      hookLog(ctx, "step-3: inside");
+      await new Promise((resolve) => setTimeout(resolve, 500)); // as upstream's case
+      return "step-3: output";
+    });
+    hookLog(ctx, "fn: bottom");
+    return { step1, parallel, step3 };
+  },
+);
+
 const functions = [
   stepsMemo,
   sleepFn,
@@ -462,6 +508,7 @@ const functions = [
   largeStateFn,
   crashTenFn,
   fetchFn,
+  parallelSleepFn,
 ];
 
 const handler = serve({ client: inngest, functions });

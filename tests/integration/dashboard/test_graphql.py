@@ -79,6 +79,30 @@ async def test_run_trace_draws_each_attempt_with_its_error(harness: Harness) -> 
     assert out["runTraceSpanOutputByID"]["error"]["message"] == "card declined"
 
 
+async def test_a_run_that_fails_before_any_step_shows_attempts_of_its_request(harness: Harness) -> None:
+    async def script(call: Call) -> tuple:  # the function raises before its first step
+        return 500, {"X-Inngest-SDK": "inngest-py:v0.5.19"}, {"name": "KeyError", "message": "'user'"}
+
+    harness.app.script = script
+    from tests.integration.server.harness import function_config
+
+    await harness.register(function_config(harness.app, "early", retries=2))
+    [eid] = await harness.send({"name": "test/early"})
+    for _ in range(3):
+        await harness.advance(120_000)
+    [run] = await harness.run_ended(eid)
+    assert run["status"] == "Failed"
+    data = await gql(harness, """query($id: String!) { run(runID: $id) { trace {
+        childrenSpans { name status attempts childrenSpans { name status outputID } } } } }""", id=run["run_id"])
+    # one span, the function's request, whose three attempts are its children (not three steps)
+    [request] = data["run"]["trace"]["childrenSpans"]
+    assert (request["name"], request["status"], request["attempts"]) == ("Function request", "FAILED", 3)
+    assert [a["name"] for a in request["childrenSpans"]] == ["Attempt 1", "Attempt 2", "Attempt 3"]
+    out = await gql(harness, 'query($id: String!) { runTraceSpanOutputByID(outputID: $id) { error { name message } } }',
+                    id=request["childrenSpans"][0]["outputID"])
+    assert out["runTraceSpanOutputByID"]["error"] == {"name": "KeyError", "message": "'user'"}
+
+
 async def test_function_stats_metrics_and_event_views(harness: Harness) -> None:
     ids = await harness.send(*({"name": "test/work", "data": {"n": i, "fail": i == 0}} for i in range(4)))
     await ended(harness, *ids)

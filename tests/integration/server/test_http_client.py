@@ -95,3 +95,29 @@ async def test_limits_timeouts_and_refusals_are_errors(server: tuple[str, list[t
             await client.post("ftp://x/y", {}, b"", timeout=5)
     finally:
         client.close()
+
+
+async def test_an_http10_answer_is_read_to_the_close_whatever_its_transfer_encoding() -> None:
+    # RFC 9112 §6.1: only HTTP/1.1 messages are chunked. The head arrives in two pieces, cut
+    # inside the Transfer-Encoding header, and the body ends when the server closes.
+    async def answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.0 201 Created\r\nX-Inngest-SDK: t\r\nTransfer-Enc")
+        await writer.drain()
+        await asyncio.sleep(0.05)
+        writer.write(b"oding: chunked\r\n\r\n  \n ")
+        await writer.drain()
+        writer.write(b'{"status": 200}')
+        writer.close()
+
+    server = await asyncio.start_server(answer, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = HTTPClient(max_body=1024)
+    try:
+        resp = await client.post(f"http://127.0.0.1:{port}/api", {}, b"{}", timeout=5)
+        assert (resp.status, resp.body) == (201, b'  \n {"status": 200}')
+        assert "transfer-encoding" not in resp.headers
+    finally:
+        client.close()
+        server.close()
+        await server.wait_closed()

@@ -70,10 +70,13 @@ async def test_step_fetch_and_ai_infer_are_performed_by_the_server(harness: Harn
     provider = web.Application()
 
     async def upstream(request: web.Request) -> web.Response:
-        if request.path == "/ai":
+        # the header names as they came on the wire (aiohttp's request.headers ignores case)
+        names = sorted({k.decode() for k, _ in request.raw_headers} - {"Host", "Content-Length"})
+        if request.path in ("/ai", "/claude"):
             payload = await request.json()
-            return web.json_response({"echo": payload, "auth": request.headers.get("Authorization")})
-        return web.Response(text=f"hello {request.method}", headers={"X-Test": "1"})
+            return web.json_response({"echo": payload, "auth": request.headers.get("Authorization"),
+                                      "names": names})
+        return web.Response(text=f"hello {request.method}", headers={"X-Test": "1", "X-Names": ",".join(names)})
 
     provider.router.add_route("*", "/{tail:.*}", upstream)
     runner = web.AppRunner(provider)
@@ -82,16 +85,23 @@ async def test_step_fetch_and_ai_infer_are_performed_by_the_server(harness: Harn
     await site.start()
     base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
     A = hash_step_id("ai")
+    C = hash_step_id("claude")
     try:
         async def script(call: Call) -> tuple:
             steps = call.body["steps"]
             if F not in steps:
-                return ops({"op": "Gateway", "id": F, "name": "fetch", "opts": {"url": base + "/page", "method": "POST", "body": "x"}})
+                return ops({"op": "Gateway", "id": F, "name": "fetch", "opts": {
+                    "url": base + "/page", "method": "POST", "body": "x", "headers": {"x-my-header": "1"}}})
             if A not in steps:
                 return ops({"op": "AIGateway", "id": A, "name": "ai", "opts": {
                     "url": base + "/ai", "format": "openai-chat", "auth_key": "sk-test", "body": {"prompt": "hi"},
                     "type": "step.ai.infer"}})
-            return done({"fetch": steps[F], "ai": steps[A]})
+            if C not in steps:
+                return ops({"op": "AIGateway", "id": C, "name": "claude", "opts": {
+                    "url": base + "/claude", "format": "anthropic", "auth_key": "sk-ant",
+                    "headers": {"anthropic-version": "2023-06-01"}, "body": {"prompt": "hi"},
+                    "type": "step.ai.infer"}})
+            return done({"fetch": steps[F], "ai": steps[A], "claude": steps[C]})
 
         harness.app.script = script
         await harness.register(function_config(harness.app, "gw"))
@@ -100,7 +110,13 @@ async def test_step_fetch_and_ai_infer_are_performed_by_the_server(harness: Harn
         fetched = run["output"]["fetch"]["data"]
         assert fetched["status_code"] == 200 and fetched["body"] == "hello POST"
         assert fetched["headers"]["x-test"] == "1"
-        assert run["output"]["ai"] == {"data": {"echo": {"prompt": "hi"}, "auth": "Bearer sk-test"}}
+        ai = run["output"]["ai"]["data"]
+        assert (ai["echo"], ai["auth"]) == ({"prompt": "hi"}, "Bearer sk-test")
+        # header names in Go's canonical form, as upstream's requests carry them
+        assert {"Authorization", "Content-Type"} <= set(ai["names"]), ai["names"]
+        claude = run["output"]["claude"]["data"]["names"]
+        assert {"X-Api-Key", "Anthropic-Version", "Content-Type"} <= set(claude), claude
+        assert "X-My-Header" in fetched["headers"]["x-names"].split(","), fetched["headers"]
     finally:
         await runner.cleanup()
 

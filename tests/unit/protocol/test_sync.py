@@ -40,14 +40,31 @@ def test_field_names_match_case_insensitively() -> None:
 
 def test_validation_collects_actionable_errors() -> None:
     raw = python_sdk_style_payload()["functions"][0]
-    raw["triggers"] = []
+    raw["triggers"] = "app/event"
     raw["concurrency"] = [{"limit": 1, "scope": "env"}]
     raw["batchEvents"] = {"maxSize": 10, "timeout": "5s"}
     raw["debounce"] = {"period": "1s"}
     fn, errors = validate_function(raw)
-    assert "At least one trigger is required" in errors
+    assert "triggers must be a list" in errors
     assert any("concurrency key is required" in e for e in errors)
     assert "A function cannot specify batch and debounce" in errors
+
+
+def test_a_function_without_triggers_is_invoke_only_and_valid() -> None:
+    # the npm SDK sends `triggers: []` for a function that is only ever invoked; upstream
+    # accepts it (and an absent list the same way)
+    for triggers in ([], None):
+        raw = python_sdk_style_payload()["functions"][0]
+        raw["triggers"] = triggers
+        fn, errors = validate_function(raw)
+        assert errors == [] and fn is not None and fn["triggers"] == []
+
+
+def test_a_function_without_a_name_is_refused_as_upstream_does() -> None:
+    raw = python_sdk_style_payload()["functions"][0]
+    del raw["name"]
+    _, errors = validate_function(raw)
+    assert "A function name is required" in errors
 
 
 def test_retries_are_clamped_to_twenty() -> None:

@@ -85,14 +85,16 @@ class EventAPI:
             items = _parse_events(body, content_type)
         except ValueError as exc:
             return 400, {"ids": [], "status": 400, "error": str(exc)}
-        if len(items) > MAX_EVENTS_PER_REQUEST:
-            return 400, {"ids": [], "status": 400,
-                         "error": f"Cannot have more than {MAX_EVENTS_PER_REQUEST} events in a batch"}
+        # As upstream: the first 5,000 events are taken, then the request ends with an error.
+        too_many = len(items) > MAX_EVENTS_PER_REQUEST
+        items = items[:MAX_EVENTS_PER_REQUEST]
         now = self.service.clock.now_ms()
         source = hashlib.sha256(key.encode()).hexdigest()[:12] if key else ""
         max_bytes = self.config.max_event_bytes
+        # As upstream: events are taken in order up to the first invalid one, which ends the
+        # request. The events before it are stored; the answer (400) has their ids only.
         ids: list[str] = []
-        errors: list[str] = []
+        error: str | None = None
         accepted: list[StoredEvent] = []
         single = len(items) == 1
         for index, raw in enumerate(items, start=1):
@@ -102,15 +104,13 @@ class EventAPI:
                 await asyncio.sleep(0)
             size = len(body) if single else len(orjson.dumps(raw))
             if size > max_bytes:
-                errors.append(_label(index, single) + f"Event is over the max size: Max {max_bytes} bytes / Size {size} bytes")
-                ids.append("")
-                continue
+                error = _label(index, single) + f"Event is over the max size: Max {max_bytes} bytes / Size {size} bytes"
+                break
             try:
                 event = normalize_incoming(raw, now)
             except EventValidationError as exc:
-                errors.append(_label(index, single) + str(exc))
-                ids.append("")
-                continue
+                error = _label(index, single) + str(exc)
+                break
             iid = seeded_ulid(seed, index) or new_ulid(now)
             accepted.append(stored(event, received_ms=now, internal_id=iid, source=source))
             ids.append(iid)
@@ -121,8 +121,10 @@ class EventAPI:
                 log.warning("POST /e: %d events refused, the store is unavailable: %s", len(accepted), exc)
                 return 503, {"ids": [], "status": 503,
                              "error": f"The events were not stored (the server's database is unavailable); send them again: {exc}"}
-        if errors:
-            return 400, {"ids": ids, "status": 400, "error": "; ".join(errors)}
+        if error is None and too_many:
+            error = f"Cannot have more than {MAX_EVENTS_PER_REQUEST} events in a batch"
+        if error is not None:
+            return 400, {"ids": ids, "status": 400, "error": error}
         return 200, {"ids": ids, "status": 200}
 
     async def invoke(self, request: Request) -> Response:

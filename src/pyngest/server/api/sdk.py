@@ -87,6 +87,7 @@ class SdkAPI:
             if rec is None:
                 await syncer.add(outcome.app.url, source="register", sync=False)
                 rec = syncer.urls.get(normalize_url(outcome.app.url))
+            syncer.registered(outcome.app.url, modified=outcome.modified)
             if rec is not None and (rec.error is not None or rec.app_id != outcome.app.id):
                 rec.error = None
                 rec.app_id = outcome.app.id

@@ -30,6 +30,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyngest.executor")
 
+# Results that a step produced (a fetch or AI request the server made), as opposed to a sleep
+# ending or a pause being fulfilled or timing out.
+_STEP_RESULTS = frozenset({"StepCompleted"})
+
 
 class RunControl:
     def __init__(self, executor: Executor) -> None:
@@ -108,7 +112,7 @@ class RunControl:
             pending = x.save_step(run, step_id, value, batch)
             batch.add(AddHistory(run_id, x.clock.now_ms(), kind, step_id=step_id, name=name))
             if pending is not None and (race or not pending):
-                x.enqueue_discovery(run, batch)
+                x.enqueue_discovery(run, batch, after_step=kind in _STEP_RESULTS)
             result = await x.state.commit_run(run_id, batch)
             if result.void:
                 x.state.runs.drop(run_id)  # the copy took the step; the store did not

@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 
 from pyngest.protocol import headers as H
-from pyngest.protocol import signing
+from pyngest.protocol import jcs, signing
 from pyngest.protocol.ids import new_ulid
 from pyngest.protocol.opcodes import MAX_SDK_RESPONSE_BYTES
 from pyngest.server.executor.backoff import parse_retry_after
@@ -176,6 +176,22 @@ class Driver:
         out.no_retry = _retry_decision(status, rh)
         out.retry_at = parse_retry_after(rh.get(H.RETRY_AFTER), ended)
         return out
+
+
+def sdk_error_output(resp: DriverResponse) -> bytes | None:
+    """A failed run's output as upstream reports it: the error object the SDK answered with,
+    exactly (``stack: null`` kept, ``code`` and any other key too), in canonical JSON.
+
+    None when the answer is not an SDK's JSON object (a proxy's HTML page, a refused
+    connection): the run's output is then the server's standard error object.
+    """
+    if not resp.is_sdk or not resp.body or resp.transport_error is not None:
+        return None
+    try:
+        obj = orjson.loads(resp.body)
+    except orjson.JSONDecodeError:
+        return None
+    return jcs.dumps(obj) if isinstance(obj, dict) else None
 
 
 def standard_error(resp: DriverResponse) -> dict[str, Any]:

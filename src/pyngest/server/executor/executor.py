@@ -23,7 +23,7 @@ from pyngest.protocol.opcodes import MAX_OPS_PER_RESPONSE, MAX_SDK_REQUEST_BYTES
 from pyngest.server.executor import ops as opsmod
 from pyngest.server.executor.backoff import next_retry_ms
 from pyngest.server.executor.control import RunControl
-from pyngest.server.executor.driver import Driver, DriverResponse, standard_error
+from pyngest.server.executor.driver import Driver, DriverResponse, sdk_error_output, standard_error
 from pyngest.server.executor.finalize import finalize
 from pyngest.server.executor.gateway import GatewayRunner
 from pyngest.server.executor.state import State
@@ -232,7 +232,7 @@ class Executor:
         if retryable:
             self.retry(job, batch, resp.retry_at)
             return
-        self.finish(run, fn.slug, RunStatus.FAILED, batch, now, error=error)
+        self.finish(run, fn.slug, RunStatus.FAILED, batch, now, error=error, output=sdk_error_output(resp))
 
     def retry(self, job: Job, batch: Batch, retry_at: int | None) -> None:
         now = self.clock.now_ms()
@@ -267,10 +267,16 @@ class Executor:
         batch.add(UpdateRun(run.id, fields))
         return bool(run.pending)
 
-    def enqueue_discovery(self, run: Run, batch: Batch, due_ms: int | None = None) -> None:
+    def enqueue_discovery(self, run: Run, batch: Batch, due_ms: int | None = None, *,
+                          after_step: bool = True) -> None:
+        """Ask the SDK what comes next. ``after_step``: the discovery follows a step result
+        (the SDK's, or a fetch/AI request's); then, as upstream, a v2 run may execute steps
+        immediately again, parallelism being over. A discovery after a sleep, a wait or an
+        invoke keeps the flag as it is: upstream resets it only where it saves a step result
+        and enqueues the discovery (``maybeResetForceStepPlan``), so after a parallel group
+        whose last branch sleeps the SDK still plans the next step instead of running it."""
         now = self.clock.now_ms()
-        if run.force_step_plan and run.version >= 2:
-            # v2: immediate execution is allowed again once nothing is pending
+        if after_step and run.force_step_plan and run.version >= 2:
             run.force_step_plan = False
             batch.add(UpdateRun(run.id, {"force_step_plan": False}))
         batch.add(Enqueue(execute_job(run, f"{run.id}:d:{len(run.stack)}", "step", due_ms or now)))

@@ -44,12 +44,18 @@ def finalize(
 ) -> None:
     """Add to ``batch`` everything that ends ``run`` with ``status``.
 
-    ``output`` is the canonical JSON return value (Completed); ``error`` the error object
-    (Failed). Cancelled runs carry neither, as upstream.
+    ``output`` is the canonical JSON the run reports as its output: the return value
+    (Completed) or, for a Failed run, the error object the SDK answered with, unchanged.
+    ``error`` is the standard error object (Failed) that ``inngest/function.failed`` carries,
+    and the run's output too when the SDK gave none (the server's own errors). Cancelled runs
+    carry neither, as upstream.
     """
-    stored_output = output if status is RunStatus.COMPLETED else (
-        jcs.dumps(error) if error is not None else None
-    )
+    if status is RunStatus.COMPLETED:
+        stored_output = output
+    elif status is RunStatus.FAILED:
+        stored_output = output if output is not None else (jcs.dumps(error) if error is not None else None)
+    else:
+        stored_output = None
     run.status = status
     run.ended_ms = now_ms
     run.output = stored_output
@@ -60,7 +66,8 @@ def finalize(
     batch.add(AddHistory(run.id, now_ms, _HISTORY_KIND[status], data=stored_output))
     if run.attrs.get("singleton"):
         batch.add(DeleteFlow(run.attrs["singleton"], only_if=run.id))  # the key is free again
-    system_events(run, fn_slug, status, batch, now_ms, output=output, error=error, listens=listens)
+    result = output if status is RunStatus.COMPLETED else None
+    system_events(run, fn_slug, status, batch, now_ms, output=result, error=error, listens=listens)
 
 
 def system_events(

@@ -19,6 +19,23 @@ if TYPE_CHECKING:
 _TIMEOUT = aiohttp.ClientTimeout(total=15 * 60, sock_connect=30)
 
 
+_TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
+
+
+def canonical_header(name: str) -> str:
+    """A header name as Go's HTTP client sends it (``textproto.CanonicalMIMEHeaderKey``):
+    ``x-api-key`` -> ``X-Api-Key``. Upstream makes these requests with Go, so providers and
+    mocks that look at raw header names see the same ones. A name with a character that is not
+    an HTTP token is left alone, as Go does."""
+    if not name or any(c not in _TOKEN for c in name):
+        return name
+    return "-".join(part[:1].upper() + part[1:].lower() for part in name.split("-"))
+
+
+def _headers(raw: Any) -> dict[str, str]:
+    return {canonical_header(str(k)): str(v) for k, v in (raw or {}).items()}
+
+
 class GatewayFailure(Exception):
     def __init__(self, message: str, status: int | None = None, body: str | None = None) -> None:
         super().__init__(message)
@@ -32,7 +49,7 @@ async def fetch(session: aiohttp.ClientSession, opts: dict[str, Any]) -> dict[st
     if not isinstance(url, str) or not url:
         raise GatewayFailure("step.fetch needs a url")
     method = str(opts.get("method") or "GET").upper()
-    headers = {str(k): str(v) for k, v in (opts.get("headers") or {}).items()}
+    headers = _headers(opts.get("headers"))
     body = opts.get("body")
     data = body.encode() if isinstance(body, str) else (orjson.dumps(body) if body is not None else None)
     try:
@@ -52,7 +69,7 @@ async def infer(session: aiohttp.ClientSession, opts: dict[str, Any]) -> Any:
     url = opts.get("url")
     if not isinstance(url, str) or not url:
         raise GatewayFailure("step.ai.infer needs a url")
-    headers = {str(k): str(v) for k, v in (opts.get("headers") or {}).items()}
+    headers = _headers(opts.get("headers"))
     headers.setdefault("Content-Type", "application/json")
     key = opts.get("auth_key") or ""
     fmt = str(opts.get("format") or "")
@@ -60,7 +77,7 @@ async def infer(session: aiohttp.ClientSession, opts: dict[str, Any]) -> Any:
         if fmt == "gemini":
             url = f"{url}{'&' if '?' in url else '?'}key={key}"
         elif fmt == "anthropic":
-            headers["x-api-key"] = key
+            headers["X-Api-Key"] = key
         elif fmt == "bedrock":
             headers["Authorization"] = key
         else:

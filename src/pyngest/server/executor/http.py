@@ -7,6 +7,11 @@ under load. This client does only what this path needs: POST a body with a few h
 pooled keep-alive connection (TLS when the URL is https), parse the answer with httptools
 (fixed-length or chunked), cap its size, and time out.
 
+A response with no length is read until the connection closes. That includes every HTTP/1.0
+response, whatever ``Transfer-Encoding`` it carries: only HTTP/1.1 messages are chunked (RFC 9112
+§6.1), and a proxy speaking HTTP/1.0 (Python's ``http.server``, say) may pass an app's
+``Transfer-Encoding: chunked`` header along with the body it has already de-chunked.
+
 A connection taken from the pool may have been closed by the app while idle; if it fails
 before any byte of the answer arrived, the request is sent once more on a fresh connection (as
 urllib3 does). The request is an execution request, which SDKs handle idempotently.
@@ -22,6 +27,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import httptools
+
+_MAX_HEAD = 64 * 1024  # beyond this, the head goes to the parser as it is (which refuses it)
 
 
 class HTTPError(Exception):
@@ -79,6 +86,7 @@ class _Connection(asyncio.Protocol):
         self._size = 0
         self._got_bytes = False
         self._keep_alive = False
+        self._head: bytes | None = b""  # the status line and headers, until they are complete
 
     # -- asyncio.Protocol
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -86,6 +94,10 @@ class _Connection(asyncio.Protocol):
 
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
+        if self._head is not None:
+            data = self._take_head(data)
+            if not data:
+                return
         try:
             self.parser.feed_data(data)
         except httptools.HttpParserUpgrade:  # pragma: no cover - never asked for
@@ -104,6 +116,22 @@ class _Connection(asyncio.Protocol):
                 return
             self._fail(_Stale() if not self._got_bytes else HTTPError(
                 f"the app closed the connection mid-answer{': ' + str(exc) if exc else ''}"))
+
+    def _take_head(self, data: bytes) -> bytes:
+        """Hold bytes back until the head is complete; then hand it to the parser without
+        ``Transfer-Encoding`` if the response is HTTP/1.0 (its body ends at the close)."""
+        assert self._head is not None
+        buf = self._head + data
+        end = buf.find(b"\r\n\r\n")
+        if end < 0 and len(buf) < _MAX_HEAD:
+            self._head = buf
+            return b""
+        self._head = None
+        if end < 0 or not buf.startswith(b"HTTP/1.0 "):
+            return buf
+        lines = buf[:end].split(b"\r\n")
+        kept = [line for line in lines if not line.lower().startswith(b"transfer-encoding:")]
+        return b"\r\n".join(kept) + buf[end:]
 
     # -- httptools callbacks
     def on_header(self, name: bytes, value: bytes) -> None:

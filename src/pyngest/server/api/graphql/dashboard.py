@@ -77,10 +77,25 @@ def add_attempts(root: dict[str, Any], rows: list[HistoryRow]) -> None:
         if len(attempts) > 1 or any(r.kind == "StepErrored" for r in attempts):
             span["childrenSpans"] = [_attempt(run_id, span["spanID"], span.get("stepID") or "", n, r)
                                      for n, r in enumerate(attempts)]
-    for n, row in enumerate(loose):
-        span = _attempt(run_id, root["spanID"], row.step_id or "step", n, row)
-        span["name"] = f"Request {n + 1} failed"
-        root["childrenSpans"].append(span)
+    if loose:
+        root["childrenSpans"].append(_request_span(run_id, root, loose))
+
+
+def _request_span(run_id: str, root: dict[str, Any], rows: list[HistoryRow]) -> dict[str, Any]:
+    """The function's own request when it failed without a step to blame (an error before any
+    step ran, or in the code between steps): one span, each failed request an attempt of it."""
+    spec = f"{root['spanID']}request"
+    attempts = [_attempt(run_id, spec, row.step_id or "step", n, row) for n, row in enumerate(rows)]
+    final = rows[-1].kind == "FunctionErroredFinal"
+    return {
+        "spanID": spec, "parentSpanID": root["spanID"], "name": "Function request",
+        "status": "FAILED" if final else "RUNNING", "attempts": len(attempts),
+        "queuedAt": attempts[0]["queuedAt"], "startedAt": attempts[0]["startedAt"],
+        "endedAt": attempts[-1]["endedAt"] if final else None,
+        "duration": attempts[-1]["endedAt"] - attempts[0]["startedAt"] if final else None,
+        "outputID": attempts[-1]["outputID"], "stepOp": "RUN", "stepID": "step", "stepInfo": None,
+        "isRoot": False, "childrenSpans": attempts, "errors": [],
+    }
 
 
 def _attempt(run_id: str, parent: str, step_id: str, n: int, row: HistoryRow) -> dict[str, Any]:
@@ -258,7 +273,8 @@ class DashboardFields:
         app, _ = await self.ops.resync_app(id)
         return self.base.app(app)  # a failed sync shows in the app's "error"
 
-    async def m_rerun(self, info: Any, runID: str, fromStep: Any = None) -> str:  # noqa: N803
+    async def m_rerun(self, info: Any, runID: str, fromStep: Any = None, **_debug: Any) -> str:  # noqa: N803
+        # debugRunID / debugSessionID tag upstream's debugger sessions, which pyngest has not
         if fromStep:
             raise OperationError("rerunning from a step is not supported yet: rerun the whole run")
         return await self.ops.rerun(runID)

@@ -22,10 +22,10 @@ from pyngest.server.api.graphql.dashboard import (
 )
 from pyngest.server.api.manage import Operations
 from pyngest.server.model import Run, RunStatus, StoredEvent
-from pyngest.server.registry import Function
+from pyngest.server.registry import Function, normalize_url
 from pyngest.server.service import Service
-from pyngest.server.store.base import AppRecord, RunQuery
-from pyngest.server.traces import build_trace, parse_output_id
+from pyngest.server.store.base import AppRecord, AppUrlRecord, RunQuery
+from pyngest.server.traces import build_trace, finalization_span, parse_output_id
 
 _STATUS = {
     RunStatus.QUEUED: "QUEUED", RunStatus.RUNNING: "RUNNING", RunStatus.COMPLETED: "COMPLETED",
@@ -70,6 +70,19 @@ class Resolvers:
             "connectionType": "SERVERLESS", "method": "SERVE", "appVersion": app.app_version or None,
             "connected": app.error is None, "functionCount": len(fns),
             "autodiscovered": bool(rec and rec.source == "discovery"), "updatedAt": app.updated_ms or None,
+            **self._sync_facts(app, rec),
+        }
+
+    def _sync_facts(self, app: AppRecord, rec: AppUrlRecord | None) -> dict[str, Any]:
+        """When and how the app last synced (the server's memory of this process; after a
+        restart, the stored time of the last sync)."""
+        syncer = self.s.syncer
+        st = syncer.states.get(normalize_url(app.url)) if app.url else None
+        synced = (st.synced_ms if st else None) or (rec.synced_ms if rec else None) or app.updated_ms or None
+        polls = self.s.config.poll or (rec is not None and rec.error is not None)
+        return {
+            "lastSyncedAt": synced, "syncedBy": st.synced_by if st else None,
+            "resyncIntervalSeconds": (st.interval_s if st else self.s.config.poll_interval_s) if polls else None,
         }
 
     def function(self, fn: Function) -> dict[str, Any]:
@@ -134,8 +147,8 @@ class Resolvers:
         fn = self.s.registry.functions.get(run.fn_id)
         app = self.s.registry.apps.get(run.app_id)
 
-        async def trace(*_: Any) -> dict[str, Any]:
-            return await self.trace(run)
+        async def trace(info: Any, preview: bool | None = None) -> dict[str, Any]:
+            return await self.trace(run, preview=bool(preview))
 
         return {
             "id": run.id, "appID": run.app_id, "app": self.app(app) if app else None, "functionID": run.fn_id,
@@ -147,16 +160,22 @@ class Resolvers:
             "hasAI": False,
         }
 
-    async def trace(self, run: Run) -> dict[str, Any]:
+    async def trace(self, run: Run, *, preview: bool = False) -> dict[str, Any]:
+        """The run's trace. ``preview`` is upstream's newer trace shape: it adds, once the run
+        has ended, a FINALIZATION span whose ``outputID`` reads the run's output (what the npm
+        SDK's test helpers look for)."""
         rows = await self.s.store.history(run.id)
         fn = self.s.registry.functions.get(run.fn_id)
         root = build_trace(run, rows, fn.name if fn else run.attrs.get("fn_slug", ""))
         add_attempts(root, rows)
+        if preview and run.ended:
+            root["childrenSpans"].append(finalization_span(run))
         spans = [root, *root["childrenSpans"]]
         spans += [a for c in root["childrenSpans"] for a in c["childrenSpans"]]
         for span in spans:
             span.update(appID=run.app_id, functionID=run.fn_id, runID=run.id, traceID=run.id,
                         isUserland=False)
+            span.setdefault("stepType", span.get("stepOp") or "")
         return root
 
     async def _first_event(self, run: Run) -> dict[str, Any] | None:
@@ -239,7 +258,8 @@ class Resolvers:
         return await self.s.store.load_run(run_id)
 
     async def q_runs(self, info: Any, first: int, orderBy: list[dict[str, Any]], filter: dict[str, Any],  # noqa: A002, N803
-                     after: str | None = None) -> dict[str, Any]:
+                     after: str | None = None, preview: bool | None = None) -> dict[str, Any]:
+        # ``preview`` picks upstream's newer runs store; pyngest has one store: same answer
         statuses = [_FROM_STATUS[s].value for s in filter.get("status") or []]
         query = RunQuery(
             fn_ids=filter.get("functionIDs") or None, app_ids=filter.get("appIDs") or None,
@@ -346,7 +366,7 @@ def _error(obj: Any) -> dict[str, Any]:
     if not isinstance(obj, dict):
         return {"message": str(obj), "name": "Error", "stack": None}
     return {"message": str(obj.get("message") or obj.get("error") or ""), "name": obj.get("name"),
-            "stack": obj.get("stack")}
+            "stack": obj.get("stack"), "cause": obj.get("cause")}
 
 
 def _ms(value: Any) -> int | None:

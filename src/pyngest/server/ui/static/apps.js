@@ -4,8 +4,16 @@ import { ago, gql } from "./api.js";
 import { Empty, ErrorNote, Modal, Pill, html, toast, useData } from "./ui.js";
 
 const APPS = `{ apps { id name sdkLanguage sdkVersion framework url error functionCount connected updatedAt appVersion
+    lastSyncedAt syncedBy resyncIntervalSeconds
     functions { name slug } }
   appURLs { url source error appID syncedAt } }`;
+
+// How often the server syncs the app again: the poll interval, longer while nothing changes.
+function resyncText(a) {
+  if (a.resyncIntervalSeconds == null) return "only on request";
+  const s = Math.round(a.resyncIntervalSeconds);
+  return s < 60 ? `every ${s} s (longer while nothing changes)` : `every ${Math.round(s / 60)} min while nothing changes`;
+}
 
 function UrlModal({ title, initial = "", action, onSubmit, onClose }) {
   const [url, setUrl] = useState(initial);
@@ -74,7 +82,9 @@ export function AppsPage() {
         <dt>SDK</dt><dd>${a.sdkLanguage} ${a.sdkVersion}${a.framework ? ` · ${a.framework}` : ""}</dd>
         ${a.appVersion && html`<dt>Version</dt><dd>${a.appVersion}</dd>`}
         <dt>Functions</dt><dd>${a.functionCount}</dd>
-        <dt>Last sync</dt><dd>${ago(a.updatedAt)}</dd>
+        <dt>Last sync</dt><dd>${ago(a.lastSyncedAt)}${a.syncedBy ? html`<span class="muted small"> · ${a.syncedBy}</span>` : ""}</dd>
+        <dt>Re-sync</dt><dd>${resyncText(a)}</dd>
+        <dt>Changed</dt><dd>${ago(a.updatedAt)}</dd>
       </dl>
       ${a.error && html`<div class="error-box small">${a.error}</div>`}
       <div class="fn-list">${a.functions.map((f) => html`<a class="pill" href="/functions/${encodeURIComponent(f.slug)}">${f.name}</a>`)}</div>

@@ -141,8 +141,10 @@ const RUN = `query Run($id: String!) {
 const OUTPUT = `query Output($id: String!) { runTraceSpanOutputByID(outputID: $id) { data error { name message stack } } }`;
 
 function SpanDetail({ span }) {
-  const out = useData(async () => (span.outputID ? (await gql(OUTPUT, { id: span.outputID })).runTraceSpanOutputByID : null),
-    [span.outputID, span.status]);
+  // The run's own output (or error) has its panel below the timeline: shown once, there.
+  const outputID = span.isRoot ? null : span.outputID;
+  const out = useData(async () => (outputID ? (await gql(OUTPUT, { id: outputID })).runTraceSpanOutputByID : null),
+    [outputID, span.status]);
   const started = ms(span.startedAt);
   const ended = ms(span.endedAt);
   return html`<div class="panel span-detail">
@@ -158,7 +160,8 @@ function SpanDetail({ span }) {
     ${out.data && out.data.error && html`<div class="error-box"><b>${out.data.error.name || "Error"}</b>: ${out.data.error.message}
       ${out.data.error.stack && html`<pre>${out.data.error.stack}</pre>`}</div>`}
     ${out.data && out.data.data !== null && out.data.data !== undefined && html`<${Code} label="Output" value=${out.data.data} />`}
-    ${!span.outputID && html`<p class="muted small">No output yet.</p>`}
+    ${span.isRoot ? html`<p class="muted small">The run's ${span.status === "FAILED" ? "error" : "output"} is below; click a step for its own.</p>`
+      : !span.outputID && html`<p class="muted small">No output yet.</p>`}
   </div>`;
 }
 

@@ -48,10 +48,16 @@ export function Timeline({ trace, selected, onSelect }) {
   const total = Math.max(end - t0, 1);
   const pos = (t) => `${(100 * (t - t0)) / total}%`;
   const width = (a, b) => `max(${(100 * (b - a)) / total}%, 3px)`;
-  // A bar's label goes after it, unless the bar ends near the right edge: then before it, so
-  // a long detail ("until 7:55:36 AM", an invoked function's id) stays inside the panel.
-  const metaAt = (a, b) => ((b - t0) / total > 0.75 && (a - t0) / total > 0.3
-    ? `right:calc(${100 - (100 * (a - t0)) / total}% + 6px)` : `left:calc(${pos(b)} + 6px)`);
+  // A bar's label goes after it, unless the bar ends near the right edge and there is more room
+  // before it: then before it. Either way it is cut (with an ellipsis) to the room it has, so
+  // a long detail (an expression, an invoked function's id) never runs past the panel.
+  const metaAt = (a, b) => {
+    const before = (100 * (a - t0)) / total;
+    const after = (100 * (b - t0)) / total;
+    return after > 75 && before > 100 - after
+      ? `right:calc(${100 - before}% + 6px);max-width:calc(${before}% - 6px)`
+      : `left:calc(${after}% + 6px);max-width:calc(${100 - after}% + 84px)`;
+  };
   const runStart = ms(trace.startedAt) ?? runEnd;
 
   const row = (span, depth, key) => {
@@ -84,7 +90,7 @@ export function Timeline({ trace, selected, onSelect }) {
             }), waitBar(retrying(span, attempts))]
             : html`<i class="bar ${kind} ${span.status.toLowerCase()}" style="left:${pos(a)};width:${width(a, b)}"
                 title="${span.status.toLowerCase()} · ${fmtDuration(b - a)}"></i>`}
-          <span class="tl-meta" style=${metaAt(a, b)}>${fmtDuration(b - a)} ${detail(span)}</span>
+          <span class="tl-meta" style=${metaAt(a, b)} title=${`${fmtDuration(b - a)} ${detail(span)}`}>${fmtDuration(b - a)} ${detail(span)}</span>
         </div>
       </div>
       ${isOpen && attempts.map((at, i) => row(at, depth + 1, `${key}.${i}`))}`;
