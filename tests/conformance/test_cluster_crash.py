@@ -137,16 +137,19 @@ def test_three_nodes_survive_random_sigkills(tmp_path: Path) -> None:
         ten = {app.kind: send(app, "crash-ten", [f"ten-{i}" for i in range(RUNS)]) for app in apps}
         mixed = {kind: send(app, "crash-mixed", [f"mix-{i}" for i in range(MIXED)])
                  for app in apps for kind in [app.kind] if kind in MIXED_KINDS}
-        replied: set[tuple[str, str]] = set()
+        replied: dict[tuple[str, str], float] = {}
 
         def reply_to_waiting() -> None:
-            """Send each waiting crash-mixed run its reply, through a random process."""
+            """Send each waiting crash-mixed run its reply, through a random process. A reply
+            that arrives before the wait is stored does not count (only later events match),
+            so it is sent again every few seconds until the run has gone past its wait."""
             for app in apps:
                 if app.kind not in MIXED_KINDS:
                     continue
+                past = {e["tag"] for e in app.observations(kind="step", fn="crash-mixed", step="last")}
                 for entry in app.observations(kind="waiting", fn="crash-mixed"):
                     key = (app.kind, entry["tag"])
-                    if key in replied:
+                    if entry["tag"] in past or time.monotonic() - replied.get(key, -1e9) < 3:
                         continue
                     try:
                         res = node_api().send_raw({"name": app.event("crash-mixed.reply"),
@@ -154,7 +157,7 @@ def test_three_nodes_survive_random_sigkills(tmp_path: Path) -> None:
                     except requests.RequestException:
                         continue
                     if res.status_code == 200:
-                        replied.add(key)
+                        replied[key] = time.monotonic()
 
         kills: list[tuple[float, float]] = []
         victims = []
