@@ -18,11 +18,9 @@ from importlib import metadata
 
 import aiohttp
 import asyncpg
-import orjson
 
 from bench.harness.notify import ENV as NOTIFY_ENV
 from bench.harness.procs import ROOT, Proc, free_port, python, scratch_dir, wait_http
-from bench.harness.systems.base import Kind
 from bench.harness.systems.pyngest import PyngestSDK
 
 POSTGRES_URI = os.environ.get("BENCH_POSTGRES_URI", "postgresql://127.0.0.1:5432/test")
@@ -94,19 +92,8 @@ class PyngestCluster(PyngestSDK):
             pids += [int(p) for p in out.split()]
         return pids
 
-    async def run(self, kind: Kind, i: int) -> None:
-        assert self.http is not None
-        done = self.completions.expect(str(i))
-        port = self.ports[next(self._turn) % self.nodes]
-        try:
-            body = orjson.dumps({"name": f"bench/{kind}", "data": {"i": i}})
-            async with self.http.post(f"http://127.0.0.1:{port}/e/bench", data=body) as r:
-                await r.read()
-                if r.status != 200:
-                    raise RuntimeError(f"POST /e answered {r.status}")
-            await done
-        finally:
-            self.completions.forget(str(i))
+    def event_base(self) -> str:
+        return f"http://127.0.0.1:{self.ports[next(self._turn) % self.nodes]}"
 
     async def stop(self) -> None:
         await super().stop()

@@ -9,11 +9,10 @@ from typing import Any, TypeVar
 import asyncpg
 
 from pyngest.server.store.base import RunQuery, Series
-from pyngest.server.store.sqlite.reads import id_floor
+from pyngest.server.store.sqlite.reads import STEP_KINDS, id_floor, step_series_sql
 from pyngest.server.store.sqlite.reads import run_where as _sqlite_run_where
 
 T = TypeVar("T")
-_STEP_KINDS = {"StepCompleted": "completed", "StepFailed": "failed", "StepErrored": "errored"}
 
 
 def placeholders(sql: str) -> str:
@@ -99,22 +98,11 @@ class PostgresDashboardReads:
         return series
 
     async def step_series(self, query: RunQuery, bucket_ms: int, buckets: int) -> dict[str, list[int]]:
-        start = query.from_ms or 0
-        until = start + bucket_ms * buckets + 1
-        where, args = run_where(query, time=False)
-        sql = (
-            "SELECT (at_ms - ?) / ?, kind, COUNT(*) FROM history WHERE at_ms >= ? AND at_ms < ? "
-            f"AND kind IN ({','.join('?' * len(_STEP_KINDS))})"
-        )
-        params: list[Any] = [start, bucket_ms, start, until, *_STEP_KINDS]
-        if where:
-            sql += f" AND run_id IN (SELECT id FROM runs{_where(where)})"
-            params += args
-        sql += " GROUP BY 1, 2"
-        out = {name: [0] * buckets for name in _STEP_KINDS.values()}
+        sql, params = step_series_sql(query, bucket_ms, buckets)
+        out = {name: [0] * buckets for name in STEP_KINDS.values()}
         for b, kind, n in await self._q(sql, params):
             if 0 <= b <= buckets:
-                out[_STEP_KINDS[kind]][_bucket(b, buckets)] = n
+                out[STEP_KINDS[kind]][_bucket(b, buckets)] = n
         return out
 
     async def event_names(self, from_ms: int, until_ms: int) -> list[tuple[str, int, int]]:

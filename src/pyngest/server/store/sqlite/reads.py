@@ -18,7 +18,7 @@ from pyngest.server.store.base import RunQuery, Series
 from pyngest.server.store.sqlite.connection import Database
 
 _FLOOR = b"\x00" * 10
-_STEP_KINDS = {"StepCompleted": "completed", "StepFailed": "failed", "StepErrored": "errored"}
+STEP_KINDS = {"StepCompleted": "completed", "StepFailed": "failed", "StepErrored": "errored"}
 
 
 def _bucket(b: int, buckets: int) -> int:
@@ -52,6 +52,22 @@ def run_where(query: RunQuery, *, time: bool = True) -> tuple[list[str], list[An
 
 def _sql_where(where: list[str]) -> str:
     return (" WHERE " + " AND ".join(where)) if where else ""
+
+
+def step_series_sql(query: RunQuery, bucket_ms: int, buckets: int) -> tuple[str, list[Any]]:
+    """Step outcomes per bucket (``?`` placeholders): (bucket, history kind, count) rows."""
+    start = query.from_ms or 0
+    until = start + bucket_ms * buckets + 1
+    where, args = run_where(query, time=False)
+    sql = (
+        "SELECT (at_ms - ?) / ?, kind, COUNT(*) FROM history WHERE at_ms >= ? AND at_ms < ? "
+        f"AND kind IN ({','.join('?' * len(STEP_KINDS))})"
+    )
+    params: list[Any] = [start, bucket_ms, start, until, *STEP_KINDS]
+    if where:
+        sql += f" AND run_id IN (SELECT id FROM runs{_sql_where(where)})"
+        params += args
+    return sql + " GROUP BY 1, 2", params
 
 
 class DashboardReads:
@@ -125,25 +141,14 @@ class DashboardReads:
         return await self.db.read(q)
 
     async def step_series(self, query: RunQuery, bucket_ms: int, buckets: int) -> dict[str, list[int]]:
-        start = query.from_ms or 0
-        until = start + bucket_ms * buckets + 1
-        where, args = run_where(query, time=False)
-        sql = (
-            "SELECT (at_ms - ?) / ?, kind, COUNT(*) FROM history WHERE at_ms >= ? AND at_ms < ? "
-            f"AND kind IN ({','.join('?' * len(_STEP_KINDS))})"
-        )
-        params: list[Any] = [start, bucket_ms, start, until, *_STEP_KINDS]
-        if where:
-            sql += f" AND run_id IN (SELECT id FROM runs{_sql_where(where)})"
-            params += args
-        sql += " GROUP BY 1, 2"
+        sql, params = step_series_sql(query, bucket_ms, buckets)
 
         def q(conn: sqlite3.Connection) -> dict[str, list[int]]:
-            out = {name: [0] * buckets for name in _STEP_KINDS.values()}
+            out = {name: [0] * buckets for name in STEP_KINDS.values()}
             for b, kind, n in conn.execute(sql, params):
                 if 0 <= b <= buckets:
                     b = _bucket(b, buckets)
-                    out[_STEP_KINDS[kind]][b] = n
+                    out[STEP_KINDS[kind]][b] = n
             return out
 
         return await self.db.read(q)
