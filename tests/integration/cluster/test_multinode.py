@@ -277,3 +277,116 @@ async def test_the_live_feed_of_any_node_shows_runs_that_others_execute(cluster:
         seen |= set(message["runs"])
     elsewhere = [r for r in runs if not cluster.nodes[0].service.state.shards.owns_run(r)]
     assert elsewhere  # some of them ran on the other nodes
+
+
+async def _sleeper(call: Call) -> tuple:
+    if S in call.body["steps"]:
+        return done({"finished": call.body["event"]["data"]})
+    return ops({"op": "Sleep", "id": S, "name": "1h"})
+
+
+async def test_pausing_cancelling_and_replaying_through_one_node_act_on_every_node(cluster: Cluster) -> None:
+    from pyngest.protocol.durations import iso_ms
+
+    calls: list[Call] = []
+
+    async def script(call: Call) -> tuple:
+        calls.append(call)
+        return await _sleeper(call)
+
+    cluster.app.script = script
+    await cluster.register(function_config(cluster.app, "held"), function_config(cluster.app, "bulk"))
+    t0 = cluster.clock.now_ms()
+    held = [(await cluster.send({"name": "test/held", "data": {"n": n}}, via=n % 3))[0] for n in range(9)]
+    bulk = [(await cluster.send({"name": "test/bulk", "data": {"n": n}}, via=n % 3))[0] for n in range(9)]
+    await cluster.settle()
+    api = cluster.nodes[0].http
+    assert (await api.post("/v1/functions/test-held/pause", json={})).json()["data"]["paused"] is True
+    await cluster.settle()
+    before = len(calls)
+    await cluster.advance(60 * MIN)  # the sleeps end on every node, but paused runs wait
+    held_ids = {(await cluster.runs_for(e))[0]["run_id"] for e in held}
+    assert not [c for c in calls[before:] if c.body["ctx"]["run_id"] in held_ids]
+    resp = await api.post("/v1/cancellations", json={
+        "app_id": "test", "function_id": "bulk", "started_after": iso_ms(t0 - 1),
+        "started_before": iso_ms(cluster.clock.now_ms() + 1)})
+    assert resp.status_code == 201
+    # the bulk runs finished their sleep meanwhile; a replay of those brings them back
+    for eid in bulk:
+        assert (await cluster.run_ended(eid, via=2))["status"] in ("Completed", "Cancelled")
+    await api.post("/v1/functions/test-held/resume")
+    for eid in held:
+        assert (await cluster.run_ended(eid, via=1))["output"] == {"finished": {"n": held.index(eid)}}
+    resp = await cluster.nodes[1].http.post("/v1/replays", json={
+        "function_id": "test-bulk", "from": iso_ms(t0 - 1), "to": iso_ms(cluster.clock.now_ms() + 1),
+        "statuses": ["Completed", "Cancelled"]})
+    assert resp.status_code == 201, resp.text
+    await cluster.settle()
+    await cluster.advance(2_000)  # replays are spread out
+    await cluster.advance(60 * MIN)
+    for eid in bulk:  # each has its original and a replayed run, the replay completed
+        runs = await cluster.runs_for(eid)
+        assert len(runs) == 2 and any(r["status"] == "Completed" and r.get("original_run_id") for r in runs), runs
+
+
+async def test_singleton_throttle_and_idempotency_hold_across_nodes(cluster: Cluster) -> None:
+    started: dict[str, list[int]] = {}
+
+    async def script(call: Call) -> tuple:
+        fn = call.body["ctx"]["fn_id"]
+        if S not in call.body["steps"]:
+            started.setdefault(fn, []).append(call.body["event"]["data"]["n"])
+            return ops({"op": "Sleep", "id": S, "name": "1m"})
+        return done("ok")
+
+    cluster.app.script = script
+    await cluster.register(
+        function_config(cluster.app, "single", singleton={"key": "event.data.k", "mode": "skip"}),
+        function_config(cluster.app, "thr", throttle={"limit": 1, "period": "1m", "key": "event.data.k"}),
+        function_config(cluster.app, "idem", idempotency="event.data.k"),
+    )
+    for n in range(6):
+        for fn in ("single", "thr", "idem"):
+            await cluster.send({"name": f"test/{fn}", "data": {"k": "x", "n": n}}, via=n % 3)
+    await cluster.settle()
+    fns = {f.slug: f.id for f in cluster.nodes[0].service.registry.functions.values()}
+    assert started[fns["test-single"]] == [0]  # the others were skipped while it ran
+    assert started[fns["test-thr"]] == [0]  # one start per minute for the key
+    assert started[fns["test-idem"]] == [0]  # one run per key in 24 h
+    for minute in range(1, 3):
+        await cluster.advance(MIN)
+        assert len(started[fns["test-thr"]]) == minute + 1
+
+
+async def test_invoke_between_functions_placed_on_different_nodes(cluster: Cluster) -> None:
+    inv = hash_step_id("inv")
+
+    async def script(call: Call) -> tuple:
+        event = call.body["event"]
+        if event["name"] == "inngest/function.invoked":
+            return done({"child": event["data"]["n"] * 2})
+        if inv in call.body["steps"]:
+            return done(call.body["steps"][inv])
+        return ops({"op": "InvokeFunction", "id": inv, "name": "inv",
+                    "opts": {"function_id": "test-child", "payload": {"data": {"n": event["data"]["n"]}}}})
+
+    cluster.app.script = script
+    await cluster.register(function_config(cluster.app, "parent"), function_config(cluster.app, "child"))
+    ids = [(await cluster.send({"name": "test/parent", "data": {"n": n}}, via=n % 3))[0] for n in range(9)]
+    for n, eid in enumerate(ids):
+        assert (await cluster.run_ended(eid))["output"] == {"data": {"child": n * 2}}
+
+
+async def test_three_processes_starting_at_once_on_an_empty_database(tmp_path: Path) -> None:
+    c = Cluster(tmp_path, nodes=0)
+    await backends.create_schema(c.schema)
+    await c.app.start()
+    try:
+        await asyncio.gather(*(c.add_node() for _ in range(3)))
+        await c.balanced()
+        store = c.nodes[0].service.store
+        assert await store.fetchval("SELECT value FROM meta WHERE key = 'schema_version'") == "1"  # type: ignore[attr-defined]
+        assert await store.fetchval("SELECT count(*) FROM shards") == 32  # type: ignore[attr-defined]
+        assert await store.fetchval("SELECT count(DISTINCT value) FROM meta WHERE key = 'cluster_id'") == 1  # type: ignore[attr-defined]
+    finally:
+        await c.stop()

@@ -151,8 +151,8 @@ class Scheduler:
         for op in applied_ops(batch, result):
             if isinstance(op, Enqueue):
                 job = op.job
-                if job.id in result.ignored_jobs or (job.run_id in skipped):
-                    continue
+                if job.id in result.ignored_jobs or (job.run_id in skipped) or not self.owns(job):
+                    continue  # (a job for another process's shard is that process's to run)
                 self._forget(job.id)
                 self._push(job)
             elif isinstance(op, DeleteJob):

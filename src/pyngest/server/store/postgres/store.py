@@ -253,9 +253,10 @@ class PostgresStore(PostgresDashboardReads):
                 if not pending.future.done():
                     pending.future.set_exception(StoreUnavailable(str(exc)))
             return
-        except Exception:
+        except Exception as exc:
             # one of them is refused (fenced: it writes to a shard we lost; or it is invalid):
             # apply them one by one, so only that one fails
+            log.debug("a group of %d batches was refused (%s); committing them one by one", len(group), exc)
             for pending in group:
                 await self._apply_alone(pending)
             return
