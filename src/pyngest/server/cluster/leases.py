@@ -232,7 +232,17 @@ class LeaseManager:
             self.held[shard] = epoch
         self._publish_leases()
         log.info("took shards %s (%d held)", sorted(gained), len(self.held))
-        await self._gained(gained)
+        try:
+            await self._gained(gained)
+        except BaseException:
+            # not loaded: holding them would keep them from everyone; the next balance takes
+            # them again (ours in the database until then)
+            for shard, (epoch, _, _) in gained.items():
+                if self.held.get(shard) == epoch:
+                    del self.held[shard]
+            self._publish_leases()
+            await self._lost(set(gained))
+            raise
         self._changed()
 
     def _give_back(self, count: int) -> None:

@@ -148,10 +148,13 @@ class ClusterNode:
         self.feed.poke()
 
     async def _lost(self, lost: set[int]) -> None:
-        """Another process works on these shards now (or will): forget them here."""
+        """Another process works on these shards now (or will): forget them here. Between
+        matching rounds: a round must not advance a shard's cursor past events it did not match
+        for it."""
         s = self.s
-        for shard in lost:
-            self.shards.owned.pop(shard, None)
+        async with self.feed.lock:
+            for shard in lost:
+                self.shards.owned.pop(shard, None)
         s.scheduler.drop_shards(lost)
         s.state.runs.drop_where(lambda run_id: self.shards.of_run(run_id) in lost)
         for pause in [p for p in s.state.pauses.by_id.values() if self.shards.of_run(p.run_id) in lost]:

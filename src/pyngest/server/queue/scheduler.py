@@ -343,9 +343,13 @@ class Scheduler:
             self._forget(job.id)
 
     def abandon(self, job: Job) -> None:
-        """A leased job whose shard was lost: free its slots; it is not ours to run again."""
+        """A leased job whose commit was refused because its shard changed hands: free its
+        slots. It is not ours to run again — unless the shard came back to this process
+        meanwhile (a new lease): then the job, still stored, is ours again."""
         if self._leased.pop(job.id, None) is not None:
             self._ready.release(job)
+            if self.owns(job):
+                self._push_loaded(job)
             if self._ready.has_candidates():
                 self._wake()
 
