@@ -153,6 +153,9 @@ class SdkAPI:
         if isinstance(generation, str) and generation.isdigit():
             generation = int(generation)
         if not x.dispatch_is_live(run_id, generation if isinstance(generation, int) and generation else None):
+            if cluster is not None and not await cluster.holds_shard_of(run_id):
+                # our view of the shard was stale (taken over a moment ago): its owner decides
+                return await forward(cluster, request, run_id)
             return public_error(
                 f"stale dispatch: request generation {generation} of run {run_id} is no longer in flight", 409,
             )

@@ -148,13 +148,20 @@ class ClusterNode:
         self.feed.poke()
 
     async def _lost(self, lost: set[int]) -> None:
-        """Another process works on these shards now (or will): forget them here. Between
-        matching rounds: a round must not advance a shard's cursor past events it did not match
-        for it."""
+        """Another process works on these shards now (or will): forget them here.
+
+        A shard taken over is let go at once: every commit to it is refused from now on, so a
+        matching round in flight cannot advance its cursor. A shard we give back (draining; its
+        lease still ours) only between matching rounds: a round must not advance its cursor
+        past events it did not match for it."""
         s = self.s
-        async with self.feed.lock:
-            for shard in lost:
-                self.shards.owned.pop(shard, None)
+        draining = lost & set(self.leases.held)
+        for shard in lost - draining:
+            self.shards.owned.pop(shard, None)
+        if draining:
+            async with self.feed.lock:
+                for shard in draining:
+                    self.shards.owned.pop(shard, None)
         s.scheduler.drop_shards(lost)
         s.state.runs.drop_where(lambda run_id: self.shards.of_run(run_id) in lost)
         for pause in [p for p in s.state.pauses.by_id.values() if self.shards.of_run(p.run_id) in lost]:
@@ -284,6 +291,16 @@ class ClusterNode:
                 raise TimeoutError(f"cluster node not quiet after {timeout_s}s")
 
     # --------------------------------------------------------------------- forwarding
+
+    async def holds_shard_of(self, run_id: str) -> bool:
+        """Does the database say this process holds the lease of the run's shard right now?
+        (Asked before an answer only the owner may give, such as "that dispatch is stale".)"""
+        shard = self.shards.of_run(run_id)
+        epoch = self.leases.held.get(shard)
+        if epoch is None:
+            return False
+        rows = await self.store.fetch("SELECT owner, epoch FROM shards WHERE shard = $1", shard)
+        return bool(rows) and rows[0]["owner"] == self.node_id and rows[0]["epoch"] == epoch
 
     async def owner_url(self, run_id: str) -> str | None:
         """Where the process owning this run's shard listens (None: nobody owns it now)."""
