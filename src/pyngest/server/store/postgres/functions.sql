@@ -1,6 +1,25 @@
 -- pyngest's server-side functions. Replaced at every start (all processes of a cluster run the
 -- same pyngest version), so they change without a schema migration.
 
+-- Fencing: the shard must be held by p_node with the epoch p_leases names. Its advisory lock,
+-- taken shared until the transaction ends, makes a takeover (which takes it exclusively while
+-- it changes the epoch) wait for this commit, or this commit see the new epoch.
+CREATE OR REPLACE FUNCTION pyngest_fence(p_shard integer, p_node text, p_leases jsonb) RETURNS void
+LANGUAGE plpgsql AS $$
+DECLARE
+    v_owner text;
+    v_epoch bigint;
+BEGIN
+    PERFORM pg_advisory_xact_lock_shared(1886287463, p_shard);
+    SELECT owner, epoch INTO v_owner, v_epoch FROM shards WHERE shard = p_shard;
+    IF v_owner IS DISTINCT FROM p_node OR NOT p_leases ? p_shard::text
+       OR v_epoch <> (p_leases->>p_shard::text)::bigint THEN
+        RAISE EXCEPTION 'shard % is held by % (epoch %), not by this process', p_shard, v_owner, v_epoch
+            USING ERRCODE = 'PYF01';
+    END IF;
+END;
+$$;
+
 -- Apply a group of batches in one transaction and one round trip.
 --
 -- p_batches: [[op, ...], ...]; each op an object with "t" (its kind, see below), "rid" (the run
@@ -36,10 +55,26 @@ DECLARE
     v_holder   text;
     v_key      text;
     v_shard    integer;
-    v_owner    text;
-    v_epoch    bigint;
     v_n        integer;
 BEGIN
+    -- Fence every shard the group names up front, in ascending order: a takeover takes the
+    -- same locks exclusively in ascending order too, so the two never deadlock. (Shards found
+    -- only while applying, from a deleted row, are fenced at the end of their batch.)
+    FOR v_shard IN
+        SELECT DISTINCT s FROM (
+            SELECT (o->>'sh')::integer AS s
+            FROM jsonb_array_elements(p_batches) AS b, jsonb_array_elements(b) AS o WHERE o ? 'sh'
+            UNION
+            SELECT c::integer
+            FROM jsonb_array_elements(p_batches) AS b, jsonb_array_elements(b) AS o,
+                 jsonb_array_elements_text(CASE WHEN o->>'t' = 'cur' THEN o->'shards' ELSE '[]' END) AS c
+        ) AS named
+        ORDER BY s
+    LOOP
+        PERFORM pyngest_fence(v_shard, p_node, p_leases);
+        v_checked := v_checked || v_shard;
+    END LOOP;
+
     FOR v_batch IN SELECT value FROM jsonb_array_elements(p_batches) LOOP
         v_skipped := '{}'; v_fence := '{}'; v_created := '[]'; v_skips := '{}'; v_seqs := '{}';
         v_dups := '[]'; v_ignored := '[]'; v_djobs := '[]'; v_dpauses := '[]'; v_void := false;
@@ -206,17 +241,9 @@ BEGIN
             END CASE;
         END LOOP;
 
-        -- Fencing: every shard written to must be held by this process with the epoch it believes.
-        -- The shared advisory lock makes a takeover (which takes it exclusively) wait for us, or
-        -- us see its new epoch.
-        FOR v_shard IN SELECT DISTINCT s FROM unnest(v_fence) AS s WHERE s <> ALL (v_checked) LOOP
-            PERFORM pg_advisory_xact_lock_shared(1886287463, v_shard);
-            SELECT owner, epoch INTO v_owner, v_epoch FROM shards WHERE shard = v_shard;
-            IF v_owner IS DISTINCT FROM p_node OR NOT p_leases ? v_shard::text
-               OR v_epoch <> (p_leases->>v_shard::text)::bigint THEN
-                RAISE EXCEPTION 'shard % is held by % (epoch %), not by this process', v_shard, v_owner, v_epoch
-                    USING ERRCODE = 'PYF01';
-            END IF;
+        -- Fencing of shards found while applying (see above).
+        FOR v_shard IN SELECT DISTINCT s FROM unnest(v_fence) AS s WHERE s <> ALL (v_checked) ORDER BY s LOOP
+            PERFORM pyngest_fence(v_shard, p_node, p_leases);
             v_checked := v_checked || v_shard;
         END LOOP;
 
