@@ -96,7 +96,7 @@ def test_three_nodes_survive_random_sigkills(tmp_path: Path) -> None:
     seed = int(os.environ.get("CONFORMANCE_CRASH_SEED") or time.time_ns() % 1_000_000)
     rng = random.Random(seed)
     context = f"(seed {seed}; rerun with CONFORMANCE_CRASH_SEED={seed})"
-    schema = backends.schema_for(tmp_path)
+    schema = backends.new_schema_name()  # a fresh database whatever ran before
     backends.create_schema_sync(schema)
     uri = backends.postgres_uri(schema)
     servers = []
