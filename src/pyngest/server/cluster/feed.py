@@ -94,22 +94,25 @@ class EventFeed:
             owned = sorted(self.shards.owned)
             if not owned:
                 return 0
-            row = await self.store.fetch(
-                "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint, "
-                "(SELECT value::bigint FROM meta WHERE key = 'registry_version')")
-            settled, version = int(row[0][0]), int(row[0][1])
+            cursors = self.shards.cursors
+            start = min(cursors.get(s, (0, 0)) for s in owned)
+            # one round trip: the settled point, the registry's version, and the events below it
+            rows = await self.store.fetch(
+                "SELECT b.version, e.xid, e.seq, e.internal_id, e.name, e.event_id, e.ts, e.received_ms, e.source, "
+                "e.body FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS settled, "
+                "(SELECT value::bigint FROM meta WHERE key = 'registry_version') AS version) AS b "
+                "LEFT JOIN LATERAL (SELECT * FROM events WHERE (xid, seq) > ($1, $2) AND xid < b.settled "
+                "ORDER BY xid, seq LIMIT $3) AS e ON true",
+                start[0], start[1], PAGE)
+            version = int(rows[0]["version"])
             if version != self.registry_version:
                 await self._registry_changed(version)
                 self.registry_version = version
-            await self._wait_for_pauses()
-            cursors = self.shards.cursors
-            start = min(cursors.get(s, (0, 0)) for s in owned)
-            rows = await self.store.fetch(
-                "SELECT xid, seq, internal_id, name, event_id, ts, received_ms, source, body FROM events "
-                "WHERE (xid, seq) > ($1, $2) AND xid < $3 ORDER BY xid, seq LIMIT $4",
-                start[0], start[1], settled, PAGE)
+            rows = [r for r in rows if r["xid"] is not None]
             if not rows:
                 return 0
+            # Pauses committed before the settled point must be in the book before matching.
+            await self._wait_for_pauses()
             events = [StoredEvent(internal_id=r["internal_id"], name=r["name"], event_id=r["event_id"], ts=r["ts"],
                                   received_ms=r["received_ms"], body=r["body"], source=r["source"],
                                   seq=r["seq"], log=(r["xid"], r["seq"])) for r in rows]
