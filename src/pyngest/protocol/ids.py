@@ -48,6 +48,14 @@ def decode(text: str) -> int:
     return value
 
 
+def low_bits(text: str) -> int:
+    """The 10 lowest bits of a ULID (its last two characters), without decoding the rest."""
+    try:
+        return (_DECODE[text[24]] << 5) | _DECODE[text[25]]
+    except (KeyError, IndexError):
+        raise ValueError(f"not a ULID: {text!r}") from None
+
+
 def timestamp_ms(text: str) -> int:
     return decode(text) >> 80
 

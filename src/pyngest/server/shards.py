@@ -99,7 +99,7 @@ class Sharded:
 
     def of_run(self, run_id: str) -> int:
         try:
-            return (ids.decode(run_id) & _SHARD_MASK) % self.count
+            return ids.low_bits(run_id) % self.count
         except ValueError:
             return 0
 

@@ -21,6 +21,7 @@ import asyncpg
 import orjson
 
 from pyngest.clock import Clock
+from pyngest.protocol.ids import low_bits
 from pyngest.server.model import (
     AddHistory,
     AddPause,
@@ -145,6 +146,7 @@ class PostgresStore(PostgresDashboardReads):
         self._queue: asyncio.Queue[_Pending] = asyncio.Queue()
         self._writer: asyncio.Task[None] | None = None
         self._in_commit = False
+        self._shards = 1
         self.meta: dict[str, str] = {}
         # Set by the lease manager: who we are and which shard leases we hold (shard -> epoch).
         self.node_id = ""
@@ -175,6 +177,7 @@ class PostgresStore(PostgresDashboardReads):
             raise
         try:
             self.meta = await migrate(conn, shards=self._want_shards)
+            self._shards = int(self.meta.get("shards", "1"))
         finally:
             await conn.close()
         self._pool = await asyncpg.create_pool(self.dsn, min_size=1, max_size=self._pool_size)
@@ -327,10 +330,8 @@ class PostgresStore(PostgresDashboardReads):
         return len(blobs)  # PostgreSQL arrays count from 1
 
     def _run_shard(self, run_id: str) -> int:
-        from pyngest.protocol.ids import decode
-
         try:
-            return (decode(run_id) & 1023) % self.shard_count
+            return low_bits(run_id) % self._shards
         except ValueError:
             return 0
 
