@@ -53,6 +53,7 @@ class EventFeed:
         self._round_end: tuple[int, int] = (0, 0)
         self.runner.feed_cursor = self._cursor_ops
         self.matched = 0
+        self.unsettled = False  # the last round saw events after its cursor not settled yet
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._loop(), name="pyngest-feed")
@@ -69,13 +70,18 @@ class EventFeed:
 
     async def _loop(self) -> None:
         failures = 0
+        unsettled = 0  # rounds in a row that found events not yet settled
         while True:
+            # Events stored but not yet below the settled point (a transaction that started
+            # before theirs is still open) are looked at again shortly, not at the next poll.
+            wait = min(self._poll_s(), 0.002 * 2 ** unsettled) if unsettled else self._poll_s()
             with contextlib.suppress(asyncio.TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._poll_s())
+                await asyncio.wait_for(self._wake.wait(), wait)
             self._wake.clear()
             try:
                 while await self.round() >= PAGE:
                     pass  # more waiting: read on at once
+                unsettled = min(unsettled + 1, 8) if self.unsettled else 0
                 failures = 0
             except asyncio.CancelledError:
                 raise
@@ -96,15 +102,19 @@ class EventFeed:
                 return 0
             cursors = self.shards.cursors
             start = min(cursors.get(s, (0, 0)) for s in owned)
-            # one round trip: the settled point, the registry's version, and the events below it
+            # One round trip: the settled point, the registry's version, the events below the
+            # settled point, and whether any event after the cursor is not settled yet.
             rows = await self.store.fetch(
-                "SELECT b.version, e.xid, e.seq, e.internal_id, e.name, e.event_id, e.ts, e.received_ms, e.source, "
-                "e.body FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS settled, "
-                "(SELECT value::bigint FROM meta WHERE key = 'registry_version') AS version) AS b "
+                "SELECT b.version, b.unsettled, e.xid, e.seq, e.internal_id, e.name, e.event_id, e.ts, "
+                "e.received_ms, e.source, e.body FROM (SELECT s.settled, "
+                "(SELECT value::bigint FROM meta WHERE key = 'registry_version') AS version, "
+                "EXISTS (SELECT 1 FROM events WHERE xid >= s.settled AND (xid, seq) > ($1, $2)) AS unsettled "
+                "FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS settled) AS s) AS b "
                 "LEFT JOIN LATERAL (SELECT * FROM events WHERE (xid, seq) > ($1, $2) AND xid < b.settled "
                 "ORDER BY xid, seq LIMIT $3) AS e ON true",
                 start[0], start[1], PAGE)
             version = int(rows[0]["version"])
+            self.unsettled = bool(rows[0]["unsettled"])
             if version != self.registry_version:
                 await self._registry_changed(version)
                 self.registry_version = version
