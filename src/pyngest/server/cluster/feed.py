@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 from pyngest.server.model import Job, JobKind, Op, SetCursor, StoredEvent
@@ -31,6 +32,7 @@ from pyngest.server.store.postgres.store import PostgresStore
 log = logging.getLogger("pyngest.cluster")
 
 PAGE = 500
+DURABLE_EVERY_S = 1.0  # stored cursors of shards a round did not change move this often
 
 
 class EventFeed:
@@ -51,6 +53,7 @@ class EventFeed:
         self._task: asyncio.Task[None] | None = None
         self._round_shards: list[int] = []
         self._round_end: tuple[int, int] = (0, 0)
+        self._all_advanced = 0.0
         self.runner.feed_cursor = self._cursor_ops
         self.matched = 0
         self.unsettled = False  # the last round saw events after its cursor not settled yet
@@ -134,6 +137,7 @@ class EventFeed:
                 fresh[ev.internal_id] = ev
             job = Job(id=f"log:{end[0]}:{end[1]}", kind=JobKind.EVENTS, due_ms=self.runner.clock.now_ms(),
                       payload={"ids": [e.internal_id for e in events]})
+            self.runner.touched.clear()
             ok = await self.runner.feed(job)
             for ev in events:
                 fresh.pop(ev.internal_id, None)
@@ -156,6 +160,20 @@ class EventFeed:
             "SELECT EXISTS (SELECT 1 FROM events WHERE (xid, seq) > ($1, $2))", start[0], start[1]))
 
     def _cursor_ops(self, job: Job) -> list[Op]:
+        """The durable cursors to move with this round's outcome.
+
+        A shard whose admission state this round changed (a run, a debounce, a batch, a rate
+        limit...) must have its cursor moved in the same commit: matching those events again
+        would change it twice. The others' stored cursors only say where a process taking the
+        shard over starts (matching an event again that did nothing there does nothing again),
+        so they move once a second, not with every round: one row update instead of one per
+        shard per round. The process's own cursors (``shards.cursors``) move every round."""
         if not self._round_shards:
             return []
-        return [SetCursor(list(self._round_shards), self._round_end[0], self._round_end[1])]
+        now = time.monotonic()
+        if now - self._all_advanced >= DURABLE_EVERY_S:
+            moved = list(self._round_shards)
+            self._all_advanced = now
+        else:
+            moved = [s for s in self._round_shards if s in self.runner.touched]
+        return [SetCursor(moved, self._round_end[0], self._round_end[1])] if moved else []

@@ -81,6 +81,8 @@ class Runner:
         # whether its outcome, and the cursor ops ``feed_cursor`` gives for it, committed.
         self.feed_cursor: Callable[[Job], list[Op]] | None = None
         self._fed: dict[str, asyncio.Future[bool]] = {}
+        # shards whose admission decisions matching changed (the feed moves their cursors with them)
+        self.touched: set[int] = set()
 
     # ------------------------------------------------------------------------ ingestion
 
@@ -252,6 +254,7 @@ class Runner:
             shard = shards.place(fn, data, ev.internal_id)
             if not shards.active(shard, ev.position):
                 continue  # another process owns where this run goes, or it was matched already
+            self.touched.add(shard)
             if fn.paused:
                 batch.add(AddSkip(ev.internal_id, fn.id, "function_paused", self.clock.now_ms()))
                 continue
