@@ -163,19 +163,22 @@ def log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
+BACKING = ("postgres", "redis")  # what a scale-out system runs on, measured apart
+
+
 class Sampler:
     """Samples the engine's memory while a phase runs; CPU is read at both ends, for the engine
     and (``backing``: PostgreSQL and Redis of a scale-out system, found again at the end so
     connections opened meanwhile count) for what it runs on."""
 
     def __init__(self, pids: list[int], every_s: float = 0.5,
-                 backing: Callable[[], list[int]] | None = None) -> None:
+                 backing: Callable[[str], list[int]] | None = None) -> None:
         self.pids, self.every_s = pids, every_s
         self.rss: list[int] = []
         self.cpu0 = cpu_seconds(pids)
         self._backing = backing
-        self._backing0 = {p: cpu_seconds([p]) for p in backing()} if backing else {}
-        self.backing_cpu_s = 0.0
+        self._backing0 = {name: {p: cpu_seconds([p]) for p in backing(name)} for name in BACKING} if backing else {}
+        self.backing_cpu_s: dict[str, float] = {}
         self._task: asyncio.Task[None] | None = None
 
     async def _loop(self) -> None:
@@ -193,7 +196,9 @@ class Sampler:
         self.rss.append(rss_bytes(self.pids))
         self.cpu_s = cpu_seconds(self.pids) - self.cpu0
         if self._backing is not None:
-            self.backing_cpu_s = sum(cpu_seconds([p]) - self._backing0.get(p, 0.0) for p in self._backing())
+            for name in BACKING:
+                start = self._backing0[name]
+                self.backing_cpu_s[name] = sum(cpu_seconds([p]) - start.get(p, 0.0) for p in self._backing(name))
 
 
 async def measured(system: System, phase: Callable[[], Awaitable[LoadResult]]) -> dict[str, Any]:
@@ -206,9 +211,9 @@ async def measured(system: System, phase: Callable[[], Awaitable[LoadResult]]) -
     out["engine_cpu_s"] = round(sampler.cpu_s, 2)
     if result.completed:
         out["engine_cpu_ms_per_run"] = round(sampler.cpu_s * 1000 / result.completed, 3)
-        if backing is not None:
-            out["backing_cpu_s"] = round(sampler.backing_cpu_s, 2)
-            out["backing_cpu_ms_per_run"] = round(sampler.backing_cpu_s * 1000 / result.completed, 3)
+        for name, cpu_s in sampler.backing_cpu_s.items():
+            out[f"{name}_cpu_s"] = round(cpu_s, 2)
+            out[f"{name}_cpu_ms_per_run"] = round(cpu_s * 1000 / result.completed, 3)
     return out
 
 
@@ -275,7 +280,7 @@ async def scenario_open(system: System, rates: list[float], quick: bool) -> dict
 
 
 async def ingest_into(bases: list[str], pids: list[int], quick: bool,
-                      backing: Callable[[], list[int]] | None = None) -> dict[str, Any]:
+                      backing: Callable[[str], list[int]] | None = None) -> dict[str, Any]:
     """Events accepted per second by the servers at ``bases`` (POSTs spread over them in turn)."""
     out: dict[str, Any] = {}
     turn = iter(range(10**9))
@@ -305,8 +310,8 @@ async def ingest_into(bases: list[str], pids: list[int], quick: bool,
             summary["events_per_post"] = per_post
             summary["engine_rss_mb_max"] = round(max(sampler.rss) / 2**20, 1)
             summary["engine_cpu_s"] = round(sampler.cpu_s, 2)
-            if backing is not None:
-                summary["backing_cpu_s"] = round(sampler.backing_cpu_s, 2)
+            for name, cpu_s in sampler.backing_cpu_s.items():
+                summary[f"{name}_cpu_s"] = round(cpu_s, 2)
             out[label] = summary
             log(f"  ingest {label}: {summary['events_per_s']} events/s, POST p50 {summary['p50_ms']} ms p99 {summary['p99_ms']} ms")
     return out
@@ -457,7 +462,8 @@ async def amain(args: argparse.Namespace) -> dict[str, Any]:
 
     if "ingest" in scenarios:
         log("ingest")
-        clusters = [cls for cls in (PyngestPG1, PyngestPG2, PyngestPG3) if cls.name in chosen_systems]
+        clusters: list[type[PyngestCluster]] = [cls for cls in (PyngestPG1, PyngestPG2, PyngestPG3)
+                                                if cls.name in chosen_systems]
         results["scenarios"]["ingest"] = await scenario_ingest(args.quick, clusters)
         save()
     if "runs" in scenarios:

@@ -84,11 +84,12 @@ class PyngestCluster(PyngestSDK):
     def engine_names(self) -> set[str]:
         return {f"pyngest-{n}" for n in range(self.nodes)}
 
-    def backing_pids(self) -> list[int]:
-        """PostgreSQL's and Redis's processes (every backend: the machine runs nothing else)."""
+    def backing_pids(self, name: str = "") -> list[int]:
+        """PostgreSQL's (``postgres``) or Redis's (``redis``) processes, or both: every backend, so
+        the machine must run nothing else against them while measured."""
         pids = []
-        for name in ("postgres", "redis-server"):
-            out = subprocess.run(["pgrep", "-x", name], capture_output=True, text=True, check=False).stdout
+        for program in {"postgres": ["postgres"], "redis": ["redis-server"]}.get(name, ["postgres", "redis-server"]):
+            out = subprocess.run(["pgrep", "-x", program], capture_output=True, text=True, check=False).stdout
             pids += [int(p) for p in out.split()]
         return pids
 
