@@ -125,3 +125,19 @@ async def test_losing_redis_changes_nothing_but_latency(tmp_path: Path, redis_pr
         assert (await cluster.run_ended(eid))["output"] == 99
     finally:
         await cluster.stop()
+
+
+async def test_a_database_of_a_newer_pyngest_is_refused_with_a_message(tmp_path: Path) -> None:
+    from pyngest.clock import RealClock
+    from pyngest.server.store.postgres.migrate import SchemaError
+    from pyngest.server.store.postgres.store import PostgresStore
+
+    schema = backends.new_schema_name()
+    await backends.create_schema(schema)
+    store = PostgresStore(backends.postgres_uri(schema), RealClock())
+    await store.open()  # creates the schema
+    await store.execute("UPDATE meta SET value = '99' WHERE key = 'schema_version'")
+    await store.close()
+    again = PostgresStore(backends.postgres_uri(schema), RealClock())
+    with pytest.raises(SchemaError, match="schema version 99, newer than this pyngest understands"):
+        await again.open()
