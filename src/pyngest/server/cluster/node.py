@@ -17,8 +17,10 @@ import asyncio
 import contextlib
 import functools
 import logging
+import socket
 import time
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -49,7 +51,7 @@ class ClusterNode:
         self.shards = shards
         cfg = service.config
         self.node_id = new_ulid()
-        self.url = cfg.advertise_url or f"http://{_url_host(cfg.host)}:{cfg.port}"
+        self.url = cfg.advertise_url or f"http://{_url_host(cfg.host, cfg.postgres_uri)}:{cfg.port}"
         self.notifier = Notifier(cfg.redis_uri, "pending")
         self.leases = LeaseManager(
             store, shards, node_id=self.node_id, url=self.url, ttl_s=cfg.lease_ttl_s, drain_s=cfg.shutdown_grace_s,
@@ -310,8 +312,19 @@ class ClusterNode:
         return rows[0]["url"] if rows else None
 
 
-def _url_host(host: str | None) -> str:
-    if host in (None, "", "0.0.0.0", "::"):
+def _url_host(host: str | None, postgres_uri: str | None) -> str:
+    """How the other processes reach this one, by default: the address it listens on; when it
+    listens on every interface, the one it reaches PostgreSQL from (the others reach PostgreSQL
+    too, so they are likely on that network); loopback for a loopback database."""
+    if host in (None, ""):
         return "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        target = urlsplit(postgres_uri or "").hostname or "127.0.0.1"
+        try:
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+                probe.connect((target, 5432))  # no packet is sent: this only picks a route
+                return str(probe.getsockname()[0])
+        except OSError:
+            return "127.0.0.1"
     return f"[{host}]" if ":" in str(host) else str(host)
 
