@@ -72,6 +72,9 @@ COMMON_FUNCTIONS = {
 ONLY_IN = {"js": {"fetch", "parallel-sleep"}}  # step.fetch and middleware hooks: npm SDK only
 # Python apps only: failures the Python SDKs raise by name (test_failure_output.py)
 PY_ONLY = {"parallel-disappears", "unexpected-step", "unserializable"}
+# The async Python apps only (apps/functions_async.py): the multi-node crash test's mixed runs
+ASYNC_PY_ONLY = {"crash-mixed"}
+ASYNC_PY_KINDS = {"py_fastapi", "pyngest_fastapi", "pyngest_django", "pyngest_fastapi_classic"}
 
 
 class FakeServer:
@@ -136,7 +139,8 @@ def test_app_answers_introspection_as_an_sdk(fake_app: App) -> None:
 
 def _registered(kind: str) -> set[str]:
     """The function ids app ``kind`` registers."""
-    return COMMON_FUNCTIONS | ONLY_IN.get(kind, set()) | (PY_ONLY if kind != "js" else set())
+    return (COMMON_FUNCTIONS | ONLY_IN.get(kind, set()) | (PY_ONLY if kind != "js" else set())
+            | (ASYNC_PY_ONLY if kind in ASYNC_PY_KINDS else set()))
 
 
 def _register_request(fake: FakeServer, app: App) -> dict[str, Any]:
