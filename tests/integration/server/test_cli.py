@@ -39,7 +39,7 @@ def spawn(args: list[str], cwd: Path, env: dict[str, str] | None = None) -> subp
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
-def wait_healthy(port: int, host: str = "127.0.0.1", timeout: float = 10) -> float:
+def wait_healthy(port: int, host: str = "127.0.0.1", timeout: float = 30) -> float:
     start = time.monotonic()
     while time.monotonic() - start < timeout:
         try:
