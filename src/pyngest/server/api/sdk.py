@@ -145,7 +145,7 @@ class SdkAPI:
                 return public_error(f"opcode {opcode.value} cannot be checkpointed", 400)
             ops.append((opcode, raw))
         cluster = self.service.cluster
-        if cluster is not None and not self.service.state.shards.owns_run(run_id):
+        if cluster is not None and not cluster.holds_locally(run_id):
             # the run's dispatch and state live in the process that owns its shard
             return await forward(cluster, request, run_id)
         x = self.service.executor

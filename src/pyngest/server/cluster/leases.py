@@ -264,6 +264,7 @@ class LeaseManager:
         self._publish_leases()
         if epoch is None:
             return
+        await self._lost({shard})  # no longer held: what is still in flight is not ours
         try:
             await self.store.execute(
                 "UPDATE shards SET owner = NULL, expires_ms = 0 WHERE shard = $1 AND owner = $2 AND epoch = $3",

@@ -160,6 +160,10 @@ class ClusterNode:
         draining = lost & set(self.leases.held)
         for shard in lost - draining:
             self.shards.owned.pop(shard, None)
+        # requests in flight for runs of shards taken from us are no longer ours to accept
+        # checkpoints for (a drained shard's are: its lease is ours until they end)
+        gone = lost - draining
+        s.executor.drop_dispatches(lambda run_id: self.shards.of_run(run_id) in gone)
         if draining:
             async with self.feed.lock:
                 for shard in draining:
@@ -293,6 +297,10 @@ class ClusterNode:
                 raise TimeoutError(f"cluster node not quiet after {timeout_s}s")
 
     # --------------------------------------------------------------------- forwarding
+
+    def holds_locally(self, run_id: str) -> bool:
+        """Is the run's shard's lease ours (owned, or being given back after its work in flight)?"""
+        return self.shards.of_run(run_id) in self.leases.held
 
     async def holds_shard_of(self, run_id: str) -> bool:
         """Does the database say this process holds the lease of the run's shard right now?

@@ -9,7 +9,7 @@ next request for that run leaves.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -125,6 +125,12 @@ class Executor:
 
     def function_for(self, run: Run) -> Function | None:
         return self.registry.functions.get(run.fn_id)
+
+    def drop_dispatches(self, which: Callable[[str], bool]) -> None:
+        """Requests in flight for these runs no longer count as live: their shard went to another
+        process, so their checkpoints are refused (as stale) even if it comes back here."""
+        for run_id in [r for r in self._dispatches if which(r)]:
+            del self._dispatches[run_id]
 
     def dispatch_is_live(self, run_id: str, generation: int | None) -> bool:
         """May a checkpoint from this dispatch be accepted? (No generation: an older SDK.)"""
