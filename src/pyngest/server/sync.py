@@ -27,6 +27,7 @@ from pyngest.protocol import signing
 from pyngest.server.config import DEV_DISCOVERY_PATHS, DEV_DISCOVERY_PORTS, ServerConfig
 from pyngest.server.registry import Registry, normalize_url
 from pyngest.server.store.base import AppUrlRecord, Store
+from pyngest.server.tasks import stop_tasks
 
 log = logging.getLogger("pyngest.sync")
 
@@ -77,9 +78,7 @@ class AppSyncer:
             self._tasks.append(asyncio.create_task(self._poll_loop()))
 
     async def close(self) -> None:
-        for t in self._tasks:
-            t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks)
         if self._session is not None:
             await self._session.close()
 

@@ -11,6 +11,7 @@ from pyngest.clock import Clock
 from pyngest.server.model import Batch, DeleteJob, Enqueue, Job, JobKind
 from pyngest.server.queue.scheduler import Scheduler
 from pyngest.server.store.base import Fenced, StoreUnavailable
+from pyngest.server.tasks import stop_tasks
 
 log = logging.getLogger("pyngest.worker")
 
@@ -95,7 +96,7 @@ class WorkerPool:
             done, pending = await asyncio.wait(busy, timeout=grace_s)
             for t in pending:
                 t.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await stop_tasks(self._tasks)
         self._tasks.clear()
 
     @property

@@ -28,6 +28,7 @@ from pyngest.server.runner.runner import Runner
 from pyngest.server.shards import Sharded
 from pyngest.server.store.base import StoreUnavailable
 from pyngest.server.store.postgres.store import PostgresStore
+from pyngest.server.tasks import stop_tasks
 
 log = logging.getLogger("pyngest.cluster")
 
@@ -62,11 +63,8 @@ class EventFeed:
         self._task = asyncio.create_task(self._loop(), name="pyngest-feed")
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-            self._task = None
+        await stop_tasks([self._task])
+        self._task = None
 
     def poke(self) -> None:
         self._wake.set()

@@ -28,6 +28,7 @@ import asyncpg
 from pyngest.server.shards import Sharded
 from pyngest.server.store.base import StoreUnavailable
 from pyngest.server.store.postgres.store import PostgresStore
+from pyngest.server.tasks import stop_tasks
 
 log = logging.getLogger("pyngest.cluster")
 
@@ -87,11 +88,7 @@ class LeaseManager:
         self._wake.set()
 
     async def _cancel_tasks(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         self._tasks = []
 
     async def stop(self) -> None:

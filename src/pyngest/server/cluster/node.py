@@ -32,6 +32,7 @@ from pyngest.server.model import Batch, CommitResult, Enqueue, InsertEvents, Job
 from pyngest.server.shards import Sharded
 from pyngest.server.store.base import StoreUnavailable
 from pyngest.server.store.postgres.store import PostgresStore
+from pyngest.server.tasks import stop_tasks
 
 if TYPE_CHECKING:
     from pyngest.server.service import Service
@@ -102,11 +103,7 @@ class ClusterNode:
 
     async def stop(self) -> None:
         """After the workers stopped: give the shards back, then stop listening."""
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await stop_tasks(self._tasks)
         await self.feed.stop()
         await self.leases.stop()
         self.notifier.publish("nodes", {"left": self.node_id})

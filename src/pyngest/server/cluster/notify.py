@@ -17,6 +17,8 @@ from typing import Any
 
 import orjson
 
+from pyngest.server.tasks import stop_tasks
+
 log = logging.getLogger("pyngest.cluster")
 
 TOPICS = ("events", "jobs", "registry", "live", "nodes")
@@ -54,10 +56,7 @@ class Notifier:
 
     async def stop(self) -> None:
         self._closed = True
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        await stop_tasks([self._task])
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()

@@ -12,7 +12,6 @@ Processing is idempotent, so a job interrupted by a crash is simply processed ag
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import deque
 from collections.abc import Callable
@@ -50,6 +49,7 @@ from pyngest.server.model import (
     StoredEvent,
 )
 from pyngest.server.registry import Function, Registry
+from pyngest.server.tasks import stop_tasks
 
 log = logging.getLogger("pyngest.runner")
 
@@ -135,11 +135,8 @@ class Runner:
         self._consumer = asyncio.create_task(self._consume(), name="pyngest-runner")
 
     async def stop(self) -> None:
-        if self._consumer is not None:
-            self._consumer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._consumer
-            self._consumer = None
+        await stop_tasks([self._consumer])
+        self._consumer = None
 
     async def _consume(self) -> None:
         while True:

@@ -13,6 +13,7 @@ the pool reconnects by itself once it is back.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -63,6 +64,7 @@ from pyngest.server.store.base import (
 )
 from pyngest.server.store.postgres.migrate import DEFAULT_SHARDS, migrate
 from pyngest.server.store.postgres.reads import PostgresDashboardReads, placeholders, run_where
+from pyngest.server.tasks import stop_tasks
 
 log = logging.getLogger("pyngest.store")
 T = TypeVar("T")
@@ -72,6 +74,7 @@ _MAX_GROUP = 500  # batches in one commit, at most
 # cost estimate that a jsonb expansion reaches at once, spent ~13 ms compiling each commit.
 SESSION = {"jit": "off", "application_name": "pyngest"}
 FENCED = "PYF01"
+CLOSE_TIMEOUT_S = 5.0  # closing connections at shutdown, at most
 
 _RUN_COLUMNS = (
     "id, fn_id, app_id, fn_version, status, event_ids, batch_id, cron, original_run_id, "
@@ -188,22 +191,22 @@ class PostgresStore(PostgresDashboardReads):
         self._writer = asyncio.create_task(self._write_loop(), name="pyngest-pg-writer")
 
     async def close(self) -> None:
-        if self._writer is not None:
-            self._writer.cancel()
-            try:
-                await self._writer
-            except asyncio.CancelledError:
-                pass
-            self._writer = None
+        await stop_tasks([self._writer])
+        self._writer = None
         while not self._queue.empty():
             pending = self._queue.get_nowait()
             if not pending.future.done():
                 pending.future.set_exception(StoreUnavailable("the store is closed"))
+        # bounded: a connection still busy (a read cut off by shutdown) must not hold it up
         if self._writer_conn is not None:
-            await self._writer_conn.close()
+            with contextlib.suppress(Exception):
+                await self._writer_conn.close(timeout=CLOSE_TIMEOUT_S)
             self._writer_conn = None
         if self._pool is not None:
-            await self._pool.close()
+            try:
+                await asyncio.wait_for(self._pool.close(), CLOSE_TIMEOUT_S)
+            except Exception:  # a timeout included
+                self._pool.terminate()
             self._pool = None
 
     async def _read(self, fn: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
