@@ -7,7 +7,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import socket
 import threading
+from urllib.parse import urlsplit
 
 
 class Balancer:
@@ -89,3 +91,19 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
     finally:
         with contextlib.suppress(Exception):
             writer.close()
+
+
+def cable(uri: str) -> Balancer:
+    """A proxy in front of the server a ``postgresql://`` or ``redis://`` URI names, started."""
+    parts = urlsplit(uri)
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    proxy = Balancer([(parts.hostname or "127.0.0.1", parts.port or 0)], port)
+    proxy.start()
+    return proxy
+
+
+def through(proxy: Balancer, uri: str) -> str:
+    """``uri`` with its host and port replaced by the proxy's."""
+    return urlsplit(uri)._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()

@@ -1,5 +1,6 @@
 """Multi-node crash test: three `pyngest dev` processes on one PostgreSQL and Redis, behind a load
-balancer, while random processes are SIGKILLed at random moments and restarted.
+balancer, while random processes are SIGKILLed at random moments and restarted, and Redis is
+cut off now and then for a few seconds (processes then fall back to polling PostgreSQL).
 
 In flight meanwhile: hundreds of runs of the 10-step ``crash-ten`` function (official Python SDK,
 pyngest's SDK, npm SDK with checkpointing: see test_crash.py for the rules checked), and runs of
@@ -34,7 +35,7 @@ import pytest
 import requests
 
 from tests import backends
-from tests.proxy import Balancer
+from tests.proxy import Balancer, cable, through
 
 from .apps.common import CRASH_MIXED_LIMIT
 from .harness import Api, App, Server, free_port, poll
@@ -47,6 +48,8 @@ RUNS = int(os.environ.get("CLUSTER_CRASH_RUNS", "170"))  # crash-ten runs per ap
 MIXED = int(os.environ.get("CLUSTER_CRASH_MIXED", "25"))  # crash-mixed runs per Python app
 KILLS = int(os.environ.get("CLUSTER_CRASH_KILLS", "10"))
 LEASE_TTL_S = 3.0
+REDIS_CUT_EVERY = 3  # at every third kill, Redis is cut off too, for REDIS_CUT_S
+REDIS_CUT_S = 3.0
 KINDS = ("py_fastapi", "pyngest_fastapi", "js")
 MIXED_KINDS = ("py_fastapi", "pyngest_fastapi")
 
@@ -99,12 +102,13 @@ def test_three_nodes_survive_random_sigkills(tmp_path: Path) -> None:
     schema = backends.new_schema_name()  # a fresh database whatever ran before
     backends.create_schema_sync(schema)
     uri = backends.postgres_uri(schema)
+    redis = cable(backends.REDIS_URI)  # cut now and then: Redis lost, for a while
     servers = []
     for i in range(NODES):
         workdir = tmp_path / f"node{i}"
         workdir.mkdir()
         servers.append(Server(workdir, extra_args=[
-            "--no-poll", "--postgres-uri", uri, "--redis-uri", backends.REDIS_URI,
+            "--no-poll", "--postgres-uri", uri, "--redis-uri", through(redis, backends.REDIS_URI),
             "--lease-ttl", str(LEASE_TTL_S)]))
     for server in servers:
         server.start()
@@ -161,6 +165,7 @@ def test_three_nodes_survive_random_sigkills(tmp_path: Path) -> None:
 
         kills: list[tuple[float, float]] = []
         victims = []
+        redis_cuts = 0
         for kill in range(KILLS):
             deadline = time.monotonic() + rng.uniform(1.0, 4.0)  # a random moment is the point
             while time.monotonic() < deadline:
@@ -173,9 +178,15 @@ def test_three_nodes_survive_random_sigkills(tmp_path: Path) -> None:
             kills.append((killed_at, time.time()))
             takeovers.pending.append((dead, killed_at))
             victims.append(victim)
+            if kill % REDIS_CUT_EVERY == 1:
+                redis.cut()
+                redis_cuts += 1
             servers[victim].start()
             for app in apps:  # events acknowledged between crashes must start runs too
                 ten[app.kind] |= send(app, "crash-ten", [f"ten-r{kill}-{i}" for i in range(5)])
+            if kill % REDIS_CUT_EVERY == 1:
+                time.sleep(REDIS_CUT_S)
+                redis.mend()
 
         def all_done() -> bool:
             reply_to_waiting()
@@ -209,7 +220,8 @@ def test_three_nodes_survive_random_sigkills(tmp_path: Path) -> None:
         assert not violations, f"{len(violations)} violations {context}:\n" + "\n".join(violations[:40])
         runs = sum(len(v) for v in ten.values()) + sum(len(v) for v in mixed.values())
         t = takeovers.seconds
-        print(f"cluster crash test {context}: {NODES} nodes, {runs} runs, {KILLS} kills of nodes {victims}; "
+        print(f"cluster crash test {context}: {NODES} nodes, {runs} runs, {KILLS} kills of nodes {victims}, "
+              f"Redis cut off {redis_cuts} times for {REDIS_CUT_S:.0f} s; "
               + "; ".join(summaries)
               + f"; crash-mixed peak {peak} requests at once (limit {CRASH_MIXED_LIMIT}); takeover after "
               f"SIGKILL (lease {LEASE_TTL_S:.0f} s): median {statistics.median(t):.2f} s, max {max(t):.2f} s")
@@ -220,6 +232,7 @@ def test_three_nodes_survive_random_sigkills(tmp_path: Path) -> None:
         for server in servers:
             server.stop()
         balancer.stop()
+        redis.stop()
 
 
 def _ended(api: Api, event_id: str, tick: Any) -> dict[str, Any] | None:

@@ -7,44 +7,31 @@ import asyncio
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import asyncpg
 import pytest
 
 from pyngest.protocol.step_ids import hash_step_id
 from tests import backends
-from tests.integration.cluster.harness import Cluster, free_port
+from tests.integration.cluster.harness import Cluster
 from tests.integration.server.harness import Call, done, function_config, ops
-from tests.proxy import Balancer
+from tests.proxy import Balancer, cable, through
 
 ONE, S = hash_step_id("one"), hash_step_id("nap")
 
 
-def _proxy(uri: str) -> Balancer:
-    parts = urlsplit(uri)
-    proxy = Balancer([(parts.hostname or "127.0.0.1", parts.port or 0)], free_port())
-    proxy.start()
-    return proxy
-
-
 @pytest.fixture
 def pg_proxy() -> Iterator[Balancer]:
-    proxy = _proxy(backends.POSTGRES_URI)
+    proxy = cable(backends.POSTGRES_URI)
     yield proxy
     proxy.stop()
 
 
 @pytest.fixture
 def redis_proxy() -> Iterator[Balancer]:
-    proxy = _proxy(backends.REDIS_URI)
+    proxy = cable(backends.REDIS_URI)
     yield proxy
     proxy.stop()
-
-
-def _via(proxy: Balancer, uri: str) -> str:
-    parts = urlsplit(uri)
-    return parts._replace(netloc=f"127.0.0.1:{proxy.port}").geturl()
 
 
 async def script(call: Call) -> tuple:
@@ -65,7 +52,7 @@ async def _count(uri: str, name: str) -> int:
 
 
 async def test_losing_postgres_answers_503_and_carries_on_when_it_is_back(tmp_path: Path, pg_proxy: Balancer) -> None:
-    cluster = Cluster(tmp_path, nodes=1, postgres=_via(pg_proxy, backends.POSTGRES_URI))
+    cluster = Cluster(tmp_path, nodes=1, postgres=through(pg_proxy, backends.POSTGRES_URI))
     await cluster.start()
     try:
         cluster.app.script = script
@@ -104,7 +91,7 @@ async def test_losing_postgres_answers_503_and_carries_on_when_it_is_back(tmp_pa
 
 
 async def test_losing_redis_changes_nothing_but_latency(tmp_path: Path, redis_proxy: Balancer) -> None:
-    cluster = Cluster(tmp_path, nodes=2, redis=_via(redis_proxy, backends.REDIS_URI))
+    cluster = Cluster(tmp_path, nodes=2, redis=through(redis_proxy, backends.REDIS_URI))
     await cluster.start()
     try:
         cluster.app.script = script
