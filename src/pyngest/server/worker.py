@@ -10,7 +10,7 @@ from dataclasses import replace
 from pyngest.clock import Clock
 from pyngest.server.model import Batch, DeleteJob, Enqueue, Job, JobKind
 from pyngest.server.queue.scheduler import Scheduler
-from pyngest.server.store.base import Fenced, StoreUnavailable
+from pyngest.server.store.base import Fenced, LeaseUnsure, StoreUnavailable
 from pyngest.server.tasks import stop_tasks
 
 log = logging.getLogger("pyngest.worker")
@@ -18,6 +18,7 @@ log = logging.getLogger("pyngest.worker")
 Handler = Callable[[Job], Awaitable[None]]
 _BUG_RETRY_MS = 5_000
 _UNAVAILABLE_RETRY_MS = 1_000
+_LEASE_UNSURE_RETRY_MS = 200  # a late lease renewal settles within a fraction of the ttl
 
 
 class WorkerPool:
@@ -69,6 +70,8 @@ class WorkerPool:
         except Fenced:
             log.info("job %s: its shard moved to another process, which runs it now", job.id)
             self.scheduler.abandon(job)
+        except LeaseUnsure:
+            self.scheduler.release(job, delay_ms=_LEASE_UNSURE_RETRY_MS)
         except StoreUnavailable as exc:
             log.warning("job %s (%s) not finished, the store is unavailable (%s); trying again in %d s",
                         job.id, job.kind.value, exc, _UNAVAILABLE_RETRY_MS // 1000)

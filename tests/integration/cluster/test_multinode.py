@@ -233,6 +233,45 @@ async def test_a_dead_node_is_taken_over_and_a_stale_one_cannot_commit(cluster: 
         await store.close()
 
 
+async def test_a_node_whose_lease_renewal_is_late_sends_no_request_under_it(cluster: Cluster) -> None:
+    """A process that cannot renew in time (stalled, starved of CPU) may already have been taken
+    over: it must not send the app a step to run under a lease it may have lost, as two
+    processes would then run the same step at once."""
+    cluster.app.script = lambda call: _done(call.body["event"]["data"]["n"])
+    await cluster.register(function_config(cluster.app, "late"))
+    victim = cluster.nodes[2]
+    node = victim.service.cluster
+    assert node is not None
+
+    async def late() -> None:
+        await asyncio.Event().wait()
+
+    async def unnoticed(exc: BaseException) -> None:
+        return None  # it has not noticed yet: it still believes it holds its shards
+
+    node.leases.renew = late  # type: ignore[method-assign]
+    node.leases._unreachable = unnoticed  # type: ignore[method-assign]
+    sent_late: list[str] = []
+    execute = victim.service.driver.execute
+
+    async def watched(**kw: Any) -> Any:
+        if not node.leases.fresh(node.shards.of_run(kw["run_id"])):
+            sent_late.append(kw["run_id"])
+        return await execute(**kw)
+
+    victim.service.driver.execute = watched  # type: ignore[method-assign]
+    deadline = asyncio.get_running_loop().time() + 10
+    while any(node.leases.fresh(shard) for shard in victim.owned):
+        assert asyncio.get_running_loop().time() < deadline
+        await asyncio.sleep(0.05)
+    assert set(victim.owned), "the late node still believes it holds shards"
+    ids = [(await cluster.send({"name": "test/late", "data": {"n": n}}, via=n % 2))[0] for n in range(12)]
+    for n, eid in enumerate(ids):
+        assert (await cluster.run_ended(eid))["output"] == n
+    assert sent_late == []
+    assert len(cluster.app.calls) == 12  # each run's one request, sent once
+
+
 async def test_runs_complete_when_redis_is_flushed_mid_flight(cluster: Cluster) -> None:
     async def script(call: Call) -> tuple:
         steps = call.body["steps"]

@@ -21,7 +21,7 @@ import contextlib
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 
 import asyncpg
 
@@ -33,6 +33,7 @@ from pyngest.server.tasks import stop_tasks
 log = logging.getLogger("pyngest.cluster")
 
 LOCK_NAMESPACE = 1886287463  # the advisory-lock class of shard leases (functions.sql uses it too)
+FRESH_SHARE = 0.75  # of the ttl after a renewal began: leases acted on only within it
 _DB_NOW = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
 
@@ -59,6 +60,7 @@ class LeaseManager:
         self._draining: set[int] = set()
         self._tasks: list[asyncio.Task[None]] = []
         self._last_renewal = time.monotonic()
+        self._fresh_until: dict[int, float] = {}  # shard -> until when we may act on its lease
         self._db_now = 0
         self.live = 1  # processes that renewed within the ttl, as of the last renewal
         self._wake = asyncio.Event()
@@ -68,6 +70,21 @@ class LeaseManager:
     @property
     def period_s(self) -> float:
         return self.ttl_ms / 3000
+
+    def fresh(self, shard: int) -> bool:
+        """May this process still act on its lease of ``shard``? A renewal (or a take) that began
+        at ``t`` keeps it until at least ``t + ttl`` by the database's clock; past 3/4 of that,
+        another process may soon take it, so no new request goes out under it (commits are
+        fenced anyway, but a request sent to an app runs its step whatever becomes of its result)."""
+        return self._fresh_until.get(shard, 0.0) > time.monotonic()
+
+    def _extend(self, shards: Iterable[int], started: float) -> None:
+        until = started + self.ttl_ms / 1000 * FRESH_SHARE
+        for shard in shards:
+            self._fresh_until[shard] = until
+
+    def _left_s(self) -> float:
+        return self._last_renewal + self.ttl_ms / 1000 * FRESH_SHARE - time.monotonic()
 
     def _publish_leases(self) -> None:
         # a new dict object: the store re-encodes its copy only when the object changes
@@ -110,8 +127,9 @@ class LeaseManager:
         while not self._closed:
             await asyncio.sleep(self.period_s)
             try:
-                await self.renew()
-            except StoreUnavailable as exc:
+                # a renewal still waiting when our leases may lapse counts as a lost database
+                await asyncio.wait_for(self.renew(), max(self._left_s(), self.period_s))
+            except (TimeoutError, StoreUnavailable) as exc:
                 await self._unreachable(exc)
             except Exception:
                 log.exception("renewing shard leases failed")
@@ -132,7 +150,7 @@ class LeaseManager:
         """Without the database we cannot renew: before our leases may have expired, stop
         working on the shards (nobody may take them over while we still act on them)."""
         idle_s = time.monotonic() - self._last_renewal
-        if self.held and idle_s > self.ttl_ms / 1000 * 0.75:
+        if self.held and self._left_s() <= 0:
             log.warning("cannot renew shard leases for %.1f s (%s): giving up shards %s until the database is back",
                         idle_s, exc, sorted(self.held))
             gone = set(self.held)
@@ -179,6 +197,7 @@ class LeaseManager:
         rows, self._db_now, self.live = await self.store._read(renew)
         self._last_renewal = started
         renewed = {r["shard"]: r["epoch"] for r in rows}
+        self._extend(renewed, started)
         gone = {s for s, epoch in before.items() if renewed.get(s) != epoch and self.held.get(s) == epoch}
         if gone:
             log.warning("shards %s were taken over by another process", sorted(gone))
@@ -220,6 +239,7 @@ class LeaseManager:
                     free, self.node_id, self.ttl_ms)
                 return rows
 
+        started = time.monotonic()
         rows = await self.store._read(take)
         if not rows:
             return
@@ -227,6 +247,7 @@ class LeaseManager:
         self.takeovers += sum(1 for r in rows if r["previous"] not in (None, self.node_id))
         for shard, (epoch, _, _) in gained.items():
             self.held[shard] = epoch
+        self._extend(gained, started)
         self._publish_leases()
         log.info("took shards %s (%d held)", sorted(gained), len(self.held))
         try:

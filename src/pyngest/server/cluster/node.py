@@ -80,6 +80,7 @@ class ClusterNode:
         s.scheduler.shards = lambda: sorted(self.shards.owned)
         s.scheduler.shard_of = self.job_shard
         s.scheduler.owns = lambda job: self.job_shard(job) in self.shards.owned
+        s.executor.may_dispatch = lambda run_id: self.holds_locally(run_id) and self.leases.fresh(self.shards.of_run(run_id))
 
     async def start(self) -> None:
         s = self.s

@@ -39,6 +39,7 @@ from pyngest.server.model import (
     UpdateRun,
 )
 from pyngest.server.registry import Function, Registry
+from pyngest.server.store.base import LeaseUnsure
 
 log = logging.getLogger("pyngest.executor")
 
@@ -70,6 +71,9 @@ class Executor:
         # and refused. Generations start from the boot time, so none repeats across restarts.
         self._generation = clock.now_ms() * 1000
         self._dispatches: dict[str, set[int]] = {}
+        # Several processes (scale-out): a request goes out only while this process surely holds
+        # the run's shard (the cluster node sets this).
+        self.may_dispatch: Callable[[str], bool] = lambda run_id: True
 
     # --------------------------------------------------------------------- EXECUTE jobs
 
@@ -83,6 +87,9 @@ class Executor:
         if fn is None:
             await self._fail_missing_function(run, job)
             return
+        if not self.may_dispatch(run.id):
+            # the lease of the run's shard may be another process's by now: send nothing under it
+            raise LeaseUnsure(f"run {run.id}: not sent, this process's lease of its shard may have lapsed")
         started: Awaitable[object] | None = None
         if run.status is RunStatus.QUEUED:
             # Submitted, not awaited: the writer keeps order, so this lands before the

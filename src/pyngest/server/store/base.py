@@ -132,6 +132,11 @@ class Fenced(Exception):
     it over): nothing was committed, and the work is the new owner's now."""
 
 
+class LeaseUnsure(Exception):
+    """This process may no longer hold the lease of the job's shard (its renewal is late): the
+    job waits a moment here. Renewed, it runs; lost, the new owner runs it."""
+
+
 class Store(Protocol):
     async def open(self) -> None: ...
     async def close(self) -> None: ...
