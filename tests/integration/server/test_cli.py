@@ -175,7 +175,7 @@ def test_bad_store_settings_are_refused_clearly(tmp_path: Path, args: list[str],
 
 def test_an_unreachable_postgres_is_a_clear_error(tmp_path: Path) -> None:
     dead = free_port()
-    proc = spawn(["start", "--signing-key", KEY, "--event-key", "k", "--postgres-uri",
+    proc = spawn(["start", "--signing-key", KEY, "--event-key", "k", "-p", str(free_port()), "--postgres-uri",
                   f"postgres://127.0.0.1:{dead}/nothing"], tmp_path)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1 and f"cannot reach PostgreSQL at postgres://127.0.0.1:{dead}/nothing" in err, err
