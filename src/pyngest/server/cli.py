@@ -96,7 +96,19 @@ def common_options(fn: Any, *, dev: bool) -> Any:
         click.option("--retry-interval", type=click.IntRange(min=1), default=None, envvar=_env("retry_interval"),
                      help="Retry failed steps after this many seconds instead of the backoff table."),
         click.option("--queue-workers", type=click.IntRange(min=1), default=100, envvar=_env("queue_workers"),
-                     show_default=True, help="How many jobs may execute at once."),
+                     show_default=True, help="How many jobs may execute at once (requests to apps wait "
+                                             "for their app's slots without holding one)."),
+        click.option("--app-requests", type=click.IntRange(min=1), default=None, envvar=_env("app_requests"),
+                     help="Most requests in flight to one app (default: --queue-workers)."),
+        click.option("--function-requests", type=click.IntRange(min=1), default=None,
+                     envvar=_env("function_requests"),
+                     help="Most requests in flight for one function (default: its app's limit)."),
+        click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0,
+                     envvar=_env("connect_timeout"), show_default=True,
+                     help="Seconds to connect to an app before the request fails (and is retried)."),
+        click.option("--step-timeout", type=click.FloatRange(min=1, max=7200), default=7200.0,
+                     envvar=_env("step_timeout"), show_default=True,
+                     help="Seconds an app has to answer one request (at most 2 hours, upstream's maximum step duration)."),
         click.option("--tick", type=click.IntRange(min=1), default=150, envvar=_env("tick"),
                      help="Accepted for compatibility: pyngest wakes on due jobs and does not poll."),
         click.option("--sqlite-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -234,6 +246,10 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
         cfg.poll_interval_s = float(params["poll_interval"])
     cfg.retry_interval_s = params["retry_interval"]
     cfg.queue_workers = int(params["queue_workers"])
+    cfg.app_requests = params["app_requests"]
+    cfg.function_requests = params["function_requests"]
+    cfg.connect_timeout_s = float(params["connect_timeout"])
+    cfg.step_timeout_s = float(params["step_timeout"])
     cfg.tick_ms = int(params["tick"])
     cfg.sqlite_dir = Path(params["sqlite_dir"]) if params["sqlite_dir"] else Path(".inngest")
     if params["max_event_size"]:

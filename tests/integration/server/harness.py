@@ -104,7 +104,8 @@ class Harness:
             self.schema = backends.schema_for(directory)
             config.setdefault("postgres_uri", backends.postgres_uri(self.schema))
             config.setdefault("redis_uri", backends.REDIS_URI)
-        self.config = ServerConfig(sqlite_dir=directory, discovery=False, poll=False, queue_workers=8, **config)
+        config.setdefault("queue_workers", 8)
+        self.config = ServerConfig(sqlite_dir=directory, discovery=False, poll=False, **config)
         self.service = Service(self.config, clock=self.clock)
         self.app = FakeApp()
         self.http: httpx.AsyncClient | None = None
