@@ -51,6 +51,8 @@ class ServerConfig:
     # start mode: the dashboard's sign-in (without a password, the signing key is the password)
     dashboard_user: str = "admin"
     dashboard_password: str | None = None
+    # behind a TLS-terminating proxy: X-Forwarded-Proto / X-Forwarded-Host say how browsers reach us
+    trust_proxy: bool = False
 
     @property
     def server_kind(self) -> str:

@@ -119,7 +119,7 @@ class Harness:
         if self.config.signing_key:
             headers["Authorization"] = f"Bearer {signing.hash_signing_key(self.config.signing_key)}"
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(self.service)),
-                                      base_url="http://pyngest", headers=headers)
+                                      base_url="http://localhost", headers=headers)
 
     async def stop(self) -> None:
         if self.http is not None:
