@@ -138,6 +138,9 @@ def common_options(fn: Any, *, dev: bool) -> Any:
                      hidden=dev, help="The user name that signs in to the dashboard."),
         click.option("--dashboard-password", default=None, envvar=_env("dashboard_password"), hidden=dev,
                      help="The dashboard's password (default: the signing key)."),
+        click.option("--trust-proxy", is_flag=True, default=False, envvar=_env("trust_proxy"),
+                     help="Behind a TLS-terminating reverse proxy: believe its X-Forwarded-Proto, -Host and -For "
+                          "(Secure session cookie, same-origin checks, sign-in rate limits per client)."),
         click.option("--event-key", multiple=True, envvar=_env("event_key"), hidden=dev,
                      help="An accepted event key (repeatable)."),
         click.option("--postgres-uri", default=None, envvar=_env("postgres_uri"),
@@ -265,6 +268,7 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     cfg.event_keys = [k for value in params["event_key"] for k in _split(value)]
     cfg.dashboard_user = params["dashboard_user"] or "admin"
     cfg.dashboard_password = params["dashboard_password"] or None
+    cfg.trust_proxy = bool(params["trust_proxy"])
     cfg.postgres_uri, cfg.redis_uri = postgres, redis
     cfg.advertise_url = params.get("advertise_url") or None
     cfg.lease_ttl_s = float(params.get("lease_ttl") or 10.0)

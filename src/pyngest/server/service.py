@@ -5,6 +5,7 @@ Service with a test clock and no HTTP at all."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pyngest.clock import Clock, RealClock
 from pyngest.protocol.events import FN_INVOKED
@@ -96,6 +97,7 @@ class Service:
             # matching reads the shared event log: no EVENTS job per stored event
             self.state.listens = lambda name: False
         self.started = False
+        self.api_state: dict[str, Any] = {}  # kept by the HTTP layer across its app instances
 
     async def start(self, *, sync_apps: bool = True) -> None:
         await self.store.open()

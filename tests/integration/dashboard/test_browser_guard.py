@@ -76,3 +76,60 @@ async def test_start_refuses_cross_site_writes_with_a_session(secured: Harness) 
     # start mode is reached by any name (it trusts keys and the session, not the network)
     async with client(secured, base="http://pyngest.internal") as c:
         assert (await c.post("/e/ek", json={"name": "test/work"})).status_code == 200
+
+
+# ------------------------------------------------------------------ sign-in (issue 13, row 10)
+
+@pytest.fixture
+async def proxied(tmp_path: Path) -> AsyncIterator[Harness]:
+    async for h in running(tmp_path, mode="start", signing_key=KEY, event_keys=["ek"], dashboard_password="pw",
+                           trust_proxy=True):
+        yield h
+
+
+async def test_wrong_passwords_are_rate_limited_per_client_and_in_all(secured: Harness) -> None:
+    async with client(secured) as c:
+        for _ in range(10):
+            wrong = await c.post("/auth/login", json={"username": "admin", "password": "guess"})
+            assert wrong.status_code == 401
+        locked = await c.post("/auth/login", json={"username": "admin", "password": "pw"})
+        assert locked.status_code == 429 and "Too many wrong passwords" in locked.json()["error"]
+        assert int(locked.headers["retry-after"]) > 0
+        form = await c.post("/auth/login", data={"username": "admin", "password": "pw"})
+        assert form.status_code == 429 and "Too many wrong passwords" in form.text
+
+
+async def test_the_global_limit_holds_across_clients(proxied: Harness) -> None:
+    async with client(proxied) as c:
+        for i in range(100):  # each from another address (as the trusted proxy reports it)
+            wrong = await c.post("/auth/login", json={"username": "admin", "password": "guess"},
+                                 headers={"X-Forwarded-For": f"10.0.{i // 250}.{i % 250}"})
+            assert wrong.status_code == 401
+        fresh = await c.post("/auth/login", json={"username": "admin", "password": "pw"},
+                             headers={"X-Forwarded-For": "10.9.9.9"})
+        assert fresh.status_code == 429
+
+
+async def test_logout_revokes_the_session(secured: Harness) -> None:
+    async with client(secured) as anon:
+        cookie = (await anon.post("/auth/login", data={"username": "admin", "password": "pw"})).cookies[
+            "pyngest_session"]
+    async with client(secured, cookies={"pyngest_session": cookie}) as user:
+        assert (await user.get("/v1/apps")).status_code == 200
+        assert (await user.post("/auth/logout")).status_code == 303
+    async with client(secured, cookies={"pyngest_session": cookie}) as stolen:
+        assert (await stolen.get("/v1/apps")).status_code == 401, "a signed-out session keeps working"
+
+
+async def test_secure_cookie_behind_a_tls_proxy_only_when_trusted(secured: Harness, tmp_path: Path) -> None:
+    https = {"X-Forwarded-Proto": "https"}
+    async with client(secured) as c:
+        plain = await c.post("/auth/login", data={"username": "admin", "password": "pw"}, headers=https)
+        assert "secure" not in plain.headers["set-cookie"].lower()  # not trusted: a client could say so
+    async for h in running(tmp_path / "proxied", mode="start", signing_key=KEY, event_keys=["ek"],
+                           dashboard_password="pw", trust_proxy=True):
+        async with client(h) as c:
+            tls = await c.post("/auth/login", data={"username": "admin", "password": "pw"}, headers=https)
+            assert "; secure" in tls.headers["set-cookie"].lower()
+            bare = await c.post("/auth/login", data={"username": "admin", "password": "pw"})
+            assert "secure" not in bare.headers["set-cookie"].lower()

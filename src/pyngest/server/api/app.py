@@ -68,6 +68,7 @@ def build_app(service: Service) -> ASGIApp:
     gql = GraphQLEndpoint(service, ops)
     manage = ManageREST(service, ops)
     auth = DashboardAuth(service.config)
+    auth.sessions = service.api_state.setdefault("sign-ins", auth.sessions)
     live = LiveAPI(service)
     metrics = MetricsAPI(service)
     openapi = OpenAPI(_version())
