@@ -96,7 +96,19 @@ def common_options(fn: Any, *, dev: bool) -> Any:
         click.option("--retry-interval", type=click.IntRange(min=1), default=None, envvar=_env("retry_interval"),
                      help="Retry failed steps after this many seconds instead of the backoff table."),
         click.option("--queue-workers", type=click.IntRange(min=1), default=100, envvar=_env("queue_workers"),
-                     show_default=True, help="How many jobs may execute at once."),
+                     show_default=True, help="How many jobs may execute at once (requests to apps wait "
+                                             "for their app's slots without holding one)."),
+        click.option("--app-requests", type=click.IntRange(min=1), default=None, envvar=_env("app_requests"),
+                     help="Most requests in flight to one app (default: --queue-workers)."),
+        click.option("--function-requests", type=click.IntRange(min=1), default=None,
+                     envvar=_env("function_requests"),
+                     help="Most requests in flight for one function (default: its app's limit)."),
+        click.option("--connect-timeout", type=click.FloatRange(min=0.1), default=10.0,
+                     envvar=_env("connect_timeout"), show_default=True,
+                     help="Seconds to connect to an app before the request fails (and is retried)."),
+        click.option("--step-timeout", type=click.FloatRange(min=1, max=7200), default=7200.0,
+                     envvar=_env("step_timeout"), show_default=True,
+                     help="Seconds an app has to answer one request (at most 2 hours, upstream's maximum step duration)."),
         click.option("--tick", type=click.IntRange(min=1), default=150, envvar=_env("tick"),
                      help="Accepted for compatibility: pyngest wakes on due jobs and does not poll."),
         click.option("--sqlite-dir", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -126,6 +138,9 @@ def common_options(fn: Any, *, dev: bool) -> Any:
                      hidden=dev, help="The user name that signs in to the dashboard."),
         click.option("--dashboard-password", default=None, envvar=_env("dashboard_password"), hidden=dev,
                      help="The dashboard's password (default: the signing key)."),
+        click.option("--trust-proxy", is_flag=True, default=False, envvar=_env("trust_proxy"),
+                     help="Behind a TLS-terminating reverse proxy: believe its X-Forwarded-Proto, -Host and -For "
+                          "(Secure session cookie, same-origin checks, sign-in rate limits per client)."),
         click.option("--event-key", multiple=True, envvar=_env("event_key"), hidden=dev,
                      help="An accepted event key (repeatable)."),
         click.option("--postgres-uri", default=None, envvar=_env("postgres_uri"),
@@ -234,6 +249,10 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
         cfg.poll_interval_s = float(params["poll_interval"])
     cfg.retry_interval_s = params["retry_interval"]
     cfg.queue_workers = int(params["queue_workers"])
+    cfg.app_requests = params["app_requests"]
+    cfg.function_requests = params["function_requests"]
+    cfg.connect_timeout_s = float(params["connect_timeout"])
+    cfg.step_timeout_s = float(params["step_timeout"])
     cfg.tick_ms = int(params["tick"])
     cfg.sqlite_dir = Path(params["sqlite_dir"]) if params["sqlite_dir"] else Path(".inngest")
     if params["max_event_size"]:
@@ -249,6 +268,7 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     cfg.event_keys = [k for value in params["event_key"] for k in _split(value)]
     cfg.dashboard_user = params["dashboard_user"] or "admin"
     cfg.dashboard_password = params["dashboard_password"] or None
+    cfg.trust_proxy = bool(params["trust_proxy"])
     cfg.postgres_uri, cfg.redis_uri = postgres, redis
     cfg.advertise_url = params.get("advertise_url") or None
     cfg.lease_ttl_s = float(params.get("lease_ttl") or 10.0)

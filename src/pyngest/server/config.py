@@ -27,6 +27,12 @@ class ServerConfig:
     event_keys: list[str] = field(default_factory=list)
     sqlite_dir: Path = Path(".inngest")
     queue_workers: int = 100
+    # requests in flight to one app / for one function (None: the app's limit is --queue-workers,
+    # a function's is its app's); a job over the limit waits without holding a queue worker
+    app_requests: int | None = None
+    function_requests: int | None = None
+    connect_timeout_s: float = 10.0  # to connect to an app (TLS handshake included)
+    step_timeout_s: float = 2 * 3600.0  # for an app to answer one request (upstream's maximum step duration)
     retry_interval_s: int | None = None
     tick_ms: int = 150
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
@@ -45,10 +51,20 @@ class ServerConfig:
     # start mode: the dashboard's sign-in (without a password, the signing key is the password)
     dashboard_user: str = "admin"
     dashboard_password: str | None = None
+    # behind a TLS-terminating proxy: X-Forwarded-Proto / X-Forwarded-Host say how browsers reach us
+    trust_proxy: bool = False
 
     @property
     def server_kind(self) -> str:
         return "dev" if self.mode == "dev" else "cloud"
+
+    @property
+    def app_request_limit(self) -> int:
+        return self.app_requests or self.queue_workers
+
+    @property
+    def function_request_limit(self) -> int:
+        return min(self.function_requests or self.app_request_limit, self.app_request_limit)
 
     @property
     def signing_keys(self) -> list[str]:

@@ -5,6 +5,7 @@ Service with a test clock and no HTTP at all."""
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 from pyngest.clock import Clock, RealClock
 from pyngest.protocol.events import FN_INVOKED
@@ -19,6 +20,7 @@ from pyngest.server.metrics import Metrics
 from pyngest.server.model import Batch, DeleteJob, Enqueue, Job, JobKind
 from pyngest.server.operations import Operations
 from pyngest.server.queue.scheduler import Scheduler
+from pyngest.server.queue.slots import RequestSlots
 from pyngest.server.registry import Registry, SyncOutcome
 from pyngest.server.runner.runner import Runner
 from pyngest.server.shards import Sharded
@@ -49,7 +51,8 @@ class Service:
         self.scheduler = Scheduler(self.store, self.clock)
         self.state = State(self.store, self.scheduler, shards)
         self.registry = Registry(self.store, self.clock)
-        self.driver = Driver(signing_key=config.signing_key, clock_ms=self.clock.now_ms)
+        self.driver = Driver(signing_key=config.signing_key, clock_ms=self.clock.now_ms,
+                             timeout_s=config.step_timeout_s, connect_timeout_s=config.connect_timeout_s)
         self.executor = Executor(
             state=self.state, registry=self.registry, driver=self.driver, clock=self.clock,
             config=ExecutorConfig(retry_interval_s=config.retry_interval_s),
@@ -81,6 +84,8 @@ class Service:
             },
             size=config.queue_workers,
             commit=self.state.commit,
+            slots=RequestSlots(per_app=config.app_request_limit, per_function=config.function_request_limit,
+                               app_of=self._app_of_function),
         )
         self.operations = Operations(self)
         self.workers.handlers[JobKind.OPERATION] = self.operations.process
@@ -92,6 +97,7 @@ class Service:
             # matching reads the shared event log: no EVENTS job per stored event
             self.state.listens = lambda name: False
         self.started = False
+        self.api_state: dict[str, Any] = {}  # kept by the HTTP layer across its app instances
 
     async def start(self, *, sync_apps: bool = True) -> None:
         await self.store.open()
@@ -133,6 +139,10 @@ class Service:
         self.live.close()
         await self.driver.close()
         await self.store.close()
+
+    def _app_of_function(self, fn_id: str) -> str | None:
+        fn = self.registry.functions.get(fn_id)
+        return fn.app_id if fn is not None else None
 
     async def maintain(self, job: Job) -> None:
         """Retention: remove what is older than ``retention_ms``, a chunk at a time, hourly."""

@@ -29,7 +29,7 @@ async def secured(tmp_path: Path) -> AsyncIterator[Harness]:
 
 def client(h: Harness, **kw: object) -> httpx.AsyncClient:
     return httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(h.service)),
-                             base_url="http://pyngest", **kw)  # type: ignore[arg-type]
+                             base_url="http://localhost", **kw)  # type: ignore[arg-type]
 
 
 async def test_start_mode_requires_a_session_or_the_signing_key(secured: Harness) -> None:

@@ -104,7 +104,8 @@ class Harness:
             self.schema = backends.schema_for(directory)
             config.setdefault("postgres_uri", backends.postgres_uri(self.schema))
             config.setdefault("redis_uri", backends.REDIS_URI)
-        self.config = ServerConfig(sqlite_dir=directory, discovery=False, poll=False, queue_workers=8, **config)
+        config.setdefault("queue_workers", 8)
+        self.config = ServerConfig(sqlite_dir=directory, discovery=False, poll=False, **config)
         self.service = Service(self.config, clock=self.clock)
         self.app = FakeApp()
         self.http: httpx.AsyncClient | None = None
@@ -118,7 +119,7 @@ class Harness:
         if self.config.signing_key:
             headers["Authorization"] = f"Bearer {signing.hash_signing_key(self.config.signing_key)}"
         self.http = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(self.service)),
-                                      base_url="http://pyngest", headers=headers)
+                                      base_url="http://localhost", headers=headers)
 
     async def stop(self) -> None:
         if self.http is not None:

@@ -12,6 +12,15 @@ from tests.integration.server.harness import Call, Harness, done, function_confi
 F = hash_step_id("fetch")
 
 
+async def _serve(app: web.Application) -> tuple[web.AppRunner, str]:
+    """Serve ``app`` on a free loopback port: its runner (to clean up) and base URL."""
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    return runner, f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+
+
 async def _echo_event(call: Call) -> tuple:
     return done(call.body["event"]["name"])
 
@@ -79,11 +88,7 @@ async def test_step_fetch_and_ai_infer_are_performed_by_the_server(harness: Harn
         return web.Response(text=f"hello {request.method}", headers={"X-Test": "1", "X-Names": ",".join(names)})
 
     provider.router.add_route("*", "/{tail:.*}", upstream)
-    runner = web.AppRunner(provider)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    base = f"http://127.0.0.1:{site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+    runner, base = await _serve(provider)
     A = hash_step_id("ai")
     C = hash_step_id("claude")
     try:
@@ -176,3 +181,53 @@ async def test_discovery_finds_serve_endpoints_on_the_scanned_ports_and_syncs_th
     finally:
         for runner in runners:
             await runner.cleanup()
+
+
+async def test_step_fetch_and_ai_infer_answers_over_the_cap_are_a_step_error(harness: Harness) -> None:
+    """An endless (or declared too large) answer is read only up to the cap, then the step fails
+    with a message naming the limit (issue 13, row 5)."""
+    from pyngest.server.executor.gateway import MAX_RESPONSE_BYTES
+
+    sent = [0]
+
+    async def endless(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse()  # chunked: no length to refuse up front
+        await resp.prepare(request)
+        chunk = b"x" * 65536
+        try:
+            while sent[0] < 100 * 1024 * 1024:
+                await resp.write(chunk)
+                sent[0] += len(chunk)
+        except (ConnectionError, RuntimeError):
+            pass
+        return resp
+
+    async def declared(request: web.Request) -> web.Response:
+        return web.Response(body=b"{}" + b" " * MAX_RESPONSE_BYTES, content_type="application/json")
+
+    provider = web.Application()
+    provider.router.add_get("/endless", endless)
+    provider.router.add_post("/ai", declared)
+    runner, base = await _serve(provider)
+    A = hash_step_id("ai")
+    try:
+        async def script(call: Call) -> tuple:
+            steps = call.body["steps"]
+            if F not in steps:
+                return ops({"op": "Gateway", "id": F, "name": "fetch", "opts": {"url": base + "/endless"}})
+            if A not in steps:
+                return ops({"op": "AIGateway", "id": A, "name": "ai", "opts": {
+                    "url": base + "/ai", "format": "openai-chat", "body": {}, "type": "step.ai.infer"}})
+            return done({"fetch": steps[F], "ai": steps[A]})
+
+        harness.app.script = script
+        await harness.register(function_config(harness.app, "big", retries=2))
+        [eid] = await harness.send({"name": "test/big"})
+        [run] = await harness.run_ended(eid, timeout=30)
+        fetch_error, ai_error = run["output"]["fetch"]["error"], run["output"]["ai"]["error"]
+        assert fetch_error["name"] == "GatewayError" and f"larger than {MAX_RESPONSE_BYTES} bytes" in fetch_error["message"]
+        assert ai_error["name"] == "AIGatewayError" and "larger than" in ai_error["message"]
+        assert sent[0] < 4 * MAX_RESPONSE_BYTES, f"{sent[0]} bytes read from an endless answer"
+        assert len(harness.app.calls) == 3, "an answer over the cap is not retried"
+    finally:
+        await runner.cleanup()

@@ -14,6 +14,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from pyngest.server.api.auth import AuthMiddleware, DashboardAuth
 from pyngest.server.api.events import EventAPI
 from pyngest.server.api.graphql.resolvers import GraphQLEndpoint
+from pyngest.server.api.guard import BrowserGuard
 from pyngest.server.api.live import LiveAPI
 from pyngest.server.api.manage import Operations
 from pyngest.server.api.manage_rest import ManageREST
@@ -67,6 +68,7 @@ def build_app(service: Service) -> ASGIApp:
     gql = GraphQLEndpoint(service, ops)
     manage = ManageREST(service, ops)
     auth = DashboardAuth(service.config)
+    auth.sessions = service.api_state.setdefault("sign-ins", auth.sessions)
     live = LiveAPI(service)
     metrics = MetricsAPI(service)
     openapi = OpenAPI(_version())
@@ -124,7 +126,8 @@ def build_app(service: Service) -> ASGIApp:
     ]
     app = Starlette(routes=routes, exception_handlers={StoreUnavailable: _store_unavailable})
     app.state.operations = ops
-    return ServerKindHeader(AuthMiddleware(app, auth), service.config.server_kind, events.asgi)
+    return BrowserGuard(ServerKindHeader(AuthMiddleware(app, auth), service.config.server_kind, events.asgi),
+                        service.config)
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> Response:

@@ -11,17 +11,18 @@ Upstream's self-hosted dashboard has none; here, in ``start`` mode:
 
 The cookie is ``<user>.<expiry>.<HMAC-SHA256>``, keyed by the signing key and the password, so
 changing either signs everyone out. It is ``HttpOnly`` and ``SameSite=Strict`` (a cross-site page
-cannot make the browser send it), and cookie-authenticated writes must come from the same origin.
+cannot make the browser send it); writes from another site or origin are refused for every caller
+(``guard.py``).
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import html
 import time
-from urllib.parse import parse_qs, quote, urlsplit
+from collections import deque
+from urllib.parse import parse_qs, quote
 
 import orjson
 from starlette.requests import Request
@@ -34,12 +35,27 @@ from pyngest.server.config import ServerConfig
 
 COOKIE = "pyngest_session"
 SESSION_S = 7 * 86_400
+# wrong passwords allowed per window, from one client and from everyone together
+FAILURE_WINDOW_S = 15 * 60
+MAX_FAILURES_PER_CLIENT = 10
+MAX_FAILURES = 100
+MAX_REVOKED = 100_000  # signed-out sessions remembered (until they expire)
+MAX_CLIENTS = 100_000  # clients whose wrong passwords are remembered
 
 # Routes with their own authentication (or none by design).
 _OPEN_PREFIXES = ("/e/", "/invoke/", "/fn/register", "/v0/runs/", "/v1/signals", "/v1/checkpoint/",
                   "/v1/http/", "/static/", "/auth/")
 _OPEN_PATHS = {"/health", "/login", "/dev", "/favicon.ico"}
 _API_PREFIXES = ("/v0/", "/v1/", "/metrics", "/openapi.json")
+
+
+class SignIns:
+    """What sign-in remembers between requests (kept by the service, shared by its ASGI apps)."""
+
+    def __init__(self) -> None:
+        self.failures: dict[str, deque[float]] = {}  # client -> times of its wrong passwords
+        self.all_failures: deque[float] = deque()
+        self.revoked: dict[str, int] = {}  # MACs of signed-out sessions -> their expiry
 
 
 class DashboardAuth:
@@ -51,9 +67,63 @@ class DashboardAuth:
         self._key = hashlib.sha256(b"pyngest-session\0" + (config.signing_key or "").encode() + b"\0"
                                    + secret.encode()).digest()
 
+        self.sessions = SignIns()
+
     @property
     def required(self) -> bool:
         return self.config.requires_auth
+
+    # -------------------------------------------------------------- guessing, signing out
+
+    def client_of(self, request: Request) -> str:
+        """Who is signing in: the peer's address, or (--trust-proxy) the address the proxy saw."""
+        if self.config.trust_proxy:
+            forwarded = request.headers.get("x-forwarded-for", "")
+            last = forwarded.rsplit(",", 1)[-1].strip()
+            if last:
+                return last
+        return request.client.host if request.client is not None else ""
+
+    def locked_for(self, client: str, now: float) -> float:
+        """Seconds until this client may try a password again (0: now)."""
+        horizon = now - FAILURE_WINDOW_S
+        while self.sessions.all_failures and self.sessions.all_failures[0] <= horizon:
+            self.sessions.all_failures.popleft()
+        mine = self.sessions.failures.get(client)
+        while mine and mine[0] <= horizon:
+            mine.popleft()
+        if mine is not None and not mine:
+            del self.sessions.failures[client]
+        wait = 0.0
+        if mine is not None and len(mine) >= MAX_FAILURES_PER_CLIENT:
+            wait = mine[-MAX_FAILURES_PER_CLIENT] - horizon
+        if len(self.sessions.all_failures) >= MAX_FAILURES:
+            wait = max(wait, self.sessions.all_failures[-MAX_FAILURES] - horizon)
+        return wait
+
+    def failed(self, client: str, now: float) -> None:
+        self.sessions.failures.setdefault(client, deque()).append(now)
+        self.sessions.all_failures.append(now)
+        if len(self.sessions.failures) > MAX_CLIENTS:  # many addresses: forget the oldest
+            self.sessions.failures.pop(next(iter(self.sessions.failures)))
+
+    def revoke(self, cookie: str | None) -> None:
+        if not cookie or self.session_user(cookie) is None:
+            return
+        _, expires, mac = cookie.split(".")
+        now = int(time.time())
+        if len(self.sessions.revoked) >= MAX_REVOKED:
+            self.sessions.revoked = {m: e for m, e in self.sessions.revoked.items() if e >= now}
+            while len(self.sessions.revoked) >= MAX_REVOKED:
+                self.sessions.revoked.pop(next(iter(self.sessions.revoked)))
+        self.sessions.revoked[mac] = int(expires)
+
+    def secure(self, request: Request) -> bool:
+        """Whether the browser reached us over https (--trust-proxy: as the proxy says)."""
+        if request.url.scheme == "https":
+            return True
+        proto = request.headers.get("x-forwarded-proto", "") if self.config.trust_proxy else ""
+        return proto.split(",", 1)[0].strip().lower() == "https"
 
     def make_cookie(self, user: str, now: float | None = None) -> str:
         expires = int((now if now is not None else time.time()) + SESSION_S)
@@ -68,7 +138,7 @@ class DashboardAuth:
         good = hmac.new(self._key, f"{user}.{expires}".encode(), hashlib.sha256).hexdigest()
         if not hmac.compare_digest(good, mac):
             return None
-        if not expires.isdigit() or int(expires) < time.time():
+        if not expires.isdigit() or int(expires) < time.time() or mac in self.sessions.revoked:
             return None
         return user
 
@@ -107,19 +177,30 @@ class DashboardAuth:
         as_json = ctype.startswith("application/json")
         if not self.required:
             return JSONResponse({"ok": True}) if as_json else RedirectResponse(nxt, 303)
+        client, now = self.client_of(request), time.monotonic()
+        wait = self.locked_for(client, now)
+        if wait > 0:
+            message = (f"Too many wrong passwords; sign-in is locked for {int(wait) + 1} s "
+                       f"(at most {MAX_FAILURES_PER_CLIENT} per client and {MAX_FAILURES} in all "
+                       f"per {FAILURE_WINDOW_S // 60} minutes)")
+            headers = {"Retry-After": str(int(wait) + 1)}
+            if as_json:
+                return JSONResponse({"ok": False, "error": message}, 429, headers=headers)
+            return HTMLResponse(_login_html(nxt, error=False, notice=message), 429, headers=headers)
         if not self.credentials_ok(user, fields.get("password", "")):
-            await asyncio.sleep(0.3)  # slows down guessing without holding a worker
+            self.failed(client, now)
             if as_json:
                 return JSONResponse({"ok": False, "error": "wrong user name or password"}, 401)
             return RedirectResponse(f"/login?error=1&next={quote(nxt, safe='')}", 303)
         resp: Response = JSONResponse({"ok": True}) if as_json else RedirectResponse(nxt, 303)
         resp.set_cookie(COOKIE, self.make_cookie(user), max_age=SESSION_S, httponly=True, samesite="strict",
-                        secure=request.url.scheme == "https", path="/")
+                        secure=self.secure(request), path="/")
         return resp
 
     async def logout(self, request: Request) -> Response:
+        self.revoke(request.cookies.get(COOKIE))
         resp = RedirectResponse("/login", 303)
-        resp.delete_cookie(COOKIE, path="/")
+        resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=self.secure(request))
         return resp
 
     async def status(self, request: Request) -> Response:
@@ -148,10 +229,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         api = path.startswith(_API_PREFIXES)
-        if user is not None:
-            if scope["method"] not in ("GET", "HEAD", "OPTIONS") and not _same_origin(request):
-                await JSONResponse({"error": "cross-origin request refused", "status": 403}, 403)(scope, receive, send)
-                return
+        if user is not None:  # (cross-site writes were refused before: see guard.py)
             await self.app(scope, receive, send)
             return
         if api and self.auth.bearer_ok(request.headers.get("authorization", "")):
@@ -167,13 +245,6 @@ class AuthMiddleware:
         await resp(scope, receive, send)
 
 
-def _same_origin(request: Request) -> bool:
-    origin = request.headers.get("origin")
-    if origin is None:
-        return True  # not a browser's cross-site request (SameSite=Strict keeps the cookie off those)
-    return urlsplit(origin).netloc == request.headers.get("host", "")
-
-
 def _safe_next(value: str | None) -> str:
     # only same-site paths: "//evil.example" or "https://..." would be an open redirect
     if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
@@ -181,8 +252,10 @@ def _safe_next(value: str | None) -> str:
     return value
 
 
-def _login_html(next_path: str, *, error: bool) -> str:
+def _login_html(next_path: str, *, error: bool, notice: str = "") -> str:
     message = '<p class="login-error" role="alert">Wrong user name or password.</p>' if error else ""
+    if notice:
+        message = f'<p class="login-error" role="alert">{html.escape(notice)}</p>'
     return f"""<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">
 <title>Sign in · pyngest</title><link rel="icon" href="/static/favicon.svg" type="image/svg+xml">

@@ -95,14 +95,15 @@ def _unwrap_stream(body: bytes, hdrs: dict[str, str]) -> tuple[int, dict[str, st
 
 
 class Driver:
-    def __init__(self, *, signing_key: str | None, clock_ms: Any, timeout_s: float = MAX_FUNCTION_TIMEOUT_S) -> None:
+    def __init__(self, *, signing_key: str | None, clock_ms: Any, timeout_s: float = MAX_FUNCTION_TIMEOUT_S,
+                 connect_timeout_s: float = 10.0) -> None:
         self.signing_key = signing_key
         self._now = clock_ms
         self._timeout_s = timeout_s
-        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=10)
+        self._timeout = aiohttp.ClientTimeout(total=timeout_s, sock_connect=connect_timeout_s)
         self._session: aiohttp.ClientSession | None = None
         # execution requests: the hot path, on our own lean client (see http.py)
-        self._http = HTTPClient(max_body=MAX_SDK_RESPONSE_BYTES)
+        self._http = HTTPClient(max_body=MAX_SDK_RESPONSE_BYTES, connect_timeout=connect_timeout_s)
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)

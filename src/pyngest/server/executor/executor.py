@@ -8,6 +8,7 @@ next request for that run leaves.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -45,6 +46,7 @@ log = logging.getLogger("pyngest.executor")
 
 # Above this much state, requests carry none and SDKs fetch it through the API (use_api).
 USE_API_THRESHOLD = MAX_SDK_REQUEST_BYTES - 1024
+_STARTING: set[asyncio.Future[object]] = set()  # "run started" commits of requests cut short
 
 
 @dataclass(slots=True)
@@ -104,6 +106,11 @@ class Executor:
                 url=fn.url, step_id=job.step_id, body=body, run_id=run.id, job_id=job.id,
                 request_version=run.version, generation=generation,
             )
+        except BaseException:
+            if started is not None:
+                _STARTING.add(fut := asyncio.ensure_future(started))  # it lands all the same
+                fut.add_done_callback(_STARTING.discard)
+            raise
         finally:
             live = self._dispatches.get(run.id)
             if live is not None:

@@ -10,6 +10,7 @@ import aiohttp
 import orjson
 
 from pyngest.protocol import jcs
+from pyngest.protocol.opcodes import MAX_STEP_OUTPUT_BYTES
 from pyngest.server.executor.backoff import next_retry_ms
 from pyngest.server.model import Batch, DeleteJob, Enqueue, Job
 
@@ -17,6 +18,9 @@ if TYPE_CHECKING:
     from pyngest.server.executor.executor import Executor
 
 _TIMEOUT = aiohttp.ClientTimeout(total=15 * 60, sock_connect=30)
+# The largest answer read for a step.fetch / step.ai.infer: its result becomes the step's output,
+# which may be no larger (upstream's gateway limit was not found in its source; this is ours).
+MAX_RESPONSE_BYTES = MAX_STEP_OUTPUT_BYTES
 
 
 _TOKEN = frozenset("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ")
@@ -37,10 +41,31 @@ def _headers(raw: Any) -> dict[str, str]:
 
 
 class GatewayFailure(Exception):
-    def __init__(self, message: str, status: int | None = None, body: str | None = None) -> None:
+    def __init__(self, message: str, status: int | None = None, body: str | None = None, *,
+                 retry: bool = True) -> None:
         super().__init__(message)
         self.status = status
         self.body = body
+        self.retry = retry
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, url: str) -> str:
+    """The answer's body as text, read as it streams in; over MAX_RESPONSE_BYTES, a step error
+    (not retried: the same request would bring the same answer) with at most that much read."""
+    declared = resp.content_length
+    too_large = GatewayFailure(
+        f"the response from {url} is larger than {MAX_RESPONSE_BYTES} bytes, the most a step.fetch or "
+        "step.ai.infer answer may be (the limit of a step's output)", resp.status, retry=False)
+    if declared is not None and declared > MAX_RESPONSE_BYTES:
+        raise too_large
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        size += len(chunk)
+        if size > MAX_RESPONSE_BYTES:
+            raise too_large
+        chunks.append(chunk)
+    return b"".join(chunks).decode(resp.get_encoding() if resp.charset else "utf-8", errors="replace")
 
 
 async def fetch(session: aiohttp.ClientSession, opts: dict[str, Any]) -> dict[str, Any]:
@@ -54,7 +79,7 @@ async def fetch(session: aiohttp.ClientSession, opts: dict[str, Any]) -> dict[st
     data = body.encode() if isinstance(body, str) else (orjson.dumps(body) if body is not None else None)
     try:
         async with session.request(method, url, headers=headers, data=data, timeout=_TIMEOUT) as resp:
-            text = await resp.text(errors="replace")
+            text = await _read_capped(resp, url)
             merged: dict[str, str] = {}
             for k, v in resp.headers.items():
                 key = k.lower()
@@ -85,7 +110,7 @@ async def infer(session: aiohttp.ClientSession, opts: dict[str, Any]) -> Any:
     body = opts.get("body")
     try:
         async with session.post(url, headers=headers, data=orjson.dumps(body), timeout=_TIMEOUT) as resp:
-            text = await resp.text(errors="replace")
+            text = await _read_capped(resp, url)
             if resp.status >= 300:
                 raise GatewayFailure(f"the AI provider answered HTTP {resp.status}", resp.status, text)
             try:
@@ -119,7 +144,7 @@ class GatewayRunner:
             else:
                 value = jcs.dumps({"data": await fetch(x.driver.session, opts)})
         except GatewayFailure as exc:
-            if job.attempt + 1 < max_attempts:
+            if exc.retry and job.attempt + 1 < max_attempts:
                 due = next_retry_ms(job.attempt, x.clock.now_ms(), fixed_interval_s=x.config.retry_interval_s)
                 await x.state.commit(Batch([DeleteJob(job.id), Enqueue(replace(job, attempt=job.attempt + 1, due_ms=due))]))
                 return

@@ -181,7 +181,8 @@ class OpHandlers:
             batch.add(Enqueue(Job(
                 id=f"{run.id}:g:{op_id}", kind=JobKind.GATEWAY, due_ms=now, run_id=run.id,
                 step_id=op_id,
-                payload={"op": opcode.value, "opts": op.get("opts") or {}, "name": name, "race": race},
+                payload={"op": opcode.value, "opts": op.get("opts") or {}, "name": name, "race": race,
+                         "fn": run.fn_id},
             )))
             batch.add(AddHistory(run.id, now, "StepGateway", step_id=op_id, name=name))
             return False

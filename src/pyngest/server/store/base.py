@@ -175,8 +175,10 @@ class Store(Protocol):
     async def get_events(self, internal_ids: list[str]) -> list[StoredEvent]: ...
     async def list_events(
         self, name: str | None, limit: int, before_seq: int | None = None,
-        from_ms: int | None = None, until_ms: int | None = None,
-    ) -> list[StoredEvent]: ...
+        from_ms: int | None = None, until_ms: int | None = None, *, internal: bool = True,
+    ) -> list[StoredEvent]:
+        """Newest first; ``internal=False`` leaves out the server's own ``inngest/`` events."""
+        ...
     async def max_event_seq(self) -> int: ...
 
     # -- retention
@@ -215,6 +217,10 @@ class Store(Protocol):
 
     # -- dashboard reads (aggregates over runs and events) and its operations' records
     async def count_runs(self, query: RunQuery, cap: int) -> int: ...
+    async def count_events(self, names: list[str] | None, from_ms: int | None, until_ms: int | None, *,
+                           internal: bool, cap: int) -> int:
+        """How many events (up to ``cap``) ``list_events`` would list with these filters."""
+        ...
     async def run_counts(self, from_ms: int, until_ms: int) -> list[tuple[str, str, int]]:
         """(fn_id, status, count) of runs queued in the range."""
         ...

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 STATUS_NAMES = {s: s.value.upper() for s in RunStatus}
 FROM_NAME = {v: k for k, v in STATUS_NAMES.items()}
 MAX_BUCKETS = 400
+MAX_COUNT = 1_000_000  # totalCount of runs and events stops counting here
 ATTEMPT_MARK = "#h"  # output ids of a failed attempt: "<run>:<step>#h<history seq>"
 
 
@@ -223,12 +224,11 @@ class DashboardFields:
         start, end = self._range(filter["from"], filter.get("until"))
         before = int(after) if after and after.isdigit() else None
         first = max(1, min(first, 500))
+        internal = bool(filter.get("includeInternalEvents"))
         events = []
         for name in names:
-            events += await self.s.store.list_events(name, first + 1, before, start, end)
+            events += await self.s.store.list_events(name, first + 1, before, start, end, internal=internal)
         events.sort(key=lambda e: -e.seq)
-        if not filter.get("includeInternalEvents"):
-            events = [e for e in events if not is_internal(e.name)]
         more = len(events) > first
         events = events[:first]
         return {
@@ -236,7 +236,9 @@ class DashboardFields:
             "pageInfo": {"hasNextPage": more, "hasPreviousPage": after is not None,
                          "startCursor": str(events[0].seq) if events else None,
                          "endCursor": str(events[-1].seq) if events else None},
-            "totalCount": len(events),
+            # counted only when asked for: every event the filter matches, not the page
+            "totalCount": lambda info, **_: self.s.store.count_events(
+                [n for n in names if n] or None, start, end, internal=internal, cap=MAX_COUNT),
         }
 
     async def q_cancellations(self, info: Any, functionID: str | None = None) -> list[dict[str, Any]]:  # noqa: N803

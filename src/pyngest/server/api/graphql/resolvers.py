@@ -3,6 +3,7 @@ resolved by graphql-core's default resolver."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from importlib import resources
 from typing import Any
 
@@ -16,6 +17,7 @@ from pyngest.protocol.ids import is_ulid
 from pyngest.server.api.common import bearer_ok, json_response, unauthorized
 from pyngest.server.api.graphql.dashboard import (
     ATTEMPT_MARK,
+    MAX_COUNT,
     DashboardFields,
     add_attempts,
     attempt_error,
@@ -281,7 +283,10 @@ class Resolvers:
             "edges": [{"node": self.run_v2(r), "cursor": r.id} for r in runs],
             "pageInfo": {"hasNextPage": more, "hasPreviousPage": after is not None,
                          "startCursor": runs[0].id if runs else None, "endCursor": cursor},
-            "totalCount": len(runs),
+            # counted only when asked for: every run the filter matches, not the page
+            # (with a search expression, the runs it matched on this page)
+            "totalCount": len(runs) if (filter.get("query") or "").strip() else (
+                lambda info, **_: self.s.store.count_runs(replace(query, before_id=None), MAX_COUNT)),
         }
 
     async def q_output(self, info: Any, outputID: str) -> dict[str, Any]:  # noqa: N803

@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 import asyncpg
 
 from pyngest.server.store.base import RunQuery, Series
-from pyngest.server.store.sqlite.reads import STEP_KINDS, id_floor, step_series_sql
+from pyngest.server.store.sqlite.reads import STEP_KINDS, event_where, id_floor, step_series_sql
 from pyngest.server.store.sqlite.reads import run_where as _sqlite_run_where
 
 T = TypeVar("T")
@@ -46,6 +46,12 @@ class PostgresDashboardReads:
     async def count_runs(self, query: RunQuery, cap: int) -> int:
         where, args = run_where(query)
         rows = await self._q(f"SELECT COUNT(*) FROM (SELECT 1 FROM runs{_where(where)} LIMIT ?) AS t", [*args, cap])
+        return int(rows[0][0])
+
+    async def count_events(self, names: list[str] | None, from_ms: int | None, until_ms: int | None, *,
+                           internal: bool, cap: int) -> int:
+        where, args = event_where(names, from_ms, until_ms, internal=internal)
+        rows = await self._q(f"SELECT COUNT(*) FROM (SELECT 1 FROM events{_where(where)} LIMIT ?) AS t", [*args, cap])
         return int(rows[0][0])
 
     async def run_counts(self, from_ms: int, until_ms: int) -> list[tuple[str, str, int]]:

@@ -64,6 +64,7 @@ from pyngest.server.store.base import (
 )
 from pyngest.server.store.postgres.migrate import DEFAULT_SHARDS, migrate
 from pyngest.server.store.postgres.reads import PostgresDashboardReads, placeholders, run_where
+from pyngest.server.store.sqlite.reads import event_where
 from pyngest.server.tasks import stop_tasks
 
 log = logging.getLogger("pyngest.store")
@@ -537,13 +538,15 @@ class PostgresStore(PostgresDashboardReads):
 
     async def list_events(
         self, name: str | None, limit: int, before_seq: int | None = None,
-        from_ms: int | None = None, until_ms: int | None = None,
+        from_ms: int | None = None, until_ms: int | None = None, *, internal: bool = True,
     ) -> list[StoredEvent]:
-        rows = await self.fetch(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE ($1::text IS NULL OR name = $1) "
-            "AND ($2::bigint IS NULL OR seq < $2) AND ($3::bigint IS NULL OR received_ms >= $3) "
-            "AND ($4::bigint IS NULL OR received_ms < $4) ORDER BY seq DESC LIMIT $5",
-            name or None, before_seq, from_ms, until_ms, limit)
+        where, args = event_where([name] if name else None, from_ms, until_ms, internal=internal)
+        if before_seq is not None:
+            where.append("seq < ?")
+            args.append(before_seq)
+        sql = f"SELECT {_EVENT_COLUMNS} FROM events{' WHERE ' + ' AND '.join(where) if where else ''} " \
+            "ORDER BY seq DESC LIMIT ?"
+        rows = await self.fetch(placeholders(sql), *args, limit)
         return [event_from_row(r) for r in rows]
 
     async def max_event_seq(self) -> int:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import sqlite3
 from typing import Any
 
+from pyngest.protocol.events import INTERNAL_PREFIX
 from pyngest.protocol.ids import from_parts
 from pyngest.server.store.base import RunQuery, Series
 from pyngest.server.store.sqlite.connection import Database
@@ -29,6 +30,26 @@ def _bucket(b: int, buckets: int) -> int:
 def id_floor(ms: int) -> str:
     """The smallest run id minted at ``ms`` or later."""
     return from_parts(max(ms, 0), _FLOOR)
+
+
+def event_where(names: list[str] | None, from_ms: int | None, until_ms: int | None, *,
+                internal: bool = True) -> tuple[list[str], list[Any]]:
+    """Filters on the events table (SQL both backends take, ``?`` placeholders)."""
+    where: list[str] = []
+    args: list[Any] = []
+    if names:
+        where.append(f"name IN ({','.join('?' * len(names))})")
+        args += names
+    if from_ms is not None:
+        where.append("received_ms >= ?")
+        args.append(from_ms)
+    if until_ms is not None:
+        where.append("received_ms < ?")
+        args.append(until_ms)
+    if not internal:
+        where.append(f"LOWER(SUBSTR(name, 1, {len(INTERNAL_PREFIX)})) <> ?")
+        args.append(INTERNAL_PREFIX)
+    return where, args
 
 
 def run_where(query: RunQuery, *, time: bool = True) -> tuple[list[str], list[Any]]:
@@ -76,6 +97,12 @@ class DashboardReads:
     async def count_runs(self, query: RunQuery, cap: int) -> int:
         where, args = run_where(query)
         sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM runs{_sql_where(where)} LIMIT ?)"
+        return int(await self.db.read(lambda c: c.execute(sql, [*args, cap]).fetchone()[0]))
+
+    async def count_events(self, names: list[str] | None, from_ms: int | None, until_ms: int | None, *,
+                           internal: bool, cap: int) -> int:
+        where, args = event_where(names, from_ms, until_ms, internal=internal)
+        sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM events{_sql_where(where)} LIMIT ?)"
         return int(await self.db.read(lambda c: c.execute(sql, [*args, cap]).fetchone()[0]))
 
     async def run_counts(self, from_ms: int, until_ms: int) -> list[tuple[str, str, int]]:

@@ -47,7 +47,7 @@ from pyngest.server.store.base import (
     SyncRecord,
 )
 from pyngest.server.store.sqlite.connection import Database
-from pyngest.server.store.sqlite.reads import DashboardReads, run_where
+from pyngest.server.store.sqlite.reads import DashboardReads, event_where, run_where
 
 _RUN_COLUMNS = (
     "id, fn_id, app_id, fn_version, status, event_ids, batch_id, cron, original_run_id, "
@@ -448,23 +448,13 @@ class SqliteStore(DashboardReads):
 
     async def list_events(
         self, name: str | None, limit: int, before_seq: int | None = None,
-        from_ms: int | None = None, until_ms: int | None = None,
+        from_ms: int | None = None, until_ms: int | None = None, *, internal: bool = True,
     ) -> list[StoredEvent]:
         def q(conn: sqlite3.Connection) -> list[StoredEvent]:
-            where: list[str] = []
-            args: list[Any] = []
-            if name:
-                where.append("name = ?")
-                args.append(name)
+            where, args = event_where([name] if name else None, from_ms, until_ms, internal=internal)
             if before_seq is not None:
                 where.append("seq < ?")
                 args.append(before_seq)
-            if from_ms is not None:
-                where.append("received_ms >= ?")
-                args.append(from_ms)
-            if until_ms is not None:
-                where.append("received_ms < ?")
-                args.append(until_ms)
             sql = f"SELECT {_EVENT_COLUMNS} FROM events"
             if where:
                 sql += " WHERE " + " AND ".join(where)
