@@ -33,6 +33,7 @@ class PyngestCluster(PyngestSDK):
     def __init__(self) -> None:
         super().__init__()
         self.ports: list[int] = []
+        self.pg_data = ""  # the database server's data directory (its processes are measured)
         self.schema = f"bench_{uuid.uuid4().hex[:12]}"
         self._turn = itertools.count()
 
@@ -45,6 +46,7 @@ class PyngestCluster(PyngestSDK):
         conn = await asyncpg.connect(POSTGRES_URI)
         try:
             await conn.execute(f'CREATE SCHEMA "{self.schema}"')
+            self.pg_data = str(await conn.fetchval("SHOW data_directory"))
         finally:
             await conn.close()
         await self.completions.start()
@@ -85,13 +87,27 @@ class PyngestCluster(PyngestSDK):
         return {f"pyngest-{n}" for n in range(self.nodes)}
 
     def backing_pids(self, name: str = "") -> list[int]:
-        """PostgreSQL's (``postgres``) or Redis's (``redis``) processes, or both: every backend, so
-        the machine must run nothing else against them while measured."""
+        """PostgreSQL's (``postgres``) or Redis's (``redis``) processes, or both. PostgreSQL's are
+        the postmaster of the benchmark's database and its children (another PostgreSQL server
+        on the machine is not counted); Redis's are every ``redis-server``, so nothing else may
+        use Redis while measured."""
         pids = []
-        for program in {"postgres": ["postgres"], "redis": ["redis-server"]}.get(name, ["postgres", "redis-server"]):
-            out = subprocess.run(["pgrep", "-x", program], capture_output=True, text=True, check=False).stdout
+        if name in ("", "postgres"):
+            pids += self._postgres_pids()
+        if name in ("", "redis"):
+            out = subprocess.run(["pgrep", "-x", "redis-server"], capture_output=True, text=True, check=False).stdout
             pids += [int(p) for p in out.split()]
         return pids
+
+    def _postgres_pids(self) -> list[int]:
+        try:
+            with open(os.path.join(self.pg_data, "postmaster.pid")) as f:
+                postmaster = int(f.readline())
+        except (OSError, ValueError):  # not readable here: every postgres process
+            out = subprocess.run(["pgrep", "-x", "postgres"], capture_output=True, text=True, check=False).stdout
+            return [int(p) for p in out.split()]
+        out = subprocess.run(["pgrep", "-P", str(postmaster)], capture_output=True, text=True, check=False).stdout
+        return [postmaster, *(int(p) for p in out.split())]
 
     def event_base(self) -> str:
         return f"http://127.0.0.1:{self.ports[next(self._turn) % self.nodes]}"
