@@ -362,6 +362,7 @@ class PostgresStore(PostgresDashboardReads):
 
     def _encode(self, batch: Batch, blobs: list[bytes | None]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
+        updates: dict[str, dict[str, Any]] = {}  # run id -> its "upd" op in ``out`` so far
         for op in batch.ops:
             rid = op_run_id(op)
             enc: dict[str, Any]
@@ -432,6 +433,19 @@ class PostgresStore(PostgresDashboardReads):
                 enc["rid"] = rid
                 if not isinstance(op, (Enqueue, ClaimPause)):
                     enc["sh"] = self._run_shard(rid)
+            # A run's several updates in one batch are one UPDATE: nothing else in a batch reads
+            # the runs table, so a later update's fields join the first one's (later values win).
+            # Not across a claim (what follows a void claim is not applied) or the run's creation.
+            if enc["t"] == "upd" and rid is not None:
+                first = updates.get(rid)
+                if first is not None:
+                    first["f"].update(enc["f"])
+                    continue
+                updates[rid] = enc
+            elif enc["t"] == "claim":
+                updates.clear()
+            elif enc["t"] == "run" and rid is not None:
+                updates.pop(rid, None)
             out.append(enc)
         return out
 
