@@ -144,9 +144,26 @@ def decode_register(body: Any) -> RegisterRequest:
     name = out.get("appName")
     if not isinstance(name, str) or not name.strip():
         raise SyncError("App ID required")
-    if not isinstance(out.get("url", ""), str):
+    url = out.get("url", "")
+    if not isinstance(url, str):
         raise SyncError("Invalid request: 'url' must be a string")
+    if url and (problem := app_url_problem(url)) is not None:
+        raise SyncError(f"Invalid request: 'url' {problem}")
     return out  # type: ignore[no-any-return]
+
+
+def app_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an app's URL (the server sends requests to it), or None."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "must be an http:// or https:// URL" + (f", not {parts.scheme[:20]}:" if parts.scheme else "")
+    if not host:
+        return "must name a host"
+    return None
 
 
 def decode_function(fn: Any) -> Any:

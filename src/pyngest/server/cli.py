@@ -103,6 +103,10 @@ def common_options(fn: Any, *, dev: bool) -> Any:
                      envvar=_env("sqlite_dir"), help="Where the SQLite database lives."),
         click.option("--max-event-size", type=click.IntRange(min=1024), default=None, envvar=_env("max_event_size"),
                      help="Largest accepted event, in bytes (default 3 MiB)."),
+        click.option("--max-request-size", type=click.IntRange(min=1024), default=None,
+                     envvar=_env("max_request_size"),
+                     help="Largest body of a call that sends events, in bytes (default 3 MiB; never "
+                          "below --max-event-size)."),
         click.option("--durability", type=click.Choice(["normal", "full"]), default="normal",
                      envvar=_env("durability"),
                      help="'normal' survives a killed process; 'full' also fsyncs every commit (power loss)."),
@@ -238,6 +242,8 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     cfg.sqlite_dir = Path(params["sqlite_dir"]) if params["sqlite_dir"] else Path(".inngest")
     if params["max_event_size"]:
         cfg.max_event_bytes = int(params["max_event_size"])
+    if params["max_request_size"]:
+        cfg.max_request_bytes = int(params["max_request_size"])
     cfg.durability = params["durability"]
     cfg.shutdown_grace_s = float(params["shutdown_grace"])
     try:
