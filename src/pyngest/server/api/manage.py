@@ -39,6 +39,10 @@ class OperationError(ValueError):
     """A request that cannot be carried out; the message says why."""
 
 
+class NotFound(OperationError):
+    """What the request names does not exist."""
+
+
 def search_program(source: str) -> expr.Program:
     """Compile a run search. Lines are joined with ``&&``; ``output`` is the run's output.
 
@@ -78,7 +82,7 @@ class Operations:
     def function(self, ident: str) -> Function:
         fn = self.s.registry.find_function(ident)
         if fn is None:
-            raise OperationError(f"function {ident!r} not found")
+            raise NotFound(f"function {ident!r} not found")
         return fn
 
     # ------------------------------------------------------------------------------ apps
@@ -91,7 +95,7 @@ class Operations:
     def app(self, app_id: str) -> AppRecord:
         app = self.s.registry.apps.get(app_id) or self.s.registry.app_by_name(app_id)
         if app is None:
-            raise OperationError(f"app {app_id!r} not found")
+            raise NotFound(f"app {app_id!r} not found")
         return app
 
     async def update_app(self, app_id: str, url: str) -> tuple[AppRecord, str | None]:

@@ -15,7 +15,7 @@ from starlette.responses import Response
 from pyngest.protocol.durations import iso_ms
 from pyngest.server.api.common import api_error, bearer_ok, json_response, unauthorized
 from pyngest.server.api.limits import DEFAULT_MAX_BODY_BYTES, request_body
-from pyngest.server.api.manage import OperationError, Operations
+from pyngest.server.api.manage import NotFound, OperationError, Operations
 from pyngest.server.service import Service
 from pyngest.server.store.base import AppRecord
 
@@ -54,7 +54,7 @@ class ManageREST:
         try:
             data, status = await handler(request, body)
         except OperationError as exc:
-            return api_error(str(exc), 404 if "not found" in str(exc) else 400)
+            return api_error(str(exc), 404 if isinstance(exc, NotFound) else 400)
         return json_response({"data": data, "metadata": self._meta()}, status)
 
     # -- apps
