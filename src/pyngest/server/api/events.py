@@ -48,11 +48,12 @@ class EventAPI:
         return None
 
     async def receive(self, request: Request) -> Response:
+        unread = _Body(request.stream(), request.scope["headers"])
         status, payload = await self.handle(
-            request.path_params.get("key", ""), _Body(request.stream(), request.scope["headers"]),
+            request.path_params.get("key", ""), unread,
             request.headers.get("content-type", ""), request.headers.get(H.EVENT_ID_SEED),
         )
-        return json_response(payload, status, _CLOSE if status == 413 else None)
+        return json_response(payload, status, None if unread.complete else {"connection": "close"})
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /e/{key}`` without the framework's layers: it is the hottest route."""
@@ -62,12 +63,12 @@ class EventAPI:
                 content_type = value.decode("latin-1")
             elif name == b"x-inngest-event-id-seed":
                 seed = value.decode("latin-1")
-        status, payload = await self.handle(scope["path"][3:], _Body(asgi_chunks(receive), scope["headers"]),
-                                            content_type, seed)
+        unread = _Body(asgi_chunks(receive), scope["headers"])
+        status, payload = await self.handle(scope["path"][3:], unread, content_type, seed)
         body = orjson.dumps(payload)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
-        if status == 413:
-            # the rest of the body is not wanted: the connection ends with the answer
+        if not unread.complete:
+            # refused with the body (or the rest of it) unread: the connection ends with the answer
             headers.append((b"connection", b"close"))
         await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
@@ -138,18 +139,18 @@ class EventAPI:
         return json_response({"id": iid, "status": 200})
 
 
-_CLOSE = {"connection": "close"}
-
-
 class _Body:
     """A request body not read yet: read only once the key is known to be good."""
 
     def __init__(self, chunks: AsyncIterator[bytes], headers: Iterable[tuple[bytes, bytes]]) -> None:
         self.chunks = chunks
         self.announced = announced_length(headers)
+        self.complete = False
 
     async def read(self, limit: int) -> bytes:
-        return await read_limited(self.chunks, self.announced, limit)
+        body = await read_limited(self.chunks, self.announced, limit)
+        self.complete = True
+        return body
 
 
 def _parse_events(body: bytes, content_type: str) -> list[Any]:
