@@ -245,7 +245,12 @@ async def test_graphql_query_limits(limited: Harness) -> None:
     bomb = " ".join(f"fragment B{i} on App {{ {' '.join(f'a{j}: functions {{ app {{ ...B{i + 1} }} }}' for j in range(4))} }}"
                     for i in range(6))
     many = await _gql(limited, "{ apps { ...B0 } } " + bomb + " fragment B6 on App { id }")
-    assert many.status_code == 400 and "more than 1000 fields" in many.json()["errors"][0]["message"]
+    assert many.status_code == 400 and "more than 500 fields" in many.json()["errors"][0]["message"]
+    # counted before validation, whose cost grows with the square of the fields
+    same = await _gql(limited, "{ " + "a: apps { id } " * 600 + "}")
+    assert same.status_code == 400 and "more than 500 fields" in same.json()["errors"][0]["message"]
+    cycle = await _gql(limited, "fragment A on App { ...A id } { apps { ...A } }")
+    assert "Cannot spread fragment 'A' within itself" in cycle.json()["errors"][0]["message"]
     long_name = await _gql(limited, "{ " + "x" * 15_000 + " }")
     assert long_name.status_code == 200 and len(long_name.content) < 2000
     assert "more characters" in long_name.json()["errors"][0]["message"]

@@ -447,11 +447,9 @@ class GraphQLEndpoint:
     def _prepare(self, query: str) -> DocumentNode | list[GraphQLError]:
         """Parse and validate ``query``: the document, or the validation errors."""
         document = parse(query)
-        errors = validate(self.schema, document)
-        if errors:
-            return errors
         check_document(document)
-        return document
+        errors = validate(self.schema, document)
+        return errors or document
 
 
 # Queries longer than this are parsed in a worker thread.
