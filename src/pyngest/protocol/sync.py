@@ -166,6 +166,7 @@ def app_url_problem(url: str) -> str | None:
     try:
         parts = urlsplit(url)
         host = parts.hostname
+        _ = parts.port  # a port that is not a number or out of range raises
     except ValueError:
         return "is not a valid URL"
     if parts.scheme.lower() not in ("http", "https"):

@@ -25,6 +25,7 @@ import yaml
 
 from pyngest.protocol import signing
 from pyngest.protocol.durations import DurationError, parse_ms
+from pyngest.protocol.sync import app_url_problem
 from pyngest.server.config import DEFAULT_PORT, ServerConfig
 
 log = logging.getLogger("pyngest")
@@ -234,6 +235,9 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     cfg.port = int(params["port"])
     cfg.host = params["host"]
     cfg.sdk_urls = [u for value in params["sdk_url"] for u in _split(value)]
+    for url in cfg.sdk_urls:
+        if (problem := app_url_problem(url)) is not None:
+            raise click.UsageError(f"--sdk-url {url[:100]}: the URL {problem}")
     if params["poll_interval"] is not None:
         cfg.poll_interval_s = float(params["poll_interval"])
     cfg.retry_interval_s = params["retry_interval"]

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 import schemathesis
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import checks
 
 from tests.integration.server.test_cli import free_port, spawn, stop, wait_healthy
@@ -46,7 +46,7 @@ def api_schema(base: str) -> schemathesis.BaseSchema:
 
 # schemathesis's own pytest plugin does not run under this pytest: each operation's strategy is
 # driven by hypothesis here instead.
-BOUND = settings(max_examples=25, deadline=None, database=None, derandomize=True,
+BOUND = settings(max_examples=25, deadline=None, database=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
                  suppress_health_check=list(HealthCheck))
 CHECKS = [checks.not_a_server_error, checks.status_code_conformance, checks.content_type_conformance,
           checks.response_schema_conformance]

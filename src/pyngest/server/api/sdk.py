@@ -13,6 +13,7 @@ from pyngest.protocol import headers as H
 from pyngest.protocol import jcs
 from pyngest.protocol.ids import is_ulid
 from pyngest.protocol.opcodes import Opcode, parse_opcode
+from pyngest.protocol.sync import app_url_problem
 from pyngest.server.api.cluster import forward
 from pyngest.server.api.common import (
     api_error,
@@ -75,7 +76,7 @@ class SdkAPI:
             outcome = await self.service.registry.register(body, deploy_id=request.query_params.get("deployId"))
         except RegistrationError as exc:
             url = body.get("url") if isinstance(body, dict) else None
-            if isinstance(url, str) and url:
+            if isinstance(url, str) and url and app_url_problem(url) is None:
                 await self.service.registry.record_sync_error(url, f"{exc.message}: {exc.data}" if exc.data else exc.message)
             return public_error(exc.message, exc.status, exc.data)
         await self.service.after_sync(outcome)
