@@ -55,11 +55,7 @@ def normalize_incoming(raw: Any, now_ms: int, *, allow_internal: bool = False) -
         raise EventValidationError(
             f"an event must be a JSON object, got {_json_type(raw)}"
         )
-    if nested_deeper_than(raw, MAX_EVENT_DEPTH):
-        raise EventValidationError(
-            f"event is nested too deeply: JSON objects and arrays may nest at most {MAX_EVENT_DEPTH} "
-            "levels in an event (the event object is the first level)"
-        )
+    check_depth(raw)
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise EventValidationError("event name is empty: every event needs a non-empty 'name'")
@@ -113,6 +109,15 @@ def normalize_incoming(raw: Any, now_ms: int, *, allow_internal: bool = False) -
     if v is not None and not isinstance(v, str):
         raise EventValidationError(f"event 'v' must be a string, got {_json_type(v)}")
     return out
+
+
+def check_depth(event: dict[str, Any]) -> None:
+    """Raise EventValidationError if ``event`` nests deeper than ``MAX_EVENT_DEPTH``."""
+    if nested_deeper_than(event, MAX_EVENT_DEPTH):
+        raise EventValidationError(
+            f"event is nested too deeply: JSON objects and arrays may nest at most {MAX_EVENT_DEPTH} "
+            "levels in an event (the event object is the first level)"
+        )
 
 
 def nested_deeper_than(value: Any, limit: int) -> bool:

@@ -192,6 +192,15 @@ async def test_deep_event_data_is_a_400_naming_the_limit_and_keeps_what_came_bef
         rest = await http.post("/v1/events", json={"name": "x/deep", "data": _deep(levels)})
         assert rest.status_code == 400 and "at most 100 levels" in rest.json()["error"]
     assert await _stored_names(limited) == ["ok/before"] * 3
+    # invoking takes the same limits on the payload it turns into an event
+    await limited.register(function_config(limited.app, "inv"))
+    for url in ("/invoke/test-inv", "/v1/functions/test-inv/invoke"):
+        resp = await http.post(url, json={"data": _deep(300)})
+        assert resp.status_code == 400 and "at most 100 levels" in resp.json()["error"], resp.text
+        resp = await http.post(url, json={"data": {"pad": "x" * EVENT_LIMIT}})
+        assert resp.status_code == 400 and "Event is over the max size" in resp.json()["error"], resp.text
+    inv = await _gql(limited, "mutation($d: Map) { invokeFunction(functionSlug: \"test-inv\", data: $d) }", d=_deep(300))
+    assert "at most 100 levels" in inv.json()["errors"][0]["message"]
     # at the limit: the event object, its data and 98 more levels
     assert (await http.post("/e/key", json={"name": "ok/deep", "data": _deep(98)})).status_code == 200
     event_id = (await http.get("/v1/events")).json()["data"][0]["internal_id"]

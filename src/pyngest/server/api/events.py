@@ -17,10 +17,18 @@ from pyngest.protocol import headers as H
 from pyngest.protocol.events import (
     FN_INVOKED,
     INTERNAL_DATA_KEY,
+    EventValidationError,
+    check_depth,
 )
 from pyngest.protocol.ids import new_ulid, seeded_ulid
 from pyngest.server.api.common import bearer_ok, json_response, public_error, unauthorized
-from pyngest.server.api.limits import BodyTooLarge, announced_length, asgi_chunks, read_limited
+from pyngest.server.api.limits import (
+    BodyTooLarge,
+    announced_length,
+    asgi_chunks,
+    read_limited,
+    request_body,
+)
 from pyngest.server.events import stored, take_events
 from pyngest.server.model import StoredEvent
 from pyngest.server.service import Service
@@ -119,8 +127,9 @@ class EventAPI:
             return public_error("Function slug is required", 400)
         if self.service.registry.find_function(slug) is None:
             return public_error(f"could not find function with ID: {slug}", 404)
+        body = await request_body(request, self.config.event_request_limit)
         try:
-            raw = orjson.loads(await request.body() or b"{}")
+            raw = orjson.loads(body or b"{}")
         except orjson.JSONDecodeError as exc:
             return public_error(f"Unable to read post data request: {exc}", 400)
         if not isinstance(raw, dict):
@@ -134,6 +143,13 @@ class EventAPI:
                                  "ts": raw.get("ts") or now}
         if raw.get("id"):
             event["id"] = str(raw["id"])
+        try:
+            check_depth(event)
+        except EventValidationError as exc:
+            return public_error(f"Unable to read post data request: {exc}", 400)
+        if len(body) > self.config.max_event_bytes:
+            return public_error(f"Event is over the max size: Max {self.config.max_event_bytes} bytes / "
+                                f"Size {len(body)} bytes", 400)
         iid = seeded_ulid(request.headers.get(H.EVENT_ID_SEED), 0) or new_ulid(now)
         await self.service.runner.accept([stored(event, received_ms=now, internal_id=iid)])
         return json_response({"id": iid, "status": 200})

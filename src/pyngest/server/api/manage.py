@@ -15,7 +15,7 @@ from typing import Any
 import orjson
 
 from pyngest import expr
-from pyngest.protocol.events import FN_INVOKED, INTERNAL_DATA_KEY
+from pyngest.protocol.events import FN_INVOKED, INTERNAL_DATA_KEY, EventValidationError, check_depth
 from pyngest.protocol.sync import app_url_problem
 from pyngest.server.events import event_dict, stored, take_events
 from pyngest.server.model import Run, RunStatus
@@ -133,7 +133,14 @@ class Operations:
         payload = dict(data) if isinstance(data, dict) else {}
         payload[INTERNAL_DATA_KEY] = {"fn_id": fn.slug}
         event = {"name": FN_INVOKED, "data": payload, "user": user if isinstance(user, dict) else {}, "ts": now}
+        try:
+            check_depth(event)
+        except EventValidationError as exc:
+            raise OperationError(str(exc)) from exc
         ev = stored(event, received_ms=now, source="dashboard")
+        if len(ev.body) > self.s.config.max_event_bytes:
+            raise OperationError(f"Event is over the max size: Max {self.s.config.max_event_bytes} bytes / "
+                                 f"Size {len(ev.body)} bytes")
         await self.s.runner.accept([ev])
         return ev.internal_id
 

@@ -42,8 +42,9 @@ class ManageREST:
     async def _call(self, request: Request, handler: Any) -> Response:
         if not bearer_ok(request, self.s.config):
             return unauthorized()
-        # sending events: the Event API's request limit (over it, BodyTooLarge answers 413)
-        limit = self.s.config.event_request_limit if request.url.path == "/v1/events" else DEFAULT_MAX_BODY_BYTES
+        # sending events or invoking: the Event API's request limit (over it, BodyTooLarge answers 413)
+        makes_events = request.url.path == "/v1/events" or request.url.path.endswith("/invoke")
+        limit = self.s.config.event_request_limit if makes_events else DEFAULT_MAX_BODY_BYTES
         raw = await request_body(request, limit)
         try:
             body = orjson.loads(raw) if raw.strip() else {}
