@@ -199,6 +199,8 @@ async def test_deep_event_data_is_a_400_naming_the_limit_and_keeps_what_came_bef
         assert resp.status_code == 400 and "at most 100 levels" in resp.json()["error"], resp.text
         resp = await http.post(url, json={"data": {"pad": "x" * EVENT_LIMIT}})
         assert resp.status_code == 400 and "Event is over the max size" in resp.json()["error"], resp.text
+    signal = await http.post("/v1/signals", json={"signal": "s", "data": _deep(300)})
+    assert signal.status_code == 400 and "more than 100 levels" in signal.json()["error"]
     inv = await _gql(limited, "mutation($d: Map) { invokeFunction(functionSlug: \"test-inv\", data: $d) }", d=_deep(300))
     assert "at most 100 levels" in inv.json()["errors"][0]["message"]
     # at the limit: the event object, its data and 98 more levels
