@@ -259,8 +259,11 @@ async def test_graphql_query_limits(limited: Harness) -> None:
     many = await _gql(limited, "{ apps { ...B0 } } " + bomb + " fragment B6 on App { id }")
     assert many.status_code == 400 and "more than 500 fields" in many.json()["errors"][0]["message"]
     # counted before validation, whose cost grows with the square of the fields
-    same = await _gql(limited, "{ " + "a: apps { id } " * 600 + "}")
-    assert same.status_code == 400 and "more than 500 fields" in same.json()["errors"][0]["message"]
+    same = await _gql(limited, "{ " + "a: apps { id } " * 21 + "}")
+    assert same.status_code == 400 and "selects 'a' more than 20 times" in same.json()["errors"][0]["message"]
+    spread = await _gql(limited, "{ apps { ...I ...J } } fragment I on App { " + "id " * 11 + "} fragment J on App { "
+                        + "id " * 10 + "}")
+    assert spread.status_code == 400 and "selects 'id' more than 20 times" in spread.json()["errors"][0]["message"]
     cycle = await _gql(limited, "fragment A on App { ...A id } { apps { ...A } }")
     assert "Cannot spread fragment 'A' within itself" in cycle.json()["errors"][0]["message"]
     long_name = await _gql(limited, "{ " + "x" * 15_000 + " }")

@@ -8,6 +8,8 @@ the number of fields).
 
 from __future__ import annotations
 
+from collections import Counter
+
 from graphql import (
     DocumentNode,
     FieldNode,
@@ -26,6 +28,9 @@ MAX_QUERY_NESTING = 32
 MAX_QUERY_DEPTH = 20
 # Fields selected in all, fragments expanded wherever they are spread (introspection: 220).
 MAX_QUERY_FIELDS = 500
+# Selections of one response name at one level (fragments merged): validation compares each
+# pair of them, so 250 took 0.2 s.
+MAX_SAME_NAME = 20
 # Error messages are cut to this length: a huge name in a query is not echoed back whole.
 MAX_ERROR_CHARS = 500
 
@@ -64,7 +69,7 @@ def check_document(document: DocumentNode) -> None:
     counter = _Counter(fragments)
     for definition in document.definitions:
         if isinstance(definition, OperationDefinitionNode):
-            counter.walk(definition.selection_set, 1)
+            counter.walk(definition.selection_set, 1, Counter())
 
 
 class _Counter:
@@ -73,7 +78,9 @@ class _Counter:
         self.fields = 0
         self.spreading: set[str] = set()  # a fragment within itself is validation's to refuse
 
-    def walk(self, selections: SelectionSetNode | None, depth: int) -> None:
+    def walk(self, selections: SelectionSetNode | None, depth: int, names: Counter[str]) -> None:
+        """Count the fields of ``selections``; ``names`` counts the response names of the level
+        they belong to (fragments add to their parent's level)."""
         if selections is None:
             return
         for node in selections.selections:
@@ -82,18 +89,22 @@ class _Counter:
                 if self.fields > MAX_QUERY_FIELDS:
                     raise QueryRefused(f"The query selects more than {MAX_QUERY_FIELDS} fields "
                                        "(counting each fragment wherever it is spread)")
+                key = (node.alias or node.name).value
+                names[key] += 1
+                if names[key] > MAX_SAME_NAME:
+                    raise QueryRefused(f"The query selects {key[:50]!r} more than {MAX_SAME_NAME} times in one place")
                 if node.selection_set is not None:
                     if depth >= MAX_QUERY_DEPTH:
                         raise QueryRefused(f"The query nests fields more than {MAX_QUERY_DEPTH} levels deep")
-                    self.walk(node.selection_set, depth + 1)
+                    self.walk(node.selection_set, depth + 1, Counter())
             elif isinstance(node, InlineFragmentNode):
-                self.walk(node.selection_set, depth)
+                self.walk(node.selection_set, depth, names)
             elif isinstance(node, FragmentSpreadNode):
                 name = node.name.value
                 fragment = self.fragments.get(name)
                 if fragment is not None and name not in self.spreading:
                     self.spreading.add(name)
-                    self.walk(fragment.selection_set, depth)
+                    self.walk(fragment.selection_set, depth, names)
                     self.spreading.discard(name)
 
 
