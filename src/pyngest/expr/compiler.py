@@ -44,7 +44,11 @@ def compile(source: str, *, cache: bool = True) -> Program:
         if cached is not None:
             _PROGRAMS.move_to_end(source)
             return cached
-    program = _from_template(source) or _compile_new(source)
+    try:
+        program = _from_template(source) or _compile_new(source)
+    except RecursionError:
+        # not within the parser's limits on nesting and operators, but an error all the same
+        raise ExpressionError(f"the expression is too complex: {source[:80]!r}...") from None
     if cache:
         _remember(_PROGRAMS, source, program, PROGRAM_CACHE_SIZE)
     return program

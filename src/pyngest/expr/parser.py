@@ -76,7 +76,33 @@ def parse(source: str) -> Node:
         raise ExpressionError(f"an expression must be a string, not {type(source).__name__}")
     if not source.strip():
         raise ExpressionError("the expression is empty")
-    return _Parser(source).parse()
+    parser = _Parser(source)
+    _check_size(source, parser.tokens)
+    return parser.parse()
+
+
+# Brackets open at once, and operators in all: the parser and the passes over the tree recurse
+# once per level, and a chain of operators is a tree as deep as it is long.
+MAX_NESTING = 32
+MAX_OPERATORS = 150
+_OPERATORS = frozenset(("||", "&&", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "/", "%", "?", "!"))
+
+
+def _check_size(source: str, tokens: list[Token]) -> None:
+    depth = operators = 0
+    for kind, value, offset in tokens:
+        if kind != "op":
+            continue
+        if value in ("(", "[", "{"):
+            depth += 1
+            if depth > MAX_NESTING:
+                raise error_at(source, offset, f"the expression nests brackets more than {MAX_NESTING} deep")
+        elif value in (")", "]", "}"):
+            depth -= 1
+        elif value in _OPERATORS:
+            operators += 1
+            if operators > MAX_OPERATORS:
+                raise error_at(source, offset, f"the expression has more than {MAX_OPERATORS} operators")
 
 
 def _position(source: str, offset: int) -> str:

@@ -18,6 +18,10 @@ CRON_EVENT = "inngest/scheduled.timer"
 
 MAX_EVENTS_PER_REQUEST = 5000
 DEFAULT_MAX_EVENT_BYTES = 3 * 1024 * 1024
+# Levels of JSON objects and arrays in one event, the event object itself being the first. Event
+# bodies are stored as canonical JSON and wrapped in other documents (execution requests, API
+# answers): the limit leaves room under the serializer's own (255 levels).
+MAX_EVENT_DEPTH = 100
 # ts must lie in [1980-01-01, 2100-01-01)
 MIN_TS_MS = 315_532_800_000
 MAX_TS_MS = 4_102_444_800_000
@@ -49,8 +53,9 @@ def normalize_incoming(raw: Any, now_ms: int, *, allow_internal: bool = False) -
     """
     if not isinstance(raw, dict):
         raise EventValidationError(
-            f"an event must be a JSON object, got {type(raw).__name__}"
+            f"an event must be a JSON object, got {_json_type(raw)}"
         )
+    check_depth(raw)
     name = raw.get("name")
     if not isinstance(name, str) or not name:
         raise EventValidationError("event name is empty: every event needs a non-empty 'name'")
@@ -104,6 +109,32 @@ def normalize_incoming(raw: Any, now_ms: int, *, allow_internal: bool = False) -
     if v is not None and not isinstance(v, str):
         raise EventValidationError(f"event 'v' must be a string, got {_json_type(v)}")
     return out
+
+
+def check_depth(event: dict[str, Any]) -> None:
+    """Raise EventValidationError if ``event`` nests deeper than ``MAX_EVENT_DEPTH``."""
+    if nested_deeper_than(event, MAX_EVENT_DEPTH):
+        raise EventValidationError(
+            f"event is nested too deeply: JSON objects and arrays may nest at most {MAX_EVENT_DEPTH} "
+            "levels in an event (the event object is the first level)"
+        )
+
+
+def nested_deeper_than(value: Any, limit: int) -> bool:
+    """True when ``value`` has more than ``limit`` levels of dicts and lists (no recursion, so
+    any depth is safe to ask about)."""
+    level = [value] if isinstance(value, (dict, list)) else []
+    depth = 0
+    while level:
+        depth += 1
+        if depth > limit:
+            return True
+        inner: list[Any] = []
+        for item in level:
+            children = item.values() if isinstance(item, dict) else item
+            inner.extend(c for c in children if isinstance(c, (dict, list)))
+        level = inner
+    return False
 
 
 def _json_type(value: Any) -> str:

@@ -15,6 +15,10 @@ from typing import Any, NotRequired, TypedDict
 from urllib.parse import urlsplit
 
 from pyngest.protocol.durations import DurationError, parse_ms, parse_time_ms
+from pyngest.protocol.events import MAX_EVENT_DEPTH, nested_deeper_than
+
+# A register body is hashed as canonical JSON: it must stay well within the serializer's nesting.
+MAX_REGISTER_DEPTH = MAX_EVENT_DEPTH
 
 MAX_TRIGGERS = 10
 MAX_CANCELS = 5
@@ -133,6 +137,8 @@ def decode_register(body: Any) -> RegisterRequest:
     """Canonicalize field names of a register payload. Raises SyncError if it is not an object."""
     if not isinstance(body, dict):
         raise SyncError("Invalid request: the body must be a JSON object")
+    if nested_deeper_than(body, MAX_REGISTER_DEPTH):
+        raise SyncError(f"Invalid request: JSON objects and arrays nest more than {MAX_REGISTER_DEPTH} levels deep")
     out = _rekey(body, _REGISTER)
     fns = out.get("functions")
     if fns is None:
@@ -144,9 +150,30 @@ def decode_register(body: Any) -> RegisterRequest:
     name = out.get("appName")
     if not isinstance(name, str) or not name.strip():
         raise SyncError("App ID required")
-    if not isinstance(out.get("url", ""), str):
+    for key in _STRINGS:
+        if out.get(key) is not None and not isinstance(out[key], str):
+            raise SyncError(f"Invalid request: '{key}' must be a string")
+    url = out.get("url", "")
+    if not isinstance(url, str):
         raise SyncError("Invalid request: 'url' must be a string")
+    if url and (problem := app_url_problem(url)) is not None:
+        raise SyncError(f"Invalid request: 'url' {problem}")
     return out  # type: ignore[no-any-return]
+
+
+def app_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be an app's URL (the server sends requests to it), or None."""
+    try:
+        parts = urlsplit(url)
+        host = parts.hostname
+        _ = parts.port  # a port that is not a number or out of range raises
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "must be an http:// or https:// URL" + (f", not {parts.scheme[:20]}:" if parts.scheme else "")
+    if not host:
+        return "must name a host"
+    return None
 
 
 def decode_function(fn: Any) -> Any:
@@ -169,6 +196,9 @@ def decode_function(fn: Any) -> Any:
             fixed[sid] = step
         fn["steps"] = fixed
     return fn
+
+
+_STRINGS = ("v", "deployType", "sdk", "framework", "appVersion", "deployId", "platform")
 
 
 def split_sdk(sdk: str | None) -> tuple[str, str]:

@@ -25,6 +25,7 @@ import yaml
 
 from pyngest.protocol import signing
 from pyngest.protocol.durations import DurationError, parse_ms
+from pyngest.protocol.sync import app_url_problem
 from pyngest.server.config import DEFAULT_PORT, ServerConfig
 
 log = logging.getLogger("pyngest")
@@ -115,6 +116,10 @@ def common_options(fn: Any, *, dev: bool) -> Any:
                      envvar=_env("sqlite_dir"), help="Where the SQLite database lives."),
         click.option("--max-event-size", type=click.IntRange(min=1024), default=None, envvar=_env("max_event_size"),
                      help="Largest accepted event, in bytes (default 3 MiB)."),
+        click.option("--max-request-size", type=click.IntRange(min=1024), default=None,
+                     envvar=_env("max_request_size"),
+                     help="Largest body of a call that sends events, in bytes (default 3 MiB; never "
+                          "below --max-event-size)."),
         click.option("--durability", type=click.Choice(["normal", "full"]), default="normal",
                      envvar=_env("durability"),
                      help="'normal' survives a killed process; 'full' also fsyncs every commit (power loss)."),
@@ -245,6 +250,9 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     cfg.port = int(params["port"])
     cfg.host = params["host"]
     cfg.sdk_urls = [u for value in params["sdk_url"] for u in _split(value)]
+    for url in cfg.sdk_urls:
+        if (problem := app_url_problem(url)) is not None:
+            raise click.UsageError(f"--sdk-url {url[:100]}: the URL {problem}")
     if params["poll_interval"] is not None:
         cfg.poll_interval_s = float(params["poll_interval"])
     cfg.retry_interval_s = params["retry_interval"]
@@ -257,6 +265,8 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     cfg.sqlite_dir = Path(params["sqlite_dir"]) if params["sqlite_dir"] else Path(".inngest")
     if params["max_event_size"]:
         cfg.max_event_bytes = int(params["max_event_size"])
+    if params["max_request_size"]:
+        cfg.max_request_bytes = int(params["max_request_size"])
     cfg.durability = params["durability"]
     cfg.shutdown_grace_s = float(params["shutdown_grace"])
     try:

@@ -7,6 +7,10 @@ from pathlib import Path
 
 from pyngest.protocol.events import DEFAULT_MAX_EVENT_BYTES
 
+# The largest body of one call that sends events (upstream's documented request limit is at most
+# 3 MB); the largest event is allowed whatever this says.
+DEFAULT_MAX_REQUEST_BYTES = 3 * 1024 * 1024
+
 DEFAULT_PORT = 8288
 DEV_DISCOVERY_PORTS = [80, 443, *range(3000, 3011), 4321, 5000, 5173, 8000, 8080, 8081, 8888,
                        *range(8910, 8916), 8787]
@@ -36,6 +40,7 @@ class ServerConfig:
     retry_interval_s: int | None = None
     tick_ms: int = 150
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
+    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     durability: str = "normal"  # "normal" survives a killed process; "full" fsyncs every commit
     shutdown_grace_s: float = 30.0
     retention_ms: int = 7 * 86_400_000  # ended runs and old events are removed after this; 0 keeps all
@@ -65,6 +70,11 @@ class ServerConfig:
     @property
     def function_request_limit(self) -> int:
         return min(self.function_requests or self.app_request_limit, self.app_request_limit)
+
+    @property
+    def event_request_limit(self) -> int:
+        """The largest body accepted by the routes that send events."""
+        return max(self.max_request_bytes, self.max_event_bytes)
 
     @property
     def signing_keys(self) -> list[str]:

@@ -3,12 +3,14 @@ runner (cron, invoke) and the executor (system events)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import orjson
 
 from pyngest.protocol import jcs
+from pyngest.protocol.events import MAX_EVENTS_PER_REQUEST, EventValidationError, normalize_incoming
 from pyngest.protocol.ids import new_ulid
 from pyngest.server.model import Batch, Enqueue, InsertEvents, Job, JobKind, StoredEvent
 
@@ -30,6 +32,44 @@ def stored(event: dict[str, Any], *, received_ms: int, internal_id: str | None =
         body=jcs.dumps(event),
         source=source,
     )
+
+
+# A POST of thousands of events must not hold the loop: timers (batch timeouts, sleeps) and other
+# requests get a turn between slices of this many events.
+_YIELD_EVERY = 250
+
+
+async def take_events(items: list[Any], *, now_ms: int, max_bytes: int, body_size: int | None,
+                      finish: Callable[[int, dict[str, Any]], StoredEvent]) -> tuple[list[StoredEvent], str | None]:
+    """Validate events sent in one call, as upstream's Event API does, on every path that creates
+    events (``POST /e``, ``POST /v1/events``, GraphQL ``sendEvents``).
+
+    Events are taken in order up to the first invalid one; at most ``MAX_EVENTS_PER_REQUEST``
+    are taken. Returns the events taken (``finish(position, event)`` renders each) and the error
+    that ended the call, if any. ``body_size`` is the size of a body holding one event, which is
+    that event's size; without it each event's size is measured.
+    """
+    single = len(items) == 1
+    taken: list[StoredEvent] = []
+    error: str | None = None
+    for index, raw in enumerate(items[:MAX_EVENTS_PER_REQUEST], start=1):
+        if index % _YIELD_EVERY == 0:
+            await asyncio.sleep(0)
+        label = "" if single else f"event {index}: "
+        try:
+            # normalizing first: it refuses an event nested too deeply to be measured
+            event = normalize_incoming(raw, now_ms)
+        except EventValidationError as exc:
+            error = label + str(exc)
+            break
+        size = body_size if single and body_size is not None else len(orjson.dumps(raw))
+        if size > max_bytes:
+            error = label + f"Event is over the max size: Max {max_bytes} bytes / Size {size} bytes"
+            break
+        taken.append(finish(index, event))
+    if error is None and len(items) > MAX_EVENTS_PER_REQUEST:
+        error = f"Cannot have more than {MAX_EVENTS_PER_REQUEST} events in a batch"
+    return taken, error
 
 
 def enqueue_events(batch: Batch, events: list[StoredEvent], now_ms: int,

@@ -15,6 +15,7 @@ from pyngest.server.api.auth import AuthMiddleware, DashboardAuth
 from pyngest.server.api.events import EventAPI
 from pyngest.server.api.graphql.resolvers import GraphQLEndpoint
 from pyngest.server.api.guard import BrowserGuard
+from pyngest.server.api.limits import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, announced_length
 from pyngest.server.api.live import LiveAPI
 from pyngest.server.api.manage import Operations
 from pyngest.server.api.manage_rest import ManageREST
@@ -34,6 +35,10 @@ class ServerKindHeader:
     """Every response says which kind of server answered (``X-Inngest-Server-Kind``).
 
     ``POST /e/{key}`` goes straight to the event API's own ASGI handler, skipping the router.
+
+    Every other request's body is capped at ``DEFAULT_MAX_BODY_BYTES`` (a route may cap it lower):
+    refused before it is read when ``Content-Length`` says it is over, and the moment it is over
+    otherwise.
     """
 
     def __init__(self, app: ASGIApp, kind: str, events: ASGIApp) -> None:
@@ -49,6 +54,12 @@ class ServerKindHeader:
         path = scope["path"]
         if scope["method"] == "POST" and path.startswith("/e/") and len(path) > 3 and "/" not in path[3:]:
             app = self.events
+        else:
+            announced = announced_length(scope["headers"])
+            if announced is not None and announced > DEFAULT_MAX_BODY_BYTES:
+                app = _too_large
+            else:
+                receive = _capped(receive, DEFAULT_MAX_BODY_BYTES)
 
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -57,6 +68,36 @@ class ServerKindHeader:
             await send(message)
 
         await app(scope, receive, send_with_header)
+
+
+def _capped(receive: Receive, limit: int) -> Receive:
+    """``receive`` raising BodyTooLarge once the body passes ``limit`` bytes."""
+    size = 0
+
+    async def capped() -> Message:
+        nonlocal size
+        message = await receive()
+        size += len(message.get("body", b""))
+        if size > limit:
+            raise BodyTooLarge(limit)
+        return message
+
+    return capped
+
+
+async def _too_large(scope: Scope, receive: Receive, send: Send) -> None:
+    response = _body_too_large_response(BodyTooLarge(DEFAULT_MAX_BODY_BYTES))
+    await response(scope, receive, send)
+
+
+def _body_too_large_response(exc: BodyTooLarge) -> Response:
+    # the rest of the body is not wanted: the connection ends with the answer
+    return JSONResponse({"error": str(exc), "status": 413}, status_code=413, headers={"Connection": "close"})
+
+
+async def _body_too_large(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, BodyTooLarge)
+    return _body_too_large_response(exc)
 
 
 def build_app(service: Service) -> ASGIApp:
@@ -124,7 +165,8 @@ def build_app(service: Service) -> ASGIApp:
         Route("/auth/status", auth.status, methods=["GET"]),
         *dashboard.routes(),
     ]
-    app = Starlette(routes=routes, exception_handlers={StoreUnavailable: _store_unavailable})
+    app = Starlette(routes=routes, exception_handlers={
+        StoreUnavailable: _store_unavailable, BodyTooLarge: _body_too_large})
     app.state.operations = ops
     return BrowserGuard(ServerKindHeader(AuthMiddleware(app, auth), service.config.server_kind, events.asgi),
                         service.config)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
+from collections.abc import AsyncIterator, Iterable
 from typing import Any
 from urllib.parse import parse_qsl, unquote
 
@@ -17,13 +17,19 @@ from pyngest.protocol import headers as H
 from pyngest.protocol.events import (
     FN_INVOKED,
     INTERNAL_DATA_KEY,
-    MAX_EVENTS_PER_REQUEST,
     EventValidationError,
-    normalize_incoming,
+    check_depth,
 )
 from pyngest.protocol.ids import new_ulid, seeded_ulid
 from pyngest.server.api.common import bearer_ok, json_response, public_error, unauthorized
-from pyngest.server.events import stored
+from pyngest.server.api.limits import (
+    BodyTooLarge,
+    announced_length,
+    asgi_chunks,
+    read_limited,
+    request_body,
+)
+from pyngest.server.events import stored, take_events
 from pyngest.server.model import StoredEvent
 from pyngest.server.service import Service
 from pyngest.server.store.base import StoreUnavailable
@@ -50,70 +56,58 @@ class EventAPI:
         return None
 
     async def receive(self, request: Request) -> Response:
+        unread = _Body(request.stream(), request.scope["headers"])
         status, payload = await self.handle(
-            request.path_params.get("key", ""), await request.body(),
+            request.path_params.get("key", ""), unread,
             request.headers.get("content-type", ""), request.headers.get(H.EVENT_ID_SEED),
         )
-        return json_response(payload, status)
+        return json_response(payload, status, None if unread.complete else {"connection": "close"})
 
     async def asgi(self, scope: Scope, receive: Receive, send: Send) -> None:
         """``POST /e/{key}`` without the framework's layers: it is the hottest route."""
-        chunks = []
-        while True:
-            message = await receive()
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
         content_type, seed = "", None
         for name, value in scope["headers"]:
             if name == b"content-type":
                 content_type = value.decode("latin-1")
             elif name == b"x-inngest-event-id-seed":
                 seed = value.decode("latin-1")
-        status, payload = await self.handle(scope["path"][3:], b"".join(chunks), content_type, seed)
+        unread = _Body(asgi_chunks(receive), scope["headers"])
+        status, payload = await self.handle(scope["path"][3:], unread, content_type, seed)
         body = orjson.dumps(payload)
-        await send({"type": "http.response.start", "status": status, "headers": [
-            (b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-        ]})
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+        if not unread.complete:
+            # refused with the body (or the rest of it) unread: the connection ends with the answer
+            headers.append((b"connection", b"close"))
+        await send({"type": "http.response.start", "status": status, "headers": headers})
         await send({"type": "http.response.body", "body": body})
 
-    async def handle(self, key: str, body: bytes, content_type: str, seed: str | None) -> tuple[int, dict[str, Any]]:
-        """Validate, store and acknowledge events. Returns (HTTP status, response body)."""
+    async def handle(self, key: str, unread: _Body, content_type: str,
+                     seed: str | None) -> tuple[int, dict[str, Any]]:
+        """Check the key, read the body within the size limit, then validate, store and
+        acknowledge its events. Returns (HTTP status, response body)."""
         if (err := self._key_error(key)) is not None:
             return err
+        try:
+            body = await unread.read(self.config.event_request_limit)
+        except BodyTooLarge as exc:
+            return 413, {"ids": [], "status": 413, "error": f"{exc}: no event was stored"}
         try:
             items = _parse_events(body, content_type)
         except ValueError as exc:
             return 400, {"ids": [], "status": 400, "error": str(exc)}
-        # As upstream: the first 5,000 events are taken, then the request ends with an error.
-        too_many = len(items) > MAX_EVENTS_PER_REQUEST
-        items = items[:MAX_EVENTS_PER_REQUEST]
         now = self.service.clock.now_ms()
         source = hashlib.sha256(key.encode()).hexdigest()[:12] if key else ""
-        max_bytes = self.config.max_event_bytes
-        # As upstream: events are taken in order up to the first invalid one, which ends the
-        # request. The events before it are stored; the answer (400) has their ids only.
-        ids: list[str] = []
-        error: str | None = None
-        accepted: list[StoredEvent] = []
-        single = len(items) == 1
-        for index, raw in enumerate(items, start=1):
-            if index % _YIELD_EVERY == 0:
-                # A POST of thousands of events must not hold the loop: timers (batch timeouts,
-                # sleeps) and other requests get a turn between slices.
-                await asyncio.sleep(0)
-            size = len(body) if single else len(orjson.dumps(raw))
-            if size > max_bytes:
-                error = _label(index, single) + f"Event is over the max size: Max {max_bytes} bytes / Size {size} bytes"
-                break
-            try:
-                event = normalize_incoming(raw, now)
-            except EventValidationError as exc:
-                error = _label(index, single) + str(exc)
-                break
+
+        def finish(index: int, event: dict[str, Any]) -> StoredEvent:
             iid = seeded_ulid(seed, index) or new_ulid(now)
-            accepted.append(stored(event, received_ms=now, internal_id=iid, source=source))
-            ids.append(iid)
+            return stored(event, received_ms=now, internal_id=iid, source=source)
+
+        # As upstream: events are taken in order up to the first invalid one, which ends the
+        # request (so does a 5,001st event). The events before it are stored; the answer (400)
+        # has their ids only.
+        accepted, error = await take_events(items, now_ms=now, max_bytes=self.config.max_event_bytes,
+                                            body_size=len(body), finish=finish)
+        ids = [e.internal_id for e in accepted]
         if accepted:
             try:
                 await self.service.runner.accept(accepted)
@@ -121,8 +115,6 @@ class EventAPI:
                 log.warning("POST /e: %d events refused, the store is unavailable: %s", len(accepted), exc)
                 return 503, {"ids": [], "status": 503,
                              "error": f"The events were not stored (the server's database is unavailable); send them again: {exc}"}
-        if error is None and too_many:
-            error = f"Cannot have more than {MAX_EVENTS_PER_REQUEST} events in a batch"
         if error is not None:
             return 400, {"ids": ids, "status": 400, "error": error}
         return 200, {"ids": ids, "status": 200}
@@ -135,8 +127,9 @@ class EventAPI:
             return public_error("Function slug is required", 400)
         if self.service.registry.find_function(slug) is None:
             return public_error(f"could not find function with ID: {slug}", 404)
+        body = await request_body(request, self.config.event_request_limit)
         try:
-            raw = orjson.loads(await request.body() or b"{}")
+            raw = orjson.loads(body or b"{}")
         except orjson.JSONDecodeError as exc:
             return public_error(f"Unable to read post data request: {exc}", 400)
         if not isinstance(raw, dict):
@@ -150,16 +143,30 @@ class EventAPI:
                                  "ts": raw.get("ts") or now}
         if raw.get("id"):
             event["id"] = str(raw["id"])
+        try:
+            check_depth(event)
+        except EventValidationError as exc:
+            return public_error(f"Unable to read post data request: {exc}", 400)
+        if len(body) > self.config.max_event_bytes:
+            return public_error(f"Event is over the max size: Max {self.config.max_event_bytes} bytes / "
+                                f"Size {len(body)} bytes", 400)
         iid = seeded_ulid(request.headers.get(H.EVENT_ID_SEED), 0) or new_ulid(now)
         await self.service.runner.accept([stored(event, received_ms=now, internal_id=iid)])
         return json_response({"id": iid, "status": 200})
 
 
-_YIELD_EVERY = 250
+class _Body:
+    """A request body not read yet: read only once the key is known to be good."""
 
+    def __init__(self, chunks: AsyncIterator[bytes], headers: Iterable[tuple[bytes, bytes]]) -> None:
+        self.chunks = chunks
+        self.announced = announced_length(headers)
+        self.complete = False
 
-def _label(index: int, single: bool) -> str:
-    return "" if single else f"event {index}: "
+    async def read(self, limit: int) -> bytes:
+        body = await read_limited(self.chunks, self.announced, limit)
+        self.complete = True
+        return body
 
 
 def _parse_events(body: bytes, content_type: str) -> list[Any]:

@@ -15,14 +15,10 @@ from typing import Any
 import orjson
 
 from pyngest import expr
-from pyngest.protocol.events import (
-    FN_INVOKED,
-    INTERNAL_DATA_KEY,
-    EventValidationError,
-    normalize_incoming,
-)
-from pyngest.server.events import event_dict, stored
-from pyngest.server.model import Run, RunStatus, StoredEvent
+from pyngest.protocol.events import FN_INVOKED, INTERNAL_DATA_KEY, EventValidationError, check_depth
+from pyngest.protocol.sync import app_url_problem
+from pyngest.server.events import event_dict, stored, take_events
+from pyngest.server.model import Run, RunStatus
 from pyngest.server.operations import OperationError as ServerOperationError
 from pyngest.server.registry import Function, normalize_url
 from pyngest.server.service import Service
@@ -41,6 +37,10 @@ MAX_PREVIEW = 100_000
 
 class OperationError(ValueError):
     """A request that cannot be carried out; the message says why."""
+
+
+class NotFound(OperationError):
+    """What the request names does not exist."""
 
 
 def search_program(source: str) -> expr.Program:
@@ -66,6 +66,12 @@ def _joined(expression: str | None) -> str | None:
     return " && ".join(f"({line})" for line in lines) if len(lines) > 1 else (lines[0] if lines else None)
 
 
+def _check_url(url: Any) -> None:
+    problem = app_url_problem(url) if isinstance(url, str) else "must be a string"
+    if problem is not None:
+        raise OperationError(f"the app URL {problem}")
+
+
 class Operations:
     """The dashboard's actions. Pausing, bulk cancellation, replay and rerun are the server's
     durable operations (``pyngest.server.operations``); this adds previews and searches."""
@@ -76,27 +82,25 @@ class Operations:
     def function(self, ident: str) -> Function:
         fn = self.s.registry.find_function(ident)
         if fn is None:
-            raise OperationError(f"function {ident!r} not found")
+            raise NotFound(f"function {ident!r} not found")
         return fn
 
     # ------------------------------------------------------------------------------ apps
 
     async def add_app(self, url: str) -> tuple[AppRecord | None, str | None]:
-        if not url.startswith(("http://", "https://")):
-            raise OperationError("the app URL must start with http:// or https://")
+        _check_url(url)
         error = await self.s.syncer.add(url, source="api")
         return self.s.registry.app_by_url(url), error
 
     def app(self, app_id: str) -> AppRecord:
         app = self.s.registry.apps.get(app_id) or self.s.registry.app_by_name(app_id)
         if app is None:
-            raise OperationError(f"app {app_id!r} not found")
+            raise NotFound(f"app {app_id!r} not found")
         return app
 
     async def update_app(self, app_id: str, url: str) -> tuple[AppRecord, str | None]:
         app = self.app(app_id)
-        if not url.startswith(("http://", "https://")):
-            raise OperationError("the app URL must start with http:// or https://")
+        _check_url(url)
         old = app.url
         error = await self.s.syncer.add(url, source="api")
         if error is None and normalize_url(old) != normalize_url(url):  # not the same URL spelled anew
@@ -129,21 +133,26 @@ class Operations:
         payload = dict(data) if isinstance(data, dict) else {}
         payload[INTERNAL_DATA_KEY] = {"fn_id": fn.slug}
         event = {"name": FN_INVOKED, "data": payload, "user": user if isinstance(user, dict) else {}, "ts": now}
+        try:
+            check_depth(event)
+        except EventValidationError as exc:
+            raise OperationError(str(exc)) from exc
         ev = stored(event, received_ms=now, source="dashboard")
+        if len(ev.body) > self.s.config.max_event_bytes:
+            raise OperationError(f"Event is over the max size: Max {self.s.config.max_event_bytes} bytes / "
+                                 f"Size {len(ev.body)} bytes")
         await self.s.runner.accept([ev])
         return ev.internal_id
 
     async def send_events(self, items: list[Any]) -> list[str]:
-        """Validate and store events as the Event API would (the dashboard's test events)."""
+        """Validate and store events as the Event API would (the dashboard's test events), with
+        its limits; but all or nothing: an invalid event stores none of the call's."""
         now = self.s.clock.now_ms()
-        accepted: list[StoredEvent] = []
-        for i, raw in enumerate(items):
-            try:
-                event = normalize_incoming(raw, now)
-            except EventValidationError as exc:
-                prefix = f"event {i + 1}: " if len(items) > 1 else ""
-                raise OperationError(prefix + str(exc)) from exc
-            accepted.append(stored(event, received_ms=now, source="dashboard"))
+        accepted, error = await take_events(
+            items, now_ms=now, max_bytes=self.s.config.max_event_bytes, body_size=None,
+            finish=lambda _, event: stored(event, received_ms=now, source="dashboard"))
+        if error is not None:
+            raise OperationError(error + ("; no event was stored" if accepted else ""))
         if accepted:
             await self.s.runner.accept(accepted)
         return [e.internal_id for e in accepted]

@@ -14,7 +14,8 @@ from starlette.responses import Response
 
 from pyngest.protocol.durations import iso_ms
 from pyngest.server.api.common import api_error, bearer_ok, json_response, unauthorized
-from pyngest.server.api.manage import OperationError, Operations
+from pyngest.server.api.limits import DEFAULT_MAX_BODY_BYTES, request_body
+from pyngest.server.api.manage import NotFound, OperationError, Operations
 from pyngest.server.service import Service
 from pyngest.server.store.base import AppRecord
 
@@ -41,8 +42,11 @@ class ManageREST:
     async def _call(self, request: Request, handler: Any) -> Response:
         if not bearer_ok(request, self.s.config):
             return unauthorized()
+        # sending events or invoking: the Event API's request limit (over it, BodyTooLarge answers 413)
+        makes_events = request.url.path == "/v1/events" or request.url.path.endswith("/invoke")
+        limit = self.s.config.event_request_limit if makes_events else DEFAULT_MAX_BODY_BYTES
+        raw = await request_body(request, limit)
         try:
-            raw = await request.body()
             body = orjson.loads(raw) if raw.strip() else {}
         except orjson.JSONDecodeError as exc:
             return api_error(f"the body must be JSON: {exc}", 400)
@@ -51,7 +55,7 @@ class ManageREST:
         try:
             data, status = await handler(request, body)
         except OperationError as exc:
-            return api_error(str(exc), 404 if "not found" in str(exc) else 400)
+            return api_error(str(exc), 404 if isinstance(exc, NotFound) else 400)
         return json_response({"data": data, "metadata": self._meta()}, status)
 
     # -- apps

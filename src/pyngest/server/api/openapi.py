@@ -129,20 +129,63 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any], li
     ("delete", "/v1/replays/{op_id}", "Replays", "Stop a replay", None, _ref("Replay"), []),
 ]
 
+def _error(description: str, schema: str = "Error") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
+
+
+# Every route can answer these: a body over the server's limit, no credentials (start mode), the
+# database out of reach.
+_ALWAYS = {
+    "401": _error("Not authenticated"),
+    "413": _error("The request body is over the size limit (docs/security.md, \"Limits on input\")"),
+    "503": _error("The server's database is unavailable; nothing was done, try again"),
+}
+_GQL_ERRORS = {"type": "object", "required": ["errors"], "properties": {
+    "data": {}, "errors": {"type": "array", "items": {"type": "object", "properties": {"message": {"type": "string"}}}}}}
+SCHEMAS["GraphQLErrors"] = _GQL_ERRORS
+
+_IDS = {"type": "object", "required": ["ids", "status"], "properties": {
+    "ids": {"type": "array", "items": _ID}, "status": {"type": "integer"}, "error": {"type": "string"}}}
+SCHEMAS["EventIds"] = _IDS
+
 OTHER_PATHS: dict[str, Any] = {
+    "/e/{key}": {"post": {
+        "tags": ["Events"], "summary": "The Event API: send one event or an array of events with an event key",
+        "description": "Events are taken in order up to the first invalid one; a 400 lists the ids of those "
+                       "stored before it. Limits: docs/security.md.",
+        "security": [],
+        "parameters": [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}],
+        "requestBody": _body({"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}),
+        "responses": {
+            "200": {"description": "Stored", "content": {"application/json": {"schema": _ref("EventIds")}}},
+            "400": _error("An invalid event (the events before it were stored) or not events at all", "EventIds"),
+            "401": _error("Event key not found (start mode)"),
+            "413": _error("The body is over the request size limit; nothing was stored", "EventIds"),
+            "503": _error("Nothing was stored: no event key configured (start mode), or the database is "
+                          "unavailable")}}},
     "/v0/gql": {"post": {
         "tags": ["GraphQL"], "summary": "GraphQL (upstream's dev-server schema plus the dashboard's fields)",
+        "description": "Queries are limited in length (413), bracket nesting, field depth and field count "
+                       "(400); docs/security.md lists the limits.",
         "requestBody": _body(_obj(query={"type": "string"}, variables={"type": "object"},
                                   operationName={"type": "string"})),
-        "responses": {"200": {"description": "GraphQL result", "content": {"application/json": {
-            "schema": _obj(data={}, errors={"type": "array"})}}}}}},
+        "responses": {
+            "200": {"description": "GraphQL result", "content": {"application/json": {
+                "schema": _obj(data={}, errors={"type": "array"})}}},
+            "400": _error("Not a GraphQL request, or a query over the nesting, depth or field-count limit",
+                          "GraphQLErrors"),
+            **_ALWAYS,
+            "413": _error("The body or the query is over its size limit", "GraphQLErrors")}}},
     "/v0/live": {"get": {
         "tags": ["Live"], "summary": "Server-sent events: which runs and event names just changed",
-        "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}}}}},
+        "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}}, **_ALWAYS}}},
     "/metrics": {"get": {
         "tags": ["Observability"], "summary": "Prometheus metrics",
-        "responses": {"200": {"description": "exposition text", "content": {"text/plain": {}}}}}},
+        "responses": {"200": {"description": "exposition text", "content": {"text/plain": {}}}, **_ALWAYS}}},
 }
+# Routes without path parameters that still name something that may not exist (a function).
+_NAMES_A_FUNCTION = {("post", "/v1/cancellations"), ("get", "/v1/cancellations"),
+                     ("post", "/v1/replays"), ("get", "/v1/replays")}
 
 
 def document(version: str) -> dict[str, Any]:
@@ -156,13 +199,13 @@ def document(version: str) -> dict[str, Any]:
             "responses": {
                 "201" if created else "200": {
                     "description": "OK", "content": {"application/json": {"schema": data if flat else _envelope(data)}}},
-                "400": {"description": "Bad request", "content": {"application/json": {"schema": _ref("Error")}}},
-                "401": {"description": "Not authenticated", "content": {"application/json": {"schema": _ref("Error")}}},
+                "400": _error("Bad request"),
+                **_ALWAYS,
             },
         }
         responses = op["responses"]
-        if "{" in path:
-            responses["404"] = {"description": "Not found", "content": {"application/json": {"schema": _ref("Error")}}}
+        if "{" in path or (method, path) in _NAMES_A_FUNCTION:
+            responses["404"] = _error("Not found")
         if tag == "Apps" and method in ("post", "patch"):
             # the app did not answer the sync: the body is the usual one, its error says why
             responses["502"] = {"description": "The app could not be synced (`error`/`sync_error` says why)",

@@ -10,6 +10,7 @@ from starlette.responses import Response
 
 from pyngest.protocol.durations import iso_ms
 from pyngest.protocol.ids import is_ulid
+from pyngest.protocol.sync import app_url_problem
 from pyngest.server.api.common import api_error, bearer_ok, json_response, unauthorized
 from pyngest.server.model import Run, StoredEvent
 from pyngest.server.service import Service
@@ -168,8 +169,10 @@ class RestAPI:
         except orjson.JSONDecodeError:
             body = None
         url = body.get("url") if isinstance(body, dict) else None
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
-            return api_error("send {\"url\": \"http(s)://host:port/api/inngest\"}, the app's serve URL", 400)
+        problem = app_url_problem(url) if isinstance(url, str) else "is missing"
+        if problem is not None or not isinstance(url, str):
+            return api_error(f"the app URL {problem}: send {{\"url\": \"http(s)://host:port/api/inngest\"}}, "
+                             "the app's serve URL", 400)
         error = await self.service.syncer.add(url, source="api")
         app = self.service.registry.app_by_url(url)
         status = 200 if error is None else 502

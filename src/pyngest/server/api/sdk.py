@@ -11,8 +11,10 @@ from starlette.responses import Response
 
 from pyngest.protocol import headers as H
 from pyngest.protocol import jcs
+from pyngest.protocol.events import MAX_EVENT_DEPTH, nested_deeper_than
 from pyngest.protocol.ids import is_ulid
 from pyngest.protocol.opcodes import Opcode, parse_opcode
+from pyngest.protocol.sync import app_url_problem
 from pyngest.server.api.cluster import forward
 from pyngest.server.api.common import (
     api_error,
@@ -75,7 +77,7 @@ class SdkAPI:
             outcome = await self.service.registry.register(body, deploy_id=request.query_params.get("deployId"))
         except RegistrationError as exc:
             url = body.get("url") if isinstance(body, dict) else None
-            if isinstance(url, str) and url:
+            if isinstance(url, str) and url and app_url_problem(url) is None:
                 await self.service.registry.record_sync_error(url, f"{exc.message}: {exc.data}" if exc.data else exc.message)
             return public_error(exc.message, exc.status, exc.data)
         await self.service.after_sync(outcome)
@@ -198,6 +200,8 @@ class SdkAPI:
         if not isinstance(body, dict) or not isinstance(body.get("signal"), str) or not body["signal"]:
             return api_error("the body must be {\"signal\": \"<name>\", \"data\": <any>}", 400)
         name = body["signal"]
+        if nested_deeper_than(body.get("data"), MAX_EVENT_DEPTH):
+            return api_error(f"the signal's data nests JSON objects and arrays more than {MAX_EVENT_DEPTH} levels deep", 400)
         value = jcs.dumps({"data": {"signal": name, "data": body.get("data")}})
         run_id = await self.service.executor.control.signal(name, value)
         if run_id is None:

@@ -3,12 +3,23 @@ resolved by graphql-core's default resolver."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import replace
 from importlib import resources
+from inspect import isawaitable
 from typing import Any
 
 import orjson
-from graphql import GraphQLSchema, build_schema, graphql
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    GraphQLError,
+    GraphQLSchema,
+    build_schema,
+    execute,
+    parse,
+    validate,
+)
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -22,6 +33,14 @@ from pyngest.server.api.graphql.dashboard import (
     add_attempts,
     attempt_error,
 )
+from pyngest.server.api.graphql.limits import (
+    MAX_QUERY_CHARS,
+    QueryRefused,
+    check_document,
+    check_text,
+    short,
+)
+from pyngest.server.api.limits import BodyTooLarge, request_body
 from pyngest.server.api.manage import Operations
 from pyngest.server.model import Run, RunStatus, StoredEvent
 from pyngest.server.registry import Function, normalize_url
@@ -352,8 +371,7 @@ class Resolvers:
         return True
 
     async def m_create_app(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
-        error = await self.s.syncer.add(input["url"], source="api")
-        app = self.s.registry.app_by_url(input["url"])
+        app, error = await self.ops.add_app(input["url"])
         if app is None:
             raise ValueError(error or "the app did not register")
         return self.app(app)
@@ -396,16 +414,58 @@ class GraphQLEndpoint:
         if self.service.config.requires_auth and not bearer_ok(request, self.service.config):
             return unauthorized()
         try:
-            body = orjson.loads(await request.body())
+            # room for a query at its longest beside variables as large as an Event API request
+            raw = await request_body(request, self.service.config.event_request_limit + 4 * MAX_QUERY_CHARS)
+            body = orjson.loads(raw)
+        except BodyTooLarge as exc:
+            return _errors(str(exc), 413)
         except orjson.JSONDecodeError as exc:
-            return json_response({"errors": [{"message": f"the body must be JSON: {exc}"}]}, 400)
+            return _errors(f"the body must be JSON: {exc}", 400)
         if not isinstance(body, dict) or not isinstance(body.get("query"), str):
-            return json_response({"errors": [{"message": "expected {\"query\": \"...\", \"variables\": {...}}"}]}, 400)
-        result = await graphql(
-            self.schema, body["query"], root_value=self.resolvers.root(),
-            variable_values=body.get("variables") or None, operation_name=body.get("operationName"),
-        )
+            return _errors("expected {\"query\": \"...\", \"variables\": {...}}", 400)
+        variables = body.get("variables") or None
+        operation = body.get("operationName")
+        if (variables is not None and not isinstance(variables, dict)) or not isinstance(operation, (str, type(None))):
+            return _errors("'variables' must be an object and 'operationName' a string", 400)
+        query: str = body["query"]
+        try:
+            check_text(query)
+            # A long query is parsed off the event loop: other requests keep their turns.
+            document = await asyncio.to_thread(self._prepare, query) if len(query) > _INLINE_CHARS \
+                else self._prepare(query)
+        except QueryRefused as exc:
+            return _errors(str(exc), exc.status)
+        except GraphQLError as exc:  # a syntax error
+            document = [exc]
+        if isinstance(document, list):
+            return json_response({"data": None, "errors": [_formatted(e) for e in document]})
+        result = execute(self.schema, document, root_value=self.resolvers.root(),
+                         variable_values=variables, operation_name=operation)
+        if isawaitable(result):
+            result = await result
+        assert isinstance(result, ExecutionResult)
         out: dict[str, Any] = {"data": result.data}
         if result.errors:
-            out["errors"] = [e.formatted for e in result.errors]
+            out["errors"] = [_formatted(e) for e in result.errors]
         return json_response(out)
+
+    def _prepare(self, query: str) -> DocumentNode | list[GraphQLError]:
+        """Parse and validate ``query``: the document, or the validation errors."""
+        document = parse(query)
+        check_document(document)
+        errors = validate(self.schema, document)
+        return errors or document
+
+
+# Queries longer than this are parsed in a worker thread.
+_INLINE_CHARS = 2048
+
+
+def _formatted(error: GraphQLError) -> dict[str, Any]:
+    formatted = dict(error.formatted)
+    formatted["message"] = short(str(formatted.get("message", "")))
+    return formatted
+
+
+def _errors(message: str, status: int) -> Response:
+    return json_response({"errors": [{"message": short(message)}]}, status)
