@@ -272,6 +272,35 @@ async def test_a_node_whose_lease_renewal_is_late_sends_no_request_under_it(clus
     assert len(cluster.app.calls) == 12  # each run's one request, sent once
 
 
+async def test_the_answer_of_a_request_made_stale_by_a_shard_move_is_discarded(cluster: Cluster) -> None:
+    """A request in flight while its run's shard moves away (and perhaps back) is stale: its
+    checkpoints are refused, and so is its answer — the npm SDK answers a refused checkpoint
+    with an error, which must not fail the run. The shard's owner runs the step again."""
+    first = asyncio.Event()
+    answer = asyncio.Event()
+
+    async def script(call: Call) -> tuple:
+        if not first.is_set():
+            first.set()
+            await answer.wait()
+            return 500, {}, {"name": "StaleDispatchError", "message": "Stale dispatch: checkpoint returned 409"}
+        return done("fresh")
+
+    cluster.app.script = script
+    await cluster.register(function_config(cluster.app, "stale", retries=0))
+    [eid] = await cluster.send({"name": "test/stale", "data": {}})
+    await asyncio.wait_for(first.wait(), 20)
+    [run] = await cluster.runs_for(eid)
+    owner = next(n for n in cluster.nodes if n.service.cluster is not None
+                 and n.service.cluster.holds_locally(run["run_id"]))
+    # as a shard lost (and taken again) does: the request in flight stops counting as live
+    owner.service.executor.drop_dispatches(lambda run_id: run_id == run["run_id"])
+    answer.set()
+    ended = await cluster.run_ended(eid)
+    assert ended["status"] == "Completed" and ended["output"] == "fresh"
+    assert len(cluster.app.calls) == 2
+
+
 async def test_runs_complete_when_redis_is_flushed_mid_flight(cluster: Cluster) -> None:
     async def script(call: Call) -> tuple:
         steps = call.body["steps"]

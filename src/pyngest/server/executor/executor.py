@@ -40,7 +40,7 @@ from pyngest.server.model import (
     UpdateRun,
 )
 from pyngest.server.registry import Function, Registry
-from pyngest.server.store.base import LeaseUnsure
+from pyngest.server.store.base import Fenced, LeaseUnsure
 
 log = logging.getLogger("pyngest.executor")
 
@@ -113,12 +113,18 @@ class Executor:
             raise
         finally:
             live = self._dispatches.get(run.id)
+            dropped = live is None or generation not in live
             if live is not None:
                 live.discard(generation)
                 if not live:
                     del self._dispatches[run.id]
         if started is not None:
             await started
+        if dropped:
+            # The run's shard changed hands while the app answered (drop_dispatches): as its
+            # checkpoints were refused, so is its answer (an npm app answers a refused checkpoint
+            # with an error, which would fail the run). The shard's owner runs the job.
+            raise Fenced(f"run {run.id}: the answer of a request made stale by a shard move is discarded")
         async with self.state.runs.lock(run.id):
             run = await self.state.runs.get(job.run_id)
             batch = Batch([DeleteJob(job.id)])
