@@ -79,6 +79,15 @@ class Takeovers:
         finally:
             await conn.close()
 
+    async def failed_runs(self) -> list[str]:
+        """Runs that failed (none may: every step of these functions succeeds when it runs)."""
+        conn = await asyncpg.connect(self.uri)
+        try:
+            return [f"{r['id']}: {bytes(r['output'] or b'')[:300]!r}" for r in await conn.fetch(
+                "SELECT id, output FROM runs WHERE status = 'Failed' LIMIT 5")]
+        finally:
+            await conn.close()
+
     async def _watch(self) -> None:
         conn = await asyncpg.connect(self.uri)
         try:
@@ -190,6 +199,8 @@ def test_three_nodes_survive_random_sigkills(tmp_path: Path) -> None:
 
         def all_done() -> bool:
             reply_to_waiting()
+            failed = asyncio.run(takeovers.failed_runs())  # a failed run never logs its end: say so now
+            assert not failed, f"runs failed {context}: {failed}"
             ended = 0
             for app in apps:
                 ended += len({e["tag"] for e in app.observations(kind="body-end", fn="crash-ten")})
