@@ -13,6 +13,7 @@ WAL with ``synchronous=NORMAL`` survives a killed process (the WAL is in the OS 
 from __future__ import annotations
 
 import asyncio
+import errno
 import queue
 import sqlite3
 import threading
@@ -21,6 +22,8 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
+
+from pyngest.server.store.base import StoreUnavailable
 
 T = TypeVar("T")
 
@@ -176,7 +179,14 @@ class Database:
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
-                pass
+                pass  # SQLite rolled back already (it does after a full disk or an I/O error)
+            if _out_of_space(exc):
+                # every write of the group needs room: none of them is tried again here, each
+                # caller hears that nothing was stored (503 for the Event API) and may retry
+                # once space is back; the connection itself stays usable
+                unavailable = StoreUnavailable(
+                    f"the disk holding {self.path} is full (SQLite: {exc}); nothing was written")
+                return [(fut, False, unavailable) for _, fut in group]
             if len(group) == 1:
                 return [(group[0][1], False, exc)]
             return [outcome for item in group for outcome in self._apply_group(conn, [item])]
@@ -203,6 +213,16 @@ class Database:
                 group.append(item)
             loop.call_soon_threadsafe(_settle, self._apply_group(conn, group))
         conn.close()
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """SQLITE_FULL, or a write refused by the OS for want of space or quota."""
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) is not None:
+        code = exc.sqlite_errorcode & 0xFF
+        return code == sqlite3.SQLITE_FULL
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return False
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
