@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import queue
 import sqlite3
 import threading
@@ -26,13 +27,18 @@ from typing import Any, TypeVar
 from pyngest.server.store.base import StoreUnavailable
 
 T = TypeVar("T")
+log = logging.getLogger("pyngest.store")
 
 
 class StoreError(RuntimeError):
     """The database cannot be used as it is; the message says what to do."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MAX_GROUP = 256
+# An existing database made without incremental auto-vacuum is converted at start (one VACUUM,
+# which rewrites the file and needs as much free space again) only while it is this small: a
+# second or so. A larger one is left as it is, with a warning saying how to convert it offline.
+VACUUM_AT_START_MAX_BYTES = 256 * 1024 * 1024
 
 
 def _connect(path: str, durability: str) -> sqlite3.Connection:
@@ -46,7 +52,40 @@ def _connect(path: str, durability: str) -> sqlite3.Connection:
     # server's memory creep up for as long as the database grew.
     conn.execute("PRAGMA cache_size=-16384")
     conn.execute("PRAGMA busy_timeout=30000")
+    # after a checkpoint, a WAL that a large write (a purge) made big is cut back to this size
+    conn.execute("PRAGMA journal_size_limit=67108864")
     return conn
+
+
+def _prepare_vacuum(conn: sqlite3.Connection, path: str) -> None:
+    """Make the file give back the pages retention frees (``PRAGMA incremental_vacuum``).
+
+    ``auto_vacuum=INCREMENTAL`` only takes effect on a database without tables, or through a
+    full VACUUM. A new database gets it before its schema (an instant VACUUM of nothing); an existing small one is converted
+    here, before the server writes anything; a large one is left alone (the VACUUM would hold
+    the start for long and need as much free disk again) and a warning says how to convert it.
+    """
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+        return
+    if not conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+        # WAL mode has written the header already: the VACUUM of an empty file applies it
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("VACUUM")
+        return
+    size = Path(path).stat().st_size if path != ":memory:" else 0
+    if size > VACUUM_AT_START_MAX_BYTES:
+        log.warning(
+            "%s (%d MB) was made without incremental vacuum: retention frees pages inside the file "
+            "but cannot shrink it. To convert it, stop the server and run "
+            "sqlite3 %s 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM;' (needs as much free disk space "
+            "as the file's size)", path, size // 1_048_576, path)
+        return
+    try:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("VACUUM")
+        log.info("%s converted to incremental vacuum (%d MB rewritten)", path, size // 1_048_576)
+    except sqlite3.Error as exc:  # e.g. not enough free space: the database is as it was
+        log.warning("%s: could not convert to incremental vacuum, the file keeps its size: %s", path, exc)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -118,6 +157,7 @@ class Database:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = _connect(self.path, self.durability)
+        _prepare_vacuum(conn, self.path)
         _migrate(conn)
         self._loop = asyncio.get_running_loop()
         self._writer = threading.Thread(
