@@ -40,8 +40,8 @@ MAINTENANCE_INTERVAL_MS = 3_600_000
 # Retention works in slices, each one short transaction of the single writer, with a pause as
 # long as the slice between two: intake's writes queue behind one slice at most, and the purge
 # takes at most half the writer's time. After a few seconds of slices the job comes back soon.
-PURGE_SLICE = 500  # runs (and events, and expired keys) per slice
-RECLAIM_SLICE_PAGES = 2_048  # pages given back to the file system per slice (8 MB of 4 KB pages)
+PURGE_SLICE = 100  # runs (and events, and expired keys) per slice: about 2 ms
+RECLAIM_SLICE_PAGES = 256  # pages given back to the file system per slice (1 MB): about 2 ms
 MAINTENANCE_BUDGET_S = 2.0
 
 
@@ -165,29 +165,30 @@ class Service:
             return
         before = self.clock.now_ms() - retention
         deadline = time.monotonic() + MAINTENANCE_BUDGET_S
-        removed, more, left = 0, True, 0
+        removed, more, left, slices, longest = 0, True, 0, 0, 0.0
         while more and time.monotonic() < deadline:
-            n = await self._slice(self.store.purge(before, PURGE_SLICE))
-            removed += n
-            more = n > 0
+            n, took = await self._slice(self.store.purge(before, PURGE_SLICE))
+            removed, more, slices, longest = removed + n, n > 0, slices + 1, max(longest, took)
         while not more and time.monotonic() < deadline:
-            left = await self._slice(self.store.reclaim(RECLAIM_SLICE_PAGES))
+            left, took = await self._slice(self.store.reclaim(RECLAIM_SLICE_PAGES))
+            slices, longest = slices + 1, max(longest, took)
             if not left:
                 break
         due = self.clock.now_ms() + (1_000 if more or left else MAINTENANCE_INTERVAL_MS)
         if removed:
-            log.info("retention: removed %d runs and events older than %d days", removed,
-                     retention // 86_400_000)
+            log.info("retention: removed %d runs and events older than %d days (%d slices, longest %.1f ms)",
+                     removed, retention // 86_400_000, slices, longest * 1000)
         await self.state.commit(Batch([DeleteJob(job.id), Enqueue(Job(
             id=MAINTENANCE_JOB, kind=JobKind.MAINTENANCE, due_ms=due))]))
 
     @staticmethod
-    async def _slice(write: Awaitable[int]) -> int:
+    async def _slice(write: Awaitable[int]) -> tuple[int, float]:
         """One slice of maintenance, then a pause as long as it took: other writes go first."""
         started = time.monotonic()
         result = await write
-        await asyncio.sleep(time.monotonic() - started)
-        return result
+        took = time.monotonic() - started
+        await asyncio.sleep(took)
+        return result, took
 
     def _fn_slug_of_run(self, run_id: str) -> str | None:
         run = self.state.runs.peek(run_id)

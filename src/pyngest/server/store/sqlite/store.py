@@ -509,7 +509,11 @@ class SqliteStore(DashboardReads):
         def w(conn: sqlite3.Connection) -> int:
             if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
                 return 0  # an old file not converted (see connection._prepare_vacuum): it keeps its size
-            conn.execute(f"PRAGMA incremental_vacuum({int(pages)})").fetchall()
+            free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            # the pragma gives back one page per step, and Python's sqlite3 steps a statement
+            # without result columns once (executescript would commit the writer's transaction)
+            for _ in range(min(free, pages)):
+                conn.execute("PRAGMA incremental_vacuum(1)")
             return int(conn.execute("PRAGMA freelist_count").fetchone()[0])
 
         return await self.db.write(w)
