@@ -40,7 +40,7 @@ MAINTENANCE_INTERVAL_MS = 3_600_000
 # Retention works in slices, each one short transaction of the single writer, with a pause as
 # long as the slice between two: intake's writes queue behind one slice at most, and the purge
 # takes at most half the writer's time. After a few seconds of slices the job comes back soon.
-PURGE_SLICE = 100  # runs (and events, and expired keys) per slice: about 2 ms
+PURGE_SLICE = 50  # runs (and events, and expired keys) per slice: about 1 ms
 RECLAIM_SLICE_PAGES = 256  # pages given back to the file system per slice (1 MB): about 2 ms
 MAINTENANCE_BUDGET_S = 2.0
 

@@ -18,6 +18,7 @@ import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
@@ -39,6 +40,7 @@ _MAX_GROUP = 256
 # which rewrites the file and needs as much free space again) only while it is this small: a
 # second or so. A larger one is left as it is, with a warning saying how to convert it offline.
 VACUUM_AT_START_MAX_BYTES = 256 * 1024 * 1024
+CHECKPOINT_PAUSE_S = 0.25
 
 
 def _connect(path: str, durability: str) -> sqlite3.Connection:
@@ -152,6 +154,10 @@ class Database:
         self._local = threading.local()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.commits = 0  # how many transactions the writer committed (for figures and tests)
+        self._checkpointer: threading.Thread | None = None
+        self._committed = threading.Event()  # set by the writer: there is something to checkpoint
+        self._closing = False
+        self.checkpoints = 0  # how many checkpoints the checkpointer ran (for tests)
 
     def open(self) -> None:
         if self.path != ":memory:":
@@ -160,6 +166,16 @@ class Database:
         _prepare_vacuum(conn, self.path)
         _migrate(conn)
         self._loop = asyncio.get_running_loop()
+        self._closing = False
+        if self.path != ":memory:":
+            # Checkpoints (copying the WAL into the database file, with an fsync) run in a thread
+            # of their own, not in the writer's commits: a large write such as a retention purge
+            # fills the WAL fast, and a checkpoint in the writer held every write behind it for up
+            # to 100 ms. A PASSIVE checkpoint needs no lock that writers take.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="pyngest-sqlite-checkpointer", daemon=True)
+            self._checkpointer.start()
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="pyngest-sqlite-writer", daemon=True
         )
@@ -167,6 +183,11 @@ class Database:
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="pyngest-sqlite-reader")
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._closing = True
+            self._committed.set()
+            await asyncio.to_thread(self._checkpointer.join)
+            self._checkpointer = None
         if self._writer is not None:
             self._writes.put(None)
             await asyncio.to_thread(self._writer.join)
@@ -174,6 +195,24 @@ class Database:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+    def _checkpoint_loop(self) -> None:
+        conn = _connect(self.path, self.durability)
+        try:
+            while not self._closing:
+                self._committed.wait()
+                self._committed.clear()
+                if self._closing:
+                    break
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                except sqlite3.Error as exc:  # a full disk, say: the next round tries again
+                    log.debug("checkpoint failed: %s", exc)
+                # commits in the meantime are checkpointed together, a few times a second at most
+                time.sleep(CHECKPOINT_PAUSE_S)
+        finally:
+            conn.close()  # before the writer's: its close, the last, checkpoints and removes the WAL
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue ``fn`` for the writer now; the future resolves once it is committed.
@@ -231,6 +270,7 @@ class Database:
                 return [(group[0][1], False, exc)]
             return [outcome for item in group for outcome in self._apply_group(conn, [item])]
         self.commits += 1
+        self._committed.set()
         return [(fut, True, result) for (_, fut), result in zip(group, results, strict=True)]
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
