@@ -47,3 +47,21 @@ async def test_a_failing_write_fails_alone_and_its_group_is_still_committed(tmp_
             await db.write(lambda c: c.execute("INSERT INTO t VALUES (1)"))
     finally:
         await db.close()
+
+
+async def test_checkpoints_run_beside_the_writer_not_in_its_commits(tmp_path: Path) -> None:
+    db = Database(tmp_path / "main.db")
+    db.open()
+    try:
+        assert await db.write(lambda c: c.execute("PRAGMA wal_autocheckpoint").fetchone()[0]) == 0
+        await db.write(lambda c: c.execute("CREATE TABLE t (v BLOB)"))
+        for _ in range(10):
+            await db.write(lambda c: c.executemany("INSERT INTO t VALUES (?)", [(b"x" * 4000,)] * 100))
+        deadline = time.monotonic() + 10
+        while (db.checkpoints == 0 or (tmp_path / "main.db").stat().st_size < 4_000_000) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        assert db.checkpoints > 0
+        assert (tmp_path / "main.db").stat().st_size >= 4_000_000  # the WAL was copied into the file
+    finally:
+        await db.close()
+    assert not (tmp_path / "main.db-wal").exists()  # the writer's close, the last one, removed it

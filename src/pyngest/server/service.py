@@ -4,7 +4,10 @@ Service with a test clock and no HTTP at all."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import time
+from collections.abc import Awaitable
 from typing import Any
 
 from pyngest.clock import Clock, RealClock
@@ -34,6 +37,12 @@ log = logging.getLogger("pyngest.server")
 
 MAINTENANCE_JOB = "maintenance"
 MAINTENANCE_INTERVAL_MS = 3_600_000
+# Retention works in slices, each one short transaction of the single writer, with a pause as
+# long as the slice between two: intake's writes queue behind one slice at most, and the purge
+# takes at most half the writer's time. After a few seconds of slices the job comes back soon.
+PURGE_SLICE = 50  # runs (and events, and expired keys) per slice: about 1 ms
+RECLAIM_SLICE_PAGES = 256  # pages given back to the file system per slice (1 MB): about 2 ms
+MAINTENANCE_BUDGET_S = 2.0
 
 
 class Service:
@@ -116,10 +125,12 @@ class Service:
             await self.cluster.start()
         await self.runner.schedule_crons(self.registry.cron_functions())
         if self.config.retention_ms > 0:
-            # one maintenance job for a whole cluster, in shard 0 (a stored one is left alone)
-            await self.state.commit(Batch([Enqueue(Job(
-                id=MAINTENANCE_JOB, kind=JobKind.MAINTENANCE, due_ms=self.clock.now_ms() + 60_000),
-                remote=not self.state.shards.owns(0))]))
+            # one maintenance job for a whole cluster, in shard 0 (a stored one is left alone);
+            # alone, a stored one is brought forward: a changed --retention applies a minute
+            # after the start, not at the end of the hour the job was stored for
+            job = Job(id=MAINTENANCE_JOB, kind=JobKind.MAINTENANCE, due_ms=self.clock.now_ms() + 60_000)
+            enqueue = Enqueue(job, remote=not self.state.shards.owns(0))
+            await self.state.commit(Batch([enqueue] if self.cluster is not None else [DeleteJob(job.id), enqueue]))
         self.workers.start()
         if sync_apps:
             await self.syncer.start()
@@ -145,16 +156,40 @@ class Service:
         return fn.app_id if fn is not None else None
 
     async def maintain(self, job: Job) -> None:
-        """Retention: remove what is older than ``retention_ms``, a chunk at a time, hourly."""
-        before = self.clock.now_ms() - self.config.retention_ms
-        removed = await self.store.purge(before, 5_000)
-        # more to do: come back soon, without holding the writer for long; else in an hour
-        due = self.clock.now_ms() + (1_000 if removed >= 5_000 else MAINTENANCE_INTERVAL_MS)
+        """Retention: remove what is older than ``retention_ms`` in short slices, give the freed
+        space back to the file system, and come back in an hour (in a second while work is left)."""
+        retention = self.config.retention_ms
+        if retention <= 0:
+            # retention was turned off since the job was stored: nothing goes, and nor does the job
+            await self.state.commit(Batch([DeleteJob(job.id)]))
+            return
+        before = self.clock.now_ms() - retention
+        deadline = time.monotonic() + MAINTENANCE_BUDGET_S
+        removed, more, left, slices, longest = 0, True, 0, 0, 0.0
+        while more and time.monotonic() < deadline:
+            n, took = await self._slice(self.store.purge(before, PURGE_SLICE))
+            removed, more, slices, longest = removed + n, n > 0, slices + 1, max(longest, took)
+        while not more and time.monotonic() < deadline:
+            left, took = await self._slice(self.store.reclaim(RECLAIM_SLICE_PAGES))
+            slices, longest = slices + 1, max(longest, took)
+            if not left:
+                break
+        due = self.clock.now_ms() + (1_000 if more or left else MAINTENANCE_INTERVAL_MS)
         if removed:
-            log.info("retention: removed %d runs and events older than %d days", removed,
-                     self.config.retention_ms // 86_400_000)
+            log.info("retention: removed %d runs and events older than %d days (%d slices, longest %.1f ms)",
+                     removed, retention // 86_400_000, slices, longest * 1000)
         await self.state.commit(Batch([DeleteJob(job.id), Enqueue(Job(
             id=MAINTENANCE_JOB, kind=JobKind.MAINTENANCE, due_ms=due))]))
+
+    @staticmethod
+    async def _slice(write: Awaitable[int]) -> tuple[int, float]:
+        """One slice of maintenance, then a pause as long as it took: other writes go first."""
+        started = time.monotonic()
+        result = await write
+        took = time.monotonic() - started
+        await asyncio.sleep(took)
+        return result, took
+
     def _fn_slug_of_run(self, run_id: str) -> str | None:
         run = self.state.runs.peek(run_id)
         fn = self.registry.functions.get(run.fn_id) if run is not None else None

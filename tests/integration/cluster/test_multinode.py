@@ -15,6 +15,7 @@ import redis.asyncio as aioredis
 from pyngest.protocol.step_ids import hash_step_id
 from pyngest.server.model import AddHistory, Batch
 from pyngest.server.store.base import Fenced
+from pyngest.server.store.postgres.migrate import SCHEMA_VERSION
 from tests import backends
 from tests.integration.cluster.harness import Cluster
 from tests.integration.server.harness import Call, done, function_config, ops
@@ -453,7 +454,7 @@ async def test_three_processes_starting_at_once_on_an_empty_database(tmp_path: P
         await asyncio.gather(*(c.add_node() for _ in range(3)))
         await c.balanced()
         store = c.nodes[0].service.store
-        assert await store.fetchval("SELECT value FROM meta WHERE key = 'schema_version'") == "1"  # type: ignore[attr-defined]
+        assert await store.fetchval("SELECT value FROM meta WHERE key = 'schema_version'") == str(SCHEMA_VERSION)  # type: ignore[attr-defined]
         assert await store.fetchval("SELECT count(*) FROM shards") == 32  # type: ignore[attr-defined]
         assert await store.fetchval("SELECT count(DISTINCT value) FROM meta WHERE key = 'cluster_id'") == 1  # type: ignore[attr-defined]
     finally:

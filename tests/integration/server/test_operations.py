@@ -207,3 +207,44 @@ async def test_retention_removes_ended_runs_and_old_events_but_keeps_live_ones(h
     # the month-long sleeper is still running: its run and its event are kept
     assert (await harness.runs_for(long))[0]["status"] == "Running"
     assert await harness.service.store.get_event(long) is not None
+
+
+async def test_a_changed_retention_applies_at_the_next_start_and_zero_keeps_everything(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    first = Harness(tmp_path)  # the default 7 days: a maintenance job is stored
+    await first.start()
+    try:
+        first.app.script = _done_script
+        await first.register(function_config(first.app, "kept"))
+        [event] = await first.send({"name": "test/kept", "data": {}})
+        await first.run_ended(event)
+    finally:
+        await first.stop()
+
+    # restarted with retention off, a month later: the stored job must not purge anything
+    off = Harness(tmp_path, retention_ms=0)
+    off.clock.advance(30 * DAY)
+    await off.start()
+    try:
+        off.app.script = _done_script
+        for _ in range(3):
+            await off.advance(60 * 60_000)
+        assert len(await off.runs_for(event)) == 1
+        assert await off.service.store.get_event(event) is not None
+    finally:
+        await off.stop()
+
+    # restarted with one day: applied a minute after the start, not an hour later
+    short = Harness(tmp_path, retention_ms=DAY)
+    short.clock.advance(31 * DAY)
+    await short.start()
+    try:
+        await short.advance(2 * 60_000)
+        await short.settle(60)
+        assert await short.runs_for(event) == []
+        assert await short.service.store.get_event(event) is None
+    finally:
+        await short.stop()
+
+
+async def _done_script(call: Call) -> tuple:
+    return done("ok")

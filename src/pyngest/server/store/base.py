@@ -185,8 +185,15 @@ class Store(Protocol):
     async def purge(self, before_ms: int, limit: int) -> int:
         """Remove up to ``limit`` ended runs (with their steps and history) that ended before
         ``before_ms``, events received before it that no unfinished run uses, and expired
-        idempotency keys, flow entries, syncs and operations. Returns how many runs and events
-        went."""
+        idempotency keys, flow entries, syncs and operations (up to ``limit`` of each). Returns
+        how many runs and events went. One call is one short transaction, every delete indexed:
+        the caller purges in slices, and other writes go between them."""
+        ...
+
+    async def reclaim(self, pages: int) -> int:
+        """Give back to the file system up to ``pages`` pages that purging freed, in one short
+        write; return how many free pages are left (0 when there is nothing (more) to give back,
+        or the store cannot)."""
         ...
 
     # -- bulk operations

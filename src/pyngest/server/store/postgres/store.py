@@ -602,13 +602,25 @@ class PostgresStore(PostgresDashboardReads):
                     for table in ("run_events", "skips"):
                         await conn.execute(f"DELETE FROM {table} WHERE event_internal_id = ANY($1::text[])", events)
                     await conn.execute("DELETE FROM events WHERE internal_id = ANY($1::text[])", events)
-                await conn.execute("DELETE FROM idempotency WHERE expires_ms < $1", now)
-                await conn.execute("DELETE FROM flow WHERE expires_ms < $1", now)
-                await conn.execute("DELETE FROM syncs WHERE created_ms < $1", before_ms)
-                await conn.execute("DELETE FROM operations WHERE ended_ms IS NOT NULL AND ended_ms < $1", before_ms)
+                # up to `limit` of each per slice too, found through their indexes (migration 002)
+                for sql, arg in (
+                    ("DELETE FROM idempotency WHERE key IN "
+                     "(SELECT key FROM idempotency WHERE expires_ms < $1 LIMIT $2)", now),
+                    ("DELETE FROM flow WHERE key IN (SELECT key FROM flow WHERE expires_ms < $1 LIMIT $2)", now),
+                    ("DELETE FROM syncs WHERE id IN (SELECT id FROM syncs WHERE created_ms < $1 LIMIT $2)",
+                     before_ms),
+                    ("DELETE FROM operations WHERE id IN (SELECT id FROM operations "
+                     "WHERE ended_ms IS NOT NULL AND ended_ms < $1 LIMIT $2)", before_ms),
+                ):
+                    await conn.execute(sql, arg, limit)
                 return len(runs) + len(events)
 
         return await self._read(w)
+
+    async def reclaim(self, pages: int) -> int:
+        # PostgreSQL's autovacuum makes the deleted rows' space reusable inside the tables; only
+        # VACUUM FULL (an exclusive lock) would shrink the files, which an operator chooses to run
+        return 0
 
     # ------------------------------------------------------------------- bulk operations
 

@@ -13,23 +13,34 @@ WAL with ``synchronous=NORMAL`` survives a killed process (the WAL is in the OS 
 from __future__ import annotations
 
 import asyncio
+import errno
+import logging
 import queue
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 from typing import Any, TypeVar
 
+from pyngest.server.store.base import StoreUnavailable
+
 T = TypeVar("T")
+log = logging.getLogger("pyngest.store")
 
 
 class StoreError(RuntimeError):
     """The database cannot be used as it is; the message says what to do."""
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _MAX_GROUP = 256
+# An existing database made without incremental auto-vacuum is converted at start (one VACUUM,
+# which rewrites the file and needs as much free space again) only while it is this small: a
+# second or so. A larger one is left as it is, with a warning saying how to convert it offline.
+VACUUM_AT_START_MAX_BYTES = 256 * 1024 * 1024
+CHECKPOINT_PAUSE_S = 0.25
 
 
 def _connect(path: str, durability: str) -> sqlite3.Connection:
@@ -43,7 +54,40 @@ def _connect(path: str, durability: str) -> sqlite3.Connection:
     # server's memory creep up for as long as the database grew.
     conn.execute("PRAGMA cache_size=-16384")
     conn.execute("PRAGMA busy_timeout=30000")
+    # after a checkpoint, a WAL that a large write (a purge) made big is cut back to this size
+    conn.execute("PRAGMA journal_size_limit=67108864")
     return conn
+
+
+def _prepare_vacuum(conn: sqlite3.Connection, path: str) -> None:
+    """Make the file give back the pages retention frees (``PRAGMA incremental_vacuum``).
+
+    ``auto_vacuum=INCREMENTAL`` only takes effect on a database without tables, or through a
+    full VACUUM. A new database gets it before its schema (an instant VACUUM of nothing); an existing small one is converted
+    here, before the server writes anything; a large one is left alone (the VACUUM would hold
+    the start for long and need as much free disk again) and a warning says how to convert it.
+    """
+    if conn.execute("PRAGMA auto_vacuum").fetchone()[0] == 2:
+        return
+    if not conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone():
+        # WAL mode has written the header already: the VACUUM of an empty file applies it
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("VACUUM")
+        return
+    size = Path(path).stat().st_size if path != ":memory:" else 0
+    if size > VACUUM_AT_START_MAX_BYTES:
+        log.warning(
+            "%s (%d MB) was made without incremental vacuum: retention frees pages inside the file "
+            "but cannot shrink it. To convert it, stop the server and run "
+            "sqlite3 %s 'PRAGMA auto_vacuum=INCREMENTAL; VACUUM;' (needs as much free disk space "
+            "as the file's size)", path, size // 1_048_576, path)
+        return
+    try:
+        conn.execute("PRAGMA auto_vacuum=INCREMENTAL")
+        conn.execute("VACUUM")
+        log.info("%s converted to incremental vacuum (%d MB rewritten)", path, size // 1_048_576)
+    except sqlite3.Error as exc:  # e.g. not enough free space: the database is as it was
+        log.warning("%s: could not convert to incremental vacuum, the file keeps its size: %s", path, exc)
 
 
 def _migrate(conn: sqlite3.Connection) -> None:
@@ -110,13 +154,28 @@ class Database:
         self._local = threading.local()
         self._loop: asyncio.AbstractEventLoop | None = None
         self.commits = 0  # how many transactions the writer committed (for figures and tests)
+        self._checkpointer: threading.Thread | None = None
+        self._committed = threading.Event()  # set by the writer: there is something to checkpoint
+        self._closing = False
+        self.checkpoints = 0  # how many checkpoints the checkpointer ran (for tests)
 
     def open(self) -> None:
         if self.path != ":memory:":
             Path(self.path).parent.mkdir(parents=True, exist_ok=True)
         conn = _connect(self.path, self.durability)
+        _prepare_vacuum(conn, self.path)
         _migrate(conn)
         self._loop = asyncio.get_running_loop()
+        self._closing = False
+        if self.path != ":memory:":
+            # Checkpoints (copying the WAL into the database file, with an fsync) run in a thread
+            # of their own, not in the writer's commits: a large write such as a retention purge
+            # fills the WAL fast, and a checkpoint in the writer held every write behind it for up
+            # to 100 ms. A PASSIVE checkpoint needs no lock that writers take.
+            conn.execute("PRAGMA wal_autocheckpoint=0")
+            self._checkpointer = threading.Thread(
+                target=self._checkpoint_loop, name="pyngest-sqlite-checkpointer", daemon=True)
+            self._checkpointer.start()
         self._writer = threading.Thread(
             target=self._write_loop, args=(conn,), name="pyngest-sqlite-writer", daemon=True
         )
@@ -124,6 +183,11 @@ class Database:
         self._pool = ThreadPoolExecutor(self._readers, thread_name_prefix="pyngest-sqlite-reader")
 
     async def close(self) -> None:
+        if self._checkpointer is not None:
+            self._closing = True
+            self._committed.set()
+            await asyncio.to_thread(self._checkpointer.join)
+            self._checkpointer = None
         if self._writer is not None:
             self._writes.put(None)
             await asyncio.to_thread(self._writer.join)
@@ -131,6 +195,24 @@ class Database:
         if self._pool is not None:
             self._pool.shutdown(wait=True)
             self._pool = None
+
+    def _checkpoint_loop(self) -> None:
+        conn = _connect(self.path, self.durability)
+        try:
+            while not self._closing:
+                self._committed.wait()
+                self._committed.clear()
+                if self._closing:
+                    break
+                try:
+                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    self.checkpoints += 1
+                except sqlite3.Error as exc:  # a full disk, say: the next round tries again
+                    log.debug("checkpoint failed: %s", exc)
+                # commits in the meantime are checkpointed together, a few times a second at most
+                time.sleep(CHECKPOINT_PAUSE_S)
+        finally:
+            conn.close()  # before the writer's: its close, the last, checkpoints and removes the WAL
 
     def submit(self, fn: Callable[[sqlite3.Connection], T]) -> asyncio.Future[T]:
         """Queue ``fn`` for the writer now; the future resolves once it is committed.
@@ -176,11 +258,19 @@ class Database:
             try:
                 conn.execute("ROLLBACK")
             except sqlite3.Error:
-                pass
+                pass  # SQLite rolled back already (it does after a full disk or an I/O error)
+            if _out_of_space(exc):
+                # every write of the group needs room: none of them is tried again here, each
+                # caller hears that nothing was stored (503 for the Event API) and may retry
+                # once space is back; the connection itself stays usable
+                unavailable = StoreUnavailable(
+                    f"the disk holding {self.path} is full (SQLite: {exc}); nothing was written")
+                return [(fut, False, unavailable) for _, fut in group]
             if len(group) == 1:
                 return [(group[0][1], False, exc)]
             return [outcome for item in group for outcome in self._apply_group(conn, [item])]
         self.commits += 1
+        self._committed.set()
         return [(fut, True, result) for (_, fut), result in zip(group, results, strict=True)]
 
     def _write_loop(self, conn: sqlite3.Connection) -> None:
@@ -203,6 +293,16 @@ class Database:
                 group.append(item)
             loop.call_soon_threadsafe(_settle, self._apply_group(conn, group))
         conn.close()
+
+
+def _out_of_space(exc: BaseException) -> bool:
+    """SQLITE_FULL, or a write refused by the OS for want of space or quota."""
+    if isinstance(exc, sqlite3.Error) and getattr(exc, "sqlite_errorcode", None) is not None:
+        code = exc.sqlite_errorcode & 0xFF
+        return code == sqlite3.SQLITE_FULL
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    return False
 
 
 def _settle(outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

@@ -1,4 +1,4 @@
--- pyngest SQLite schema. Version 2. Migrations live in migrations/NNN.sql and are applied in order.
+-- pyngest SQLite schema. Version 3. Migrations live in migrations/NNN.sql and are applied in order.
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -39,6 +39,7 @@ CREATE TABLE IF NOT EXISTS syncs (
     created_ms  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS syncs_app ON syncs (app_id, created_ms);
+CREATE INDEX IF NOT EXISTS syncs_created ON syncs (created_ms);
 
 CREATE TABLE IF NOT EXISTS functions (
     id           TEXT PRIMARY KEY,       -- uuid
@@ -90,12 +91,14 @@ CREATE TABLE IF NOT EXISTS runs (
 CREATE INDEX IF NOT EXISTS runs_fn ON runs (fn_id, id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, id);
 CREATE INDEX IF NOT EXISTS runs_queued ON runs (queued_ms);
+CREATE INDEX IF NOT EXISTS runs_ended ON runs (ended_ms) WHERE ended_ms IS NOT NULL;
 
 CREATE TABLE IF NOT EXISTS run_events (
     event_internal_id  TEXT NOT NULL,
     run_id             TEXT NOT NULL,
     PRIMARY KEY (event_internal_id, run_id)
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS run_events_run ON run_events (run_id);  -- retention deletes by run
 
 -- Memoized step results: what the SDK gets back in "steps".
 CREATE TABLE IF NOT EXISTS steps (
@@ -152,6 +155,7 @@ CREATE TABLE IF NOT EXISTS idempotency (
     run_id      TEXT,
     expires_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS idempotency_expires ON idempotency (expires_ms);
 
 -- Flow-control state: throttle TATs, rate-limit windows, debounce and batch buffers, singletons.
 CREATE TABLE IF NOT EXISTS flow (
@@ -159,6 +163,7 @@ CREATE TABLE IF NOT EXISTS flow (
     value       BLOB NOT NULL,
     expires_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS flow_expires ON flow (expires_ms);
 
 -- Events that started no run of a function, and why.
 CREATE TABLE IF NOT EXISTS skips (
@@ -185,3 +190,4 @@ CREATE TABLE IF NOT EXISTS operations (
     ended_ms    INTEGER
 );
 CREATE INDEX IF NOT EXISTS operations_fn ON operations (fn_id, kind, created_ms);
+CREATE INDEX IF NOT EXISTS operations_ended ON operations (ended_ms) WHERE ended_ms IS NOT NULL;

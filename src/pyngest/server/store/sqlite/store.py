@@ -477,26 +477,44 @@ class SqliteStore(DashboardReads):
         now = self.clock.now_ms()
 
         def w(conn: sqlite3.Connection) -> int:
-            runs = [r[0] for r in conn.execute(
+            # every statement below is a search through an index (see test_retention_purge):
+            # a slice costs the writer a few milliseconds whatever the size of the tables
+            runs = [(r[0],) for r in conn.execute(
                 "SELECT id FROM runs WHERE ended_ms IS NOT NULL AND ended_ms < ? LIMIT ?", (before_ms, limit))]
-            for run_id in runs:
-                conn.execute("DELETE FROM steps WHERE run_id=?", (run_id,))
-                conn.execute("DELETE FROM history WHERE run_id=?", (run_id,))
-                conn.execute("DELETE FROM run_events WHERE run_id=?", (run_id,))
-                conn.execute("DELETE FROM runs WHERE id=?", (run_id,))
-            events = [r[0] for r in conn.execute(
+            for table in ("steps", "history", "run_events"):
+                conn.executemany(f"DELETE FROM {table} WHERE run_id=?", runs)
+            conn.executemany("DELETE FROM runs WHERE id=?", runs)
+            events = [(r[0],) for r in conn.execute(
                 "SELECT internal_id FROM events e WHERE received_ms < ? AND NOT EXISTS "
                 "(SELECT 1 FROM run_events re JOIN runs r ON r.id = re.run_id "
                 " WHERE re.event_internal_id = e.internal_id AND r.ended_ms IS NULL) LIMIT ?",
                 (before_ms, limit))]
-            conn.executemany("DELETE FROM run_events WHERE event_internal_id=?", [(e,) for e in events])
-            conn.executemany("DELETE FROM skips WHERE event_internal_id=?", [(e,) for e in events])
-            conn.executemany("DELETE FROM events WHERE internal_id=?", [(e,) for e in events])
-            conn.execute("DELETE FROM idempotency WHERE expires_ms < ?", (now,))
-            conn.execute("DELETE FROM flow WHERE expires_ms < ?", (now,))
-            conn.execute("DELETE FROM syncs WHERE created_ms < ?", (before_ms,))
-            conn.execute("DELETE FROM operations WHERE ended_ms IS NOT NULL AND ended_ms < ?", (before_ms,))
+            conn.executemany("DELETE FROM run_events WHERE event_internal_id=?", events)
+            conn.executemany("DELETE FROM skips WHERE event_internal_id=?", events)
+            conn.executemany("DELETE FROM events WHERE internal_id=?", events)
+            for sql, arg in (
+                ("DELETE FROM idempotency WHERE key IN "
+                 "(SELECT key FROM idempotency WHERE expires_ms < ? LIMIT ?)", now),
+                ("DELETE FROM flow WHERE key IN (SELECT key FROM flow WHERE expires_ms < ? LIMIT ?)", now),
+                ("DELETE FROM syncs WHERE id IN (SELECT id FROM syncs WHERE created_ms < ? LIMIT ?)", before_ms),
+                ("DELETE FROM operations WHERE id IN (SELECT id FROM operations "
+                 "WHERE ended_ms IS NOT NULL AND ended_ms < ? LIMIT ?)", before_ms),
+            ):
+                conn.execute(sql, (arg, limit))
             return len(runs) + len(events)
+
+        return await self.db.write(w)
+
+    async def reclaim(self, pages: int) -> int:
+        def w(conn: sqlite3.Connection) -> int:
+            if conn.execute("PRAGMA auto_vacuum").fetchone()[0] != 2:
+                return 0  # an old file not converted (see connection._prepare_vacuum): it keeps its size
+            free = int(conn.execute("PRAGMA freelist_count").fetchone()[0])
+            # the pragma gives back one page per step, and Python's sqlite3 steps a statement
+            # without result columns once (executescript would commit the writer's transaction)
+            for _ in range(min(free, pages)):
+                conn.execute("PRAGMA incremental_vacuum(1)")
+            return int(conn.execute("PRAGMA freelist_count").fetchone()[0])
 
         return await self.db.write(w)
 
