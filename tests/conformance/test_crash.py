@@ -16,8 +16,10 @@ How the app makes that visible (``crash-ten`` in ``apps/functions_async.py`` and
 return value, and the nonces of steps ``0..k-1`` as the function holds them. For each run, with
 ``N_k`` the nonce in the run's final output:
 
-1. the execution that produced ``N_k`` is the *last* execution of step ``k`` — an execution
-   after it ran a step whose output was already stored and kept;
+1. no execution of step ``k`` begins after the log shows ``N_k`` stored (a checkpoint of it
+   accepted, or the server handing it back to a later step or the function's end) — such an
+   execution ran a step whose output was already stored and kept. One that began before may
+   (a request made before the output was stored, answered late);
 2. every observation of step ``k``'s output (in later steps, and in the function's end) is
    ``N_k`` — a different one means the server handed out an output and then lost or replaced it.
 
@@ -91,10 +93,16 @@ def check_exactly_once_after_stored(
     producer: dict[str, tuple[str, int, int]] = {}  # nonce -> (run, step, log index)
     accepted: set[tuple[str, Any, str]] = set()  # (run, generation, step name), so far
     own: dict[tuple[str, int], Any] = {}  # (call, step) -> generation: steps a call executed
+    made_by: dict[tuple[str, Any, str], str] = {}  # (run, generation, step name) -> its nonce
+    stored_at: dict[str, int] = {}  # nonce -> first log index showing the server had stored it
     for index, entry in enumerate(entries):
         if entry["kind"] == "checkpoint":
             if entry["outcome"] == "ok":
-                accepted.update((entry["run_id"], entry["generation"], s) for s in entry["steps"])
+                for s in entry["steps"]:
+                    accepted.add((entry["run_id"], entry["generation"], s))
+                    nonce = made_by.get((entry["run_id"], entry["generation"], s))
+                    if nonce is not None:
+                        stored_at.setdefault(nonce, index)
             continue
         run_id = entry["run_id"]
         final = finals.get(run_id)
@@ -109,6 +117,7 @@ def check_exactly_once_after_stored(
             executions[(run_id, k)].append(index)
             producer[entry["nonce"]] = (run_id, k, index)
             own[(entry.get("call"), k)] = entry.get("generation")
+            made_by[(run_id, entry.get("generation"), f"s{k}")] = entry["nonce"]
             if len(seen) != k:
                 violations.append(
                     f"log line {index}: step {k} of {run_id} saw {len(seen)} earlier outputs"
@@ -117,6 +126,7 @@ def check_exactly_once_after_stored(
             mine = (entry.get("call"), i)
             if checkpointing and mine in own and (run_id, own[mine], f"s{i}") not in accepted:
                 continue  # the call's own output, which the server has not accepted (yet)
+            stored_at.setdefault(observed, index)  # handed back by the server: stored by now
             if observed != final[i]:
                 violations.append(
                     f"log line {index}: run {run_id} was handed output {observed} for step {i}, "
@@ -137,11 +147,14 @@ def check_exactly_once_after_stored(
                     f"run {run_id} step {k}: output {nonce} was not produced by that step"
                 )
                 continue
-            later = [i for i in runs if i > made[2]]
+            # An execution that began before the output was stored may run (a request made
+            # before it, e.g. by a process whose lease was about to lapse); one after may not.
+            stored = stored_at.get(nonce, made[2])
+            later = [i for i in runs if i > stored]
             if later:
                 violations.append(
                     f"run {run_id} step {k}: body ran again at log lines {later} after the "
-                    f"execution (line {made[2]}) whose output the server stored"
+                    f"execution (line {made[2]}) whose output the server stored (known stored at line {stored})"
                 )
     return violations, repeats
 
@@ -406,3 +419,26 @@ def test_checker_with_checkpointing_counts_only_accepted_outputs() -> None:
     log = [*earlier, last, _checkpoint(9, 9.5, "ok"), end, rerun]
     violations, _ = check_exactly_once_after_stored(log, finals, checkpointing=True)
     assert any("lost or replaced" in v for v in violations), violations
+
+
+def test_checker_allows_a_rerun_begun_before_the_output_was_stored() -> None:
+    """Two requests of one run at once (a stale one answered late): the second execution began
+    before the first one's output was accepted, so it is not a rerun of a stored step."""
+    log: list[dict[str, Any]] = [
+        {"kind": "step", "run_id": "r", "index": 0, "nonce": "a", "seen": [], "call": "x", "generation": 1},
+        {"kind": "step", "run_id": "r", "index": 0, "nonce": "c", "seen": [], "call": "y", "generation": 2},
+        {"kind": "checkpoint", "run_id": "r", "generation": 1, "steps": ["s0"], "outcome": "ok"},
+        {"kind": "checkpoint", "run_id": "r", "generation": 2, "steps": ["s0"], "outcome": "stale"},
+    ]
+    finals = {"r": ["a", *[f"n{i}" for i in range(1, STEPS)]]}
+    log += [
+        {"kind": "step", "run_id": "r", "index": i, "nonce": f"n{i}", "seen": finals["r"][:i], "call": "x",
+         "generation": 1}
+        for i in range(1, STEPS)
+    ]
+    violations, repeats = check_exactly_once_after_stored(log, finals, checkpointing=True)
+    assert violations == [] and repeats == 1, violations
+    # the same rerun after the accepted checkpoint is one
+    late = [log[0], log[2], log[1], log[3], *log[4:]]
+    violations, _ = check_exactly_once_after_stored(late, finals, checkpointing=True)
+    assert any("ran again" in v for v in violations), violations
