@@ -12,7 +12,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -58,6 +58,19 @@ def stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
         proc.kill()
         _, err = proc.communicate()
     return proc.returncode, err
+
+
+def dev_server(tmp: Path) -> Iterator[str]:
+    """A ``pyngest dev`` of its own for a test module (a fixture's body): yields its base URL,
+    and fails the module if the server wrote a traceback."""
+    port = free_port()
+    proc = spawn(["dev", "--no-discovery", "--no-poll", "-p", str(port), "--sqlite-dir", str(tmp / "db")], tmp)
+    try:
+        wait_healthy(port)
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        _, err = stop(proc)
+        assert "Traceback" not in err, err[-3000:]
 
 
 def test_dev_listens_on_both_loopbacks_prints_a_banner_and_stops_gracefully(tmp_path: Path) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -17,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from tests.integration.server.test_cli import free_port, spawn, stop, wait_healthy
+from tests.integration.server.test_cli import dev_server
 
 FUZZ = settings(max_examples=300, deadline=None, database=None, derandomize=True, phases=[Phase.explicit, Phase.generate],
                 suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large,
@@ -60,15 +59,7 @@ event_bodies = st.one_of(
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp: Path = tmp_path_factory.mktemp("fuzz")
-    port = free_port()
-    proc = spawn(["dev", "--no-discovery", "--no-poll", "-p", str(port), "--sqlite-dir", str(tmp / "db")], tmp)
-    try:
-        wait_healthy(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        code, err = stop(proc)
-        assert "Traceback" not in err, err[-3000:]
+    yield from dev_server(tmp_path_factory.mktemp("fuzz"))
 
 
 @pytest.fixture(scope="module")

@@ -8,14 +8,13 @@ Bounded: a few examples per operation, no example database; a real dev server.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, Phase, given, settings
 from schemathesis import checks
 
-from tests.integration.server.test_cli import free_port, spawn, stop, wait_healthy
+from tests.integration.server.test_cli import dev_server
 
 # Left out: routes that make the server call out to an app URL (any URL a generator makes up),
 # and the live stream (it never ends).
@@ -25,15 +24,7 @@ SKIPPED = [("POST", "/v1/apps"), ("PATCH", "/v1/apps/{app_id}"), ("POST", "/v1/a
 
 @pytest.fixture(scope="module")
 def base(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    tmp: Path = tmp_path_factory.mktemp("schemathesis")
-    port = free_port()
-    proc = spawn(["dev", "--no-discovery", "--no-poll", "-p", str(port), "--sqlite-dir", str(tmp / "db")], tmp)
-    try:
-        wait_healthy(port)
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        _, err = stop(proc)
-        assert "Traceback" not in err, err[-3000:]
+    yield from dev_server(tmp_path_factory.mktemp("schemathesis"))
 
 
 @pytest.fixture(scope="module")
