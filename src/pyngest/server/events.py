@@ -78,12 +78,13 @@ def enqueue_events(batch: Batch, events: list[StoredEvent], now_ms: int,
 
     With ``listens``, only events something could react to go into the job (and with none,
     there is no job): a pause only matches events that arrive after it, and triggers act when an
-    event arrives, so an event nobody listens for now never will.
+    event arrives, so an event nobody listens for now never will. An event whose runs the same
+    batch starts (``started``) needs no job either.
     """
     if not events:
         return
     batch.add(InsertEvents(events))
-    ids = [e.internal_id for e in events if listens is None or listens(e.name)]
+    ids = [e.internal_id for e in events if not e.started and (listens is None or listens(e.name))]
     if ids:
         batch.add(Enqueue(Job(id=f"events:{ids[0]}", kind=JobKind.EVENTS, due_ms=now_ms, payload={"ids": ids})))
 

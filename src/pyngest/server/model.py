@@ -64,6 +64,9 @@ class StoredEvent:
     seq: int = 0  # assigned by the store
     # Scale-out: its place in the event log, (inserting transaction id, seq), when read from it
     log: tuple[int, int] | None = None
+    # The runs it triggers were created in the commit that stored it (runner.accept): matching
+    # it later (the scale-out event log) looks only at pauses, never at triggers again.
+    started: bool = False
 
     @property
     def position(self) -> tuple[int, int]:
@@ -272,6 +275,31 @@ class Batch:
 
     def __bool__(self) -> bool:
         return bool(self.ops)
+
+
+def compact(ops: list[Op]) -> list[Op]:
+    """The ops of a batch with each run's several ``UpdateRun`` merged into its first one (later
+    values win): one statement per run row instead of one per update. Nothing else in a batch
+    reads the runs table, so where the merged update lands does not matter — except across a
+    ``ClaimPause`` (what follows a void claim is not applied) or the run's own creation, which
+    start a new merge. The ops given are not changed."""
+    out: list[Op] = []
+    updates: dict[str, int] = {}  # run id -> index in ``out`` of its first update so far
+    for op in ops:
+        if isinstance(op, UpdateRun):
+            at = updates.get(op.run_id)
+            if at is not None:
+                first = out[at]
+                assert isinstance(first, UpdateRun)
+                out[at] = UpdateRun(first.run_id, {**first.fields, **op.fields})
+                continue
+            updates[op.run_id] = len(out)
+        elif isinstance(op, ClaimPause):
+            updates.clear()
+        elif isinstance(op, CreateRun):
+            updates.pop(op.run.id, None)
+        out.append(op)
+    return out
 
 
 def op_run_id(op: Op) -> str | None:

@@ -54,6 +54,9 @@ class SingleNode:
     def owns_run(self, run_id: str) -> bool:
         return True
 
+    def owns_any(self) -> bool:
+        return True
+
     def active(self, shard: int, position: tuple[int, int]) -> bool:
         return True
 
@@ -91,6 +94,9 @@ class Sharded:
 
     def owns_run(self, run_id: str) -> bool:
         return self.of_run(run_id) in self.owned
+
+    def owns_any(self) -> bool:
+        return bool(self.owned)
 
     def active(self, shard: int, position: tuple[int, int]) -> bool:
         """Should an event at log ``position`` be matched for ``shard`` here? Only if we own the

@@ -168,6 +168,7 @@ class SdkAPI:
             if run.ended:
                 return public_error(f"run {run_id} has already ended", 400)
             batch = Batch()
+            x.starts.take(run_id, batch)  # a run's first checkpoint records its start too
             from pyngest.server.executor.ops import step_name
             from pyngest.server.model import AddHistory
 

@@ -8,9 +8,8 @@ next request for that run leaves.
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -18,7 +17,6 @@ import orjson
 
 from pyngest.clock import Clock
 from pyngest.protocol import jcs
-from pyngest.protocol.durations import parse_ms
 from pyngest.protocol.execution import build_body
 from pyngest.protocol.opcodes import MAX_OPS_PER_RESPONSE, MAX_SDK_REQUEST_BYTES
 from pyngest.server.executor import ops as opsmod
@@ -27,6 +25,7 @@ from pyngest.server.executor.control import RunControl
 from pyngest.server.executor.driver import Driver, DriverResponse, sdk_error_output, standard_error
 from pyngest.server.executor.finalize import finalize
 from pyngest.server.executor.gateway import GatewayRunner
+from pyngest.server.executor.starts import StartRecords
 from pyngest.server.executor.state import State
 from pyngest.server.model import (
     AddHistory,
@@ -46,7 +45,6 @@ log = logging.getLogger("pyngest.executor")
 
 # Above this much state, requests carry none and SDKs fetch it through the API (use_api).
 USE_API_THRESHOLD = MAX_SDK_REQUEST_BYTES - 1024
-_STARTING: set[asyncio.Future[object]] = set()  # "run started" commits of requests cut short
 
 
 @dataclass(slots=True)
@@ -68,6 +66,7 @@ class Executor:
         self.ops = opsmod.OpHandlers(self)
         self.control = RunControl(self)
         self.gateway = GatewayRunner(self)
+        self.starts = StartRecords(state, clock.now_ms)
         # Each request to an app is a dispatch with its own generation. A checkpoint from a
         # dispatch that is no longer in flight (e.g. one orphaned by a server restart) is stale
         # and refused. Generations start from the boot time, so none repeats across restarts.
@@ -92,11 +91,8 @@ class Executor:
         if not self.may_dispatch(run.id):
             # the lease of the run's shard may be another process's by now: send nothing under it
             raise LeaseUnsure(f"run {run.id}: not sent, this process's lease of its shard may have lapsed")
-        started: Awaitable[object] | None = None
         if run.status is RunStatus.QUEUED:
-            # Submitted, not awaited: the writer keeps order, so this lands before the
-            # response's batch; a crash before it lands only leaves the run looking queued.
-            started = self._mark_started(run, fn)
+            self.starts.begin(run, fn)  # committed with the run's next commit (executor/starts.py)
         self._generation += 1
         generation = self._generation
         self._dispatches.setdefault(run.id, set()).add(generation)
@@ -107,9 +103,7 @@ class Executor:
                 request_version=run.version, generation=generation,
             )
         except BaseException:
-            if started is not None:
-                _STARTING.add(fut := asyncio.ensure_future(started))  # it lands all the same
-                fut.add_done_callback(_STARTING.discard)
+            self.starts.flush(run.id)  # cut short: its start lands all the same
             raise
         finally:
             live = self._dispatches.get(run.id)
@@ -118,8 +112,6 @@ class Executor:
                 live.discard(generation)
                 if not live:
                     del self._dispatches[run.id]
-        if started is not None:
-            await started
         if dropped:
             # The run's shard changed hands while the app answered (drop_dispatches): as its
             # checkpoints were refused, so is its answer (an npm app answers a refused checkpoint
@@ -131,6 +123,7 @@ class Executor:
             if run is None or run.ended:
                 await self.state.commit(batch)
                 return
+            self.starts.take(run.id, batch)
             try:
                 self.handle_response(run, fn, job, resp, batch)
             except Exception:
@@ -141,6 +134,7 @@ class Executor:
     def finish(self, run: Run, fn_slug: str, status: RunStatus, batch: Batch, now_ms: int, **kw: Any) -> None:
         """End ``run`` (see :func:`finalize`); its system events get a matching job only if
         something listens for them."""
+        self.starts.take(run.id, batch)
         finalize(run, fn_slug, status, batch, now_ms, listens=self.state.listens, **kw)
 
     def function_for(self, run: Run) -> Function | None:
@@ -183,22 +177,6 @@ class Executor:
             version=run.version,
             use_api=False,
         )
-
-    def _mark_started(self, run: Run, fn: Function) -> Awaitable[object]:
-        now = self.clock.now_ms()
-        run.status = RunStatus.RUNNING
-        run.started_ms = now
-        batch = Batch([
-            UpdateRun(run.id, {"status": RunStatus.RUNNING, "started_ms": now}),
-            AddHistory(run.id, now, "FunctionStarted"),
-        ])
-        finish = (fn.config.get("timeouts") or {}).get("finish")
-        if finish:
-            batch.add(Enqueue(Job(
-                id=f"{run.id}:timeout-finish", kind=JobKind.TIMEOUT_FINISH,
-                due_ms=now + parse_ms(finish), run_id=run.id,
-            )))
-        return self.state.submit(batch)
 
     async def _fail_missing_function(self, run: Run, job: Job) -> None:
         async with self.state.runs.lock(run.id):

@@ -49,6 +49,8 @@ from pyngest.server.model import (
     StoredEvent,
 )
 from pyngest.server.registry import Function, Registry
+from pyngest.server.runner.ingest import IngestStarts
+from pyngest.server.store.base import Fenced
 from pyngest.server.tasks import stop_tasks
 
 log = logging.getLogger("pyngest.runner")
@@ -77,6 +79,7 @@ class Runner:
         self._consumer: asyncio.Task[None] | None = None
         self.flow = FlowControl(self)
         self.shards = self.state.shards
+        self.starts = IngestStarts(self)
         # Scale-out: matching jobs fed from the event log (not stored); each resolves with
         # whether its outcome, and the cursor ops ``feed_cursor`` gives for it, committed.
         self.feed_cursor: Callable[[Job], list[Op]] | None = None
@@ -87,10 +90,28 @@ class Runner:
     # ------------------------------------------------------------------------ ingestion
 
     async def accept(self, events: list[StoredEvent]) -> None:
-        """Store events durably, with the job that will act on them."""
+        """Store events durably, with the job that will act on them — or, for an event that only
+        starts functions without flow control, with the runs it starts (one commit, no job).
+        """
         batch = Batch()
+        planned = self.starts.plan(events) if self.shards.owns_any() else []
         enqueue_events(batch, events, self.clock.now_ms(), self.state.listens)
-        await self.state.commit(batch)
+        if not planned:
+            await self.state.commit(batch)
+            return
+        await self.starts.add(planned, batch)
+        try:
+            await self.state.commit(batch)
+        except Fenced:
+            # the shard picked for a run was taken over meanwhile (scale-out): store the events
+            # as any others, for the owners of their runs' shards to match
+            for ev in events:
+                ev.started = False
+            self.state.pending_runs.difference_update(
+                op.run.id for op in batch.ops if isinstance(op, CreateRun))
+            batch = Batch()
+            enqueue_events(batch, events, self.clock.now_ms(), self.state.listens)
+            await self.state.commit(batch)
 
     # Matching happens in one consumer task, in arrival order: the first of two events with the
     # same id wins its idempotency key, and a debounce or batch sees its events in order. Workers
@@ -214,7 +235,8 @@ class Runner:
         for ev in events:
             data = event_dict(ev)
             await self._match_pauses(ev, data)
-            await self._start_runs(ev, data, batch)
+            if not ev.started:  # else its runs were created when it was stored
+                await self._start_runs(ev, data, batch)
 
     async def _match_pauses(self, ev: StoredEvent, data: dict[str, Any]) -> None:
         shards = self.shards

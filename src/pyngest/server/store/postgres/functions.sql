@@ -132,8 +132,9 @@ BEGIN
                         p_blobs[(v_op->>'v')::integer]);
             WHEN 'ev' THEN
                 WITH ins AS (
-                    INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body)
-                    SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[(e->>6)::integer]
+                    INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body, started)
+                    SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[(e->>6)::integer],
+                           COALESCE((e->>7)::boolean, false)
                     FROM jsonb_array_elements(v_op->'e') AS e
                     ON CONFLICT (internal_id) DO NOTHING
                     RETURNING internal_id, seq

@@ -49,6 +49,7 @@ from pyngest.server.model import (
     SetFlow,
     StoredEvent,
     UpdateRun,
+    compact,
     op_run_id,
 )
 from pyngest.server.store.base import (
@@ -362,8 +363,7 @@ class PostgresStore(PostgresDashboardReads):
 
     def _encode(self, batch: Batch, blobs: list[bytes | None]) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
-        updates: dict[str, dict[str, Any]] = {}  # run id -> its "upd" op in ``out`` so far
-        for op in batch.ops:
+        for op in compact(batch.ops):  # a run's several updates in one batch: one UPDATE
             rid = op_run_id(op)
             enc: dict[str, Any]
             if isinstance(op, SaveStep):
@@ -393,7 +393,7 @@ class PostgresStore(PostgresDashboardReads):
                        "v": self._blob(blobs, op.data)}
             elif isinstance(op, InsertEvents):
                 enc = {"t": "ev", "e": [[e.internal_id, e.name, e.event_id, e.ts, e.received_ms, e.source,
-                                         self._blob(blobs, e.body)] for e in op.events]}
+                                         self._blob(blobs, e.body), e.started] for e in op.events]}
             elif isinstance(op, CreateRun):
                 r = op.run
                 keys = ([op.idempotency_key] if op.idempotency_key is not None else []) + op.extra_keys
@@ -433,19 +433,6 @@ class PostgresStore(PostgresDashboardReads):
                 enc["rid"] = rid
                 if not isinstance(op, (Enqueue, ClaimPause)):
                     enc["sh"] = self._run_shard(rid)
-            # A run's several updates in one batch are one UPDATE: nothing else in a batch reads
-            # the runs table, so a later update's fields join the first one's (later values win).
-            # Not across a claim (what follows a void claim is not applied) or the run's creation.
-            if enc["t"] == "upd" and rid is not None:
-                first = updates.get(rid)
-                if first is not None:
-                    first["f"].update(enc["f"])
-                    continue
-                updates[rid] = enc
-            elif enc["t"] == "claim":
-                updates.clear()
-            elif enc["t"] == "run" and rid is not None:
-                updates.pop(rid, None)
             out.append(enc)
         return out
 

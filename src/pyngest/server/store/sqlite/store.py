@@ -35,6 +35,7 @@ from pyngest.server.model import (
     SetFlow,
     StoredEvent,
     UpdateRun,
+    compact,
     op_run_id,
 )
 from pyngest.server.store.base import (
@@ -152,7 +153,7 @@ class SqliteStore(DashboardReads):
         result = CommitResult()
         skipped: set[str] = set()
         now = self.clock.now_ms()
-        for op in batch.ops:
+        for op in compact(batch.ops):  # a run's several updates in one batch: one UPDATE
             rid = op_run_id(op)
             if rid is not None and rid in skipped:
                 continue
@@ -198,23 +199,11 @@ class SqliteStore(DashboardReads):
                         ev.seq = cur.lastrowid or 0
                     result.event_seqs[ev.internal_id] = ev.seq
             elif isinstance(op, CreateRun):
-                keys = ([op.idempotency_key] if op.idempotency_key is not None else []) + op.extra_keys
-                holder = None
-                for key in keys:
-                    row = conn.execute(
-                        "SELECT run_id, expires_ms FROM idempotency WHERE key=?", (key,)
-                    ).fetchone()
-                    if row is not None and row[1] > now:
-                        holder = row
-                        break
+                holder = self._claim_keys(conn, op, now)
                 if holder is not None:
                     skipped.add(op.run.id)
-                    result.skipped_runs[op.run.id] = holder[0]
+                    result.skipped_runs[op.run.id] = holder
                     continue
-                conn.executemany(
-                    "INSERT OR REPLACE INTO idempotency(key, run_id, expires_ms) VALUES (?,?,?)",
-                    [(key, op.run.id, op.idempotency_expires_ms) for key in keys],
-                )
                 self._insert_run(conn, op.run)
                 result.created_runs.append(op.run.id)
             elif isinstance(op, AddPause):
@@ -236,16 +225,11 @@ class SqliteStore(DashboardReads):
                     break
                 result.deleted_pauses.add(op.pause_id)
             elif isinstance(op, DeleteRunPauses):
-                ids = [r[0] for r in conn.execute("SELECT id FROM pauses WHERE run_id=?", (op.run_id,))]
-                conn.execute("DELETE FROM pauses WHERE run_id=?", (op.run_id,))
-                result.deleted_pauses.update(ids)
+                result.deleted_pauses.update(
+                    r[0] for r in conn.execute("DELETE FROM pauses WHERE run_id=? RETURNING id", (op.run_id,)))
             elif isinstance(op, DeleteRunJobs):
-                ids = [
-                    r[0] for r in conn.execute("SELECT id FROM jobs WHERE run_id=?", (op.run_id,))
-                    if r[0] != op.keep
-                ]
-                conn.executemany("DELETE FROM jobs WHERE id=?", [(i,) for i in ids])
-                result.deleted_jobs.update(ids)
+                result.deleted_jobs.update(r[0] for r in conn.execute(
+                    "DELETE FROM jobs WHERE run_id=? AND id IS NOT ? RETURNING id", (op.run_id, op.keep)))
             elif isinstance(op, SetFlow):
                 conn.execute(
                     "INSERT OR REPLACE INTO flow(key, value, expires_ms) VALUES (?,?,?)",
@@ -265,6 +249,23 @@ class SqliteStore(DashboardReads):
                 raise TypeError(f"unknown batch operation {type(op).__name__}")
         return result
 
+    @staticmethod
+    def _claim_keys(conn: sqlite3.Connection, op: CreateRun, now: int) -> str | None:
+        """Take the run's idempotency keys, one statement each; if an unexpired entry holds one,
+        take none and return the run holding it."""
+        keys = ([op.idempotency_key] if op.idempotency_key is not None else []) + op.extra_keys
+        for n, key in enumerate(keys):
+            cur = conn.execute(
+                "INSERT INTO idempotency(key, run_id, expires_ms) VALUES (?,?,?) ON CONFLICT(key) DO UPDATE "
+                "SET run_id=excluded.run_id, expires_ms=excluded.expires_ms WHERE idempotency.expires_ms <= ?",
+                (key, op.run.id, op.idempotency_expires_ms, now),
+            )
+            if cur.rowcount == 0:
+                holder = conn.execute("SELECT run_id FROM idempotency WHERE key=?", (key,)).fetchone()[0]
+                conn.executemany("DELETE FROM idempotency WHERE key=? AND run_id=?", [(k, op.run.id) for k in keys[:n]])
+                return str(holder)
+        return None
+
     def _insert_run(self, conn: sqlite3.Connection, run: Run) -> None:
         conn.execute(
             f"INSERT INTO runs({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
@@ -275,10 +276,14 @@ class SqliteStore(DashboardReads):
              orjson.dumps(run.pending) if run.pending is not None else None,
              run.state_bytes, orjson.dumps(run.attrs) if run.attrs else None),
         )
-        conn.executemany(
-            "INSERT OR IGNORE INTO run_events(event_internal_id, run_id) VALUES (?,?)",
-            [(eid, run.id) for eid in run.event_ids],
-        )
+        if len(run.event_ids) == 1:  # the usual case, as one statement rather than a loop of them
+            conn.execute("INSERT OR IGNORE INTO run_events(event_internal_id, run_id) VALUES (?,?)",
+                         (run.event_ids[0], run.id))
+        else:
+            conn.executemany(
+                "INSERT OR IGNORE INTO run_events(event_internal_id, run_id) VALUES (?,?)",
+                [(eid, run.id) for eid in run.event_ids],
+            )
 
     def _update_run(self, conn: sqlite3.Connection, op: UpdateRun) -> None:
         sets = []

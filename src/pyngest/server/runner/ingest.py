@@ -1,0 +1,85 @@
+"""Runs started in the commit that stores their event.
+
+An event that only triggers functions without flow control needs no matching job: nothing about
+starting those runs depends on other events, so the Event API's commit can carry the runs with
+the event — one write where there were two (the event with its job, then the job's runs), and
+the first request of each run can leave as soon as ``POST /e`` has committed.
+
+Left to the matching job (the runner's consumer, in arrival order) is every event that something
+else may act on: one a pending pause waits for, ``inngest/function.invoked``, and one triggering
+any function with batching, debounce, rate limit, throttle, singleton or cancelOn (cancelOn
+pauses must not see events that arrived before their run's). On several processes, runs also
+need a shard this process owns; its event is marked ``started`` so that the event-log matchers
+leave its triggers alone and only match pauses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING, Any
+
+from pyngest.protocol.events import FN_INVOKED
+from pyngest.server.events import event_dict
+from pyngest.server.model import AddSkip, Batch, StoredEvent
+from pyngest.server.shards import SERIALIZING, Sharded
+
+if TYPE_CHECKING:
+    from pyngest.server.registry import Function
+    from pyngest.server.runner.runner import Runner
+
+_YIELD_EVERY = 250  # a POST of thousands of events gives other work a turn between slices
+
+
+class IngestStarts:
+    def __init__(self, runner: Runner) -> None:
+        self.runner = runner
+
+    def plan(self, events: list[StoredEvent]) -> list[tuple[StoredEvent, dict[str, Any], list[Function]]]:
+        """The events whose runs can start with them, each with its parsed body and the functions
+        it triggers; those events are marked ``started`` (so no matching job is made for them)."""
+        out = []
+        for ev in events:
+            if ev.name == FN_INVOKED:
+                continue
+            if not self.runner.shards.sharded and self.runner.state.pauses.listens(ev.name):
+                continue  # a pause may take it: matched in order by the consumer
+            data = event_dict(ev)
+            targets = self.runner.registry.triggered_by(data)
+            if all(self._startable(fn) for fn in targets):
+                ev.started = True
+                out.append((ev, data, targets))
+        return out
+
+    def _startable(self, fn: Function) -> bool:
+        cfg = fn.config
+        if any(isinstance(cfg.get(name), dict) for name in SERIALIZING) or cfg.get("cancel"):
+            return False
+        if self.runner.shards.sharded:
+            # a concurrency limit places the run by its key: its shard may be another process's
+            return not any(int(c.get("limit") or 0) > 0 for c in cfg.get("concurrency") or [])
+        return True
+
+    async def add(self, planned: list[tuple[StoredEvent, dict[str, Any], list[Function]]], batch: Batch) -> None:
+        """Add the runs of the planned events to ``batch`` (after their ``InsertEvents``)."""
+        runner = self.runner
+        for n, (ev, data, targets) in enumerate(planned, start=1):
+            for fn in targets:
+                if fn.paused:
+                    batch.add(AddSkip(ev.internal_id, fn.id, "function_paused", runner.clock.now_ms()))
+                    continue
+                await runner.flow.start(fn, [ev], data, batch, idempotency=f"{fn.id}:{data.get('id') or ev.internal_id}",
+                                        shard=self._shard(fn, data, ev))
+            if n % _YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+
+    def _shard(self, fn: Function, data: dict[str, Any], ev: StoredEvent) -> int:
+        """Where the run goes: where the event places it if this process owns that shard, else
+        one of this process's shards (a run without flow control may live in any)."""
+        shards = self.runner.shards
+        shard = shards.place(fn, data, ev.internal_id)
+        if shards.owns(shard):
+            return shard
+        if not isinstance(shards, Sharded):
+            return shard
+        owned = sorted(shards.owned)
+        return owned[shard % len(owned)]
