@@ -144,6 +144,10 @@ class Run:
 @dataclass(slots=True)
 class InsertEvents:
     events: list[StoredEvent]
+    # Scale-out, events whose runs this batch starts: the registry version those runs were
+    # decided by. The commit is refused (as fenced) if the registry has moved on since, so a
+    # function synced through another process a moment ago is never missed.
+    registry_version: int | None = None
 
 
 @dataclass(slots=True)

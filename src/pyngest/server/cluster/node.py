@@ -63,6 +63,8 @@ class ClusterNode:
             store, shards, service.runner, wait_for_pauses=service.state.wait_for_pauses,
             registry_changed=self._registry_changed, poll_s=self._poll_s,
         )
+        # runs started with their events are checked against the registry version loaded here
+        service.runner.registry_version = lambda: self.feed.registry_version if self.feed.registry_version >= 0 else None
         self._tasks: list[asyncio.Task[None]] = []
         self._remote_wake = asyncio.Event()
         self._remote_shards: set[int] = set()

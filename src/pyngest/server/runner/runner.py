@@ -86,6 +86,9 @@ class Runner:
         self._fed: dict[str, asyncio.Future[bool]] = {}
         # shards whose admission decisions matching changed (the feed moves their cursors with them)
         self.touched: set[int] = set()
+        # Scale-out: the store's registry version the registry in memory was loaded at (the
+        # cluster node sets this; runs started with their events are checked against it).
+        self.registry_version: Callable[[], int | None] = lambda: None
 
     # ------------------------------------------------------------------------ ingestion
 
@@ -94,17 +97,24 @@ class Runner:
         starts functions without flow control, with the runs it starts (one commit, no job).
         """
         batch = Batch()
-        planned = self.starts.plan(events) if self.shards.owns_any() else []
+        version = self.registry_version()
+        ready = self.shards.owns_any() and (version is not None or not self.shards.sharded)
+        planned = self.starts.plan(events) if ready else []
         enqueue_events(batch, events, self.clock.now_ms(), self.state.listens)
         if not planned:
             await self.state.commit(batch)
             return
         await self.starts.add(planned, batch)
+        if self.shards.sharded:
+            inserted = batch.ops[0]
+            assert isinstance(inserted, InsertEvents)
+            inserted.registry_version = version
         try:
             await self.state.commit(batch)
         except Fenced:
-            # the shard picked for a run was taken over meanwhile (scale-out): store the events
-            # as any others, for the owners of their runs' shards to match
+            # scale-out: the shard picked for a run was taken over meanwhile, or a sync through
+            # another process moved the registry: store the events as any others, for the
+            # owners of their runs' shards to match with the current registry
             for ev in events:
                 ev.started = False
             self.state.pending_runs.difference_update(

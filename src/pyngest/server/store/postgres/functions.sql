@@ -131,6 +131,14 @@ BEGIN
                 VALUES (v_rid, (v_op->>'at')::bigint, v_op->>'k', v_op->>'s', v_op->>'n', (v_op->>'a')::integer,
                         p_blobs[(v_op->>'v')::integer]);
             WHEN 'ev' THEN
+                -- runs started with their events were decided by the registry at version rv: if
+                -- a sync has moved it since, refuse (as fenced); the events are stored again
+                -- without their runs, for the matchers to start with the current registry
+                IF v_op ? 'rv' AND (SELECT value::bigint FROM meta WHERE key = 'registry_version')
+                                   <> (v_op->>'rv')::bigint THEN
+                    RAISE EXCEPTION 'the registry moved past version % while runs were started with their events',
+                        v_op->>'rv' USING ERRCODE = 'PYF01';
+                END IF;
                 WITH ins AS (
                     INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body, started)
                     SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[(e->>6)::integer],

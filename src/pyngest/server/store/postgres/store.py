@@ -394,6 +394,8 @@ class PostgresStore(PostgresDashboardReads):
             elif isinstance(op, InsertEvents):
                 enc = {"t": "ev", "e": [[e.internal_id, e.name, e.event_id, e.ts, e.received_ms, e.source,
                                          self._blob(blobs, e.body), e.started] for e in op.events]}
+                if op.registry_version is not None:
+                    enc["rv"] = op.registry_version
             elif isinstance(op, CreateRun):
                 r = op.run
                 keys = ([op.idempotency_key] if op.idempotency_key is not None else []) + op.extra_keys
