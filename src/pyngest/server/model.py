@@ -131,6 +131,9 @@ class Run:
     original_run_id: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     state_bytes: int = 0
+    # Whether the store may hold pauses of the run. Not stored: a run read back from the store
+    # may; one created here has none until a pause is added, and its end then needs no delete.
+    may_have_pauses: bool = True
 
     @property
     def ended(self) -> bool:
@@ -289,7 +292,10 @@ def compact(ops: list[Op]) -> list[Op]:
     start a new merge. The ops given are not changed."""
     out: list[Op] = []
     updates: dict[str, int] = {}  # run id -> index in ``out`` of its first update so far
-    for op in ops:
+    covered = _covered_job_deletes(ops)
+    for n, op in enumerate(ops):
+        if n in covered:
+            continue
         if isinstance(op, UpdateRun):
             at = updates.get(op.run_id)
             if at is not None:
@@ -304,6 +310,25 @@ def compact(ops: list[Op]) -> list[Op]:
             updates.pop(op.run.id, None)
         out.append(op)
     return out
+
+
+def _covered_job_deletes(ops: list[Op]) -> set[int]:
+    """Positions of ``DeleteJob`` ops that a later ``DeleteRunJobs`` of the job's run does anyway
+    (a run's jobs have ids ``<run id>:…``; e.g. the job whose answer ends the run). Not across a
+    ``ClaimPause``: what follows a void claim is not applied."""
+    covered: set[int] = set()
+    clearing: dict[str, str | None] = {}  # run id -> the job its DeleteRunJobs keeps
+    for n in range(len(ops) - 1, -1, -1):
+        op = ops[n]
+        if isinstance(op, DeleteRunJobs):
+            clearing[op.run_id] = op.keep
+        elif isinstance(op, ClaimPause):
+            clearing.clear()
+        elif isinstance(op, DeleteJob) and clearing:
+            run_id, sep, _ = op.job_id.partition(":")
+            if sep and run_id in clearing and clearing[run_id] != op.job_id:
+                covered.add(n)
+    return covered
 
 
 def op_run_id(op: Op) -> str | None:

@@ -42,6 +42,9 @@ def kinds(batch: Batch) -> Counter[str]:
 
 async def one_run(harness: Harness, writes: WriteLog, name: str) -> tuple[dict, list[Batch]]:
     await harness.register(function_config(harness.app, name))
+    # (on several processes, runs start with their event once this process has read the
+    # registry version its sync made; an event sent before that is matched from the log)
+    await harness.settle()
     [eid] = await harness.send({"name": f"test/{name}"})
     [run] = await harness.run_ended(eid)
     await harness.settle()

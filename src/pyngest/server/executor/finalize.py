@@ -62,7 +62,8 @@ def finalize(
     run.pending = None
     batch.add(UpdateRun(run.id, {"status": status, "ended_ms": now_ms, "output": stored_output, "pending": None}))
     batch.add(DeleteRunJobs(run.id, keep=keep_job))
-    batch.add(DeleteRunPauses(run.id))
+    if run.may_have_pauses:
+        batch.add(DeleteRunPauses(run.id))
     batch.add(AddHistory(run.id, now_ms, _HISTORY_KIND[status], data=stored_output))
     if run.attrs.get("singleton"):
         batch.add(DeleteFlow(run.attrs["singleton"], only_if=run.id))  # the key is free again

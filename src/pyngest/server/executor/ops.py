@@ -306,6 +306,9 @@ class OpHandlers:
 
     def _add_pause(self, pause: Pause, batch: Batch, now: int, name: str, kind: str,
                    info: dict[str, Any]) -> None:
+        run = self.x.state.runs.peek(pause.run_id)
+        if run is not None:
+            run.may_have_pauses = True
         batch.add(AddPause(pause))
         batch.add(Enqueue(Job(
             id=f"{pause.run_id}:t:{pause.step_id}", kind=JobKind.PAUSE_TIMEOUT, due_ms=pause.expires_ms,

@@ -315,6 +315,7 @@ class Runner:
             batch_id=plan.batch_id,
             attrs=attrs,
             state_bytes=sum(len(e.body) for e in events),
+            may_have_pauses=False,  # until _cancel_pauses or a step adds one
         )
         batch.add(CreateRun(run, idempotency_key=plan.idempotency, idempotency_expires_ms=now + IDEMPOTENCY_MS,
                             extra_keys=plan.extra_keys))
@@ -357,6 +358,7 @@ class Runner:
                 expires_ms=expires, after_seq=after_seq, event_name=c["event"],
                 expression=expression or None,
             )
+            run.may_have_pauses = True
             batch.add(AddPause(pause))
             batch.add(Enqueue(Job(
                 id=f"{run.id}:t:cancel:{i}", kind=JobKind.PAUSE_TIMEOUT, due_ms=expires, run_id=run.id,

@@ -1,20 +1,26 @@
 -- pyngest's server-side functions. Replaced at every start (all processes of a cluster run the
 -- same pyngest version), so they change without a schema migration.
 
--- Fencing: the shard must be held by p_node with the epoch p_leases names. Its advisory lock,
--- taken shared until the transaction ends, makes a takeover (which takes it exclusively while
--- it changes the epoch) wait for this commit, or this commit see the new epoch.
-CREATE OR REPLACE FUNCTION pyngest_fence(p_shard integer, p_node text, p_leases jsonb) RETURNS void
+-- Fencing: each shard a commit writes to must be held by p_node with the epoch p_leases names.
+-- Its advisory lock, taken shared until the transaction ends, makes a takeover (which takes it
+-- exclusively while it changes the epoch) wait for this commit, or this commit see the new epoch.
+--
+-- pyngest_fence_many: several shards at once, in two statements whatever their number: their advisory
+-- locks taken shared in ascending order (a takeover takes them exclusively in the same order, so
+-- the two never deadlock), then one look at their owners and epochs.
+CREATE OR REPLACE FUNCTION pyngest_fence_many(p_shards integer[], p_node text, p_leases jsonb) RETURNS void
 LANGUAGE plpgsql AS $$
 DECLARE
-    v_owner text;
-    v_epoch bigint;
+    v_bad record;
 BEGIN
-    PERFORM pg_advisory_xact_lock_shared(1886287463, p_shard);
-    SELECT owner, epoch INTO v_owner, v_epoch FROM shards WHERE shard = p_shard;
-    IF v_owner IS DISTINCT FROM p_node OR NOT p_leases ? p_shard::text
-       OR v_epoch <> (p_leases->>p_shard::text)::bigint THEN
-        RAISE EXCEPTION 'shard % is held by % (epoch %), not by this process', p_shard, v_owner, v_epoch
+    PERFORM pg_advisory_xact_lock_shared(1886287463, s)
+    FROM (SELECT DISTINCT s FROM unnest(p_shards) AS s ORDER BY s) AS o;
+    SELECT shard, owner, epoch INTO v_bad FROM shards
+    WHERE shard = ANY (p_shards)
+      AND (owner IS DISTINCT FROM p_node OR NOT p_leases ? shard::text OR epoch <> (p_leases->>shard::text)::bigint)
+    ORDER BY shard LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'shard % is held by % (epoch %), not by this process', v_bad.shard, v_bad.owner, v_bad.epoch
             USING ERRCODE = 'PYF01';
     END IF;
 END;
@@ -56,29 +62,43 @@ DECLARE
     v_key      text;
     v_shard    integer;
     v_n        integer;
+    v_bad      record;
+    v_i        integer;   -- the position of the op being applied in its batch (from 1)
+    v_void_at  integer;   -- the position of a void claim: later ops are not applied
+    v_hist     boolean;   -- the batch has history rows (inserted together after its loop)
 BEGIN
     -- Fence every shard the group names up front, in ascending order: a takeover takes the
     -- same locks exclusively in ascending order too, so the two never deadlock. (Shards found
     -- only while applying, from a deleted row, are fenced at the end of their batch.)
-    FOR v_shard IN
-        SELECT DISTINCT s FROM (
-            SELECT (o->>'sh')::integer AS s
-            FROM jsonb_array_elements(p_batches) AS b, jsonb_array_elements(b) AS o WHERE o ? 'sh'
-            UNION
-            SELECT c::integer
-            FROM jsonb_array_elements(p_batches) AS b, jsonb_array_elements(b) AS o,
-                 jsonb_array_elements_text(CASE WHEN o->>'t' = 'cur' THEN o->'shards' ELSE '[]' END) AS c
-        ) AS named
-        ORDER BY s
-    LOOP
-        PERFORM pyngest_fence(v_shard, p_node, p_leases);
-        v_checked := v_checked || v_shard;
-    END LOOP;
+    -- Two statements for the whole group: the named shards' locks, then their epochs.
+    SELECT COALESCE(array_agg(s ORDER BY s), '{}') INTO v_checked FROM (
+        SELECT s, pg_advisory_xact_lock_shared(1886287463, s) FROM (
+            SELECT DISTINCT s FROM (
+                SELECT (o->>'sh')::integer AS s
+                FROM jsonb_array_elements(p_batches) AS b, jsonb_array_elements(b) AS o WHERE o ? 'sh'
+                UNION
+                SELECT c::integer
+                FROM jsonb_array_elements(p_batches) AS b, jsonb_array_elements(b) AS o,
+                     jsonb_array_elements_text(CASE WHEN o->>'t' = 'cur' THEN o->'shards' ELSE '[]' END) AS c
+            ) AS named
+            ORDER BY s
+        ) AS ordered
+    ) AS locked;
+    SELECT shard, owner, epoch INTO v_bad FROM shards
+    WHERE shard = ANY (v_checked)
+      AND (owner IS DISTINCT FROM p_node OR NOT p_leases ? shard::text OR epoch <> (p_leases->>shard::text)::bigint)
+    ORDER BY shard LIMIT 1;
+    IF FOUND THEN
+        RAISE EXCEPTION 'shard % is held by % (epoch %), not by this process', v_bad.shard, v_bad.owner, v_bad.epoch
+            USING ERRCODE = 'PYF01';
+    END IF;
 
     FOR v_batch IN SELECT value FROM jsonb_array_elements(p_batches) LOOP
         v_skipped := '{}'; v_fence := '{}'; v_created := '[]'; v_skips := '{}'; v_seqs := '{}';
         v_dups := '[]'; v_ignored := '[]'; v_djobs := '[]'; v_dpauses := '[]'; v_void := false;
+        v_i := 0; v_void_at := NULL; v_hist := false;
         FOR v_op IN SELECT value FROM jsonb_array_elements(v_batch) LOOP
+            v_i := v_i + 1;
             v_rid := v_op->>'rid';
             -- ops about a run whose creation was skipped (idempotency) are skipped with it
             CONTINUE WHEN v_rid IS NOT NULL AND v_rid = ANY (v_skipped);
@@ -127,17 +147,16 @@ BEGIN
                     fn_version = CASE WHEN v_f ? 'fn_version' THEN (v_f->>'fn_version')::integer ELSE fn_version END
                 WHERE id = v_rid;
             WHEN 'hist' THEN
-                INSERT INTO history (run_id, at_ms, kind, step_id, name, attempt, data)
-                VALUES (v_rid, (v_op->>'at')::bigint, v_op->>'k', v_op->>'s', v_op->>'n', (v_op->>'a')::integer,
-                        p_blobs[(v_op->>'v')::integer]);
+                v_hist := true;  -- inserted with the batch's others after the loop
             WHEN 'ev' THEN
                 -- runs started with their events were decided by the registry at version rv: if
                 -- a sync has moved it since, refuse (as fenced); the events are stored again
                 -- without their runs, for the matchers to start with the current registry
-                IF v_op ? 'rv' AND (SELECT value::bigint FROM meta WHERE key = 'registry_version')
-                                   <> (v_op->>'rv')::bigint THEN
-                    RAISE EXCEPTION 'the registry moved past version % while runs were started with their events',
-                        v_op->>'rv' USING ERRCODE = 'PYF01';
+                IF v_op ? 'rv' THEN
+                    IF (SELECT value::bigint FROM meta WHERE key = 'registry_version') <> (v_op->>'rv')::bigint THEN
+                        RAISE EXCEPTION 'the registry moved past version % while runs were started with their events',
+                            v_op->>'rv' USING ERRCODE = 'PYF01';
+                    END IF;
                 END IF;
                 WITH ins AS (
                     INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body, started)
@@ -147,12 +166,14 @@ BEGIN
                     ON CONFLICT (internal_id) DO NOTHING
                     RETURNING internal_id, seq
                 )
-                SELECT COALESCE(jsonb_object_agg(internal_id, seq), '{}') INTO v_f FROM ins;
+                SELECT COALESCE(jsonb_object_agg(internal_id, seq), '{}'), count(*) INTO v_f, v_n FROM ins;
                 v_seqs := v_seqs || v_f;
-                FOR v_key IN SELECT e->>0 FROM jsonb_array_elements(v_op->'e') AS e WHERE NOT v_f ? (e->>0) LOOP
-                    v_dups := v_dups || to_jsonb(v_key);
-                    v_seqs := v_seqs || jsonb_build_object(v_key, (SELECT seq FROM events WHERE internal_id = v_key));
-                END LOOP;
+                IF v_n < jsonb_array_length(v_op->'e') THEN  -- some were stored already
+                    FOR v_key IN SELECT e->>0 FROM jsonb_array_elements(v_op->'e') AS e WHERE NOT v_f ? (e->>0) LOOP
+                        v_dups := v_dups || to_jsonb(v_key);
+                        v_seqs := v_seqs || jsonb_build_object(v_key, (SELECT seq FROM events WHERE internal_id = v_key));
+                    END LOOP;
+                END IF;
             WHEN 'run' THEN
                 -- claim the idempotency keys; one held by an unexpired entry skips the run
                 v_taken := false;
@@ -213,6 +234,7 @@ BEGIN
                 DELETE FROM pauses WHERE id = v_op->>'id';
                 IF NOT FOUND THEN
                     v_void := true;
+                    v_void_at := v_i;
                     EXIT;
                 END IF;
                 v_dpauses := v_dpauses || to_jsonb(v_op->>'id');
@@ -250,11 +272,24 @@ BEGIN
             END CASE;
         END LOOP;
 
-        -- Fencing of shards found while applying (see above).
-        FOR v_shard IN SELECT DISTINCT s FROM unnest(v_fence) AS s WHERE s <> ALL (v_checked) ORDER BY s LOOP
-            PERFORM pyngest_fence(v_shard, p_node, p_leases);
-            v_checked := v_checked || v_shard;
-        END LOOP;
+        -- The batch's history rows, in order, in one statement: those of runs not skipped, and
+        -- before a void claim.
+        IF v_hist THEN
+            INSERT INTO history (run_id, at_ms, kind, step_id, name, attempt, data)
+            SELECT o->>'rid', (o->>'at')::bigint, o->>'k', o->>'s', o->>'n', (o->>'a')::integer,
+                   p_blobs[(o->>'v')::integer]
+            FROM jsonb_array_elements(v_batch) WITH ORDINALITY AS b(o, i)
+            WHERE o->>'t' = 'hist' AND (v_void_at IS NULL OR i < v_void_at)
+              AND NOT COALESCE(o->>'rid' = ANY (v_skipped), false)
+            ORDER BY i;
+        END IF;
+
+        -- Fencing of shards found while applying (see above), when there are any.
+        IF NOT (v_fence <@ v_checked) THEN
+            v_fence := ARRAY(SELECT DISTINCT s FROM unnest(v_fence) AS s WHERE s <> ALL (v_checked));
+            PERFORM pyngest_fence_many(v_fence, p_node, p_leases);
+            v_checked := v_checked || v_fence;
+        END IF;
 
         v_out := v_out || jsonb_build_array(jsonb_build_object(
             'created', v_created, 'skipped', v_skips, 'seqs', v_seqs, 'dups', v_dups, 'ignored', v_ignored,

@@ -94,6 +94,21 @@ def _run_from_row(row: tuple[Any, ...]) -> Run:
     )
 
 
+_HISTORY_ROWS = 4_000  # rows per INSERT: 7 values each, within SQLite's 32,766 variables
+
+
+def _insert_history(conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> None:
+    """History rows in order, as few statements as SQLite's limit on variables allows (each
+    statement is a hand-over of the GIL in the writer)."""
+    for start in range(0, len(rows), _HISTORY_ROWS):
+        chunk = rows[start:start + _HISTORY_ROWS]
+        conn.execute(
+            "INSERT INTO history(run_id, at_ms, kind, step_id, name, attempt, data) VALUES "
+            + ",".join(["(?,?,?,?,?,?,?)"] * len(chunk)),
+            [value for row in chunk for value in row],
+        )
+
+
 def _job_from_row(row: tuple[Any, ...]) -> Job:
     return Job(
         id=row[0],
@@ -153,6 +168,7 @@ class SqliteStore(DashboardReads):
         result = CommitResult()
         skipped: set[str] = set()
         now = self.clock.now_ms()
+        history: list[tuple[Any, ...]] = []  # the batch's history rows, inserted in one statement
         for op in compact(batch.ops):  # a run's several updates in one batch: one UPDATE
             rid = op_run_id(op)
             if rid is not None and rid in skipped:
@@ -176,11 +192,7 @@ class SqliteStore(DashboardReads):
             elif isinstance(op, UpdateRun):
                 self._update_run(conn, op)
             elif isinstance(op, AddHistory):
-                conn.execute(
-                    "INSERT INTO history(run_id, at_ms, kind, step_id, name, attempt, data) "
-                    "VALUES (?,?,?,?,?,?,?)",
-                    (op.run_id, op.at_ms, op.kind, op.step_id, op.name, op.attempt, op.data),
-                )
+                history.append((op.run_id, op.at_ms, op.kind, op.step_id, op.name, op.attempt, op.data))
             elif isinstance(op, InsertEvents):
                 for ev in op.events:
                     cur = conn.execute(
@@ -247,6 +259,7 @@ class SqliteStore(DashboardReads):
                 )
             else:  # pragma: no cover - a new op type without a handler is a programming error
                 raise TypeError(f"unknown batch operation {type(op).__name__}")
+        _insert_history(conn, history)
         return result
 
     @staticmethod
