@@ -120,6 +120,8 @@ class Service:
         if self.cluster is not None:
             await self.cluster.prepare()
         await self.scheduler.start()
+        # matching jobs stored before a restart: events they hold may share an id with new ones
+        self.runner.recovering.update(self.scheduler.waiting_of(JobKind.EVENTS))
         self.runner.start()
         if self.cluster is not None:
             await self.cluster.start()

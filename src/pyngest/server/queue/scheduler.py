@@ -21,7 +21,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 from pyngest.clock import Clock, TimerHandle
-from pyngest.server.model import Batch, CommitResult, DeleteJob, Enqueue, Job, applied_ops
+from pyngest.server.model import Batch, CommitResult, DeleteJob, Enqueue, Job, JobKind, applied_ops
 from pyngest.server.queue.partitions import ReadyQueue
 from pyngest.server.queue.spacing import Spacing
 from pyngest.server.store.base import Store
@@ -85,6 +85,10 @@ class Scheduler:
     @property
     def in_memory(self) -> int:
         return len(self._live)
+
+    def waiting_of(self, kind: JobKind) -> list[str]:
+        """Ids of the jobs of ``kind`` waiting in memory (not handed to a worker yet)."""
+        return [job.id for job in self._live.values() if job.kind is kind]
 
     @property
     def backlog(self) -> int:

@@ -38,19 +38,29 @@ class IngestStarts:
         """The events whose runs can start with them, each with its parsed body and the functions
         it triggers; those events are marked ``started`` (so no matching job is made for them)."""
         out = []
+        later: set[str] = set()  # ids of the events of this call left to matching
         for ev in events:
-            if ev.name == FN_INVOKED:
+            entry = None if ev.event_id in later else self._plan_one(ev)
+            if entry is None:
+                later.add(ev.event_id)  # a later event with this id must not overtake it
                 continue
-            if not self.runner.shards.sharded and self.runner.state.pauses.listens(ev.name):
-                continue  # a pause may take it: matched in order by the consumer
-            data = event_dict(ev)
-            targets = self.runner.registry.triggered_by(data)
-            if not targets and self.runner.shards.sharded:
-                continue  # nothing here now, but another process may have synced a function for it
-            if all(self._startable(fn) for fn in targets):
-                ev.started = True
-                out.append((ev, data, targets))
+            ev.started = True
+            out.append(entry)
         return out
+
+    def _plan_one(self, ev: StoredEvent) -> tuple[StoredEvent, dict[str, Any], list[Function]] | None:
+        runner = self.runner
+        if ev.event_id in runner.awaiting or ev.name == FN_INVOKED:
+            return None  # an earlier event with this id is matched first: it wins its keys
+        if not runner.shards.sharded and runner.state.pauses.listens(ev.name):
+            return None  # a pause may take it: matched in order by the consumer
+        data = event_dict(ev)
+        targets = runner.registry.triggered_by(data)
+        if not targets and runner.shards.sharded:
+            return None  # nothing here now, but another process may have synced a function for it
+        if not all(self._startable(fn) for fn in targets):
+            return None
+        return ev, data, targets
 
     def _startable(self, fn: Function) -> bool:
         cfg = fn.config

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
@@ -89,6 +89,13 @@ class Runner:
         # Scale-out: the store's registry version the registry in memory was loaded at (the
         # cluster node sets this; runs started with their events are checked against it).
         self.registry_version: Callable[[], int | None] = lambda: None
+        # The first of two events with the same id wins its idempotency keys, so an event's runs
+        # may start with it only while no earlier event with its id waits for matching: the ids
+        # of accepted events whose matching job is not through yet, and (after a restart) the
+        # stored matching jobs not through yet, whose events are not known.
+        self.awaiting: Counter[str] = Counter()
+        self.recovering: set[str] = set()
+        self._matched: list[str] = []  # ids of events matched in this round of the consumer
 
     # ------------------------------------------------------------------------ ingestion
 
@@ -98,11 +105,11 @@ class Runner:
         """
         batch = Batch()
         version = self.registry_version()
-        ready = self.shards.owns_any() and (version is not None or not self.shards.sharded)
+        ready = self.shards.owns_any() and not self.recovering and (version is not None or not self.shards.sharded)
         planned = self.starts.plan(events) if ready else []
         enqueue_events(batch, events, self.clock.now_ms(), self.state.listens)
         if not planned:
-            await self.state.commit(batch)
+            await self._commit_matched_later(batch, events)
             return
         await self.starts.add(planned, batch)
         if self.shards.sharded:
@@ -110,18 +117,33 @@ class Runner:
             assert isinstance(inserted, InsertEvents)
             inserted.registry_version = version
         try:
-            await self.state.commit(batch)
+            await self._commit_matched_later(batch, events)
         except Fenced:
-            # scale-out: the shard picked for a run was taken over meanwhile, or a sync through
-            # another process moved the registry: store the events as any others, for the
-            # owners of their runs' shards to match with the current registry
+            # scale-out: the shard picked for a run was taken over meanwhile, a sync through
+            # another process moved the registry, or an earlier event with the same id is not
+            # matched yet: store the events as any others, for the owners of their runs' shards
+            # to match with the current registry, in order
             for ev in events:
                 ev.started = False
             self.state.pending_runs.difference_update(
                 op.run.id for op in batch.ops if isinstance(op, CreateRun))
             batch = Batch()
             enqueue_events(batch, events, self.clock.now_ms(), self.state.listens)
+            await self._commit_matched_later(batch, events)
+
+    async def _commit_matched_later(self, batch: Batch, events: list[StoredEvent]) -> None:
+        """Commit an accepting batch; its events that go to a matching job are ``awaiting`` from
+        its submission until the consumer has submitted what matching them decided."""
+        jobs = [op.job for op in batch.ops if isinstance(op, Enqueue) and op.job.kind is JobKind.EVENTS]
+        matched = {i for job in jobs for i in (job.payload or {}).get("ids", ())}
+        later = [ev.event_id for ev in events if ev.internal_id in matched]
+        self.awaiting.update(later)
+        try:
             await self.state.commit(batch)
+        except BaseException:
+            self.awaiting.subtract(later)
+            self.awaiting += Counter()  # drop the ids at zero
+            raise
 
     # Matching happens in one consumer task, in arrival order: the first of two events with the
     # same id wins its idempotency key, and a debounce or batch sees its events in order. Workers
@@ -209,7 +231,11 @@ class Runner:
                         finished.append((job.id, True))
                 committed = False
                 try:
-                    await self.state.submit(batch)
+                    pending = self.state.submit(batch)
+                    # what matching decided is queued ahead of any later submission: events
+                    # with the same ids may now start their runs with them
+                    self._release([job.id for job in jobs])
+                    await pending
                     committed = True
                 except Exception:
                     log.exception("committing %d matched jobs failed; they run again after a restart", len(jobs))
@@ -219,6 +245,14 @@ class Runner:
                         fut = self._fed.pop(job_id, None)
                         if fut is not None and not fut.done():
                             fut.set_result(ok and committed)
+
+    def _release(self, job_ids: list[str]) -> None:
+        if self._matched:
+            self.awaiting.subtract(self._matched)
+            self.awaiting += Counter()  # drop the ids at zero (and any below, after a restart)
+            self._matched = []
+        if self.recovering:
+            self.recovering.difference_update(job_ids)
 
     def _drop_rest(self, job_id: str) -> None:
         """A fed job failed: the rest of its chunks are not matched now (the feed re-reads them)."""
@@ -247,6 +281,7 @@ class Runner:
             await self._match_pauses(ev, data)
             if not ev.started:  # else its runs were created when it was stored
                 await self._start_runs(ev, data, batch)
+            self._matched.append(ev.event_id)
 
     async def _match_pauses(self, ev: StoredEvent, data: dict[str, Any]) -> None:
         shards = self.shards

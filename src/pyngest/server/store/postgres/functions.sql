@@ -149,12 +149,21 @@ BEGIN
             WHEN 'hist' THEN
                 v_hist := true;  -- inserted with the batch's others after the loop
             WHEN 'ev' THEN
-                -- runs started with their events were decided by the registry at version rv: if
-                -- a sync has moved it since, refuse (as fenced); the events are stored again
-                -- without their runs, for the matchers to start with the current registry
+                -- Runs started with their events were decided by the registry at version rv, and
+                -- take their events' idempotency keys now. Refused (as fenced) if a sync has moved
+                -- the registry since, or if an earlier event with the same id may not be matched
+                -- yet (after the oldest stored cursor; it must win the keys): the events are then
+                -- stored again without their runs, for the matchers to start in order.
                 IF v_op ? 'rv' THEN
-                    IF (SELECT value::bigint FROM meta WHERE key = 'registry_version') <> (v_op->>'rv')::bigint THEN
-                        RAISE EXCEPTION 'the registry moved past version % while runs were started with their events',
+                    IF (SELECT value::bigint FROM meta WHERE key = 'registry_version') <> (v_op->>'rv')::bigint
+                       OR EXISTS (
+                           SELECT 1 FROM events AS e
+                           WHERE NOT e.started
+                             AND e.event_id IN (SELECT x->>2 FROM jsonb_array_elements(v_op->'e') AS x
+                                                WHERE (x->>7)::boolean)
+                             AND (e.xid, e.seq) > (SELECT cursor_xid, cursor_seq FROM shards
+                                                   ORDER BY cursor_xid, cursor_seq LIMIT 1)) THEN
+                        RAISE EXCEPTION 'runs cannot start with their events (registry version %, or an earlier event with the same id to match first)',
                             v_op->>'rv' USING ERRCODE = 'PYF01';
                     END IF;
                 END IF;
