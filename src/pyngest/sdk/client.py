@@ -19,12 +19,14 @@ from pyngest.clock import Clock, RealClock
 from pyngest.protocol.ids import new_seed
 from pyngest.protocol.signing import hash_signing_key
 from pyngest.sdk import config, errors
+from pyngest.sdk.checkpoint import Support
 from pyngest.sdk.config import Env, ServerKind
-from pyngest.sdk.function import Function, FunctionOpts
+from pyngest.sdk.function import Function, FunctionOpts, check_checkpointing
 from pyngest.sdk.middleware import MiddlewareManager, UninitializedMiddleware
 from pyngest.sdk.options import (
     Batch,
     Cancel,
+    CheckpointingOption,
     Concurrency,
     Debounce,
     Priority,
@@ -69,6 +71,10 @@ class Inngest:
         serializer: converts outputs declared with ``output_type`` (e.g. ``PydanticSerializer``).
         app_version: free-form version string sent at sync.
         request_timeout: HTTP timeout for calls to the server, ms or timedelta (default 30 s).
+        checkpointing: run steps back to back in one request, reporting each to the server's
+            checkpoint API (on by default where the server supports it; ``False`` turns it off,
+            ``inngest.Checkpointing(max_runtime=...)`` tunes it; ``INNGEST_CHECKPOINTING=0``
+            turns it off when this is not given).
     """
 
     def __init__(
@@ -87,6 +93,7 @@ class Inngest:
         serializer: Serializer | None = None,
         app_version: str | None = None,
         request_timeout: int | datetime.timedelta | None = None,
+        checkpointing: CheckpointingOption = None,
         id: str | None = None,  # noqa: A002 - the TS name, used by some docs pages
     ) -> None:
         app_id = app_id or id
@@ -120,6 +127,9 @@ class Inngest:
         )
         self._app_version = app_version
         self._serializer = serializer
+        check_checkpointing(checkpointing, "Inngest")
+        self.checkpointing: CheckpointingOption = checkpointing
+        self._checkpoint_support = Support()
         if isinstance(request_timeout, datetime.timedelta):
             self._timeout = request_timeout.total_seconds()
         elif isinstance(request_timeout, int):
@@ -198,6 +208,7 @@ class Inngest:
         throttle: Throttle | None = None,
         timeouts: Timeouts | None = None,
         singleton: Singleton | None = None,
+        checkpointing: CheckpointingOption = None,
         _experimental_execution: bool = False,
         id: str | None = None,  # noqa: A002 - the TS name, used by some guide pages
     ) -> Callable[[Callable[..., Any]], Function[Any]]:
@@ -214,6 +225,7 @@ class Inngest:
             on_failure: handler run after the function failed for good.
             middleware: middleware for this function only (after the client's).
             output_type: type of the return value, for the client's serializer.
+            checkpointing: this function's checkpointing (None: the client's setting).
             id: another name for ``fn_id`` (some guide pages write ``id=``).
         """
         fn_id = fn_id if fn_id is not None else id
@@ -251,6 +263,7 @@ class Inngest:
                     throttle=throttle,
                     timeouts=timeouts,
                     singleton=singleton,
+                    checkpointing=checkpointing,
                 ),
                 triggers,
                 handler,

@@ -1,6 +1,7 @@
 """Run one execution request against a function: parse, replay, apply output middleware.
 
-Shared by the HTTP handler and the in-process ``mocked`` test runner.
+``execute_*`` is shared by the HTTP handler and the in-process ``mocked`` test runner;
+``serve_*`` is the handler's, with checkpointing (:mod:`pyngest.sdk.checkpoint`).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyngest.sdk import errors
+from pyngest.sdk.checkpoint import Session
 from pyngest.sdk.function import Context, ContextSync, Function
 from pyngest.sdk.memos import StepMemos
 from pyngest.sdk.middleware import MiddlewareManager, TransformOutputResult, TransformOutputStepInfo
@@ -34,6 +36,10 @@ class ExecRequest:
     max_attempts: int | None
     run_id: str
     stack: list[str] | None
+    # What checkpointing needs (PROTOCOL.md §3.8); optional, and ignored when malformed.
+    fn_id: str | None = None
+    qi_id: str | None = None
+    generation_id: int | None = None
 
 
 def _need(cond: bool, what: str) -> None:
@@ -82,7 +88,20 @@ def parse_request(body: object) -> ExecRequest:
         max_attempts=max_attempts,
         run_id=run_id,  # type: ignore[arg-type]
         stack=stack,
+        fn_id=_opt_str(ctx.get("fn_id")),
+        qi_id=_opt_str(ctx.get("qi_id")),
+        generation_id=_opt_int(ctx.get("generation_id")),
     )
+
+
+def _opt_str(value: object) -> str | None:
+    return value if type(value) is str and value else None
+
+
+def _opt_int(value: object) -> int | None:
+    if type(value) is str and value.isdigit():
+        value = int(value)
+    return value if type(value) is int and value > 0 else None
 
 
 class ReplayLogger:
@@ -222,3 +241,48 @@ def execute_sync(
     handler, exe, ctx, two_args, output_type, mw = prepared
     call = (lambda: handler(ctx, ctx.step)) if two_args else (lambda: handler(ctx))
     return drive_sync(_execute(exe, client, fn, ctx, output_type), mw, call)
+
+
+async def serve_async(
+    client: Inngest,
+    fn: Function[Any],
+    fn_id: str,
+    req: ExecRequest,
+    events: list[Event],
+    steps: dict[str, Any],
+    target: str | None,
+    raw_request: object = None,
+    headers: dict[str, str] | None = None,
+) -> CallResult:
+    """An async function's HTTP request: :func:`execute_async`, then, while checkpointing lets
+    the request go on after a step, again with that step memoized; never raises."""
+    headers = headers or {}
+    session = Session.open(client, fn, req, target, headers)
+    while True:
+        res = await execute_async(client, fn, fn_id, req, events, steps, target, raw_request, headers)
+        step = None if session is None else session.next_step(res)
+        if step is None or session is None or not await session.report(step):
+            return res
+        steps = session.memos(steps, step)
+
+
+def serve_sync(
+    client: Inngest,
+    fn: Function[Any],
+    fn_id: str,
+    req: ExecRequest,
+    events: list[Event],
+    steps: dict[str, Any],
+    target: str | None,
+    raw_request: object = None,
+    headers: dict[str, str] | None = None,
+) -> CallResult:
+    """:func:`serve_async` for plain functions."""
+    headers = headers or {}
+    session = Session.open(client, fn, req, target, headers)
+    while True:
+        res = execute_sync(client, fn, fn_id, req, events, steps, target, raw_request, headers)
+        step = None if session is None else session.next_step(res)
+        if step is None or session is None or not session.report_sync(step):
+            return res
+        steps = session.memos(steps, step)

@@ -1,0 +1,251 @@
+"""Checkpointing: a function's steps run back to back in one request (PROTOCOL.md §3.8, §9.3).
+
+Without it every ``step.run`` costs a round trip: the SDK answers 206 with the step's output, the
+server stores it and sends the next request, which replays the handler up to the next step.
+With it, when a request ends with exactly one successful ``step.run``, the SDK reports that op
+to the server's checkpoint API (``POST /v1/checkpoint/{runId}/async``, what the npm SDK v4
+calls async checkpointing) and, once the server has stored it, goes on in the same request as
+if the server had sent the next request itself: the step's output becomes a memo (in the form
+the server would send it back) and the handler replays from the top. Every request-level
+behaviour (middleware hooks per request, memo decoding, ``ctx.logger`` muting, determinism
+warnings) is therefore the classic protocol's, only without the trip through the server's queue.
+
+A step's output is stored before any code after it runs (the checkpoint is awaited first): the
+same guarantee as the npm SDK's default ``bufferedSteps: 1``. Anything else — sleeps, waits,
+invokes, parallel steps, a step's error, the function's return, a retry attempt, a request that
+has used its time budget, a checkpoint the server refuses — ends the request with the classic
+answer for that point, which is always correct, as the server treats it as it would without
+checkpointing.
+"""
+
+from __future__ import annotations
+
+import time
+import urllib.parse
+from typing import TYPE_CHECKING, Any
+
+import httpx
+import orjson
+
+from pyngest.protocol import jcs
+from pyngest.protocol.opcodes import Opcode
+from pyngest.protocol.signing import hash_signing_key
+from pyngest.sdk import config, errors
+from pyngest.sdk.config import Env
+from pyngest.sdk.options import Checkpointing, CheckpointingOption, to_ms
+from pyngest.sdk.replay import CallResult, dumps
+from pyngest.sdk.types import EMPTY
+
+if TYPE_CHECKING:
+    from pyngest.sdk.client import Inngest
+    from pyngest.sdk.execute import ExecRequest
+    from pyngest.sdk.function import Function
+
+# Network errors and 5xx answers are retried like the npm SDK does (5 tries, 100 ms base).
+ATTEMPTS = 5
+# After a server says it has no checkpoint API (404/405), don't ask it again for a while.
+UNSUPPORTED_FOR_S = 60.0
+
+
+
+
+def settings(fn_option: CheckpointingOption, client_option: CheckpointingOption) -> Checkpointing | None:
+    """The function's option, else the client's, else ``INNGEST_CHECKPOINTING`` (``0`` turns it
+    off), else on with the defaults."""
+    for option in (fn_option, client_option):
+        if option is False:
+            return None
+        if option is True:
+            return Checkpointing()
+        if isinstance(option, Checkpointing):
+            return option
+    if config.env_is_false(Env.CHECKPOINTING):
+        return None
+    return Checkpointing()
+
+
+class Support:
+    """What the client learnt about its server's checkpoint API (shared by its requests)."""
+
+    __slots__ = ("missing_until",)
+
+    def __init__(self) -> None:
+        self.missing_until = 0.0
+
+    def available(self) -> bool:
+        return time.monotonic() >= self.missing_until
+
+    def missing(self) -> None:
+        self.missing_until = time.monotonic() + UNSUPPORTED_FOR_S
+
+
+class Step:
+    """One step.run output, ready to report, and the memo the server would send back for it."""
+
+    __slots__ = ("id", "op", "memo")
+
+    def __init__(self, step_id: str, op: bytes, memo: Any) -> None:
+        self.id = step_id
+        self.op = op
+        self.memo = memo
+
+
+class Session:
+    """Checkpointing for one request."""
+
+    __slots__ = ("client", "run_id", "fn_id", "qi_id", "generation", "request_id", "deadline", "steps", "reported")
+
+    def __init__(self, client: Inngest, req: ExecRequest, request_id: str | None, max_runtime_ms: int) -> None:
+        self.client = client
+        self.run_id = req.run_id
+        self.fn_id = req.fn_id
+        self.qi_id = req.qi_id
+        self.generation = req.generation_id
+        self.request_id = request_id
+        self.deadline = time.monotonic() + max_runtime_ms / 1000
+        self.steps: dict[str, Any] | None = None
+        self.reported = 0
+
+    @classmethod
+    def open(
+        cls, client: Inngest, fn: Function[Any], req: ExecRequest, target: str | None, headers: dict[str, str]
+    ) -> Session | None:
+        """A session if this request may checkpoint, else None (the classic protocol).
+
+        The server shows it takes checkpoints by sending the function's internal id and the
+        queue item's id (``ctx.fn_id``, ``ctx.qi_id``), as the npm SDK requires. Only a
+        discovery request on its first attempt, with immediate execution allowed, goes on past
+        a step: a retry answers right after its step (so the next step starts with its own
+        attempt count, as without checkpointing), a targeted or planned request runs one step.
+        """
+        cfg = settings(fn.checkpointing, client.checkpointing)
+        if cfg is None or target is not None or req.disable_immediate or req.attempt != 0:
+            return None
+        if not req.fn_id or not req.qi_id or not client._checkpoint_support.available():
+            return None
+        return cls(client, req, headers.get("x-request-id") or None, to_ms(cfg.max_runtime))
+
+    # ------------------------------------------------------------------ deciding
+
+    def next_step(self, res: CallResult) -> Step | None:
+        """The step to checkpoint if ``res`` is the output of one ``step.run`` and time remains."""
+        if res.multi is None or len(res.multi) != 1:
+            return None
+        item = res.multi[0]
+        info = item.step
+        if info is None or info.op is not Opcode.STEP_RUN or item.error is not None or item.output is EMPTY:
+            return None
+        if time.monotonic() >= self.deadline:
+            return None
+        op = info.to_wire()
+        op["data"] = item.output
+        try:
+            payload = dumps(op)
+            data = orjson.loads(dumps(item.output))
+            # The server stores {"data": ...} as canonical JSON and sends it back parsed: the
+            # handler sees exactly that (1.0 comes back as 1, tuples as lists).
+            memo = orjson.loads(jcs.dumps({"data": data}))
+        except (errors.OutputUnserializableError, orjson.JSONDecodeError, TypeError, ValueError):
+            return None  # the classic answer reports the problem
+        return Step(info.id, payload, memo)
+
+    def memos(self, steps: dict[str, Any], step: Step) -> dict[str, Any]:
+        """The memos of the next (in-process) request: this request's plus the new step's."""
+        if self.steps is None:
+            self.steps = dict(steps)
+        self.steps[step.id] = step.memo
+        return self.steps
+
+    # ------------------------------------------------------------------ reporting
+
+    def _request(self, step: Step) -> tuple[str, dict[str, str], bytes]:
+        url = urllib.parse.urljoin(self.client.api_origin, f"/v1/checkpoint/{urllib.parse.quote(self.run_id)}/async")
+        headers = config.base_headers(env=self.client.env, framework=None, server_kind=None)
+        headers["content-type"] = "application/json"
+        body: dict[str, Any] = {"run_id": self.run_id, "fn_id": self.fn_id, "qi_id": self.qi_id}
+        if self.request_id:
+            body["request_id"] = self.request_id
+        if self.generation:
+            body["generation_id"] = self.generation
+        body["steps"] = [orjson.Fragment(step.op)]
+        body["ts"] = self.client._clock.now_ms()
+        return url, headers, orjson.dumps(body)
+
+    def _keys(self) -> list[str | None]:
+        keys: list[str | None] = [k for k in (self.client.signing_key, self.client.signing_key_fallback) if k]
+        return keys or [None]
+
+    @staticmethod
+    def _auth(key: str | None) -> dict[str, str]:
+        return {"authorization": f"Bearer {hash_signing_key(key)}"} if key else {}
+
+    def _outcome(self, res: httpx.Response | None, error: Exception | None) -> bool | None:
+        """True: stored. False: refused for good (answer the classic way). None: try again."""
+        if res is None:
+            self._log(f"could not reach the checkpoint API: {error}")
+            return None
+        if res.status_code < 300:
+            self.reported += 1
+            return True
+        if res.status_code >= 500:
+            self._log(f"the checkpoint API answered HTTP {res.status_code}: {res.text[:200]}")
+            return None
+        if res.status_code in (404, 405):
+            # most likely no such route: a server without checkpointing (a run it no longer
+            # has would say the same; then only this pause is lost)
+            self.client._checkpoint_support.missing()
+        # 409: this request is stale (the server gave its run to another dispatch); 400: the
+        # run ended (cancelled) or the op was refused. The classic answer is what it expects.
+        self._log(f"the checkpoint API answered HTTP {res.status_code}: {res.text[:200]}")
+        return False
+
+    def _log(self, message: str) -> None:
+        self.client.logger.debug(f"run {self.run_id}: {message}; answering without checkpointing")
+
+    async def report(self, step: Step) -> bool:
+        """Store the step on the server; False if it could not be (answer the classic way)."""
+        from pyngest.sdk.client import backoff_s
+
+        url, headers, body = self._request(step)
+        http = self.client._http_async()
+        for attempt in range(ATTEMPTS):
+            res: httpx.Response | None = None
+            error: Exception | None = None
+            for key in self._keys():
+                try:
+                    res = await http.post(url, headers={**headers, **self._auth(key)}, content=body)
+                except httpx.HTTPError as exc:
+                    error = exc
+                    break
+                if res.status_code not in (401, 403):
+                    break
+            outcome = self._outcome(res, error)
+            if outcome is not None:
+                return outcome
+            if attempt + 1 < ATTEMPTS:
+                await self.client._sleep_async(backoff_s(attempt))
+        return False
+
+    def report_sync(self, step: Step) -> bool:
+        """Blocking :meth:`report`, for plain (non-async) functions."""
+        from pyngest.sdk.client import backoff_s
+
+        url, headers, body = self._request(step)
+        http = self.client._http_sync()
+        for attempt in range(ATTEMPTS):
+            res: httpx.Response | None = None
+            error: Exception | None = None
+            for key in self._keys():
+                try:
+                    res = http.post(url, headers={**headers, **self._auth(key)}, content=body)
+                except httpx.HTTPError as exc:
+                    error = exc
+                    break
+                if res.status_code not in (401, 403):
+                    break
+            outcome = self._outcome(res, error)
+            if outcome is not None:
+                return outcome
+            if attempt + 1 < ATTEMPTS:
+                self.client._sleep_sync(backoff_s(attempt))
+        return False
