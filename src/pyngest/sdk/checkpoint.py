@@ -30,11 +30,13 @@ import orjson
 from pyngest.protocol import jcs
 from pyngest.protocol.opcodes import Opcode
 from pyngest.protocol.signing import hash_signing_key
+from pyngest.protocol.step_ids import hash_step_id
 from pyngest.sdk import config, errors
 from pyngest.sdk.config import Env
 from pyngest.sdk.options import Checkpointing, CheckpointingOption, to_ms
-from pyngest.sdk.replay import CallResult, dumps
+from pyngest.sdk.replay import CallResult, CheckpointRefused, StepInfo, dumps
 from pyngest.sdk.types import EMPTY
+from pyngest.server.executor.http import HTTPError
 
 if TYPE_CHECKING:
     from pyngest.sdk.client import Inngest
@@ -80,12 +82,14 @@ class Support:
 
 
 class Step:
-    """One step.run output, ready to report, and the memo the server would send back for it."""
+    """One step.run output: the request's classic answer for it, the op to report, and the memo
+    the server would send back for it."""
 
-    __slots__ = ("id", "op", "memo")
+    __slots__ = ("id", "result", "op", "memo")
 
-    def __init__(self, step_id: str, op: bytes, memo: Any) -> None:
+    def __init__(self, step_id: str, result: CallResult, op: bytes, memo: Any) -> None:
         self.id = step_id
+        self.result = result
         self.op = op
         self.memo = memo
 
@@ -93,7 +97,8 @@ class Step:
 class Session:
     """Checkpointing for one request."""
 
-    __slots__ = ("client", "run_id", "fn_id", "qi_id", "generation", "request_id", "deadline", "steps", "reported")
+    __slots__ = ("client", "run_id", "fn_id", "qi_id", "generation", "request_id", "deadline", "steps", "pending",
+                 "reported")
 
     def __init__(self, client: Inngest, req: ExecRequest, request_id: str | None, max_runtime_ms: int) -> None:
         self.client = client
@@ -102,8 +107,11 @@ class Session:
         self.qi_id = req.qi_id
         self.generation = req.generation_id
         self.request_id = request_id
-        self.deadline = time.monotonic() + max_runtime_ms / 1000
+        self.deadline = client._monotonic() + max_runtime_ms / 1000
         self.steps: dict[str, Any] | None = None
+        # The last step run, not yet stored: stored before the next step's code runs (the
+        # gate) or before any answer but the function's return, which carries it along.
+        self.pending: Step | None = None
         self.reported = 0
 
     @classmethod
@@ -128,14 +136,14 @@ class Session:
     # ------------------------------------------------------------------ deciding
 
     def next_step(self, res: CallResult) -> Step | None:
-        """The step to checkpoint if ``res`` is the output of one ``step.run`` and time remains."""
+        """The step to go on after if ``res`` is the output of one ``step.run`` and time remains."""
         if res.multi is None or len(res.multi) != 1:
             return None
         item = res.multi[0]
         info = item.step
         if info is None or info.op is not Opcode.STEP_RUN or item.error is not None or item.output is EMPTY:
             return None
-        if time.monotonic() >= self.deadline:
+        if self.client._monotonic() >= self.deadline:
             return None
         op = info.to_wire()
         op["data"] = item.output
@@ -147,14 +155,57 @@ class Session:
             memo = orjson.loads(jcs.dumps({"data": data}))
         except (errors.OutputUnserializableError, orjson.JSONDecodeError, TypeError, ValueError):
             return None  # the classic answer reports the problem
-        return Step(info.id, payload, memo)
+        return Step(info.id, res, payload, memo)
 
-    def memos(self, steps: dict[str, Any], step: Step) -> dict[str, Any]:
-        """The memos of the next (in-process) request: this request's plus the new step's."""
+    def must_store(self, res: CallResult) -> bool:
+        """A step is pending and ``res`` is not the function's return (which carries it)."""
+        return self.pending is not None and not _returned(res)
+
+    def answer(self, res: CallResult) -> CallResult | None:
+        """The request's answer after ``res``, or None to go on (with :meth:`memos`)."""
+        if self.pending is not None:  # the function returned right after the pending step
+            return CallResult(multi=[self.pending.result.multi[0], _run_complete(res)])  # type: ignore[index]
+        step = self.next_step(res)
+        if step is None:
+            return res
+        self.pending = step
+        return None
+
+    def refused(self) -> CallResult:
+        """The classic answer for the step that could not be stored."""
+        assert self.pending is not None
+        return self.pending.result
+
+    def memos(self, steps: dict[str, Any]) -> dict[str, Any]:
+        """The memos of the next (in-process) request: this request's plus the pending step's."""
+        assert self.pending is not None
         if self.steps is None:
             self.steps = dict(steps)
-        self.steps[step.id] = step.memo
+        self.steps[self.pending.id] = self.pending.memo
         return self.steps
+
+    async def gate(self) -> None:
+        """Before a step's code runs: store the pending step first."""
+        if self.pending is not None and not await self.report_pending():
+            raise CheckpointRefused()
+
+    def gate_sync(self) -> None:
+        if self.pending is not None and not self.report_pending_sync():
+            raise CheckpointRefused()
+
+    async def report_pending(self) -> bool:
+        assert self.pending is not None
+        if not await self.report(self.pending):
+            return False
+        self.pending = None
+        return True
+
+    def report_pending_sync(self) -> bool:
+        assert self.pending is not None
+        if not self.report_sync(self.pending):
+            return False
+        self.pending = None
+        return True
 
     # ------------------------------------------------------------------ reporting
 
@@ -179,24 +230,23 @@ class Session:
     def _auth(key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {hash_signing_key(key)}"} if key else {}
 
-    def _outcome(self, res: httpx.Response | None, error: Exception | None) -> bool | None:
+    def _outcome(self, status: int | None, text: str) -> bool | None:
         """True: stored. False: refused for good (answer the classic way). None: try again."""
-        if res is None:
-            self._log(f"could not reach the checkpoint API: {error}")
+        if status is None:
+            self._log(f"could not reach the checkpoint API: {text}")
             return None
-        if res.status_code < 300:
+        if status < 300:
             self.reported += 1
             return True
-        if res.status_code >= 500:
-            self._log(f"the checkpoint API answered HTTP {res.status_code}: {res.text[:200]}")
+        self._log(f"the checkpoint API answered HTTP {status}: {text[:200]}")
+        if status >= 500:
             return None
-        if res.status_code in (404, 405):
+        if status in (404, 405):
             # most likely no such route: a server without checkpointing (a run it no longer
             # has would say the same; then only this pause is lost)
             self.client._checkpoint_support.missing()
         # 409: this request is stale (the server gave its run to another dispatch); 400: the
         # run ended (cancelled) or the op was refused. The classic answer is what it expects.
-        self._log(f"the checkpoint API answered HTTP {res.status_code}: {res.text[:200]}")
         return False
 
     def _log(self, message: str) -> None:
@@ -207,19 +257,20 @@ class Session:
         from pyngest.sdk.client import backoff_s
 
         url, headers, body = self._request(step)
-        http = self.client._http_async()
+        http = self.client._checkpoint_http()
         for attempt in range(ATTEMPTS):
-            res: httpx.Response | None = None
-            error: Exception | None = None
+            status: int | None = None
+            text = ""
             for key in self._keys():
                 try:
-                    res = await http.post(url, headers={**headers, **self._auth(key)}, content=body)
-                except httpx.HTTPError as exc:
-                    error = exc
+                    res = await http.post(url, {**headers, **self._auth(key)}, body, timeout=self.client._timeout)
+                except HTTPError as exc:
+                    status, text = None, str(exc)
                     break
-                if res.status_code not in (401, 403):
+                status, text = res.status, res.body.decode(errors="replace")
+                if status not in (401, 403):
                     break
-            outcome = self._outcome(res, error)
+            outcome = self._outcome(status, text)
             if outcome is not None:
                 return outcome
             if attempt + 1 < ATTEMPTS:
@@ -233,19 +284,35 @@ class Session:
         url, headers, body = self._request(step)
         http = self.client._http_sync()
         for attempt in range(ATTEMPTS):
-            res: httpx.Response | None = None
-            error: Exception | None = None
+            status: int | None = None
+            text = ""
             for key in self._keys():
                 try:
                     res = http.post(url, headers={**headers, **self._auth(key)}, content=body)
                 except httpx.HTTPError as exc:
-                    error = exc
+                    status, text = None, str(exc)
                     break
-                if res.status_code not in (401, 403):
+                status, text = res.status_code, res.text
+                if status not in (401, 403):
                     break
-            outcome = self._outcome(res, error)
+            outcome = self._outcome(status, text)
             if outcome is not None:
                 return outcome
             if attempt + 1 < ATTEMPTS:
                 self.client._sleep_sync(backoff_s(attempt))
         return False
+
+
+def _returned(res: CallResult) -> bool:
+    return res.multi is None and res.step is None and res.error is None and res.output is not EMPTY
+
+
+_COMPLETE_ID = hash_step_id("complete")  # the npm SDK's id for it
+
+
+def _run_complete(res: CallResult) -> CallResult:
+    """The function's return as a ``RunComplete`` op (PROTOCOL.md §4.2), to answer with it and
+    the step before it in one response."""
+    info = StepInfo(id=_COMPLETE_ID, display_name="complete", name="complete", op=Opcode.RUN_COMPLETE,
+                    opts=None, user_id="complete", index=None)
+    return CallResult(output=res.output, step=info)

@@ -39,6 +39,7 @@ from pyngest.sdk.options import (
 )
 from pyngest.sdk.serializer import Serializer
 from pyngest.sdk.types import EMPTY, Event, Logger, SendEventsResult, SendInput, to_events
+from pyngest.server.executor.http import HTTPClient
 
 T = TypeVar("T")
 
@@ -140,10 +141,12 @@ class Inngest:
         self._clock: Clock = RealClock()
         self._sleep_sync: Callable[[float], None] = time.sleep
         self._sleep_async: Callable[[float], Any] = asyncio.sleep
+        self._monotonic: Callable[[], float] = time.monotonic  # a checkpointing request's time budget
         self._http: httpx.Client | None = None
         self._ahttp: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
+        self._cphttp: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HTTPClient] = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------------ properties
 
@@ -286,6 +289,16 @@ class Inngest:
         client = self._ahttp.get(loop)
         if client is None:
             client = self._ahttp[loop] = httpx.AsyncClient(timeout=self._timeout)
+        return client
+
+    def _checkpoint_http(self) -> HTTPClient:
+        # Checkpoints are the SDK's hottest call (one per step): the lean keep-alive client the
+        # server sends execution requests with, not httpx (whose pool keeps only 20 idle
+        # connections and costs several times the CPU per request). One per loop, as above.
+        loop = asyncio.get_running_loop()
+        client = self._cphttp.get(loop)
+        if client is None:
+            client = self._cphttp[loop] = HTTPClient(max_body=1 << 20)
         return client
 
     def _auth_headers(self, key: str | None) -> dict[str, str]:

@@ -6,7 +6,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +15,16 @@ from pyngest.sdk.checkpoint import Session
 from pyngest.sdk.function import Context, ContextSync, Function
 from pyngest.sdk.memos import StepMemos
 from pyngest.sdk.middleware import MiddlewareManager, TransformOutputResult, TransformOutputStepInfo
-from pyngest.sdk.replay import HOOK, Ask, CallResult, Execution, drive_async, drive_sync, run
+from pyngest.sdk.replay import (
+    HOOK,
+    Ask,
+    CallResult,
+    CheckpointRefused,
+    Execution,
+    drive_async,
+    drive_sync,
+    run,
+)
 from pyngest.sdk.steps import Step, StepSync
 from pyngest.sdk.types import Event
 
@@ -139,6 +148,7 @@ def _prepare(
     headers: dict[str, str],
     *,
     is_async: bool,
+    gate: Callable[[], Any] | None = None,
 ) -> tuple[Any, Execution, Any, bool, object, MiddlewareManager] | CallResult:
     found = fn.handler_for(fn_id)
     if found is None:
@@ -155,6 +165,7 @@ def _prepare(
         attempt=req.attempt,
         max_attempts=req.max_attempts,
         logger=client.logger,
+        gate=gate,
     )
     logger = ReplayLogger(client.logger, exe)
     common = dict(
@@ -213,9 +224,11 @@ async def execute_async(
     target: str | None,
     raw_request: object = None,
     headers: dict[str, str] | None = None,
+    gate: Callable[[], Awaitable[None]] | None = None,
 ) -> CallResult:
-    """Run an async function's request; never raises."""
-    prepared = _prepare(client, fn, fn_id, req, events, steps, target, raw_request, headers or {}, is_async=True)
+    """Run an async function's request; never raises (but CheckpointRefused from ``gate``)."""
+    prepared = _prepare(client, fn, fn_id, req, events, steps, target, raw_request, headers or {}, is_async=True,
+                        gate=gate)
     if isinstance(prepared, CallResult):
         return prepared
     handler, exe, ctx, two_args, output_type, mw = prepared
@@ -233,9 +246,11 @@ def execute_sync(
     target: str | None,
     raw_request: object = None,
     headers: dict[str, str] | None = None,
+    gate: Callable[[], None] | None = None,
 ) -> CallResult:
-    """Run a plain function's request; never raises."""
-    prepared = _prepare(client, fn, fn_id, req, events, steps, target, raw_request, headers or {}, is_async=False)
+    """Run a plain function's request; never raises (but CheckpointRefused from ``gate``)."""
+    prepared = _prepare(client, fn, fn_id, req, events, steps, target, raw_request, headers or {}, is_async=False,
+                        gate=gate)
     if isinstance(prepared, CallResult):
         return prepared
     handler, exe, ctx, two_args, output_type, mw = prepared
@@ -258,12 +273,20 @@ async def serve_async(
     the request go on after a step, again with that step memoized; never raises."""
     headers = headers or {}
     session = Session.open(client, fn, req, target, headers)
+    if session is None:
+        return await execute_async(client, fn, fn_id, req, events, steps, target, raw_request, headers)
     while True:
-        res = await execute_async(client, fn, fn_id, req, events, steps, target, raw_request, headers)
-        step = None if session is None else session.next_step(res)
-        if step is None or session is None or not await session.report(step):
-            return res
-        steps = session.memos(steps, step)
+        try:
+            res = await execute_async(client, fn, fn_id, req, events, steps, target, raw_request, headers,
+                                      gate=session.gate)
+            if session.must_store(res) and not await session.report_pending():
+                return session.refused()
+        except CheckpointRefused:
+            return session.refused()
+        answer = session.answer(res)
+        if answer is not None:
+            return answer
+        steps = session.memos(steps)
 
 
 def serve_sync(
@@ -280,9 +303,17 @@ def serve_sync(
     """:func:`serve_async` for plain functions."""
     headers = headers or {}
     session = Session.open(client, fn, req, target, headers)
+    if session is None:
+        return execute_sync(client, fn, fn_id, req, events, steps, target, raw_request, headers)
     while True:
-        res = execute_sync(client, fn, fn_id, req, events, steps, target, raw_request, headers)
-        step = None if session is None else session.next_step(res)
-        if step is None or session is None or not session.report_sync(step):
-            return res
-        steps = session.memos(steps, step)
+        try:
+            res = execute_sync(client, fn, fn_id, req, events, steps, target, raw_request, headers,
+                               gate=session.gate_sync)
+            if session.must_store(res) and not session.report_pending_sync():
+                return session.refused()
+        except CheckpointRefused:
+            return session.refused()
+        answer = session.answer(res)
+        if answer is not None:
+            return answer
+        steps = session.memos(steps)

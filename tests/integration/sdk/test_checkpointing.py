@@ -24,6 +24,9 @@ import pyngest.flask
 from pyngest.experimental.dev_server import DevServer, serve_app
 from tests.unit.sdk.harness import read_body, send_plain
 
+# Each test sets checkpointing on its clients itself (the directory's on/off run is not needed).
+CHECKPOINTING_MODES = ("on",)
+
 
 def _client(srv: DevServer, app_id: str, origin: str | None = None, **kw: Any) -> inngest.Inngest:
     return inngest.Inngest(app_id=app_id, is_production=False, api_base_url=origin or srv.url,
@@ -82,25 +85,27 @@ def _five_steps(client: inngest.Inngest, ran: list[str], event: str) -> Any:
     return five
 
 
-@pytest.mark.parametrize("checkpointing", [True, False])
-def test_steps_run_back_to_back_in_one_request(pyngest_server: DevServer, checkpointing: bool) -> None:
-    client = _client(pyngest_server, f"cp-five-{checkpointing}", checkpointing=checkpointing)
+@pytest.mark.parametrize("enabled", [True, False])
+def test_steps_run_back_to_back_in_one_request(store_server: DevServer, enabled: bool) -> None:
+    pyngest_server = store_server
+    client = _client(pyngest_server, f"cp-five-{enabled}", checkpointing=enabled)
     ran: list[str] = []
-    fn = _five_steps(client, ran, f"app/five-{checkpointing}")
+    fn = _five_steps(client, ran, f"app/five-{enabled}")
     app = fastapi.FastAPI()
     pyngest.fast_api.serve(app, client, [fn])
     counting = Counting(app)
     with serve_app(counting) as base:
         pyngest_server.sync(base + "/api/inngest")
-        (eid,) = client.send_sync(inngest.Event(name=f"app/five-{checkpointing}"))
+        (eid,) = client.send_sync(inngest.Event(name=f"app/five-{enabled}"))
         run = pyngest_server.wait_for_run(eid)
     assert (run.status, run.output) == ("Completed", {"total": 10.5, "last_type": "int"})
     assert ran == ["s0", "s1", "s2", "s3", "s4"]
     # six steps and the return: one request with checkpointing, seven without
-    assert len(counting.posts) == (1 if checkpointing else 7)
+    assert len(counting.posts) == (1 if enabled else 7)
 
 
-def test_plain_function_on_flask_checkpoints(pyngest_server: DevServer) -> None:
+def test_plain_function_on_flask_checkpoints(store_server: DevServer) -> None:
+    pyngest_server = store_server
     client = _client(pyngest_server, "cp-flask")
     ran: list[int] = []
 
@@ -126,7 +131,8 @@ def test_plain_function_on_flask_checkpoints(pyngest_server: DevServer) -> None:
     assert len(posts) == 1
 
 
-def test_sleep_retry_and_parallel_fall_back_to_the_classic_protocol(pyngest_server: DevServer) -> None:
+def test_sleep_retry_and_parallel_fall_back_to_the_classic_protocol(store_server: DevServer) -> None:
+    pyngest_server = store_server
     client = _client(pyngest_server, "cp-fallback")
     attempts: list[tuple[str, int]] = []
 
@@ -162,7 +168,8 @@ def test_sleep_retry_and_parallel_fall_back_to_the_classic_protocol(pyngest_serv
     assert 7 <= len(counting.posts) <= 9, counting.posts
 
 
-def test_a_server_without_the_checkpoint_api_gets_classic_answers(pyngest_server: DevServer) -> None:
+def test_a_server_without_the_checkpoint_api_gets_classic_answers(store_server: DevServer) -> None:
+    pyngest_server = store_server
     proxy = NoCheckpointAPI(pyngest_server.url)
     with serve_app(proxy) as proxy_base:
         client = _client(pyngest_server, "cp-missing", origin=proxy_base)
@@ -184,7 +191,8 @@ def test_a_server_without_the_checkpoint_api_gets_classic_answers(pyngest_server
     assert proxy.refused == 1
 
 
-def test_cancelled_between_steps_runs_no_further_step(pyngest_server: DevServer) -> None:
+def test_cancelled_between_steps_runs_no_further_step(store_server: DevServer) -> None:
+    pyngest_server = store_server
     client = _client(pyngest_server, "cp-cancel")
     ran: list[str] = []
     entered = threading.Event()
@@ -268,7 +276,8 @@ def _hooks_of_a_run(srv: DevServer, checkpointing: bool) -> tuple[list[str], Any
     return list(Recorder.calls), run.output, values
 
 
-def test_middleware_hooks_are_the_same_with_and_without(pyngest_server: DevServer) -> None:
+def test_middleware_hooks_are_the_same_with_and_without(store_server: DevServer) -> None:
+    pyngest_server = store_server
     with_it = _hooks_of_a_run(pyngest_server, True)
     assert with_it == _hooks_of_a_run(pyngest_server, False)
     calls, output, values = with_it
