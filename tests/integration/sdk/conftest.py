@@ -1,6 +1,7 @@
 """Fixtures of the SDK integration tests.
 
-- ``pyngest_server`` (the documented pytest plugin's): ``pyngest dev`` on SQLite, once a session.
+- ``pyngest_server``: as the documented pytest plugin's (``pyngest dev`` on SQLite, once a
+  session), one per checkpointing mode, so the two runs of a test never see each other's events.
 - ``store_server``: a ``pyngest dev`` on the store the suite runs on (``PYNGEST_TEST_BACKEND``),
   once a module.
 - ``checkpointing`` (autouse): every test of this directory runs twice, with the SDK's
@@ -17,7 +18,7 @@ from collections.abc import Iterator
 import pytest
 
 from pyngest.experimental.dev_server import DevServer
-from pyngest.experimental.pytest_plugin import pyngest_client, pyngest_server  # noqa: F401
+from pyngest.experimental.pytest_plugin import pyngest_client  # noqa: F401
 from tests import backends
 
 MODES = ("on", "off")
@@ -36,6 +37,25 @@ def checkpointing(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatc
     else:
         monkeypatch.delenv("INNGEST_CHECKPOINTING", raising=False)
     return str(mode)
+
+
+@pytest.fixture(scope="session")
+def _servers_by_mode() -> Iterator[dict[str, DevServer]]:
+    servers: dict[str, DevServer] = {}
+    try:
+        yield servers
+    finally:
+        for srv in servers.values():
+            srv.stop()
+
+
+@pytest.fixture
+def pyngest_server(checkpointing: str, _servers_by_mode: dict[str, DevServer]) -> DevServer:
+    srv = _servers_by_mode.get(checkpointing)
+    if srv is None:
+        srv = _servers_by_mode[checkpointing] = DevServer()
+        srv.start()
+    return srv
 
 
 @pytest.fixture(scope="module")
