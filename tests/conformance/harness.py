@@ -39,8 +39,10 @@ HERE = Path(__file__).resolve().parent
 APPS_DIR = HERE / "apps"
 JS_DIR = HERE / "js"
 
-# The official SDKs, then pyngest's own (``import pyngest as inngest``) on three frameworks.
-APP_KINDS = ("py_fastapi", "py_flask", "js", "pyngest_fastapi", "pyngest_flask", "pyngest_django")
+# The official SDKs, then pyngest's own (``import pyngest as inngest``) on three frameworks, with
+# its checkpointing on (the default), and on FastAPI once more with it off.
+APP_KINDS = ("py_fastapi", "py_flask", "js", "pyngest_fastapi", "pyngest_flask", "pyngest_django",
+             "pyngest_fastapi_classic")
 TERMINAL = ("Completed", "Failed", "Cancelled")
 
 # Seconds. Long enough for two loaded cores; a healthy run never waits this long.
