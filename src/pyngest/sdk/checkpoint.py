@@ -28,7 +28,7 @@ import httpx
 import orjson
 
 from pyngest.protocol import jcs
-from pyngest.protocol.opcodes import Opcode
+from pyngest.protocol.opcodes import MAX_STEP_OUTPUT_BYTES, Opcode
 from pyngest.protocol.signing import hash_signing_key
 from pyngest.protocol.step_ids import hash_step_id
 from pyngest.sdk import config, errors
@@ -152,10 +152,12 @@ class Session:
             data = orjson.loads(dumps(item.output))
             # The server stores {"data": ...} as canonical JSON and sends it back parsed: the
             # handler sees exactly that (1.0 comes back as 1, tuples as lists).
-            memo = orjson.loads(jcs.dumps({"data": data}))
+            stored = jcs.dumps({"data": data})
         except (errors.OutputUnserializableError, orjson.JSONDecodeError, TypeError, ValueError):
             return None  # the classic answer reports the problem
-        return Step(info.id, res, payload, memo)
+        if len(stored) > MAX_STEP_OUTPUT_BYTES:
+            return None  # the server fails the step (output_too_large) from the classic answer
+        return Step(info.id, res, payload, orjson.loads(stored))
 
     def must_store(self, res: CallResult) -> bool:
         """A step is pending and ``res`` is not the function's return (which carries it)."""

@@ -151,3 +151,17 @@ def test_memoized_steps_replay_and_checkpointing_goes_on_after_them(api: FakeAPI
     res = _post(_app(api, ran), steps={h("a"): {"data": "A"}})
     assert ran == ["b", "c"] and _reported(api) == ["b"]
     assert res.json()[-1]["data"] == ["A", "B", "C"]
+
+
+def test_an_output_over_the_servers_limit_is_left_to_the_classic_answer(api: FakeAPI) -> None:
+    client = inngest.Inngest(app_id="cp", is_production=False, api_base_url=api.url, event_api_base_url=api.url)
+
+    @client.create_function(fn_id="three", trigger=inngest.TriggerEvent(event="e"))
+    async def big(ctx: inngest.Context, step: inngest.Step) -> int:
+        return len(await step.run("big", lambda: "x" * (4 * 1024 * 1024)))
+
+    app = fastapi.FastAPI()
+    pyngest.fast_api.serve(app, client, [big])
+    res = _post(app)
+    assert api.checkpoints == []
+    assert [op["op"] for op in res.json()] == ["StepRun"]  # the server fails it: output_too_large
