@@ -285,3 +285,29 @@ def test_middleware_hooks_are_the_same_with_and_without(store_server: DevServer)
     assert calls.count("transform_input:0") == 1 and calls.count("before_response") == 3
     # the handler saw each step's output as the server gives it back (after transform_output)
     assert values[-2:] == [{"wrapped": 1}, {"wrapped": 2}]
+
+
+def test_signed_production_server_takes_the_checkpoints() -> None:
+    """``pyngest start`` with a signing key (and a rotated-out key first): checkpoints carry the
+    hashed key as a Bearer token, the fallback key when the first is refused."""
+    key = "signkey-test-" + "56" * 32
+    old = "signkey-test-" + "78" * 32
+    srv = DevServer(signing_key=key, event_key="ek")
+    srv.start()
+    try:
+        client = inngest.Inngest(app_id="cp-signed", is_production=True, signing_key=old, signing_key_fallback=key,
+                                 event_key="ek", api_base_url=srv.url, event_api_base_url=srv.url)
+        ran: list[str] = []
+        fn = _five_steps(client, ran, "app/five-signed")
+        app = fastapi.FastAPI()
+        pyngest.fast_api.serve(app, client, [fn])
+        counting = Counting(app)
+        with serve_app(counting) as base:
+            srv.sync(base + "/api/inngest")
+            (eid,) = client.send_sync(inngest.Event(name="app/five-signed"))
+            run = srv.wait_for_run(eid)
+    finally:
+        srv.stop()
+    assert (run.status, run.output) == ("Completed", {"total": 10.5, "last_type": "int"})
+    assert ran == ["s0", "s1", "s2", "s3", "s4"]
+    assert len(counting.posts) == 1
