@@ -301,6 +301,11 @@ class Inngest:
             client = self._cphttp[loop] = HTTPClient(max_body=1 << 20)
         return client
 
+    def _close_checkpoint_http(self) -> None:
+        client = self._cphttp.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            client.close()
+
     def _auth_headers(self, key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {hash_signing_key(key)}"} if key else {}
 

@@ -13,7 +13,7 @@ import contextlib
 import functools
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -300,14 +300,22 @@ class CommHandler:
         except Exception as exc:
             return self._error(exc)
         if fn.is_handler_async:
-            call_res = asyncio.run(
+            call_res = asyncio.run(self._serve_on_own_loop(
                 serve_async(self._client, fn, fn_id, ereq, events, steps, target, req.raw_request, dict(req.headers))
-            )
+            ))
         else:
             call_res = serve_sync(
                 self._client, fn, fn_id, ereq, events, steps, target, req.raw_request, dict(req.headers)
             )
         return self._from_call_result(call_res, self._server_kind(req))
+
+    async def _serve_on_own_loop(self, serving: Awaitable[CallResult]) -> CallResult:
+        """An async function in a sync framework runs on a loop of its own, which ends with the
+        request: the checkpoint connections it opened end with it."""
+        try:
+            return await serving
+        finally:
+            self._client._close_checkpoint_http()
 
     async def _state(self, ereq: ExecRequest) -> tuple[list[Event], dict[str, Any]]:
         if ereq.use_api:

@@ -104,31 +104,40 @@ def test_steps_run_back_to_back_in_one_request(store_server: DevServer, enabled:
     assert len(counting.posts) == (1 if enabled else 7)
 
 
-def test_plain_function_on_flask_checkpoints(store_server: DevServer) -> None:
+def test_flask_checkpoints_plain_and_async_functions(store_server: DevServer) -> None:
+    """A WSGI app: plain functions checkpoint with the blocking client, async ones on a loop of
+    their own per request (its connections closed with it)."""
     pyngest_server = store_server
     client = _client(pyngest_server, "cp-flask")
-    ran: list[int] = []
+    ran: list[str] = []
 
     @client.create_function(fn_id="sync-steps", trigger=inngest.TriggerEvent(event="app/sync-steps"))
     def sync_steps(ctx: inngest.ContextSync, step: inngest.StepSync) -> int:
-        return sum(step.run(f"s{n}", lambda n=n: ran.append(n) or n) for n in range(4))
+        return sum(step.run(f"s{n}", lambda n=n: ran.append(f"sync{n}") or n) for n in range(4))
+
+    @client.create_function(fn_id="async-steps", trigger=inngest.TriggerEvent(event="app/async-steps"))
+    async def async_steps(ctx: inngest.Context, step: inngest.Step) -> int:
+        return sum([await step.run(f"s{n}", lambda n=n: ran.append(f"async{n}") or n) for n in range(4)])
 
     app = flask.Flask(__name__)
-    pyngest.flask.serve(app, client, [sync_steps])
-    posts: list[int] = []
+    pyngest.flask.serve(app, client, [sync_steps, async_steps])
+    posts: list[str] = []
 
     @app.before_request
     def count() -> None:
         if flask.request.method == "POST":
-            posts.append(1)
+            posts.append(flask.request.args.get("fnId", ""))
 
     with serve_app(app, wsgi=True) as base:
         pyngest_server.sync(base + "/api/inngest")
-        (eid,) = client.send_sync(inngest.Event(name="app/sync-steps"))
-        run = pyngest_server.wait_for_run(eid)
-    assert (run.status, run.output) == ("Completed", 6)
-    assert ran == [0, 1, 2, 3]
-    assert len(posts) == 1
+        outputs = []
+        for name in ("app/sync-steps", "app/async-steps"):
+            (eid,) = client.send_sync(inngest.Event(name=name))
+            run = pyngest_server.wait_for_run(eid)
+            outputs.append((run.status, run.output))
+    assert outputs == [("Completed", 6), ("Completed", 6)]
+    assert ran == [f"sync{n}" for n in range(4)] + [f"async{n}" for n in range(4)]
+    assert len(posts) == 2, posts
 
 
 def test_sleep_retry_and_parallel_fall_back_to_the_classic_protocol(store_server: DevServer) -> None:
