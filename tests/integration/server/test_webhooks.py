@@ -208,3 +208,38 @@ async def test_failures_are_capped_per_webhook_and_removed_by_retention(h: Harne
     await store.purge(now, 50)
     assert await store.webhook_failures("hook-b", None, 100) == []
     assert len(await store.webhook_failures("hook-a", None, 100)) == 10
+
+
+async def _gql(h: Harness, query: str, **variables: Any) -> dict[str, Any]:
+    assert h.http is not None
+    body = (await h.http.post("/v0/gql", json={"query": query, "variables": variables})).json()
+    assert not body.get("errors"), body
+    return dict(body["data"])
+
+
+async def test_graphql_manages_webhooks_tests_transforms_and_replays_failures(h: Harness) -> None:
+    assert h.http is not None
+    made = (await _gql(h, "mutation($i: WebhookInput!) { createWebhook(input: $i) { id key path transform } }",
+                       i={"name": "Intercom", "transform": "function transform(e) { return e.topic }"}))["createWebhook"]
+    assert made["path"] == f"/e/{made['key']}"
+    assert (await h.http.post(made["path"], json={"topic": "x"})).status_code == 400
+    fix = "function transform(e) { return {name: 'intercom/' + e.topic, data: {}, ts: e.created_at * 1000} }"
+    tested = (await _gql(h, "mutation($t: String, $p: String!) { testWebhookTransform(transform: $t, payload: $p) "
+                            "{ events error } }", t=fix, p='{"topic": "conversation", "created_at": 1700000000}'))
+    assert tested["testWebhookTransform"] == {
+        "events": [{"name": "intercom/conversation", "data": {}, "ts": 1700000000000, "user": {}}], "error": None}
+    await _gql(h, "mutation($id: ID!, $i: WebhookInput!) { updateWebhook(id: $id, input: $i) { id } }",
+               id=made["id"], i={"transform": fix})
+    listed = (await _gql(h, "{ webhooks { id name transform failures { id error body replayedAt } } }"))["webhooks"]
+    [hook] = listed
+    assert hook["transform"] == fix and hook["name"] == "Intercom"
+    [failure] = hook["failures"]
+    assert "the transform returned a string" in failure["error"] and failure["replayedAt"] is None
+    replayed = (await _gql(h, "mutation($id: ID!) { replayWebhookFailure(id: $id) { ids error } }",
+                           id=failure["id"]))["replayWebhookFailure"]
+    assert replayed["error"] is None and len(replayed["ids"]) == 1
+    assert (await _event(h, replayed["ids"][0]))["name"] == "intercom/x"
+    default = (await _gql(h, "{ defaultWebhookTransform }"))["defaultWebhookTransform"]
+    assert "function transform(evt" in default
+    assert (await _gql(h, "mutation($id: ID!) { deleteWebhook(id: $id) }", id=made["id"]))["deleteWebhook"] == made["id"]
+    assert (await _gql(h, "{ webhooks { id } }"))["webhooks"] == []
