@@ -10,7 +10,9 @@ only awaits the outcome, whatever the script does.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -60,6 +62,19 @@ class Sandbox:
         self.memory_bytes = memory_bytes
         # few isolates at once: each may take its memory limit
         self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="webhook-transform")
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_lock = threading.Lock()
+
+    def _engine_loop(self) -> asyncio.AbstractEventLoop:
+        """The loop mini-racer reports V8's results on, one for every isolate, never closed: V8
+        may still report on a script it terminated after its isolate is gone, and a closed loop
+        would make that an error."""
+        with self._loop_lock:
+            if self._loop is None:
+                loop = asyncio.new_event_loop()
+                threading.Thread(target=loop.run_forever, name="webhook-v8-results", daemon=True).start()
+                self._loop = loop
+            return self._loop
 
     async def run(self, source: str, *, raw: str, evt: Any, parse: bool,
                   headers: dict[str, str], query: dict[str, list[str]]) -> Any:
@@ -67,7 +82,8 @@ class Sandbox:
         as JSON inside the isolate. Raises TransformError."""
         args = orjson.dumps([raw, None if parse else evt, parse, headers, query]).decode()[1:-1]
         out = await asyncio.get_running_loop().run_in_executor(
-            self._pool, _evaluate, source, _CALL.format(args=args), self.timeout_ms, self.memory_bytes)
+            self._pool, _evaluate, self._engine_loop, source, _CALL.format(args=args), self.timeout_ms,
+            self.memory_bytes)
         if "v" not in out:
             raise TransformError("the transform returned undefined: it must return an event "
                                  "({name, data}) or an array of events")
@@ -76,25 +92,25 @@ class Sandbox:
     async def check(self, source: str) -> None:
         """Refuse a transform that does not compile or defines no ``transform`` function."""
         await asyncio.get_running_loop().run_in_executor(
-            self._pool, _evaluate, source, None, self.timeout_ms, self.memory_bytes)
+            self._pool, _evaluate, self._engine_loop, source, None, self.timeout_ms, self.memory_bytes)
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _evaluate(source: str, call: str | None, timeout_ms: int, memory_bytes: int) -> dict[str, Any]:
+def _evaluate(engine_loop: Callable[[], asyncio.AbstractEventLoop], source: str, call: str | None,
+              timeout_ms: int, memory_bytes: int) -> dict[str, Any]:
     """In a pool thread: a fresh isolate, the script, then the call, all within the limits."""
     from py_mini_racer import (  # imported on first use: V8 costs ~60 MB of memory once loaded
         JSEvalException,
         JSOOMException,
         JSParseException,
         JSTimeoutException,
-        MiniRacer,
+        mini_racer,
     )
 
     deadline = time.monotonic() + timeout_ms / 1000
-    mr = MiniRacer()
-    try:
+    with mini_racer(engine_loop()) as mr:
         mr.set_hard_memory_limit(memory_bytes)
         try:
             if not mr.eval(_PRELUDE + source + _FIND, timeout_sec=_left(deadline)):
@@ -118,8 +134,6 @@ def _evaluate(source: str, call: str | None, timeout_ms: int, memory_bytes: int)
             raise TransformError("the transform's result cannot be turned into JSON")
         parsed: dict[str, Any] = orjson.loads(out)
         return parsed
-    finally:
-        mr.close()
 
 
 def _left(deadline: float) -> float:
