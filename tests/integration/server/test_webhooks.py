@@ -3,14 +3,18 @@ events that trigger functions, failed requests kept and replayed, and the REST r
 
 from __future__ import annotations
 
+import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import pytest
 
 from pyngest.protocol.ids import new_ulid
 from pyngest.server.store.base import WebhookFailure
+from tests import backends
 from tests.integration.server.harness import Harness, done, function_config
 
 GITHUB = """
@@ -243,3 +247,46 @@ async def test_graphql_manages_webhooks_tests_transforms_and_replays_failures(h:
     assert "function transform(evt" in default
     assert (await _gql(h, "mutation($id: ID!) { deleteWebhook(id: $id) }", id=made["id"]))["deleteWebhook"] == made["id"]
     assert (await _gql(h, "{ webhooks { id } }"))["webhooks"] == []
+
+
+async def test_a_transform_running_does_not_hold_the_event_api(tmp_path: Path) -> None:
+    """While a transform spins until its time limit, ordinary events are taken and answered."""
+    h = Harness(tmp_path, webhook_timeout_ms=2000)
+    await h.start()
+    try:
+        assert h.http is not None
+        hook = await _create(h, name="slow", transform="function transform(e) { while (true) {} }")
+        slow = asyncio.ensure_future(h.http.post(f"/e/{hook['key']}", json={}))
+        await asyncio.sleep(0.2)  # the transform is running in its isolate by now
+        sent = await h.send(*({"name": "test/beside", "data": {"n": n}} for n in range(20)))
+        assert len(sent) == 20 and not slow.done()
+        assert "time limit of 2000 ms" in (await slow).json()["error"]
+    finally:
+        await h.stop()
+
+
+async def test_older_databases_gain_the_webhook_tables(tmp_path: Path) -> None:
+    h = Harness(tmp_path)
+    await h.start()
+    await _create(h, name="before")
+    await h.stop()
+    if h.backend == "postgres":
+        conn = await asyncpg.connect(backends.postgres_uri(h.schema or ""))
+        try:
+            await conn.execute("DROP TABLE webhooks; DROP TABLE webhook_failures; "
+                               "UPDATE meta SET value = '2' WHERE key = 'schema_version'")
+        finally:
+            await conn.close()
+    else:
+        with sqlite3.connect(tmp_path / "main.db") as db:
+            db.execute("DROP TABLE webhooks")
+            db.execute("DROP TABLE webhook_failures")
+            db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
+    # the same database opened again: the migration adds the tables
+    again = type(h.service)(h.config, clock=h.clock).store
+    await again.open()
+    try:
+        assert await again.list_webhooks() == []
+        assert await again.webhook_failures(None, None, 10) == []
+    finally:
+        await again.close()
