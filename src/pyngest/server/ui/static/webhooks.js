@@ -7,9 +7,7 @@ import { Code, Empty, ErrorNote, Modal, Pill, html, toast, useData } from "./ui.
 const LIST = `{ webhooks { id name key path transform createdAt updatedAt } defaultWebhookTransform }`;
 const FAILURES = `query($id: ID!) { webhook(id: $id) { id failures(limit: 50) {
   id receivedAt error body query replayedAt eventIDs } } }`;
-const SAMPLE = `{
-  "example": "paste the incoming JSON payload here to test your transform"
-}`;
+const SAMPLE = JSON.stringify({ example: "paste the incoming JSON payload here to test your transform" }, null, 2);
 
 function urlOf(hook) {
   return `${location.origin}${hook.path}`;
