@@ -18,7 +18,7 @@ from pyngest.server.webhooks.sandbox import (
 
 @pytest.fixture
 async def sandbox() -> AsyncIterator[Sandbox]:
-    box = Sandbox(timeout_ms=400, memory_bytes=16 * 1024 * 1024)
+    box = Sandbox(timeout_ms=1000, memory_bytes=16 * 1024 * 1024)
     yield box
     box.close()
 
@@ -69,8 +69,8 @@ async def test_no_network_files_or_modules(sandbox: Sandbox) -> None:
 
 @pytest.mark.parametrize(("source", "message"), [
     ("function transform() { throw new TypeError('bad') }", "the transform threw an error: TypeError: bad"),
-    ("function transform() { while (true) {} }", "ran longer than its time limit of 400 ms"),
-    ("while (true) {} function transform() {}", "ran longer than its time limit of 400 ms"),
+    ("function transform() { while (true) {} }", "ran longer than its time limit of 1000 ms"),
+    ("while (true) {} function transform() {}", "ran longer than its time limit of 1000 ms"),
     ("function transform() { const a = []; for (;;) a.push(new Float64Array(1 << 16)); }", "limit"),
     ("function transform() { return undefined }", "returned undefined"),
     ("function transform() { return 10n }", "BigInt"),

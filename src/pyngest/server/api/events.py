@@ -29,7 +29,7 @@ from pyngest.server.api.limits import (
     read_limited,
     request_body,
 )
-from pyngest.server.events import stored, take_events
+from pyngest.server.events import UNAVAILABLE, stored, take_events
 from pyngest.server.model import StoredEvent
 from pyngest.server.service import Service
 from pyngest.server.store.base import StoreUnavailable
@@ -90,7 +90,10 @@ class EventAPI:
         acknowledge its events. Returns (HTTP status, response body).
 
         A webhook's key is an event key of its own: its requests go through its transform."""
-        hook = await self.webhooks.by_key(key)
+        try:
+            hook = await self.webhooks.by_key(key)
+        except StoreUnavailable as exc:
+            return 503, {"ids": [], "status": 503, "error": UNAVAILABLE.format(exc=exc)}
         if hook is None and (err := self._key_error(key)) is not None:
             return err
         try:
@@ -121,8 +124,7 @@ class EventAPI:
                 await self.service.runner.accept(accepted)
             except StoreUnavailable as exc:
                 log.warning("POST /e: %d events refused, the store is unavailable: %s", len(accepted), exc)
-                return 503, {"ids": [], "status": 503,
-                             "error": f"The events were not stored (the server's database is unavailable); send them again: {exc}"}
+                return 503, {"ids": [], "status": 503, "error": UNAVAILABLE.format(exc=exc)}
         if error is not None:
             return 400, {"ids": ids, "status": 400, "error": error}
         return 200, {"ids": ids, "status": 200}

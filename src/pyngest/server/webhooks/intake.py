@@ -14,7 +14,7 @@ from starlette.types import Scope
 
 from pyngest.protocol.events import EventValidationError, normalize_incoming
 from pyngest.protocol.ids import new_ulid
-from pyngest.server.events import stored, take_events
+from pyngest.server.events import UNAVAILABLE, stored, take_events
 from pyngest.server.model import StoredEvent
 from pyngest.server.service import Service
 from pyngest.server.store.base import StoreUnavailable, WebhookFailure, WebhookRecord
@@ -61,8 +61,7 @@ class Intake:
         self.s = service
         self.sandbox = sandbox
 
-    async def events(self, hook: WebhookRecord | None, transform: str | None, req: Request,
-                     now_ms: int) -> list[dict[str, Any]]:
+    async def events(self, transform: str | None, req: Request, now_ms: int) -> list[dict[str, Any]]:
         """The events the transform makes of the request, validated as the Event API validates
         (normalized, not stored yet). Raises TransformError."""
         evt, parse = _body(req)
@@ -89,17 +88,16 @@ class Intake:
         """Handle ``POST /e/{key}`` for a webhook: (HTTP status, answer)."""
         now = self.s.clock.now_ms()
         try:
-            ids = await self._store_events(hook, req, now)
-        except TransformError as exc:
-            failure = WebhookFailure(new_ulid(now), hook.id, now, str(exc), req.body, req.headers, req.query)
-            await self.s.store.add_webhook_failure(failure, FAILURES_KEPT)
-            log.info("webhook %s (%s): request refused and kept as %s: %s", hook.name, hook.id, failure.id, exc)
-            return 400, {"ids": [], "status": 400, "error": f"webhook {hook.name!r}: {exc}",
-                         "failure_id": failure.id}
+            try:
+                ids = await self._store_events(hook, req, now)
+            except TransformError as exc:
+                failure = WebhookFailure(new_ulid(now), hook.id, now, str(exc), req.body, req.headers, req.query)
+                await self.s.store.add_webhook_failure(failure, FAILURES_KEPT)
+                log.info("webhook %s (%s): request refused and kept as %s: %s", hook.name, hook.id, failure.id, exc)
+                return 400, {"ids": [], "status": 400, "error": f"webhook {hook.name!r}: {exc}",
+                             "failure_id": failure.id}
         except StoreUnavailable as exc:
-            return 503, {"ids": [], "status": 503,
-                         "error": f"The events were not stored (the server's database is unavailable); "
-                                  f"send the request again: {exc}"}
+            return 503, {"ids": [], "status": 503, "error": UNAVAILABLE.format(exc=exc)}
         return 200, {"ids": ids, "status": 200}
 
     async def replay(self, hook: WebhookRecord, failure: WebhookFailure) -> tuple[int, dict[str, Any]]:
@@ -117,7 +115,7 @@ class Intake:
         return 200, {"ids": ids, "status": 200, "failure_id": failure.id}
 
     async def _store_events(self, hook: WebhookRecord, req: Request, now: int) -> list[str]:
-        events = await self.events(hook, hook.transform, req, now)
+        events = await self.events(hook.transform, req, now)
         source = hashlib.sha256(hook.key.encode()).hexdigest()[:12]
 
         def finish(index: int, event: dict[str, Any]) -> StoredEvent:

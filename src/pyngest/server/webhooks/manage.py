@@ -5,6 +5,7 @@ the processes of a cluster see each other's changes)."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import secrets
 import uuid
 from typing import Any
@@ -12,9 +13,11 @@ from typing import Any
 import orjson
 
 from pyngest.server.service import Service
-from pyngest.server.store.base import KeyTaken, WebhookFailure, WebhookRecord
+from pyngest.server.store.base import KeyTaken, StoreUnavailable, WebhookFailure, WebhookRecord
 from pyngest.server.webhooks.intake import Intake, Request
 from pyngest.server.webhooks.sandbox import Sandbox, TransformError, canonical_header
+
+log = logging.getLogger("pyngest.webhooks")
 
 REFRESH_MS = 2_000
 MAX_NAME = 256
@@ -40,26 +43,30 @@ class Webhooks:
     # ------------------------------------------------------------------------ the book
 
     async def by_key(self, key: str) -> WebhookRecord | None:
+        """The webhook with this key, if any (raises StoreUnavailable only before the first read)."""
         now = self.s.clock.now_ms()
         if self._loaded_ms is None:
-            await self._load()
+            self._remember(await self.s.store.list_webhooks())
         elif now - self._loaded_ms > REFRESH_MS and self._refreshing is None:
             # in the background: the Event API does not wait for it
-            self._refreshing = asyncio.get_running_loop().create_task(self._load())
+            self._refreshing = asyncio.get_running_loop().create_task(self._refresh())
         return self._by_key.get(key)
 
-    async def _load(self) -> None:
+    async def _refresh(self) -> None:
         try:
-            hooks = await self.s.store.list_webhooks()
-            self._by_key = {h.key: h for h in hooks}
-            self._loaded_ms = self.s.clock.now_ms()
+            self._remember(await self.s.store.list_webhooks())
+        except StoreUnavailable as exc:  # the copy in memory stays; the next request tries again
+            log.warning("webhooks: could not read them again, the store is unavailable: %s", exc)
         finally:
             self._refreshing = None
 
-    async def all(self) -> list[WebhookRecord]:
-        hooks = await self.s.store.list_webhooks()
+    def _remember(self, hooks: list[WebhookRecord]) -> None:
         self._by_key = {h.key: h for h in hooks}
         self._loaded_ms = self.s.clock.now_ms()
+
+    async def all(self) -> list[WebhookRecord]:
+        hooks = await self.s.store.list_webhooks()
+        self._remember(hooks)
         return hooks
 
     async def get(self, hook_id: str) -> WebhookRecord:
@@ -147,7 +154,7 @@ class Webhooks:
             raise WebhookError("'query' must be a query string (a=1&b=2)")
         req = Request(raw.encode(), {canonical_header(k): v for k, v in headers.items()}, query.lstrip("?"))
         try:
-            events = await self.intake.events(None, transform or None, req, self.s.clock.now_ms())
+            events = await self.intake.events(transform or None, req, self.s.clock.now_ms())
         except TransformError as exc:
             return {"events": [], "error": str(exc)}
         return {"events": events, "error": None}
