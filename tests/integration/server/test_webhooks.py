@@ -179,6 +179,8 @@ async def test_the_body_size_limit_applies_and_nothing_is_kept(tmp_path: Path) -
         hook = await _create(h, name="big")
         resp = await h.http.post(f"/e/{hook['key']}", content=b'{"a": "' + b"x" * 5000 + b'"}')
         assert resp.status_code == 413
+        tested = await h.http.post("/v1/webhooks/test", json={"payload": {"a": "x" * 5000}})
+        assert tested.status_code == 400 and "over the size limit of 4096 bytes" in tested.json()["error"]
         assert (await h.http.get(f"/v1/webhooks/{hook['id']}/failures")).json()["data"] == []
     finally:
         await h.stop()

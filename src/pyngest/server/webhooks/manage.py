@@ -146,6 +146,9 @@ class Webhooks:
             raise WebhookError("'transform' must be a string of JavaScript, or null for the default")
         payload = body.get("payload", "")
         raw = payload if isinstance(payload, str) else _dumps(payload)
+        limit = self.s.config.event_request_limit
+        if len(raw.encode()) > limit:
+            raise WebhookError(f"'payload' is over the size limit of {limit} bytes that requests to a webhook have")
         headers = body.get("headers") or {}
         if not isinstance(headers, dict) or not all(isinstance(v, str) for v in headers.values()):
             raise WebhookError("'headers' must be an object of strings")
