@@ -2,20 +2,22 @@
 
 Without it every ``step.run`` costs a round trip: the SDK answers 206 with the step's output, the
 server stores it and sends the next request, which replays the handler up to the next step.
-With it, when a request ends with exactly one successful ``step.run``, the SDK reports that op
-to the server's checkpoint API (``POST /v1/checkpoint/{runId}/async``, what the npm SDK v4
-calls async checkpointing) and, once the server has stored it, goes on in the same request as
-if the server had sent the next request itself: the step's output becomes a memo (in the form
-the server would send it back) and the handler replays from the top. Every request-level
-behaviour (middleware hooks per request, memo decoding, ``ctx.logger`` muting, determinism
-warnings) is therefore the classic protocol's, only without the trip through the server's queue.
+With it, when a request's answer would be the output of exactly one ``step.run``, the SDK goes
+on in the same request as if the server had sent the next request itself: the step's output
+becomes a memo (in the form the server would send it back) and the handler replays from the
+top. Every request-level behaviour (middleware hooks per request, memo decoding,
+``ctx.logger`` muting, determinism warnings) is therefore the classic protocol's, only without
+the trip through the server's queue.
 
-A step's output is stored before any code after it runs (the checkpoint is awaited first): the
-same guarantee as the npm SDK's default ``bufferedSteps: 1``. Anything else — sleeps, waits,
-invokes, parallel steps, a step's error, the function's return, a retry attempt, a request that
-has used its time budget, a checkpoint the server refuses — ends the request with the classic
-answer for that point, which is always correct, as the server treats it as it would without
-checkpointing.
+The step is reported to the server's checkpoint API (``POST /v1/checkpoint/{runId}/async``,
+what the npm SDK v4 calls async checkpointing) before the next step's code runs (a gate in
+``step.run``), and the server answers 2xx only once it has stored it: the npm SDK's guarantee
+with its default ``bufferedSteps: 1`` (the function's own code between two steps may run
+first, as there). When the function returns right after a step, that step rides with the
+return in one answer, ``206 [StepRun, RunComplete]``. Anything else — sleeps, waits, invokes,
+parallel steps, a step's error, a retry attempt, a request that has used its time budget, a
+checkpoint the server refuses — ends the request with the classic answer for that point
+(after storing the step before it), which the server treats as it would without checkpointing.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pyngest.protocol.step_ids import hash_step_id
 from pyngest.sdk import config, errors
 from pyngest.sdk.config import Env
 from pyngest.sdk.options import Checkpointing, CheckpointingOption, to_ms
-from pyngest.sdk.replay import CallResult, CheckpointRefused, StepInfo, dumps
+from pyngest.sdk.replay import CallResult, CheckpointRefused, StepInfo, dumps, is_serializable
 from pyngest.sdk.types import EMPTY
 from pyngest.server.executor.http import HTTPError
 
@@ -47,8 +49,6 @@ if TYPE_CHECKING:
 ATTEMPTS = 5
 # After a server says it has no checkpoint API (404/405), don't ask it again for a while.
 UNSUPPORTED_FOR_S = 60.0
-
-
 
 
 def settings(fn_option: CheckpointingOption, client_option: CheckpointingOption) -> Checkpointing | None:
@@ -306,7 +306,10 @@ class Session:
 
 
 def _returned(res: CallResult) -> bool:
-    return res.multi is None and res.step is None and res.error is None and res.output is not EMPTY
+    """The function returned (an output that can be sent: else its error answer must not take
+    the pending step down with it)."""
+    return (res.multi is None and res.step is None and res.error is None and res.output is not EMPTY
+            and is_serializable(res.output))
 
 
 _COMPLETE_ID = hash_step_id("complete")  # the npm SDK's id for it

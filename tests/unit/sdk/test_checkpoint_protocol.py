@@ -165,3 +165,19 @@ def test_an_output_over_the_servers_limit_is_left_to_the_classic_answer(api: Fak
     res = _post(app)
     assert api.checkpoints == []
     assert [op["op"] for op in res.json()] == ["StepRun"]  # the server fails it: output_too_large
+
+
+def test_a_return_that_cannot_be_sent_does_not_take_the_step_before_it_down(api: FakeAPI) -> None:
+    client = inngest.Inngest(app_id="cp", is_production=False, api_base_url=api.url, event_api_base_url=api.url)
+    ran: list[str] = []
+
+    @client.create_function(fn_id="three", trigger=inngest.TriggerEvent(event="e"))
+    async def bad_return(ctx: inngest.Context, step: inngest.Step) -> Any:
+        await step.run("a", lambda: ran.append("a"))
+        return {1, 2}  # a set: not JSON
+
+    app = fastapi.FastAPI()
+    pyngest.fast_api.serve(app, client, [bad_return])
+    res = _post(app)
+    assert ran == ["a"] and _reported(api) == ["a"], "the step is stored before the error answer"
+    assert res.status == 500 and res.json()["code"] == "output_unserializable"
