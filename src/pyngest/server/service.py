@@ -15,6 +15,7 @@ from pyngest.protocol.events import FN_INVOKED
 from pyngest.server import exprs
 from pyngest.server.cluster.node import ClusterNode
 from pyngest.server.config import ServerConfig
+from pyngest.server.connect.hub import ConnectHub
 from pyngest.server.executor.driver import Driver
 from pyngest.server.executor.executor import Executor, ExecutorConfig
 from pyngest.server.executor.state import State
@@ -67,6 +68,8 @@ class Service:
             config=ExecutorConfig(retry_interval_s=config.retry_interval_s),
         )
         self.runner = Runner(executor=self.executor, registry=self.registry, clock=self.clock)
+        self.connect = ConnectHub(self.clock, self.registry)  # connect workers (WebSocket)
+        self.driver.connect = self.connect
         # the invoke event is always matched: it names its target function directly
         self.state.listens = lambda name: (name == FN_INVOKED or self.registry.listens(name)
                                            or self.state.pauses.listens(name))
@@ -143,6 +146,7 @@ class Service:
         self.started = False
         await self.syncer.close()
         await self.workers.stop(self.config.shutdown_grace_s)
+        await self.connect.close_all()
         if self.cluster is not None:
             await self.cluster.stop()
         await self.runner.stop()
