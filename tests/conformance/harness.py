@@ -352,6 +352,8 @@ class App:
                 env["CONFORMANCE_CONNECT"] = "1"
                 if _node_major(node) < 22:  # WebSocket is global from Node 22 on
                     argv.insert(1, "--experimental-websocket")
+                    # the SDK's worker thread does not get the flag: run the connection in-thread
+                    env["INNGEST_CONNECT_ISOLATE_EXECUTION"] = "false"
         else:
             argv, cwd = [sys.executable, str(APPS_DIR / f"{self.kind}.py")], APPS_DIR
         self.proc = Proc(

@@ -536,7 +536,8 @@ const invokeOtherFn = inngest.createFunction(
   { id: "invoke-other", triggers: [ev("invoke-other")] },
   async ({ event, step }) => {
     const { app, fn, x, tag } = event.data;
-    const result = await step.invoke("call", { function: `${app}-${fn}`, data: { x, tag } });
+    const target = referenceFunction({ functionId: fn, appId: app });
+    const result = await step.invoke("call", { function: target, data: { x, tag } });
     return { result };
   },
 );

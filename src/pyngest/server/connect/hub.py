@@ -238,6 +238,10 @@ class ConnectHub:
     def response(self, reply: pb.SDKResponse, sdk: str, started: int, ended: int) -> DriverResponse:
         """A worker's reply as the executor reads an HTTP answer."""
         status = _STATUS.get(reply.status, 500)
+        if reply.status == pb.DONE and reply.no_retry:
+            # The npm SDK sends its HTTP 400 (a non-retriable error of the function) as DONE with
+            # no_retry; a function's result never carries no_retry. Read as the 400 it was.
+            status = 400
         hdrs = {H.SDK: sdk, H.NO_RETRY: "true" if reply.no_retry else "false",
                 H.REQ_VERSION: str(reply.request_version)}
         if reply.HasField("retry_after"):
