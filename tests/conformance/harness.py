@@ -295,7 +295,7 @@ class App:
 
     @property
     def prefix(self) -> str:
-        return f"{self.kind}-{self.port}"
+        return self.env.get("CONFORMANCE_PREFIX") or f"{self.kind}-{self.port}"
 
     @property
     def log_path(self) -> Path:

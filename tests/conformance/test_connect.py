@@ -95,7 +95,7 @@ def test_invoke_from_a_connect_app_to_an_http_app(app: App, api: Api, apps: AppP
     assert [o["step"] for o in http_app.observations(kind="step", fn="invoke-child", tag=tag)] == ["double"]
 
 
-@pytest.mark.parametrize("pair", [(kind, "1") for kind in CONNECT_KINDS], indirect=True)
+@pytest.mark.parametrize("pair", [(kind, "1") for kind in CONNECT_KINDS], indirect=True, ids=CONNECT_KINDS)
 def test_two_workers_share_the_load_within_their_capacity(pair: list[App], api: Api) -> None:
     tag = new_tag()
     runs = [api.send(pair[0].event("slow-step"), {"tag": f"{tag}-{i}", "seconds": 1}) for i in range(4)]
