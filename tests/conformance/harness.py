@@ -42,7 +42,7 @@ JS_DIR = HERE / "js"
 # The official SDKs, then pyngest's own (``import pyngest as inngest``) on three frameworks.
 APP_KINDS = ("py_fastapi", "py_flask", "js", "pyngest_fastapi", "pyngest_flask", "pyngest_django")
 # Connect workers (they dial the server's WebSocket gateway; no HTTP endpoint to sync).
-CONNECT_KINDS = ("py_connect", "js_connect")
+CONNECT_KINDS = ("py_connect", "js_connect", "pyngest_connect")
 TERMINAL = ("Completed", "Failed", "Cancelled")
 
 # Seconds. Long enough for two loaded cores; a healthy run never waits this long.

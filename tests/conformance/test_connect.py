@@ -80,7 +80,7 @@ def test_worker_is_listed_with_its_sdk_and_apps(app: App, api: Api) -> None:
     conn = mine[0]
     assert conn["status"] == "READY"
     assert conn["apps"] == [app.id]
-    assert conn["sdk_language"] == ("py" if app.kind == "py_connect" else "typescript")
+    assert conn["sdk_language"] == {"js_connect": "typescript"}.get(app.kind, "py")
     listed = {a["name"]: a for a in api.session.get(f"{api.url}/v1/apps", timeout=10).json()["data"]}
     assert listed[app.id]["framework"] == "connect", listed[app.id]
 

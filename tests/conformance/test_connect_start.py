@@ -24,7 +24,8 @@ pytestmark = pytest.mark.conformance
 
 SIGNING_KEY = secrets.token_hex(32)
 EVENT_KEY = "connect-start-event-key"
-KEY_SPELLING = {"py_connect": f"signkey-prod-{SIGNING_KEY}", "js_connect": f"signkey-test-{SIGNING_KEY}"}
+KEY_SPELLING = {"py_connect": f"signkey-prod-{SIGNING_KEY}", "js_connect": f"signkey-test-{SIGNING_KEY}",
+                "pyngest_connect": SIGNING_KEY}
 
 
 @pytest.fixture(scope="module")
