@@ -16,6 +16,7 @@ from pyngest.server import exprs
 from pyngest.server.cluster.node import ClusterNode
 from pyngest.server.config import ServerConfig
 from pyngest.server.connect.hub import ConnectHub
+from pyngest.server.connect.peers import ConnectPeers
 from pyngest.server.executor.driver import Driver
 from pyngest.server.executor.executor import Executor, ExecutorConfig
 from pyngest.server.executor.state import State
@@ -106,6 +107,8 @@ class Service:
         self.syncer = AppSyncer(config, self.registry, self.store, self.clock)
         if isinstance(self.store, PostgresStore) and shards is not None:
             self.cluster = ClusterNode(self, self.store, shards)
+            self.connect.peers = ConnectPeers(self.cluster, self.connect, signing_key=config.signing_key,
+                                              timeout_s=config.step_timeout_s)
             # matching reads the shared event log: no EVENTS job per stored event
             self.state.listens = lambda name: False
         self.started = False
@@ -147,6 +150,8 @@ class Service:
         await self.syncer.close()
         await self.workers.stop(self.config.shutdown_grace_s)
         await self.connect.close_all()
+        if self.connect.peers is not None:
+            await self.connect.peers.close()
         if self.cluster is not None:
             await self.cluster.stop()
         await self.runner.stop()

@@ -18,6 +18,7 @@ from starlette.websockets import WebSocket
 from pyngest.protocol.connectpb import connect_pb2 as pb
 from pyngest.server.api.common import bearer_ok, json_response, public_error, unauthorized
 from pyngest.server.connect import gateway
+from pyngest.server.connect.peers import FORWARD_PATH, FORWARDED, SDK_HEADER
 from pyngest.server.service import Service
 
 PROTOBUF = "application/protobuf"
@@ -35,6 +36,7 @@ class ConnectAPI:
         return [
             Route("/v0/connect/start", self.start, methods=["POST"]),
             Route("/v0/connect/flush", self.flush, methods=["POST"]),
+            Route(FORWARD_PATH, self.forwarded, methods=["POST"]),
             Route("/v0/connect/envs/{env_id}/conns", self.conns, methods=["GET"]),
             WebSocketRoute(GATEWAY_PATH, self.websocket),
         ]
@@ -82,18 +84,41 @@ class ConnectAPI:
         """A reply the worker could not deliver over its WebSocket (it reconnected or closed)."""
         if not bearer_ok(request, self.config):
             return unauthorized()
+        raw = await request.body()
         reply = pb.SDKResponse()
         try:
-            reply.ParseFromString(await request.body())
+            reply.ParseFromString(raw)
         except DecodeError as exc:
             return public_error(f"the body must be a protobuf SDKResponse ({PROTOBUF}): {exc}", 400)
         if not reply.request_id:
             return public_error("the SDKResponse has no request_id", 400)
-        self.service.connect.reply(reply)  # a late reply (lease lapsed) is acknowledged and dropped
+        hub = self.service.connect
+        # a late reply (its lease lapsed) is acknowledged and dropped; one no request here waits
+        # for may be another process's (scale-out)
+        if not hub.reply(reply) and hub.peers is not None and not request.headers.get(FORWARDED):
+            await hub.peers.flush(raw)
         return Response(pb.FlushResponse(request_id=reply.request_id).SerializeToString(), media_type=PROTOBUF)
 
+    async def forwarded(self, request: Request) -> Response:
+        """Scale-out: another process's request for an app whose worker is connected here."""
+        if not bearer_ok(request, self.config):
+            return unauthorized()
+        h = request.headers
+        if not h.get(FORWARDED):
+            return public_error("only the server's own processes forward connect requests", 400)
+        found = await self.service.connect.execute_forwarded(
+            url=h.get("x-pyngest-connect-url", ""), step_id=h.get("x-pyngest-step-id", ""),
+            body=await request.body(), run_id=h.get("x-pyngest-run-id", ""), job_id=h.get("x-pyngest-job-id", ""))
+        if found is None:
+            return public_error("no connect worker of this app is connected to this process", 404)
+        outcome, sdk = found
+        if isinstance(outcome, str):
+            return Response(outcome, status_code=502, media_type="text/plain")
+        return Response(outcome.SerializeToString(), media_type=PROTOBUF, headers={SDK_HEADER: sdk})
+
     async def conns(self, request: Request) -> Response:
-        """The live connections (upstream: ``ShowConnsReply``), as JSON."""
+        """The live connections of this process (upstream: ``ShowConnsReply``), as JSON, with
+        how many requests it forwarded to / ran for other processes (scale-out)."""
         if not bearer_ok(request, self.config):
             return unauthorized()
         app_name = request.query_params.get("app")
@@ -103,7 +128,7 @@ class ConnectAPI:
             if app_name and app_name not in w.apps:
                 continue
             out.append(describe(w, len(w.inflight)))
-        return json_response({"data": out})
+        return json_response({"data": out, "forwarded": hub.forwarded})
 
 
 def describe(w: Any, inflight: int) -> dict[str, Any]:

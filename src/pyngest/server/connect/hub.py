@@ -19,6 +19,7 @@ import itertools
 import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, quote, unquote, urlsplit
 
 from pyngest.clock import Clock, TimerHandle
@@ -28,6 +29,9 @@ from pyngest.protocol.ids import new_ulid
 from pyngest.server.executor.backoff import parse_retry_after
 from pyngest.server.executor.driver import CONNECT_URL_PREFIX, DriverResponse
 from pyngest.server.registry import Registry
+
+if TYPE_CHECKING:
+    from pyngest.server.connect.peers import ConnectPeers
 
 log = logging.getLogger("pyngest.connect")
 
@@ -115,6 +119,8 @@ class ConnectHub:
         # connection ids handed out by /start -> their session token (checked at WORKER_CONNECT)
         self.sessions: dict[str, str] = {}
         self._session_ms: dict[str, int] = {}
+        self.peers: ConnectPeers | None = None  # scale-out: the other processes' workers
+        self.forwarded = {"out": 0, "in": 0}  # requests sent to / run for other processes
 
     def open_session(self, conn_id: str, token: str, now_ms: int) -> None:
         self.sessions[conn_id] = token
@@ -168,11 +174,11 @@ class ConnectHub:
                 best, best_key = w, key
         return best
 
-    async def _worker_for(self, app_name: str) -> Worker | None:
-        """A worker with room; waits while the app's workers are busy, and up to
-        NO_WORKER_WAIT_S while it has none."""
+    async def _worker_for(self, app_name: str, wait_s: float) -> Worker | None:
+        """A worker with room; waits while the app's workers are busy, and up to ``wait_s``
+        while it has none here."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + NO_WORKER_WAIT_S
+        deadline = loop.time() + wait_s
         while True:
             w = self._pick(app_name)
             if w is not None:
@@ -193,17 +199,52 @@ class ConnectHub:
     # ------------------------------------------------------------------ requests
 
     async def execute(self, *, url: str, step_id: str, body: bytes, run_id: str, job_id: str) -> DriverResponse:
-        """Send one execution request to a worker of the app and wait for its reply."""
+        """Send one execution request to a worker of the app and wait for its reply: one
+        connected here, else (scale-out) one connected to another process."""
         target = parse_connect_url(url)
         assert target is not None
-        app_name, fn_slug = target
+        app_name = target[0]
         started = self.clock.now_ms()
-        worker = await self._worker_for(app_name)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + NO_WORKER_WAIT_S
+        while True:
+            if self.peers is not None and not self.workers_of(app_name):
+                forwarded = await self.peers.execute(url=url, step_id=step_id, body=body, run_id=run_id,
+                                                     job_id=job_id, started_ms=started)
+                if forwarded is not None:
+                    self.forwarded["out"] += 1
+                    return forwarded
+            wait = 1.0 if self.peers is not None else NO_WORKER_WAIT_S
+            worker = await self._worker_for(app_name, min(wait, max(0.0, deadline - loop.time())))
+            if worker is not None:
+                outcome = await self._dispatch(worker, target, step_id, body, run_id, job_id, started)
+                ended = self.clock.now_ms()
+                if isinstance(outcome, str):
+                    return DriverResponse(status=0, transport_error=outcome, started_ms=started, ended_ms=ended)
+                return self.response(outcome, worker.sdk, started, ended)
+            if loop.time() >= deadline:
+                return DriverResponse(
+                    status=0, started_ms=started, ended_ms=self.clock.now_ms(),
+                    transport_error=f"no connect worker of app {app_name!r} is connected: start one "
+                    f"(inngest.connect / connect()) and the step is retried")
+
+    async def execute_forwarded(self, *, url: str, step_id: str, body: bytes, run_id: str,
+                                job_id: str) -> tuple[pb.SDKResponse | str, str] | None:
+        """A request another process forwarded: (the reply or why it failed, the worker's SDK);
+        None when no worker of the app is connected here."""
+        target = parse_connect_url(url)
+        if target is None or not self.workers_of(target[0]):
+            return None
+        worker = await self._worker_for(target[0], 0.0)
         if worker is None:
-            return DriverResponse(
-                status=0, started_ms=started, ended_ms=self.clock.now_ms(),
-                transport_error=f"no connect worker of app {app_name!r} is connected: start one "
-                f"(inngest.connect / connect()) and the step is retried")
+            return None
+        self.forwarded["in"] += 1
+        outcome = await self._dispatch(worker, target, step_id, body, run_id, job_id, self.clock.now_ms())
+        return outcome, worker.sdk
+
+    async def _dispatch(self, worker: Worker, target: tuple[str, str], step_id: str, body: bytes,
+                        run_id: str, job_id: str, started: int) -> pb.SDKResponse | str:
+        app_name, fn_slug = target
         request_id = new_ulid()
         app_id = worker.apps[app_name]
         fn = self.registry.by_slug.get(fn_slug)
@@ -227,13 +268,9 @@ class ConnectHub:
                 await worker.send(frame(pb.GATEWAY_EXECUTOR_REQUEST, msg))
             except Exception as exc:  # the connection broke as we sent: not delivered
                 self._settle(pending, f"sending to connect worker {worker.instance_id} failed: {exc}")
-            outcome = await pending.done
+            return await pending.done
         finally:
             self._forget(pending)
-        ended = self.clock.now_ms()
-        if isinstance(outcome, str):
-            return DriverResponse(status=0, transport_error=outcome, started_ms=started, ended_ms=ended)
-        return self.response(outcome, worker.sdk, started, ended)
 
     def response(self, reply: pb.SDKResponse, sdk: str, started: int, ended: int) -> DriverResponse:
         """A worker's reply as the executor reads an HTTP answer."""
