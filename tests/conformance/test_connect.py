@@ -73,6 +73,15 @@ def _observed(workers: list[App], **match: Any) -> list[dict[str, Any]]:
     return sorted((o for w in workers for o in w.observations(**match)), key=lambda o: o["t"])
 
 
+def _slow_step_started(pair: list[App], api: Api) -> tuple[str, str, App, App]:
+    """A 3-second step has started: (its tag, its run, the worker running it, the other)."""
+    tag = new_tag()
+    run_id = api.wait_runs(api.send(pair[0].event("slow-step"), {"tag": tag, "seconds": 3}))[0]["run_id"]
+    first = poll(lambda: _observed(pair, kind="step-start", tag=tag), what="the step to start")[0]
+    running = next(w for w in pair if w.instance == first["instance"])
+    return tag, run_id, running, next(w for w in pair if w is not running)
+
+
 def test_worker_is_listed_with_its_sdk_and_apps(app: App, api: Api) -> None:
     conns = app.connections()
     mine = [c for c in conns if c["instance_id"] == app.instance]
@@ -115,11 +124,7 @@ def test_two_workers_share_the_load_within_their_capacity(pair: list[App], api: 
 
 @pytest.mark.parametrize("pair", CONNECT_KINDS, indirect=True)
 def test_worker_killed_mid_step_its_step_completes_on_the_other(pair: list[App], api: Api) -> None:
-    tag = new_tag()
-    run_id = api.wait_runs(api.send(pair[0].event("slow-step"), {"tag": tag, "seconds": 3}))[0]["run_id"]
-    first = poll(lambda: _observed(pair, kind="step-start", tag=tag), what="the step to start")[0]
-    victim = next(w for w in pair if w.instance == first["instance"])
-    survivor = next(w for w in pair if w is not victim)
+    tag, run_id, victim, survivor = _slow_step_started(pair, api)
     victim.proc.kill9()  # type: ignore[union-attr]
     run = api.wait_ended(run_id, timeout=LEASE_WAIT)
     assert run["status"] == "Completed", run
@@ -132,11 +137,7 @@ def test_worker_killed_mid_step_its_step_completes_on_the_other(pair: list[App],
 
 @pytest.mark.parametrize("pair", CONNECT_KINDS, indirect=True)
 def test_sigterm_drains_a_worker(pair: list[App], api: Api) -> None:
-    tag = new_tag()
-    run_id = api.wait_runs(api.send(pair[0].event("slow-step"), {"tag": tag, "seconds": 3}))[0]["run_id"]
-    first = poll(lambda: _observed(pair, kind="step-start", tag=tag), what="the step to start")[0]
-    draining = next(w for w in pair if w.instance == first["instance"])
-    other = next(w for w in pair if w is not draining)
+    tag, run_id, draining, other = _slow_step_started(pair, api)
     assert draining.proc is not None and draining.proc.popen is not None
     draining.proc.popen.terminate()  # SIGTERM: the SDK sends WORKER_PAUSE and finishes its step
     poll(lambda: [c for c in other.connections() if c["instance_id"] == draining.instance

@@ -48,12 +48,9 @@ class ConnectAPI:
         """A new connection: its id, the gateway to dial, and the token to present there."""
         if not bearer_ok(request, self.config):
             return unauthorized()
-        body = await request.body()
-        req = pb.StartRequest()
-        try:
-            req.ParseFromString(body)
-        except DecodeError as exc:
-            return public_error(f"the body must be a protobuf StartRequest ({PROTOBUF}): {exc}", 400)
+        req = await _parse(request, pb.StartRequest)
+        if isinstance(req, Response):
+            return req
         hub = self.service.connect
         now = self.service.clock.now_ms()
         hub.expire_sessions(now - SESSION_TTL_MS)
@@ -85,11 +82,9 @@ class ConnectAPI:
         if not bearer_ok(request, self.config):
             return unauthorized()
         raw = await request.body()
-        reply = pb.SDKResponse()
-        try:
-            reply.ParseFromString(raw)
-        except DecodeError as exc:
-            return public_error(f"the body must be a protobuf SDKResponse ({PROTOBUF}): {exc}", 400)
+        reply = await _parse(request, pb.SDKResponse)
+        if isinstance(reply, Response):
+            return reply
         if not reply.request_id:
             return public_error("the SDKResponse has no request_id", 400)
         hub = self.service.connect
@@ -129,6 +124,16 @@ class ConnectAPI:
                 continue
             out.append(describe(w, len(w.inflight)))
         return json_response({"data": out, "forwarded": hub.forwarded})
+
+
+async def _parse(request: Request, cls: Any) -> Any:
+    """The body as a ``cls`` protobuf message, or the 400 that says it is not one."""
+    msg = cls()
+    try:
+        msg.ParseFromString(await request.body())
+    except DecodeError as exc:
+        return public_error(f"the body must be a protobuf {cls.__name__} ({PROTOBUF}): {exc}", 400)
+    return msg
 
 
 def describe(w: Any, inflight: int) -> dict[str, Any]:
