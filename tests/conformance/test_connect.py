@@ -11,12 +11,17 @@ and an HTTP app.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
+from pyngest.protocol.connectpb import connect_pb2 as pb
+
+from . import raw_worker
 from .conftest import AppPool
 from .harness import CONNECT_KINDS, Api, App, Server, free_port, new_tag, poll
 
@@ -151,3 +156,36 @@ def test_sigterm_drains_a_worker(pair: list[App], api: Api) -> None:
     for event_id in later:
         assert api.wait_run(event_id)["output"]["instance"] == other.instance
     poll(lambda: not draining.proc.alive(), what="the drained worker to exit")  # type: ignore[union-attr]
+
+
+def test_a_reply_after_the_connection_went_away_arrives_through_flush_or_a_new_connection(
+        server: Server, api: Api) -> None:
+    app = f"cx-raw-{new_tag()}"
+    fns = [raw_worker.function(app, "fn", f"{app}/go")]
+
+    async def scenario() -> list[str]:
+        ws = await raw_worker.open_worker(server.url, app, fns, "raw-1")
+        ended = []
+        for via in ("flush", "new connection"):
+            event_id = api.send(f"{app}/go", {"via": via})
+            req = await raw_worker.next_request(ws)
+            await ws.close()  # the connection is gone while the step "runs"
+            reply = raw_worker.done(req, {"via": via})
+            if via == "flush":
+                res = requests.post(f"{server.url}/v0/connect/flush", data=reply.SerializeToString(),
+                                    headers={"content-type": "application/protobuf"}, timeout=10)
+                assert res.status_code == 200, res.text
+                assert pb.FlushResponse.FromString(res.content).request_id == req.request_id
+                ws = await raw_worker.open_worker(server.url, app, fns, "raw-1")  # back for the next
+            else:
+                ws = await raw_worker.open_worker(server.url, app, fns, "raw-1")
+                await ws.send(raw_worker.frame(pb.WORKER_REPLY, reply))
+                ack = pb.ConnectMessage.FromString(await ws.recv())
+                assert ack.kind == pb.WORKER_REPLY_ACK
+            ended.append(event_id)
+        await ws.close()
+        return ended
+
+    for event_id, via in zip(asyncio.run(scenario()), ("flush", "new connection"), strict=True):
+        run = api.wait_run(event_id)
+        assert run["status"] == "Completed" and run["output"] == {"via": via}, run
