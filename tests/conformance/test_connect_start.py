@@ -17,8 +17,14 @@ from pyngest.protocol.connectpb import connect_pb2 as pb
 
 from .harness import CONNECT_KINDS, App, Server, free_port, hashed_signing_key
 
-# steps and memoization, through signed workers
-from .test_steps import test_steps_and_memoization_with_repeated_ids  # noqa: F401
+# the HTTP apps' cases, through signed workers
+from .test_failures import test_retries_then_success  # noqa: F401
+from .test_steps import (  # noqa: F401
+    test_parallel_steps,
+    test_sleep,
+    test_steps_and_memoization_with_repeated_ids,
+)
+from .test_waits import test_invoke_by_id, test_wait_for_event_fulfilled  # noqa: F401
 
 pytestmark = pytest.mark.conformance
 
