@@ -230,6 +230,8 @@ class Server:
             argv += ["--signing-key", self.signing_key]
         if self.event_key:
             argv += ["--event-key", self.event_key]
+        if "--connect-gateway-port" not in self.extra_args and server_supports(self.mode, "--connect-gateway-port"):
+            argv += ["--connect-gateway-port", "0"]  # no second port (--port + 1) that may be another test's
         return argv + self.extra_args + shlex.split(os.environ.get("CONFORMANCE_SERVER_ARGS", ""))
 
     def start(self) -> None:

@@ -290,7 +290,9 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     cfg.json_logs = params["json_logs"] if params["json_logs"] is not None else not sys.stdout.isatty()
     cfg.otel_endpoint = params["otel_endpoint"] or None
     gateway_port = params.get("connect_gateway_port")
-    cfg.connect_gateway_port = (cfg.port + 1 if gateway_port is None else gateway_port) or None
+    if gateway_port is None:  # beside the API port, as upstream's 8289 beside 8288
+        gateway_port = cfg.port + 1 if 0 < cfg.port < 65535 else 0
+    cfg.connect_gateway_port = gateway_port or None
     return cfg
 
 
