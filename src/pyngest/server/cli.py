@@ -516,6 +516,10 @@ def _banner(cfg: ServerConfig, sockets: list[socket.socket], config_file: Path |
         f"  dashboard     {addrs[0]}/" + (" (sign in as " + cfg.dashboard_user + ")" if cfg.mode == "start" else ""),
         f"  storage       {storage}",
     ]
+    gateway = addrs[0].replace("http://", "ws://", 1)
+    if cfg.connect_gateway_port:
+        gateway = gateway.rsplit(":", 1)[0] + f":{cfg.connect_gateway_port}"
+    lines.append(f"  connect       {gateway}/v0/connect (workers start at POST /v0/connect/start)")
     if config_file is not None:
         lines.append(f"  config        {config_file}")
     scanning = cfg.mode == "dev" and cfg.discovery
