@@ -32,8 +32,9 @@ def function(app: str, name: str, event: str) -> dict[str, Any]:
             "steps": {"step": {"id": "step", "name": "step", "runtime": {"type": "ws", "url": "ws://connect"}}}}
 
 
-async def open_worker(server_url: str, app: str, functions: list[dict[str, Any]], instance: str) -> Any:
-    """A connected, synced worker's WebSocket (after GATEWAY_CONNECTION_READY)."""
+async def handshake(server_url: str, app: str, functions: list[dict[str, Any]],
+                    instance: str) -> tuple[Any, pb.ConnectMessage]:
+    """The WebSocket and the gateway's answer to WORKER_CONNECT."""
     s = start(server_url)
     ws = await websockets.connect(s.gateway_endpoint, subprotocols=[SUBPROTOCOL])  # type: ignore[list-item]
     await ws.recv()  # GATEWAY_HELLO
@@ -42,7 +43,12 @@ async def open_worker(server_url: str, app: str, functions: list[dict[str, Any]]
         auth_data=pb.AuthData(session_token=s.session_token, sync_token=s.sync_token),
         apps=[pb.AppConfiguration(app_name=app, functions=orjson.dumps(functions))],
         framework="connect", sdk_language="raw", sdk_version="v0")))
-    ready = pb.ConnectMessage.FromString(await ws.recv())
+    return ws, pb.ConnectMessage.FromString(await ws.recv())
+
+
+async def open_worker(server_url: str, app: str, functions: list[dict[str, Any]], instance: str) -> Any:
+    """A connected, synced worker's WebSocket (after GATEWAY_CONNECTION_READY)."""
+    ws, ready = await handshake(server_url, app, functions, instance)
     assert ready.kind == pb.GATEWAY_CONNECTION_READY, pb.GatewayMessageType.Name(ready.kind)
     return ws
 

@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import requests
+import websockets
 
 from pyngest.protocol.connectpb import connect_pb2 as pb
 
@@ -189,3 +190,24 @@ def test_a_reply_after_the_connection_went_away_arrives_through_flush_or_a_new_c
     for event_id, via in zip(asyncio.run(scenario()), ("flush", "new connection"), strict=True):
         run = api.wait_run(event_id)
         assert run["status"] == "Completed" and run["output"] == {"via": via}, run
+
+
+def test_a_worker_with_invalid_functions_is_refused_with_the_reason(server: Server, api: Api) -> None:
+    app = f"cx-bad-{new_tag()}"
+    bad = [{"id": f"{app}-fn", "name": "fn", "triggers": [{"event": f"{app}/go", "expression": "event.data.x =="}],
+            "steps": {"step": {"id": "step", "name": "step", "runtime": {"type": "ws", "url": "ws://connect"}}}}]
+
+    async def scenario() -> tuple[int, str, int | None]:
+        ws, answer = await raw_worker.handshake(server.url, app, bad, "bad-1")
+        err = pb.SystemError.FromString(answer.payload)
+        try:
+            await ws.recv()
+        except websockets.ConnectionClosed as closed:
+            return answer.kind, err.message, closed.rcvd.code if closed.rcvd else None
+        return answer.kind, err.message, None
+
+    kind, message, code = asyncio.run(scenario())
+    assert kind == pb.SYNC_FAILED and code == 4001
+    assert "invalid" in message and "expression" in message, message
+    listed = {a["name"] for a in api.session.get(f"{api.url}/v1/apps", timeout=10).json()["data"]}
+    assert app not in listed
