@@ -4,6 +4,7 @@ but holding no worker of its app forwards the request to the process that does."
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 
 import pytest
@@ -18,8 +19,13 @@ pytestmark = [
 ]
 
 
-@pytest.mark.parametrize("kind", ["py_connect", "js_connect"])
-def test_worker_on_one_process_runs_steps_of_runs_every_process_owns(tmp_path: Path, kind: str) -> None:
+SIGNING_KEY = secrets.token_hex(32)
+
+
+@pytest.mark.parametrize(("kind", "mode"), [("py_connect", "dev"), ("js_connect", "dev"), ("py_connect", "start")])
+def test_worker_on_one_process_runs_steps_of_runs_every_process_owns(tmp_path: Path, kind: str, mode: str) -> None:
+    """In start mode the processes forward with the signing key (the forward route wants it)."""
+    key = SIGNING_KEY if mode == "start" else None
     schema = backends.new_schema_name()
     backends.create_schema_sync(schema)
     uri = backends.postgres_uri(schema)
@@ -27,13 +33,13 @@ def test_worker_on_one_process_runs_steps_of_runs_every_process_owns(tmp_path: P
     for i in range(2):
         workdir = tmp_path / f"node{i}"
         workdir.mkdir()
-        servers.append(Server(workdir, extra_args=[
-            "--no-poll", "--postgres-uri", uri, "--redis-uri", backends.REDIS_URI,
+        servers.append(Server(workdir, mode=mode, signing_key=key, event_key="ek" if key else None, extra_args=[
+            *(["--no-poll"] if mode == "dev" else []), "--postgres-uri", uri, "--redis-uri", backends.REDIS_URI,
             "--connect-gateway-port", str(free_port())]))
     for server in servers:
         server.start()
     a, b = servers
-    worker = App(kind, tmp_path, b.url)  # connected to process B only
+    worker = App(kind, tmp_path, b.url, signing_key=key, event_key="ek" if key else None)  # on process B only
     try:
         worker.start()
         api = a.api()  # events go to process A
