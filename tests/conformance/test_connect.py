@@ -21,6 +21,7 @@ import requests
 import websockets
 
 from pyngest.protocol.connectpb import connect_pb2 as pb
+from pyngest.server.connect.hub import LEASE_MS
 
 from . import raw_worker
 from .conftest import AppPool
@@ -38,6 +39,7 @@ from .test_waits import test_invoke_by_id, test_wait_for_event_fulfilled  # noqa
 pytestmark = pytest.mark.conformance
 
 # A killed worker's step comes back after its lease (20 s) lapses, then the retry interval (1 s).
+LEASE_S = LEASE_MS // 1000
 LEASE_WAIT = 90.0
 
 
@@ -211,3 +213,13 @@ def test_a_worker_with_invalid_functions_is_refused_with_the_reason(server: Serv
     assert "invalid" in message and "expression" in message, message
     listed = {a["name"] for a in api.session.get(f"{api.url}/v1/apps", timeout=10).json()["data"]}
     assert app not in listed
+
+
+def test_a_step_longer_than_its_lease_is_kept_by_extensions(app: App, api: Api) -> None:
+    """25 s > the 20 s lease: the worker's extensions (every 5 s) keep the step its own, so it
+    runs once, on its first attempt."""
+    tag = new_tag()
+    run = api.wait_run(api.send(app.event("slow-step"), {"tag": tag, "seconds": LEASE_S + 5}))
+    assert run["status"] == "Completed", run
+    assert run["output"]["attempt"] == 0
+    assert [s["attempt"] for s in app.observations(kind="step-start", tag=tag)] == [0]
