@@ -193,7 +193,11 @@ async def _session(service: Service, ws: WebSocket, worker: Worker, send: Any) -
             if reply is None:
                 continue
             if not hub.reply(reply):
-                log.info("connect: reply to request %s came after its attempt ended; dropped", reply.request_id)
+                if hub.peers is not None:  # the worker moved here from the process holding it
+                    _background(hub.peers.flush(msg.payload))
+                else:
+                    log.info("connect: reply to request %s came after its attempt ended; dropped",
+                             reply.request_id)
             await send(frame(pb.WORKER_REPLY_ACK, pb.WorkerReplyAckData(request_id=reply.request_id)))
         elif kind == pb.WORKER_REQUEST_ACK:
             ack = _parse(pb.WorkerRequestAckData, msg.payload)
@@ -214,6 +218,15 @@ async def _session(service: Service, ws: WebSocket, worker: Worker, send: Any) -
             log.info("connect: worker %s (%s) is draining", worker.instance_id, worker.id)
             hub.drain(worker.id)
         # WORKER_READY (manual readiness), WORKER_STATUS: nothing to do
+
+
+_TASKS: set[asyncio.Task[None]] = set()
+
+
+def _background(work: Any) -> None:
+    task = asyncio.ensure_future(work)
+    _TASKS.add(task)
+    task.add_done_callback(_TASKS.discard)
 
 
 def _parse(cls: Any, payload: bytes) -> Any:
