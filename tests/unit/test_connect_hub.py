@@ -114,3 +114,18 @@ async def test_done_with_no_retry_is_the_npm_sdks_400() -> None:
     hub.reply(pb.SDKResponse(request_id=got[0].request_id, status=pb.DONE, no_retry=True, body=b"{}"))
     resp = await task
     assert resp.status == 400 and resp.no_retry
+
+
+async def test_a_worker_asking_for_manual_readiness_gets_requests_after_worker_ready() -> None:
+    clock = TestClock(0)
+    hub = _hub(clock)
+    got = _worker(hub, "a")
+    hub.workers["a"].ready = False  # WORKER_CONNECT said worker_manual_readiness_ack
+    task = _execute(hub, "r1")
+    await _settle()
+    assert got == []
+    hub.mark_ready("a")
+    await _settle()
+    assert len(got) == 1
+    hub.reply(pb.SDKResponse(request_id=got[0].request_id, status=pb.DONE))
+    assert (await task).status == 200

@@ -132,7 +132,7 @@ async def _handshake(service: Service, msg: pb.ConnectMessage, send: Any, close:
         close=close, sdk_language=data.sdk_language, sdk_version=data.sdk_version,
         platform=data.platform, capacity=capacity if capacity and capacity > 0 else None,
         cpu_cores=attrs.cpu_cores, mem_bytes=attrs.mem_bytes, os=attrs.os, connected_ms=now,
-        last_heartbeat_ms=now,
+        last_heartbeat_ms=now, ready=not data.worker_manual_readiness_ack,
     )
 
 
@@ -217,7 +217,9 @@ async def _session(service: Service, ws: WebSocket, worker: Worker, send: Any) -
         elif kind == pb.WORKER_PAUSE:
             log.info("connect: worker %s (%s) is draining", worker.instance_id, worker.id)
             hub.drain(worker.id)
-        # WORKER_READY (manual readiness), WORKER_STATUS: nothing to do
+        elif kind == pb.WORKER_READY:
+            hub.mark_ready(worker.id)
+        # WORKER_STATUS: nothing to do
 
 
 _TASKS: set[asyncio.Task[None]] = set()

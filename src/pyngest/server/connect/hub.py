@@ -80,6 +80,7 @@ class Worker:
     connected_ms: int = 0
     last_heartbeat_ms: int = 0
     draining: bool = False
+    ready: bool = True  # False until WORKER_READY when the worker asked for manual readiness
     inflight: set[str] = field(default_factory=set)
     assigned: int = 0  # order of the last assignment (round robin among equals)
 
@@ -89,7 +90,7 @@ class Worker:
         return f"{self.sdk_language}:{version}"
 
     def has_room(self) -> bool:
-        return not self.draining and (self.capacity is None or len(self.inflight) < self.capacity)
+        return self.ready and not self.draining and (self.capacity is None or len(self.inflight) < self.capacity)
 
 
 @dataclass(eq=False)
@@ -144,6 +145,13 @@ class ConnectHub:
     def remove(self, worker_id: str) -> None:
         """The connection is gone. Its requests keep their leases: the worker may come back."""
         if self.workers.pop(worker_id, None) is not None:
+            self._wake()
+
+    def mark_ready(self, worker_id: str) -> None:
+        """WORKER_READY: a worker that asked for manual readiness takes requests from now on."""
+        w = self.workers.get(worker_id)
+        if w is not None and not w.ready:
+            w.ready = True
             self._wake()
 
     def drain(self, worker_id: str) -> None:
