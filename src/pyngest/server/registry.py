@@ -259,18 +259,21 @@ class Registry:
 
     # ----------------------------------------------------------------------------- sync
 
-    async def register(self, body: Any, *, deploy_id: str | None = None) -> SyncOutcome:
-        """Process a ``/fn/register`` payload (already JSON-decoded)."""
+    async def register(self, body: Any, *, deploy_id: str | None = None,
+                       app_url: str | None = None) -> SyncOutcome:
+        """Process a ``/fn/register`` payload (already JSON-decoded). ``app_url``: the app's URL
+        when it has none to send requests to (a connect app, synced by its worker's handshake)."""
         async with self._registering:
-            return await self._register(body, deploy_id=deploy_id)
+            return await self._register(body, deploy_id=deploy_id, app_url=app_url)
 
-    async def _register(self, body: Any, *, deploy_id: str | None = None) -> SyncOutcome:
+    async def _register(self, body: Any, *, deploy_id: str | None = None,
+                        app_url: str | None = None) -> SyncOutcome:
         now = self.clock.now_ms()
         try:
             req = decode_register(body)
         except SyncError as exc:
             raise RegistrationError(str(exc)) from exc
-        url = normalize_url(str(req.get("url") or ""))
+        url = app_url if app_url is not None else normalize_url(str(req.get("url") or ""))
         sdk_lang, sdk_version = split_sdk(req.get("sdk"))
         checksum_src = {k: v for k, v in req.items() if k not in ("featureObservations", "deployId")}
         checksum = hashlib.sha256(jcs.dumps(checksum_src)).hexdigest()

@@ -15,6 +15,8 @@ from pyngest.protocol.events import FN_INVOKED
 from pyngest.server import exprs
 from pyngest.server.cluster.node import ClusterNode
 from pyngest.server.config import ServerConfig
+from pyngest.server.connect.hub import ConnectHub
+from pyngest.server.connect.peers import ConnectPeers
 from pyngest.server.executor.driver import Driver
 from pyngest.server.executor.executor import Executor, ExecutorConfig
 from pyngest.server.executor.state import State
@@ -67,6 +69,8 @@ class Service:
             config=ExecutorConfig(retry_interval_s=config.retry_interval_s),
         )
         self.runner = Runner(executor=self.executor, registry=self.registry, clock=self.clock)
+        self.connect = ConnectHub(self.clock, self.registry)  # connect workers (WebSocket)
+        self.driver.connect = self.connect
         # the invoke event is always matched: it names its target function directly
         self.state.listens = lambda name: (name == FN_INVOKED or self.registry.listens(name)
                                            or self.state.pauses.listens(name))
@@ -103,6 +107,8 @@ class Service:
         self.syncer = AppSyncer(config, self.registry, self.store, self.clock)
         if isinstance(self.store, PostgresStore) and shards is not None:
             self.cluster = ClusterNode(self, self.store, shards)
+            self.connect.peers = ConnectPeers(self.cluster, self.connect, signing_key=config.signing_key,
+                                              timeout_s=config.step_timeout_s)
             # matching reads the shared event log: no EVENTS job per stored event
             self.state.listens = lambda name: False
         self.started = False
@@ -143,6 +149,9 @@ class Service:
         self.started = False
         await self.syncer.close()
         await self.workers.stop(self.config.shutdown_grace_s)
+        await self.connect.close_all()
+        if self.connect.peers is not None:
+            await self.connect.peers.close()
         if self.cluster is not None:
             await self.cluster.stop()
         await self.runner.stop()

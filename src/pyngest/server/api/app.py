@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyngest.server.api.auth import AuthMiddleware, DashboardAuth
+from pyngest.server.api.connect import ConnectAPI
 from pyngest.server.api.events import EventAPI
 from pyngest.server.api.graphql.resolvers import GraphQLEndpoint
 from pyngest.server.api.guard import BrowserGuard
@@ -174,6 +175,7 @@ def build_app(service: Service) -> ASGIApp:
         Route("/auth/login", auth.login, methods=["POST"]),
         Route("/auth/logout", auth.logout, methods=["POST"]),
         Route("/auth/status", auth.status, methods=["GET"]),
+        *ConnectAPI(service).routes(),
         *dashboard.routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={
