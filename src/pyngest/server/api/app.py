@@ -108,7 +108,7 @@ def build_app(service: Service) -> ASGIApp:
     op_api = OperationsAPI(service, ops)
     gql = GraphQLEndpoint(service, ops)
     manage = ManageREST(service, ops)
-    auth = DashboardAuth(service.config)
+    auth = DashboardAuth(service.config, service.store)
     auth.sessions = service.api_state.setdefault("sign-ins", auth.sessions)
     live = LiveAPI(service)
     metrics = MetricsAPI(service)

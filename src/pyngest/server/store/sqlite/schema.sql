@@ -191,3 +191,10 @@ CREATE TABLE IF NOT EXISTS operations (
 );
 CREATE INDEX IF NOT EXISTS operations_fn ON operations (fn_id, kind, created_ms);
 CREATE INDEX IF NOT EXISTS operations_ended ON operations (ended_ms) WHERE ended_ms IS NOT NULL;
+
+-- Dashboard sessions signed out before they expire (a sign-out survives a restart).
+CREATE TABLE IF NOT EXISTS revoked_sessions (
+    session_id  TEXT PRIMARY KEY,
+    expires_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS revoked_sessions_expires ON revoked_sessions (expires_ms);
