@@ -45,6 +45,10 @@ class NotFound(OperationError):
     """What the request names does not exist."""
 
 
+# CEL string literals (with escapes), kept apart when ``output`` is rewritten
+_STRINGS = re.compile(r"""("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')""")
+
+
 def search_program(source: str) -> expr.Program:
     """Compile a run search. Lines are joined with ``&&``; ``output`` is the run's output.
 
@@ -53,7 +57,10 @@ def search_program(source: str) -> expr.Program:
     """
     lines = [line.strip() for line in source.splitlines() if line.strip()]
     joined = " && ".join(f"({line})" for line in lines)
-    rewritten = re.sub(r"(?<![\w.'\"])output\b", "vars.output", joined)
+    # only outside string literals: a search for the text "no output" must stay that text
+    rewritten = "".join(
+        part if index % 2 else re.sub(r"(?<![\w.])output\b", "vars.output", part)
+        for index, part in enumerate(_STRINGS.split(joined)))
     try:
         return expr.compile(rewritten)
     except expr.ExpressionError as exc:
