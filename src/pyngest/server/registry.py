@@ -295,11 +295,14 @@ class Registry:
             problems.extend(f"{label}: {e}" for e in errors)
             if fn_cfg is None:
                 continue
-            if not errors and fn_cfg["id"] in seen_slugs:
+            # an invalid config may carry any JSON as its id (an object, a list): not a key
+            ident = fn_cfg.get("id")
+            ident = ident if isinstance(ident, str) else ""
+            if not errors and ident in seen_slugs:
                 problems.append(f"{label}: duplicate function id")
                 continue
-            seen_slugs.add(fn_cfg.get("id", ""))
-            prev = existing.get(fn_cfg.get("id", ""))
+            seen_slugs.add(ident)
+            prev = existing.get(ident)
             if prev is not None and app is not None and prev.app_id != app.id:
                 problems.append(f"{label}: the id is already used by another app")
                 continue
