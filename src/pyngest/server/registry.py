@@ -18,6 +18,7 @@ import orjson
 
 from pyngest import cron
 from pyngest.clock import Clock
+from pyngest.expr import check_length
 from pyngest.protocol import jcs
 from pyngest.protocol.durations import parse_ms
 from pyngest.protocol.sync import (
@@ -134,7 +135,7 @@ def compile_function(rec: FunctionRecord) -> Function:
             cond = None
             if trig.get("expression"):
                 try:
-                    cond = compile_condition(trig["expression"])
+                    cond = _written_condition(trig["expression"])
                 except ExpressionError as exc:
                     problems.append(f"triggers[{i}].expression: {exc}")
             fn.event_triggers.append(EventTrigger(trig["event"], cond))
@@ -148,12 +149,18 @@ def compile_function(rec: FunctionRecord) -> Function:
             fn.cron_triggers.append(CronTrigger(trig["cron"], schedule, parse_ms(jitter) if jitter else 0))
     for key, where in _expressions(config):
         try:
-            compile_condition(key)
+            _written_condition(key)
         except ExpressionError as exc:
             problems.append(f"{where}: {exc}")
     if problems:
         raise ValueError("; ".join(problems))
     return fn
+
+
+def _written_condition(source: str) -> Condition:
+    """An expression of a function's config, within the length anyone may write."""
+    check_length(source)
+    return compile_condition(source)
 
 
 def _expressions(config: FunctionConfig) -> list[tuple[str, str]]:

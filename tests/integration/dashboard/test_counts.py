@@ -101,3 +101,7 @@ async def test_events_search_filters_by_expression_and_counts_every_match(harnes
 async def test_an_invalid_search_expression_is_a_clear_error(harness: Harness) -> None:
     message = await gql_error(harness, SEARCH_EVENTS, first=5, search="event.data.n >", **{"from": SINCE})
     assert "search expression is invalid" in message
+    long = 'event.data.n == "' + "a" * 100_000 + '"'  # checked before it is parsed (or rewritten)
+    for query in (SEARCH_EVENTS, SEARCH_RUNS):
+        message = await gql_error(harness, query, first=5, search=long, **{"from": SINCE})
+        assert "characters long; the limit is 16384" in message, message

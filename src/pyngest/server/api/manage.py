@@ -55,6 +55,10 @@ def search_program(source: str) -> expr.Program:
     The expression layer knows ``event``, ``async`` and ``vars``; ``output`` is passed as
     ``vars.output``.
     """
+    try:
+        expr.check_length(source)  # before the text is rewritten: that takes time too
+    except expr.ExpressionError as exc:
+        raise OperationError(f"the search expression is invalid: {exc}") from exc
     lines = [line.strip() for line in source.splitlines() if line.strip()]
     joined = " && ".join(f"({line})" for line in lines)
     # only outside string literals: a search for the text "no output" must stay that text
@@ -71,6 +75,7 @@ def event_search_program(source: str) -> expr.Program:
     """Compile an event search (the dashboard's events page): CEL over ``event``, one condition
     per line, lines joined with ``&&``."""
     try:
+        expr.check_length(source)
         return expr.compile(_joined(source) or "true")
     except expr.ExpressionError as exc:
         raise OperationError(f"the search expression is invalid: {exc}") from exc
