@@ -18,6 +18,7 @@ import orjson
 
 from pyngest import cron
 from pyngest.clock import Clock
+from pyngest.expr import check_length
 from pyngest.protocol import jcs
 from pyngest.protocol.durations import parse_ms
 from pyngest.protocol.sync import (
@@ -134,7 +135,7 @@ def compile_function(rec: FunctionRecord) -> Function:
             cond = None
             if trig.get("expression"):
                 try:
-                    cond = compile_condition(trig["expression"])
+                    cond = _written_condition(trig["expression"])
                 except ExpressionError as exc:
                     problems.append(f"triggers[{i}].expression: {exc}")
             fn.event_triggers.append(EventTrigger(trig["event"], cond))
@@ -148,12 +149,18 @@ def compile_function(rec: FunctionRecord) -> Function:
             fn.cron_triggers.append(CronTrigger(trig["cron"], schedule, parse_ms(jitter) if jitter else 0))
     for key, where in _expressions(config):
         try:
-            compile_condition(key)
+            _written_condition(key)
         except ExpressionError as exc:
             problems.append(f"{where}: {exc}")
     if problems:
         raise ValueError("; ".join(problems))
     return fn
+
+
+def _written_condition(source: str) -> Condition:
+    """An expression of a function's config, within the length anyone may write."""
+    check_length(source)
+    return compile_condition(source)
 
 
 def _expressions(config: FunctionConfig) -> list[tuple[str, str]]:
@@ -298,11 +305,14 @@ class Registry:
             problems.extend(f"{label}: {e}" for e in errors)
             if fn_cfg is None:
                 continue
-            if not errors and fn_cfg["id"] in seen_slugs:
+            # an invalid config may carry any JSON as its id (an object, a list): not a key
+            ident = fn_cfg.get("id")
+            ident = ident if isinstance(ident, str) else ""
+            if not errors and ident in seen_slugs:
                 problems.append(f"{label}: duplicate function id")
                 continue
-            seen_slugs.add(fn_cfg.get("id", ""))
-            prev = existing.get(fn_cfg.get("id", ""))
+            seen_slugs.add(ident)
+            prev = existing.get(ident)
             if prev is not None and app is not None and prev.app_id != app.id:
                 problems.append(f"{label}: the id is already used by another app")
                 continue

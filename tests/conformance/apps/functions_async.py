@@ -17,7 +17,16 @@ import time
 from types import ModuleType
 from typing import Any
 
-from common import CRASH_MIXED_LIMIT, blob, digest, nonce, prefix, record, request_count
+from common import (
+    CRASH_MIXED_LIMIT,
+    TORTURE_THROTTLE,
+    blob,
+    digest,
+    nonce,
+    prefix,
+    record,
+    request_count,
+)
 
 
 def observe_state_fetches(client: Any, kind: str) -> None:
@@ -414,6 +423,42 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
             in_flight["now"] -= 1
 
     @client.create_function(
+        fn_id="torture-retry",
+        retries=3,
+        throttle=inngest.Throttle(limit=TORTURE_THROTTLE, period=datetime.timedelta(seconds=1)),
+        trigger=inngest.TriggerEvent(event=f"{P}/torture-retry"),
+    )
+    async def torture_retry_fn(ctx: inngest.Context) -> Any:
+        # The torture test: throttled runs whose second step fails on its first attempt; the
+        # run's output says which attempt of that step succeeded.
+        async def flaky() -> int:
+            _step_record(ctx, "torture-retry", "flaky")
+            if ctx.attempt == 0:
+                raise RuntimeError("fails on its first attempt")
+            return ctx.attempt
+
+        async def first() -> str:
+            mine = nonce()
+            _step_record(ctx, "torture-retry", "first", nonce=mine)
+            return mine
+
+        token = await ctx.step.run("first", first)
+        attempt = await ctx.step.run("flaky", flaky)
+        return {"token": token, "attempt": attempt}
+
+    @client.create_function(
+        fn_id="torture-debounce",
+        debounce=inngest.Debounce(period=datetime.timedelta(seconds=1), key="event.data.tag"),
+        trigger=inngest.TriggerEvent(event=f"{P}/torture-debounce"),
+    )
+    async def torture_debounce_fn(ctx: inngest.Context) -> Any:
+        # The torture test: one run per burst of events of one key, with the burst's last event.
+        async def echo() -> Any:
+            return ctx.event.data
+
+        return await ctx.step.run("echo", echo)
+
+    @client.create_function(
         fn_id="parallel-disappears",
         retries=0,
         trigger=inngest.TriggerEvent(event=f"{P}/parallel-disappears"),
@@ -482,6 +527,8 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
         large_state_fn,
         crash_ten_fn,
         crash_mixed_fn,
+        torture_retry_fn,
+        torture_debounce_fn,
         parallel_disappears_fn,
         unexpected_step_fn,
         unserializable_fn,

@@ -111,7 +111,7 @@ def build_app(service: Service) -> ASGIApp:
     gql = GraphQLEndpoint(service, ops)
     manage = ManageREST(service, ops)
     hooks = WebhooksREST(service, ops)
-    auth = DashboardAuth(service.config)
+    auth = DashboardAuth(service.config, service.store)
     auth.sessions = service.api_state.setdefault("sign-ins", auth.sessions)
     live = LiveAPI(service)
     metrics = MetricsAPI(service)
