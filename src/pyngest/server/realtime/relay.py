@@ -1,0 +1,124 @@
+"""Realtime messages between the processes of a cluster, through Redis publish/subscribe.
+
+Every process subscribes to one Redis channel of the cluster (``pyngest:<cluster>:realtime``)
+and hands what others publish to its own subscribers. A process delivers its own publishes
+directly and sends them to Redis from one task, in order, pipelining what queued up meanwhile;
+a publish call returns once Redis took its frame, so two publishes one after the other reach
+every process in that order.
+
+Like upstream, this is not durable: a process that is not connected to Redis at the moment of a
+publish (Redis down, restarting) does not receive it, and its subscribers miss it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import orjson
+
+from pyngest.server.realtime.hub import RealtimeHub, TopicKey
+from pyngest.server.tasks import stop_tasks
+
+log = logging.getLogger("pyngest.realtime")
+
+_RETRY_S = (0.2, 0.5, 1.0, 2.0, 5.0)
+_PIPELINE = 256  # frames sent to Redis in one round trip at most
+
+
+class RedisRelay:
+    def __init__(self, url: str, cluster_id: str, node_id: str, hub: RealtimeHub) -> None:
+        self.url = url
+        self.channel = f"pyngest:{cluster_id}:realtime"
+        self.node_id = node_id
+        self.hub = hub
+        self.connected = asyncio.Event()
+        self.send_failures = 0
+        self._client: Any = None
+        self._outbox: asyncio.Queue[tuple[bytes, asyncio.Future[None]]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    async def start(self) -> None:
+        import redis.asyncio as redis
+
+        self._client = redis.Redis.from_url(self.url, socket_connect_timeout=2, socket_timeout=5,
+                                            health_check_interval=10)
+        self._tasks = [asyncio.create_task(self._listen(), name="pyngest-realtime-listen"),
+                       asyncio.create_task(self._send_loop(), name="pyngest-realtime-send")]
+        self.hub.relay = self.send
+
+    async def stop(self) -> None:
+        self.hub.relay = None
+        await stop_tasks(self._tasks)
+        while not self._outbox.empty():
+            _, fut = self._outbox.get_nowait()
+            if not fut.done():
+                fut.set_result(None)
+        if self._client is not None:
+            with contextlib.suppress(Exception):
+                await self._client.aclose()
+
+    async def send(self, key: TopicKey, frame: bytes) -> None:
+        header = orjson.dumps([self.node_id, *key])
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outbox.put_nowait((header + b"\n" + frame, fut))
+        await fut
+
+    async def _send_loop(self) -> None:
+        while True:
+            batch = [await self._outbox.get()]
+            while len(batch) < _PIPELINE and not self._outbox.empty():
+                batch.append(self._outbox.get_nowait())
+            try:
+                pipe = self._client.pipeline(transaction=False)
+                for payload, _ in batch:
+                    pipe.publish(self.channel, payload)
+                await pipe.execute()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # at-most-once: subscribers on other processes miss these
+                self.send_failures += len(batch)
+                log.warning("realtime: %d message(s) not sent to the other processes: redis: %s", len(batch), exc)
+            for _, fut in batch:
+                if not fut.done():
+                    fut.set_result(None)
+
+    async def _listen(self) -> None:
+        attempt = 0
+        while True:
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(self.channel)
+                # the confirmation arrives before anything published after it
+                while await pubsub.get_message(timeout=1.0) is None:
+                    pass
+                self.connected.set()
+                attempt = 0
+                while True:
+                    msg = await pubsub.get_message(ignore_subscribe_messages=True, timeout=1.0)
+                    if msg is not None:
+                        self._deliver(msg["data"])
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if self.connected.is_set():
+                    log.warning("realtime: redis lost (%s); subscribers here miss other processes' messages "
+                                "until it is back", exc)
+                self.connected.clear()
+                await asyncio.sleep(_RETRY_S[min(attempt, len(_RETRY_S) - 1)])
+                attempt += 1
+            finally:
+                with contextlib.suppress(Exception):
+                    await pubsub.aclose()
+
+    def _deliver(self, payload: bytes) -> None:
+        header, _, frame = payload.partition(b"\n")
+        try:
+            node, env, channel, topic = orjson.loads(header)
+        except (orjson.JSONDecodeError, ValueError):
+            log.warning("realtime: ignoring a malformed message on %s", self.channel)
+            return
+        if node != self.node_id:
+            self.hub.deliver((env, channel, topic), frame)
