@@ -32,6 +32,7 @@ from pyngest.protocol.ids import is_ulid, new_ulid
 from pyngest.server.api.common import bearer_ok, json_response, public_error, unauthorized
 from pyngest.server.realtime import frames
 from pyngest.server.realtime.hub import (
+    CLOSE_TOO_SLOW,
     MAX_MESSAGE_BYTES,
     MAX_NAME_CHARS,
     MAX_TOPICS,
@@ -254,7 +255,7 @@ class RealtimeAPI:
                 try:
                     frame = await sub.next(min(KEEPALIVE_S, max(0.0, deadline - time.monotonic())))
                 except SubscriberClosed as closed:
-                    if closed.code != 1000:
+                    if closed.code == CLOSE_TOO_SLOW:  # (stopping: the closing message was the last)
                         yield b"event: error\ndata: " + orjson.dumps({"code": closed.code, "reason": closed.reason}) + b"\n\n"
                     return
                 yield b":\n\n" if frame is None else b"data: " + frame + b"\n\n"
