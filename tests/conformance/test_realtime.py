@@ -101,23 +101,26 @@ def _node_subscriber(server: Server, channel: str, count: int, env: dict[str, st
     )
 
 
-def _lines_until(proc: subprocess.Popen[str], predicate: Any, timeout: float) -> list[str]:
-    """Read the process's output lines until ``predicate(lines)``; fail with them on timeout."""
-    lines: list[str] = []
-    done = threading.Event()
+class Output:
+    """A process's output lines, read as they come by one thread."""
 
-    def pump() -> None:
+    def __init__(self, proc: subprocess.Popen[str]) -> None:
+        self.lines: list[str] = []
+        self.changed = threading.Condition()
+        threading.Thread(target=self._pump, args=(proc,), daemon=True).start()
+
+    def _pump(self, proc: subprocess.Popen[str]) -> None:
         assert proc.stdout is not None
         for line in proc.stdout:
-            lines.append(line.rstrip("\n"))
-            if predicate(lines):
-                done.set()
-                return
-        done.set()
+            with self.changed:
+                self.lines.append(line.rstrip("\n"))
+                self.changed.notify_all()
 
-    threading.Thread(target=pump, daemon=True).start()
-    assert done.wait(timeout) and predicate(lines), f"node subscriber said: {lines}"
-    return lines
+    def wait(self, predicate: Any, timeout: float) -> list[str]:
+        with self.changed:
+            ok = self.changed.wait_for(lambda: predicate(self.lines), timeout)
+            assert ok, f"node subscriber said: {self.lines}"
+            return list(self.lines)
 
 
 @pytest.mark.parametrize("app", ["js", "py_fastapi", "pyngest_fastapi"], indirect=True)
@@ -127,9 +130,10 @@ def test_npm_client_in_node_receives_a_functions_messages(server: Server, api: A
     channel = f"user:{uuid.uuid4().hex}"
     proc = _node_subscriber(server, channel, 3)
     try:
-        _lines_until(proc, lambda lines: "subscribed" in lines, START_TIMEOUT)
+        output = Output(proc)
+        output.wait(lambda lines: "subscribed" in lines, START_TIMEOUT)
         event_id = api.send(app.event("realtime-publish"), {"channel": channel, "count": 3, "tag": new_tag()})
-        lines = _lines_until(proc, lambda lines: len(lines) >= 4, WAIT_S)
+        lines = output.wait(lambda lines: len(lines) >= 4, WAIT_S)
         proc.wait(timeout=30)
     finally:
         proc.kill()
