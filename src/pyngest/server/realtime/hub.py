@@ -114,8 +114,9 @@ class RealtimeHub:
         self.queue_bytes = queue_bytes
         self.subscribers: set[Subscriber] = set()
         self._by_topic: dict[TopicKey, set[Subscriber]] = {}
-        # scale-out: sends a published frame to the other processes (None: this process only)
-        self.relay: Callable[[TopicKey, bytes], Awaitable[None]] | None = None
+        # scale-out: sends a published frame through Redis to every process, this one included
+        # (None: this process only); answers whether Redis took it
+        self.relay: Callable[[TopicKey, bytes], Awaitable[bool]] | None = None
         self.published = 0
         self.dropped_slow = 0
         self.closing = False
@@ -159,14 +160,15 @@ class RealtimeHub:
             sub.push(frame)
         return len(subs)
 
-    async def publish(self, key: TopicKey, frame: bytes) -> int:
-        """Deliver here, then (scale-out) to the other processes before returning, so two
-        publishes one after the other reach every subscriber in that order."""
+    async def publish(self, key: TopicKey, frame: bytes) -> None:
+        """Deliver to every subscriber of ``key``. Scale-out: through Redis, to this process
+        too, returning once Redis took the frame: every process then receives the frames in
+        Redis's one order, so two publishes one after the other (to any processes) reach every
+        subscriber in that order. Without Redis (or when it fails), here directly."""
         self.published += 1
-        local = self.deliver(key, frame)
-        if self.relay is not None:
-            await self.relay(key, frame)
-        return local
+        if self.relay is not None and await self.relay(key, frame):
+            return
+        self.deliver(key, frame)
 
     def close(self, closing_frame: bytes) -> None:
         """The server is stopping: every subscriber gets ``closing_frame``, then its connection ends."""

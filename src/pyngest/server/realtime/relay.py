@@ -1,10 +1,12 @@
 """Realtime messages between the processes of a cluster, through Redis publish/subscribe.
 
 Every process subscribes to one Redis channel of the cluster (``pyngest:<cluster>:realtime``)
-and hands what others publish to its own subscribers. A process delivers its own publishes
-directly and sends them to Redis from one task, in order, pipelining what queued up meanwhile;
-a publish call returns once Redis took its frame, so two publishes one after the other reach
-every process in that order.
+and hands what arrives there to its own subscribers. Publishes go to Redis from one task per
+process, in order, pipelining what queued up meanwhile, and are delivered — on this process
+too — when they come back: every process sees all frames in Redis's single order, so two
+publishes one after the other, even to two different processes, reach every subscriber in that
+order. A publish call returns once Redis took its frame. While Redis is unreachable, a process
+delivers what is published to it to its own subscribers only.
 
 Like upstream, this is not durable: a process that is not connected to Redis at the moment of a
 publish (Redis down, restarting) does not receive it, and its subscribers miss it.
@@ -37,7 +39,7 @@ class RedisRelay:
         self.connected = asyncio.Event()
         self.send_failures = 0
         self._client: Any = None
-        self._outbox: asyncio.Queue[tuple[bytes, asyncio.Future[None]]] = asyncio.Queue()
+        self._outbox: asyncio.Queue[tuple[bytes, asyncio.Future[bool]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
 
     async def start(self) -> None:
@@ -55,16 +57,19 @@ class RedisRelay:
         while not self._outbox.empty():
             _, fut = self._outbox.get_nowait()
             if not fut.done():
-                fut.set_result(None)
+                fut.set_result(False)
         if self._client is not None:
             with contextlib.suppress(Exception):
                 await self._client.aclose()
 
-    async def send(self, key: TopicKey, frame: bytes) -> None:
+    async def send(self, key: TopicKey, frame: bytes) -> bool:
+        """Whether Redis took the frame (False: not connected, or it failed)."""
+        if not self.connected.is_set():
+            return False
         header = orjson.dumps([self.node_id, *key])
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        fut: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._outbox.put_nowait((header + b"\n" + frame, fut))
-        await fut
+        return await fut
 
     async def _send_loop(self) -> None:
         while True:
@@ -76,14 +81,17 @@ class RedisRelay:
                 for payload, _ in batch:
                     pipe.publish(self.channel, payload)
                 await pipe.execute()
+                sent = True
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # at-most-once: subscribers on other processes miss these
                 self.send_failures += len(batch)
-                log.warning("realtime: %d message(s) not sent to the other processes: redis: %s", len(batch), exc)
+                sent = False
+                log.warning("realtime: %d message(s) not sent through redis (%s): only this process's "
+                            "subscribers get them", len(batch), exc)
             for _, fut in batch:
                 if not fut.done():
-                    fut.set_result(None)
+                    fut.set_result(sent)
 
     async def _listen(self) -> None:
         attempt = 0
@@ -116,9 +124,8 @@ class RedisRelay:
     def _deliver(self, payload: bytes) -> None:
         header, _, frame = payload.partition(b"\n")
         try:
-            node, env, channel, topic = orjson.loads(header)
+            _node, env, channel, topic = orjson.loads(header)
         except (orjson.JSONDecodeError, ValueError):
             log.warning("realtime: ignoring a malformed message on %s", self.channel)
             return
-        if node != self.node_id:
-            self.hub.deliver((env, channel, topic), frame)
+        self.hub.deliver((env, channel, topic), frame)  # this process's own publishes too
