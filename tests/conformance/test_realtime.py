@@ -8,8 +8,11 @@ SDK's and pyngest's ``experimental.realtime.publish``), subscribers listen with 
 from __future__ import annotations
 
 import asyncio
+import base64
 import json
+import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -319,3 +322,54 @@ def test_sdk_token_helpers_return_what_the_npm_client_takes(server: Server) -> N
     assert [(t.channel, t.name, t.kind) for t in claims.topics] == [("user:1", "ai", "run"), ("user:1", "status", "run")]
     assert claims.env_id == tokens.DEV_ENV_ID and claims.account_id == tokens.DEV_ACCOUNT_ID
     assert not claims.publish
+
+
+def _raw_subscriber(server: Server, jwt: str) -> socket.socket:
+    """A WebSocket client that completes the handshake and then never reads: a small receive
+    buffer, so the server's sends back up at once."""
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 65536)
+    sock.connect(("127.0.0.1", server.port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /v1/realtime/connect?token={jwt} HTTP/1.1\r\nHost: 127.0.0.1:{server.port}\r\n"
+                  f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                  "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+async def test_a_subscriber_that_stops_reading_is_dropped_and_told_why(server: Server) -> None:
+    """A client that reads nothing: the server queues for it up to its bound (16 MB), then drops
+    it with close code 1013 and a reason, while the publisher and another subscriber carry on."""
+    channel = f"slow:{uuid.uuid4().hex}"
+    jwt = token(server, channel, ["t"])
+    blob = "x" * (400 * 1024)
+    count = 80  # 32 MB: more than the queue bound and the socket buffers on the way
+    slow = _raw_subscriber(server, jwt)
+    try:
+        async with ws_connect(ws_url(server, jwt), max_size=None) as fast:
+            async def read_fast() -> list[int]:
+                return [json.loads(await fast.recv())["data"]["n"] for _ in range(count)]
+
+            reading = asyncio.create_task(read_fast())
+            with requests.Session() as http:
+                for n in range(count):
+                    res = await asyncio.to_thread(http.post, f"{server.url}/v1/realtime/publish",
+                                                  params={"channel": channel, "topic": "t"},
+                                                  json={"n": n, "blob": blob}, timeout=30)
+                    assert res.status_code == 200
+            assert await asyncio.wait_for(reading, WAIT_S) == list(range(count))
+        # now read what reached the slow client: some frames, then the server's close frame
+        slow.settimeout(WAIT_S)
+        received = b""
+        while chunk := slow.recv(1 << 20):
+            received += chunk
+    finally:
+        slow.close()
+    assert len(received) < count * len(blob)
+    close = received.rindex(b"\x88")  # FIN + close opcode, then a 7-bit length, code, reason
+    code, reason = int.from_bytes(received[close + 2:close + 4], "big"), received[close + 4:].decode()
+    assert code == 1013 and reason.startswith("realtime subscriber too slow"), (code, reason)

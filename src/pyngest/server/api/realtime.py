@@ -278,22 +278,30 @@ class RealtimeAPI:
             self.hub.unsubscribe(sub)
             raise
         reader = asyncio.create_task(self._read(ws, sub))
+        writer = asyncio.create_task(self._write(ws, sub))
+        sub.on_drop = writer.cancel  # dropped while a send waits on a client that stopped reading
         try:
+            await asyncio.wait({writer})
+            closed = sub.closed
+            if closed is not None and closed.code != 1000 and ws.application_state == WebSocketState.CONNECTED:
+                with contextlib.suppress(Exception):
+                    await ws.close(closed.code, closed.reason[:120])
+        finally:
+            for task in (reader, writer):
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.gather(reader, writer, return_exceptions=True)
+            self.hub.unsubscribe(sub)
+
+    @staticmethod
+    async def _write(ws: WebSocket, sub: Subscriber) -> None:
+        """Frames to the socket, in order, until the subscription ends (SubscriberClosed) or the
+        client goes."""
+        with contextlib.suppress(SubscriberClosed, WebSocketDisconnect, RuntimeError, OSError):
             while True:
                 frame = await sub.next(None)
                 if frame is not None:
                     await ws.send_text(frame.decode())
-        except SubscriberClosed as closed:
-            if closed.code != 1000 and ws.application_state == WebSocketState.CONNECTED:
-                with contextlib.suppress(Exception):
-                    await ws.close(closed.code, closed.reason[:120])
-        except (WebSocketDisconnect, RuntimeError, OSError):
-            pass  # the client went away while we wrote
-        finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await reader
-            self.hub.unsubscribe(sub)
 
     async def _read(self, ws: WebSocket, sub: Subscriber) -> None:
         """The client's messages: ``sub`` adds a token's topics, ``unsub`` removes topics;

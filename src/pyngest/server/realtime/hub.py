@@ -61,6 +61,9 @@ class Subscriber:
         self._wake = asyncio.Event()
         self.closed: SubscriberClosed | None = None
         self.delivered = 0
+        # called when the subscriber is dropped (nothing more to write): its writer may be stuck
+        # sending to a client that stopped reading, and is interrupted to close the connection
+        self.on_drop: Callable[[], object] | None = None
 
     def push(self, frame: bytes) -> None:
         if self.closed is not None:
@@ -87,6 +90,8 @@ class Subscriber:
             self._frames.append(last)
         self.hub.unsubscribe(self)
         self._wake.set()
+        if last is None and self.on_drop is not None:
+            self.on_drop()
 
     async def next(self, timeout_s: float | None) -> bytes | None:
         """The next frame; None if none came within ``timeout_s`` (time for a keepalive).
