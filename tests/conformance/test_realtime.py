@@ -373,3 +373,31 @@ async def test_a_subscriber_that_stops_reading_is_dropped_and_told_why(server: S
     close = received.rindex(b"\x88")  # FIN + close opcode, then a 7-bit length, code, reason
     code, reason = int.from_bytes(received[close + 2:close + 4], "big"), received[close + 4:].decode()
     assert code == 1013 and reason.startswith("realtime subscriber too slow"), (code, reason)
+
+
+async def test_stopping_the_server_tells_subscribers_and_ends_their_connections(tmp_path: Path) -> None:
+    """SIGTERM: every subscriber gets a ``closing`` message and its connection ends (WebSocket
+    code 1012) at once — with a shutdown grace of 10 minutes, longer than this test waits, so
+    waiting for the grace to run out would fail it."""
+    own = Server(tmp_path / "server", extra_args=["--shutdown-grace", "600"])
+    own.workdir.mkdir()
+    own.start()
+    try:
+        jwt = token(own, "c", ["t"])
+        async with ws_connect(ws_url(own, jwt)) as ws, realtime.subscribe(token=jwt, api_base_url=own.url) as sse:
+            assert own.proc is not None and own.proc.popen is not None
+            own.proc.popen.terminate()
+            closing = json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))
+            with pytest.raises(websockets.ConnectionClosed) as closed:
+                await asyncio.wait_for(ws.recv(), WAIT_S)
+
+            async def rest() -> list[realtime.RealtimeMessage]:
+                return [m async for m in sse]  # the stream ends after the closing message
+
+            via_sse = await asyncio.wait_for(rest(), WAIT_S)
+        assert closing["kind"] == "closing"
+        assert closed.value.rcvd is not None and closed.value.rcvd.code == 1012
+        assert [m.kind for m in via_sse] == ["closing"]
+        assert own.proc.popen.wait(timeout=WAIT_S) == 0
+    finally:
+        own.stop()
