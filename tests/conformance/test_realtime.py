@@ -401,3 +401,27 @@ async def test_stopping_the_server_tells_subscribers_and_ends_their_connections(
         assert own.proc.popen.wait(timeout=WAIT_S) == 0
     finally:
         own.stop()
+
+
+async def test_a_websocket_adds_topics_with_another_token_and_drops_topics(server: Server) -> None:
+    channel = f"subs:{uuid.uuid4().hex}"
+    async with ws_connect(ws_url(server, token(server, channel, ["a"]))) as ws:
+        # read by the server in this order: "a" is gone by the time "b" is on
+        await ws.send(json.dumps({"kind": "unsub", "data": [{"channel": channel, "name": "a"}]}))
+        await ws.send(json.dumps({"kind": "sub", "data": "not-a-token"}))  # ignored
+        await ws.send(json.dumps({"kind": "sub", "data": token(server, channel, ["b"])}))
+        for _ in range(200):  # until the server has read them (it does so alongside publishes)
+            assert publish(server, channel, "b", {"probe": True}).status_code == 200
+            try:
+                await asyncio.wait_for(ws.recv(), 0.5)
+                break
+            except TimeoutError:
+                continue
+        else:
+            raise AssertionError("the sub message never took effect")
+        assert publish(server, channel, "a", {"n": 1}).status_code == 200
+        assert publish(server, channel, "b", {"n": 2}).status_code == 200
+        frame = json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))
+        while frame["data"].get("probe"):
+            frame = json.loads(await asyncio.wait_for(ws.recv(), WAIT_S))
+        assert (frame["topic"], frame["data"]) == ("b", {"n": 2})  # "a" was dropped
