@@ -121,6 +121,12 @@ def common_options(fn: Any, *, dev: bool) -> Any:
                      envvar=_env("max_request_size"),
                      help="Largest body of a call that sends events, in bytes (default 3 MiB; never "
                           "below --max-event-size)."),
+        click.option("--webhook-timeout", type=click.IntRange(min=10, max=30_000), default=500,
+                     envvar=_env("webhook_timeout"), show_default=True,
+                     help="Milliseconds a webhook's transform may run for one request."),
+        click.option("--webhook-memory", type=click.IntRange(min=4, max=1024), default=32,
+                     envvar=_env("webhook_memory"), show_default=True,
+                     help="MiB of JavaScript heap a webhook's transform may use for one request."),
         click.option("--durability", type=click.Choice(["normal", "full"]), default="normal",
                      envvar=_env("durability"),
                      help="'normal' survives a killed process; 'full' also fsyncs every commit (power loss)."),
@@ -269,6 +275,8 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     if params["max_request_size"]:
         cfg.max_request_bytes = int(params["max_request_size"])
     cfg.durability = params["durability"]
+    cfg.webhook_timeout_ms = int(params["webhook_timeout"])
+    cfg.webhook_memory_bytes = int(params["webhook_memory"]) * 1024 * 1024
     cfg.shutdown_grace_s = float(params["shutdown_grace"])
     try:
         cfg.retention_ms = parse_ms(str(params["retention"]))

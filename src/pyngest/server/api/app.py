@@ -25,6 +25,7 @@ from pyngest.server.api.operations import OperationsAPI
 from pyngest.server.api.realtime import RealtimeAPI
 from pyngest.server.api.rest import RestAPI
 from pyngest.server.api.sdk import SdkAPI
+from pyngest.server.api.webhooks import WebhooksREST
 from pyngest.server.service import Service
 from pyngest.server.store.base import StoreUnavailable
 from pyngest.server.ui import Dashboard
@@ -109,6 +110,7 @@ def build_app(service: Service) -> ASGIApp:
     op_api = OperationsAPI(service, ops)
     gql = GraphQLEndpoint(service, ops)
     manage = ManageREST(service, ops)
+    hooks = WebhooksREST(service, ops)
     auth = DashboardAuth(service.config)
     auth.sessions = service.api_state.setdefault("sign-ins", auth.sessions)
     live = LiveAPI(service)
@@ -158,6 +160,15 @@ def build_app(service: Service) -> ASGIApp:
         Route("/v1/functions", manage.list_functions, methods=["GET"]),
         Route("/v1/functions/{function_id}/invoke", manage.invoke, methods=["POST"]),
         Route("/v1/events", manage.send_events, methods=["POST"]),
+        # webhooks (docs/webhooks.md)
+        Route("/v1/webhooks", hooks.list_webhooks, methods=["GET"]),
+        Route("/v1/webhooks", hooks.create_webhook, methods=["POST"]),
+        Route("/v1/webhooks/test", hooks.test_transform, methods=["POST"]),
+        Route("/v1/webhooks/failures/{failure_id}/replay", hooks.replay_failure, methods=["POST"]),
+        Route("/v1/webhooks/{webhook_id}", hooks.get_webhook, methods=["GET"]),
+        Route("/v1/webhooks/{webhook_id}", hooks.update_webhook, methods=["PUT", "PATCH"]),
+        Route("/v1/webhooks/{webhook_id}", hooks.delete_webhook, methods=["DELETE"]),
+        Route("/v1/webhooks/{webhook_id}/failures", hooks.list_failures, methods=["GET"]),
         Route("/v0/live", live.stream, methods=["GET"]),
         # realtime (PROTOCOL.md §13): each route checks its own token or signing key
         Route("/v1/realtime/publish", realtime.publish, methods=["POST"]),

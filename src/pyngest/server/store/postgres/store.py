@@ -64,6 +64,7 @@ from pyngest.server.store.base import (
 )
 from pyngest.server.store.postgres.migrate import DEFAULT_SHARDS, migrate
 from pyngest.server.store.postgres.reads import PostgresDashboardReads, placeholders, run_where
+from pyngest.server.store.postgres.webhooks import PostgresWebhooks
 from pyngest.server.store.sqlite.reads import event_where
 from pyngest.server.tasks import stop_tasks
 
@@ -149,7 +150,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     round trip per read for nothing (four per run with two processes, one run at a time)."""
 
 
-class PostgresStore(PostgresDashboardReads):
+class PostgresStore(PostgresDashboardReads, PostgresWebhooks):
     def __init__(self, dsn: str, clock: Clock, *, shards: int = DEFAULT_SHARDS, pool_size: int = 8) -> None:
         self.dsn = dsn
         self.clock = clock
@@ -611,6 +612,8 @@ class PostgresStore(PostgresDashboardReads):
                      before_ms),
                     ("DELETE FROM operations WHERE id IN (SELECT id FROM operations "
                      "WHERE ended_ms IS NOT NULL AND ended_ms < $1 LIMIT $2)", before_ms),
+                    ("DELETE FROM webhook_failures WHERE id IN (SELECT id FROM webhook_failures "
+                     "WHERE received_ms < $1 LIMIT $2)", before_ms),
                 ):
                     await conn.execute(sql, arg, limit)
                 return len(runs) + len(events)

@@ -48,6 +48,7 @@ from pyngest.server.store.base import (
 )
 from pyngest.server.store.sqlite.connection import Database
 from pyngest.server.store.sqlite.reads import DashboardReads, event_where, run_where
+from pyngest.server.store.sqlite.webhooks import SqliteWebhooks
 
 _RUN_COLUMNS = (
     "id, fn_id, app_id, fn_version, status, event_ids, batch_id, cron, original_run_id, "
@@ -128,7 +129,7 @@ def _event_from_row(row: tuple[Any, ...]) -> StoredEvent:
     )
 
 
-class SqliteStore(DashboardReads):
+class SqliteStore(DashboardReads, SqliteWebhooks):
     def __init__(self, directory: Path | str, clock: Clock, *, durability: str = "normal") -> None:
         directory = Path(directory)
         self.db = Database(directory / "main.db", durability=durability)
@@ -499,6 +500,8 @@ class SqliteStore(DashboardReads):
                 ("DELETE FROM syncs WHERE id IN (SELECT id FROM syncs WHERE created_ms < ? LIMIT ?)", before_ms),
                 ("DELETE FROM operations WHERE id IN (SELECT id FROM operations "
                  "WHERE ended_ms IS NOT NULL AND ended_ms < ? LIMIT ?)", before_ms),
+                ("DELETE FROM webhook_failures WHERE id IN (SELECT id FROM webhook_failures "
+                 "WHERE received_ms < ? LIMIT ?)", before_ms),
             ):
                 conn.execute(sql, (arg, limit))
             return len(runs) + len(events)
