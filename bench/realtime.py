@@ -17,27 +17,20 @@ import argparse
 import asyncio
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from pathlib import Path
 
 import aiohttp
 import orjson
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the repo, for bench.quick_server
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def pct(values: list[float], p: float) -> float:
-    values = sorted(values)
-    return values[min(len(values) - 1, int(len(values) * p))]
+from bench.quick_server import free_port, pct  # noqa: E402
 
 
 def cpu_s(pid: int) -> float:
