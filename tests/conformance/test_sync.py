@@ -46,6 +46,7 @@ SDK_FIELD = {
 
 # The functions every app defines, by id (without the app prefix).
 COMMON_FUNCTIONS = {
+    "realtime-publish",
     "steps-memo",
     "sleep",
     "sleep-until",

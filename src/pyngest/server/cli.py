@@ -17,6 +17,7 @@ import sqlite3
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -393,6 +394,8 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
         app, http="httptools", lifespan="off", access_log=False, log_level="warning",
         timeout_graceful_shutdown=int(cfg.shutdown_grace_s), timeout_keep_alive=30,
     ))
+    # realtime subscriptions are open-ended: end them when stopping begins, not after the grace
+    server.on_exit.append(lambda: service.realtime.close_subscribers(service.clock.now_ms()))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_exit, sig)
@@ -478,6 +481,7 @@ class _Server:
 
         self._server = Quiet(config)
         self.sockets: list[socket.socket] = []
+        self.on_exit: list[Callable[[], None]] = []  # called when stopping begins
 
     @property
     def started(self) -> bool:
@@ -488,6 +492,8 @@ class _Server:
             self._server.force_exit = True  # a second signal: don't wait any more
         log.info("received %s: shutting down", signal.Signals(sig).name)
         self._server.should_exit = True
+        for hook in self.on_exit:
+            hook()
 
     async def serve(self, sockets: list[socket.socket]) -> None:
         await self._server.serve(sockets=sockets)

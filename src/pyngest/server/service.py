@@ -26,6 +26,7 @@ from pyngest.server.model import Batch, DeleteJob, Enqueue, Job, JobKind
 from pyngest.server.operations import Operations
 from pyngest.server.queue.scheduler import Scheduler
 from pyngest.server.queue.slots import RequestSlots
+from pyngest.server.realtime.node import RealtimeNode
 from pyngest.server.registry import Registry, SyncOutcome
 from pyngest.server.runner.runner import Runner
 from pyngest.server.shards import Sharded
@@ -75,6 +76,7 @@ class Service:
         self.state.listens = lambda name: (name == FN_INVOKED or self.registry.listens(name)
                                            or self.state.pauses.listens(name))
         self.live = LiveHub()
+        self.realtime = RealtimeNode(config)
         self.metrics = Metrics(self._fn_slug_of_run, self.clock.now_ms)
         self.state.observers += [self.live.observe, self.metrics.observe]
         control = self.executor.control
@@ -129,6 +131,7 @@ class Service:
         self.runner.start()
         if self.cluster is not None:
             await self.cluster.start()
+        await self.realtime.start(self.cluster)
         await self.runner.schedule_crons(self.registry.cron_functions())
         if self.config.retention_ms > 0:
             # one maintenance job for a whole cluster, in shard 0 (a stored one is left alone);
@@ -147,6 +150,7 @@ class Service:
         if not self.started:
             return
         self.started = False
+        await self.realtime.stop(self.clock.now_ms())
         await self.syncer.close()
         await self.workers.stop(self.config.shutdown_grace_s)
         await self.connect.close_all()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import importlib
 import random
 import time
 from types import ModuleType
@@ -504,6 +505,21 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
 
         await ctx.step.run("step_1", lambda: Opaque())  # type: ignore[arg-type]
 
+    @client.create_function(
+        fn_id="realtime-publish", trigger=inngest.TriggerEvent(event=f"{P}/realtime-publish")
+    )
+    async def realtime_publish_fn(ctx: inngest.Context) -> Any:
+        # the SDK's realtime module: inngest.experimental.realtime or pyngest.experimental.realtime
+        realtime = importlib.import_module(f"{inngest.__name__}.experimental.realtime")
+        channel, count = ctx.event.data["channel"], int(ctx.event.data.get("count", 3))
+        for i in range(count):
+            async def send(i: int = i) -> int:
+                await realtime.publish(client, channel, "progress", {"i": i, "run_id": ctx.run_id})
+                return i
+
+            await ctx.step.run(f"publish-{i}", send)
+        return count
+
     return [
         steps_memo,
         sleep_fn,
@@ -532,4 +548,5 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
         parallel_disappears_fn,
         unexpected_step_fn,
         unserializable_fn,
+        realtime_publish_fn,
     ]

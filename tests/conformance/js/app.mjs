@@ -18,6 +18,7 @@ import {
   referenceFunction,
 } from "inngest";
 import { serve } from "inngest/node";
+import { channel } from "inngest/realtime";
 
 const KIND = "js";
 const P = process.env.CONFORMANCE_PREFIX || KIND;
@@ -485,6 +486,23 @@ const parallelSleepFn = inngest.createFunction(
   },
 );
 
+// Realtime: `step.realtime.publish` (a step of its own) for all but the last message, and the
+// client's `realtime.publish` inside a step for the last, each to the channel the event names.
+const realtimePublishFn = inngest.createFunction(
+  { id: "realtime-publish", triggers: [ev("realtime-publish")] },
+  async ({ event, step, runId }) => {
+    const ch = channel({ name: event.data.channel, topics: { progress: {} } });
+    const count = Number(event.data.count ?? 3);
+    for (let i = 0; i < count - 1; i++) {
+      await step.realtime.publish(`publish-${i}`, ch.progress, { i, run_id: runId });
+    }
+    await step.run(`publish-${count - 1}`, () =>
+      inngest.realtime.publish(ch.progress, { i: count - 1, run_id: runId }),
+    );
+    return count;
+  },
+);
+
 const functions = [
   stepsMemo,
   sleepFn,
@@ -509,6 +527,7 @@ const functions = [
   crashTenFn,
   fetchFn,
   parallelSleepFn,
+  realtimePublishFn,
 ];
 
 // Functions only the connect tests use (as ../apps/connect_functions.py): which worker ran a

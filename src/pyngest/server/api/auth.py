@@ -47,7 +47,7 @@ MAX_CLIENTS = 100_000  # clients whose wrong passwords are remembered
 
 # Routes with their own authentication (or none by design).
 _OPEN_PREFIXES = ("/e/", "/invoke/", "/fn/register", "/v0/runs/", "/v1/signals", "/v1/checkpoint/",
-                  "/v1/http/", "/static/", "/auth/")
+                  "/v1/http/", "/v1/realtime/", "/static/", "/auth/")
 _OPEN_PATHS = {"/health", "/login", "/dev", "/favicon.ico"}
 _API_PREFIXES = ("/v0/", "/v1/", "/metrics", "/openapi.json")
 
