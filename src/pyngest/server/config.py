@@ -61,6 +61,9 @@ class ServerConfig:
     dashboard_password: str | None = None
     # behind a TLS-terminating proxy: X-Forwarded-Proto / X-Forwarded-Host say how browsers reach us
     trust_proxy: bool = False
+    # connect: the WebSocket gateway's own port (None: only on the API port, path /v0/connect)
+    connect_gateway_port: int | None = None
+    connect_gateway_group: str = "pyngest"
 
     @property
     def server_kind(self) -> str:

@@ -9,10 +9,11 @@ from importlib import metadata
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyngest.server.api.auth import AuthMiddleware, DashboardAuth
+from pyngest.server.api.connect import ConnectAPI
 from pyngest.server.api.events import EventAPI
 from pyngest.server.api.graphql.resolvers import GraphQLEndpoint
 from pyngest.server.api.guard import BrowserGuard
@@ -23,6 +24,7 @@ from pyngest.server.api.manage_rest import ManageREST
 from pyngest.server.api.metrics import MetricsAPI
 from pyngest.server.api.openapi import OpenAPI
 from pyngest.server.api.operations import OperationsAPI
+from pyngest.server.api.realtime import RealtimeAPI
 from pyngest.server.api.rest import RestAPI
 from pyngest.server.api.sdk import SdkAPI
 from pyngest.server.api.webhooks import WebhooksREST
@@ -143,10 +145,11 @@ def build_app(service: Service) -> ASGIApp:
     gql = GraphQLEndpoint(service, ops)
     manage = ManageREST(service, ops)
     hooks = WebhooksREST(service, ops)
-    auth = DashboardAuth(service.config)
+    auth = DashboardAuth(service.config, service.store)
     auth.sessions = service.api_state.setdefault("sign-ins", auth.sessions)
     live = LiveAPI(service)
     metrics = MetricsAPI(service)
+    realtime = RealtimeAPI(service)
     openapi = OpenAPI(_version())
     dashboard = Dashboard(mode=service.config.mode)
     routes: list[BaseRoute] = [
@@ -201,12 +204,18 @@ def build_app(service: Service) -> ASGIApp:
         Route("/v1/webhooks/{webhook_id}", hooks.delete_webhook, methods=["DELETE"]),
         Route("/v1/webhooks/{webhook_id}/failures", hooks.list_failures, methods=["GET"]),
         Route("/v0/live", live.stream, methods=["GET"]),
+        # realtime (PROTOCOL.md §13): each route checks its own token or signing key
+        Route("/v1/realtime/publish", realtime.publish, methods=["POST"]),
+        Route("/v1/realtime/token", realtime.token, methods=["POST"]),
+        Route("/v1/realtime/sse", realtime.sse, methods=["GET"]),
+        WebSocketRoute("/v1/realtime/connect", realtime.connect),
         Route("/metrics", metrics.scrape, methods=["GET"]),
         Route("/openapi.json", openapi.serve, methods=["GET"]),
         Route("/login", auth.login_page, methods=["GET"]),
         Route("/auth/login", auth.login, methods=["POST"]),
         Route("/auth/logout", auth.logout, methods=["POST"]),
         Route("/auth/status", auth.status, methods=["GET"]),
+        *ConnectAPI(service).routes(),
         *dashboard.routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={

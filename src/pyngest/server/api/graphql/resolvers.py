@@ -304,9 +304,10 @@ class Resolvers:
             "edges": [{"node": self.run_v2(r), "cursor": r.id} for r in runs],
             "pageInfo": {"hasNextPage": more, "hasPreviousPage": after is not None,
                          "startCursor": runs[0].id if runs else None, "endCursor": cursor},
-            # counted only when asked for: every run the filter matches, not the page
-            # (with a search expression, the runs it matched on this page)
-            "totalCount": len(runs) if (filter.get("query") or "").strip() else (
+            # counted only when asked for: every run the filter (and search) matches, not the page
+            "totalCount": (
+                lambda info, **_: self.ops.count_search(replace(query, before_id=None), filter["query"], MAX_COUNT)
+            ) if (filter.get("query") or "").strip() else (
                 lambda info, **_: self.s.store.count_runs(replace(query, before_id=None), MAX_COUNT)),
         }
 

@@ -762,6 +762,15 @@ class PostgresStore(PostgresDashboardReads, PostgresWebhooks):
     async def delete_app_url(self, url: str) -> None:
         await self.execute("DELETE FROM app_urls WHERE url = $1", url)
 
+    async def revoke_session(self, session_id: str, expires_ms: int, now_ms: int) -> None:
+        await self.execute("DELETE FROM revoked_sessions WHERE expires_ms < $1", now_ms)
+        await self.execute("INSERT INTO revoked_sessions (session_id, expires_ms) VALUES ($1, $2) "
+                           "ON CONFLICT (session_id) DO NOTHING", session_id, expires_ms)
+
+    async def session_revoked(self, session_id: str) -> bool:
+        return bool(await self.fetchval("SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = $1)",
+                                        session_id))
+
 
 def _redact(dsn: str) -> str:
     """The URI without its password, for messages."""

@@ -212,3 +212,10 @@ CREATE TABLE IF NOT EXISTS webhook_failures (
 );
 CREATE INDEX IF NOT EXISTS webhook_failures_hook ON webhook_failures (webhook_id, id);
 CREATE INDEX IF NOT EXISTS webhook_failures_received ON webhook_failures (received_ms);
+
+-- Dashboard sessions signed out before they expire (a sign-out survives a restart).
+CREATE TABLE IF NOT EXISTS revoked_sessions (
+    session_id  TEXT PRIMARY KEY,
+    expires_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS revoked_sessions_expires ON revoked_sessions (expires_ms);

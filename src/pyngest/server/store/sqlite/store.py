@@ -703,3 +703,15 @@ class SqliteStore(DashboardReads, SqliteWebhooks):
 
     async def delete_app_url(self, url: str) -> None:
         await self.db.write(lambda conn: conn.execute("DELETE FROM app_urls WHERE url=?", (url,)))
+
+    async def revoke_session(self, session_id: str, expires_ms: int, now_ms: int) -> None:
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM revoked_sessions WHERE expires_ms < ?", (now_ms,))
+            conn.execute("INSERT INTO revoked_sessions(session_id, expires_ms) VALUES (?, ?) "
+                         "ON CONFLICT(session_id) DO NOTHING", (session_id, expires_ms))
+
+        await self.db.write(w)
+
+    async def session_revoked(self, session_id: str) -> bool:
+        return await self.db.read(lambda conn: conn.execute(
+            "SELECT 1 FROM revoked_sessions WHERE session_id=?", (session_id,)).fetchone() is not None)
