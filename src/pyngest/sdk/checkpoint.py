@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
+from pyngest.httpclient import HTTPError
 from pyngest.protocol import jcs
 from pyngest.protocol.opcodes import MAX_STEP_OUTPUT_BYTES, Opcode
 from pyngest.protocol.signing import hash_signing_key
@@ -38,7 +39,6 @@ from pyngest.sdk.config import Env
 from pyngest.sdk.options import Checkpointing, CheckpointingOption, to_ms
 from pyngest.sdk.replay import CallResult, CheckpointRefused, StepInfo, dumps, is_serializable
 from pyngest.sdk.types import EMPTY
-from pyngest.server.executor.http import HTTPError
 
 if TYPE_CHECKING:
     from pyngest.sdk.client import Inngest

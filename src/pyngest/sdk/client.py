@@ -16,6 +16,7 @@ import httpx
 import orjson
 
 from pyngest.clock import Clock, RealClock
+from pyngest.httpclient import HTTPClient
 from pyngest.protocol.ids import new_seed
 from pyngest.protocol.signing import hash_signing_key
 from pyngest.sdk import config, errors
@@ -39,7 +40,6 @@ from pyngest.sdk.options import (
 )
 from pyngest.sdk.serializer import Serializer
 from pyngest.sdk.types import EMPTY, Event, Logger, SendEventsResult, SendInput, to_events
-from pyngest.server.executor.http import HTTPClient
 
 T = TypeVar("T")
 
