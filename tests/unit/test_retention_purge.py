@@ -6,6 +6,7 @@ import sqlite3
 from pathlib import Path
 
 from pyngest.clock import TestClock
+from pyngest.server.store.sqlite.connection import SCHEMA_VERSION
 from pyngest.server.store.sqlite.store import SqliteStore
 
 NOW = 1_800_000_000_000
@@ -111,6 +112,6 @@ async def test_an_older_database_gets_the_indexes_and_incremental_vacuum_at_star
                     conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0],
                     conn.execute("SELECT COUNT(*) FROM sqlite_master WHERE name='run_events_run'").fetchone()[0])
 
-        assert await store.db.read(state) == (2, "3", 1)
+        assert await store.db.read(state) == (2, str(SCHEMA_VERSION), 1)
     finally:
         await store.close()

@@ -14,6 +14,9 @@ from pyngest.protocol.events import MAX_EVENTS_PER_REQUEST, EventValidationError
 from pyngest.protocol.ids import new_ulid
 from pyngest.server.model import Batch, Enqueue, InsertEvents, Job, JobKind, StoredEvent
 
+# the answer of a call that sends events while the store is unavailable (never a 200)
+UNAVAILABLE = "The events were not stored (the server's database is unavailable); send them again: {exc}"
+
 
 def stored(event: dict[str, Any], *, received_ms: int, internal_id: str | None = None,
            source: str = "") -> StoredEvent:

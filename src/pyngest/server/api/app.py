@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from importlib import metadata
 
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyngest.server.api.auth import AuthMiddleware, DashboardAuth
+from pyngest.server.api.connect import ConnectAPI
 from pyngest.server.api.events import EventAPI
 from pyngest.server.api.graphql.resolvers import GraphQLEndpoint
 from pyngest.server.api.guard import BrowserGuard
@@ -22,8 +24,10 @@ from pyngest.server.api.manage_rest import ManageREST
 from pyngest.server.api.metrics import MetricsAPI
 from pyngest.server.api.openapi import OpenAPI
 from pyngest.server.api.operations import OperationsAPI
+from pyngest.server.api.realtime import RealtimeAPI
 from pyngest.server.api.rest import RestAPI
 from pyngest.server.api.sdk import SdkAPI
+from pyngest.server.api.webhooks import WebhooksREST
 from pyngest.server.service import Service
 from pyngest.server.store.base import StoreUnavailable
 from pyngest.server.ui import Dashboard
@@ -34,16 +38,19 @@ log = logging.getLogger("pyngest.api")
 class ServerKindHeader:
     """Every response says which kind of server answered (``X-Inngest-Server-Kind``).
 
-    ``POST /e/{key}`` goes straight to the event API's own ASGI handler, skipping the router.
+    ``POST /e/{key}`` goes straight to the event API's own ASGI handler, skipping the router;
+    so do checkpoints (``POST /v1/checkpoint/{runId}/async``, one per step of a checkpointing
+    SDK), straight to their route function.
 
     Every other request's body is capped at ``DEFAULT_MAX_BODY_BYTES`` (a route may cap it lower):
     refused before it is read when ``Content-Length`` says it is over, and the moment it is over
     otherwise.
     """
 
-    def __init__(self, app: ASGIApp, kind: str, events: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, kind: str, events: ASGIApp, checkpoints: ASGIApp | None = None) -> None:
         self.app = app
         self.events = events
+        self.checkpoints = checkpoints
         self.header = (b"x-inngest-server-kind", kind.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -60,6 +67,8 @@ class ServerKindHeader:
                 app = _too_large
             else:
                 receive = _capped(receive, DEFAULT_MAX_BODY_BYTES)
+                if self.checkpoints is not None and scope["method"] == "POST" and _checkpoint_run(path):
+                    app = self.checkpoints
 
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -68,6 +77,33 @@ class ServerKindHeader:
             await send(message)
 
         await app(scope, receive, send_with_header)
+
+
+def _checkpoint_run(path: str) -> str | None:
+    """The run id of a checkpoint path (``/v1/checkpoint/{id}/async``, ``/v1/http/runs/{id}/async``)."""
+    for prefix in ("/v1/checkpoint/", "/v1/http/runs/"):
+        if path.startswith(prefix) and path.endswith("/async"):
+            run_id = path[len(prefix):-len("/async")]
+            return run_id if run_id and "/" not in run_id else None
+    return None
+
+
+def _route_directly(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+    """A route function as an ASGI app of its own, without the router and its middleware (the
+    paths it takes are open to the SDKs: the auth middleware would pass them on unchanged)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["path_params"] = {"run_id": _checkpoint_run(scope["path"])}
+        request = Request(scope, receive)
+        try:
+            response = await handler(request)
+        except BodyTooLarge as exc:
+            response = _body_too_large_response(exc)
+        except StoreUnavailable as exc:
+            response = await _store_unavailable(request, exc)
+        await response(scope, receive, send)
+
+    return app
 
 
 def _capped(receive: Receive, limit: int) -> Receive:
@@ -108,10 +144,12 @@ def build_app(service: Service) -> ASGIApp:
     op_api = OperationsAPI(service, ops)
     gql = GraphQLEndpoint(service, ops)
     manage = ManageREST(service, ops)
-    auth = DashboardAuth(service.config)
+    hooks = WebhooksREST(service, ops)
+    auth = DashboardAuth(service.config, service.store)
     auth.sessions = service.api_state.setdefault("sign-ins", auth.sessions)
     live = LiveAPI(service)
     metrics = MetricsAPI(service)
+    realtime = RealtimeAPI(service)
     openapi = OpenAPI(_version())
     dashboard = Dashboard(mode=service.config.mode)
     routes: list[BaseRoute] = [
@@ -156,19 +194,35 @@ def build_app(service: Service) -> ASGIApp:
         Route("/v1/functions", manage.list_functions, methods=["GET"]),
         Route("/v1/functions/{function_id}/invoke", manage.invoke, methods=["POST"]),
         Route("/v1/events", manage.send_events, methods=["POST"]),
+        # webhooks (docs/webhooks.md)
+        Route("/v1/webhooks", hooks.list_webhooks, methods=["GET"]),
+        Route("/v1/webhooks", hooks.create_webhook, methods=["POST"]),
+        Route("/v1/webhooks/test", hooks.test_transform, methods=["POST"]),
+        Route("/v1/webhooks/failures/{failure_id}/replay", hooks.replay_failure, methods=["POST"]),
+        Route("/v1/webhooks/{webhook_id}", hooks.get_webhook, methods=["GET"]),
+        Route("/v1/webhooks/{webhook_id}", hooks.update_webhook, methods=["PUT", "PATCH"]),
+        Route("/v1/webhooks/{webhook_id}", hooks.delete_webhook, methods=["DELETE"]),
+        Route("/v1/webhooks/{webhook_id}/failures", hooks.list_failures, methods=["GET"]),
         Route("/v0/live", live.stream, methods=["GET"]),
+        # realtime (PROTOCOL.md §13): each route checks its own token or signing key
+        Route("/v1/realtime/publish", realtime.publish, methods=["POST"]),
+        Route("/v1/realtime/token", realtime.token, methods=["POST"]),
+        Route("/v1/realtime/sse", realtime.sse, methods=["GET"]),
+        WebSocketRoute("/v1/realtime/connect", realtime.connect),
         Route("/metrics", metrics.scrape, methods=["GET"]),
         Route("/openapi.json", openapi.serve, methods=["GET"]),
         Route("/login", auth.login_page, methods=["GET"]),
         Route("/auth/login", auth.login, methods=["POST"]),
         Route("/auth/logout", auth.logout, methods=["POST"]),
         Route("/auth/status", auth.status, methods=["GET"]),
+        *ConnectAPI(service).routes(),
         *dashboard.routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={
         StoreUnavailable: _store_unavailable, BodyTooLarge: _body_too_large})
     app.state.operations = ops
-    return BrowserGuard(ServerKindHeader(AuthMiddleware(app, auth), service.config.server_kind, events.asgi),
+    return BrowserGuard(ServerKindHeader(AuthMiddleware(app, auth), service.config.server_kind, events.asgi,
+                                         _route_directly(sdk.checkpoint_async)),
                         service.config)
 
 

@@ -29,10 +29,12 @@ from pyngest.server.api.limits import (
     read_limited,
     request_body,
 )
-from pyngest.server.events import stored, take_events
+from pyngest.server.events import UNAVAILABLE, stored, take_events
 from pyngest.server.model import StoredEvent
 from pyngest.server.service import Service
 from pyngest.server.store.base import StoreUnavailable
+from pyngest.server.webhooks.intake import webhook_request
+from pyngest.server.webhooks.manage import webhooks_of
 
 log = logging.getLogger("pyngest.api")
 
@@ -43,6 +45,7 @@ class EventAPI:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.config = service.config
+        self.webhooks = webhooks_of(service)
 
     def _key_error(self, key: str) -> tuple[int, dict[str, Any]] | None:
         if not self.config.requires_auth:
@@ -59,7 +62,7 @@ class EventAPI:
         unread = _Body(request.stream(), request.scope["headers"])
         status, payload = await self.handle(
             request.path_params.get("key", ""), unread,
-            request.headers.get("content-type", ""), request.headers.get(H.EVENT_ID_SEED),
+            request.headers.get("content-type", ""), request.headers.get(H.EVENT_ID_SEED), request.scope,
         )
         return json_response(payload, status, None if unread.complete else {"connection": "close"})
 
@@ -72,7 +75,7 @@ class EventAPI:
             elif name == b"x-inngest-event-id-seed":
                 seed = value.decode("latin-1")
         unread = _Body(asgi_chunks(receive), scope["headers"])
-        status, payload = await self.handle(scope["path"][3:], unread, content_type, seed)
+        status, payload = await self.handle(scope["path"][3:], unread, content_type, seed, scope)
         body = orjson.dumps(payload)
         headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
         if not unread.complete:
@@ -82,15 +85,23 @@ class EventAPI:
         await send({"type": "http.response.body", "body": body})
 
     async def handle(self, key: str, unread: _Body, content_type: str,
-                     seed: str | None) -> tuple[int, dict[str, Any]]:
+                     seed: str | None, scope: Scope) -> tuple[int, dict[str, Any]]:
         """Check the key, read the body within the size limit, then validate, store and
-        acknowledge its events. Returns (HTTP status, response body)."""
-        if (err := self._key_error(key)) is not None:
+        acknowledge its events. Returns (HTTP status, response body).
+
+        A webhook's key is an event key of its own: its requests go through its transform."""
+        try:
+            hook = await self.webhooks.by_key(key)
+        except StoreUnavailable as exc:
+            return 503, {"ids": [], "status": 503, "error": UNAVAILABLE.format(exc=exc)}
+        if hook is None and (err := self._key_error(key)) is not None:
             return err
         try:
             body = await unread.read(self.config.event_request_limit)
         except BodyTooLarge as exc:
             return 413, {"ids": [], "status": 413, "error": f"{exc}: no event was stored"}
+        if hook is not None:
+            return await self.webhooks.intake.deliver(hook, webhook_request(body, scope))
         try:
             items = _parse_events(body, content_type)
         except ValueError as exc:
@@ -113,8 +124,7 @@ class EventAPI:
                 await self.service.runner.accept(accepted)
             except StoreUnavailable as exc:
                 log.warning("POST /e: %d events refused, the store is unavailable: %s", len(accepted), exc)
-                return 503, {"ids": [], "status": 503,
-                             "error": f"The events were not stored (the server's database is unavailable); send them again: {exc}"}
+                return 503, {"ids": [], "status": 503, "error": UNAVAILABLE.format(exc=exc)}
         if error is not None:
             return 400, {"ids": ids, "status": 400, "error": error}
         return 200, {"ids": ids, "status": 200}

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pyngest.server.api.common import json_response
+from pyngest.server.api.openapi_webhooks import WEBHOOK_ROUTES, WEBHOOK_SCHEMAS
 
 _ID = {"type": "string"}
 _TIME = {"type": "string", "format": "date-time"}
@@ -46,6 +47,7 @@ SCHEMAS: dict[str, Any] = {
         "until": _TIME, "statuses": {"type": "array", "items": _STATUS}, "total": {"type": "integer"},
         "scheduled": {"type": "integer"}, "status": _OP_STATUS, "created_at": _TIME,
         "finished_at": {"type": ["string", "null"]}}},
+    **WEBHOOK_SCHEMAS,
 }
 
 
@@ -127,6 +129,7 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any], li
      ["function_id", "app_id"]),
     ("get", "/v1/replays/{op_id}", "Replays", "A replay and its progress", None, _ref("Replay"), []),
     ("delete", "/v1/replays/{op_id}", "Replays", "Stop a replay", None, _ref("Replay"), []),
+    *WEBHOOK_ROUTES,
 ]
 
 def _error(description: str, schema: str = "Error") -> dict[str, Any]:
