@@ -12,11 +12,19 @@ import orjson
 from pyngest.protocol import jcs
 from pyngest.protocol.events import MAX_EVENTS_PER_REQUEST, EventValidationError, normalize_incoming
 from pyngest.protocol.ids import new_ulid
-from pyngest.server.model import Batch, Enqueue, InsertEvents, Job, JobKind, StoredEvent
+from pyngest.server.model import (
+    DEFAULT_ENV,
+    Batch,
+    Enqueue,
+    InsertEvents,
+    Job,
+    JobKind,
+    StoredEvent,
+)
 
 
 def stored(event: dict[str, Any], *, received_ms: int, internal_id: str | None = None,
-           source: str = "") -> StoredEvent:
+           source: str = "", env_id: str = DEFAULT_ENV) -> StoredEvent:
     """Finalize an already validated event: fill ``id`` and render it canonically."""
     iid = internal_id or new_ulid(received_ms)
     if not event.get("id"):
@@ -31,6 +39,7 @@ def stored(event: dict[str, Any], *, received_ms: int, internal_id: str | None =
         received_ms=received_ms,
         body=jcs.dumps(event),
         source=source,
+        env_id=env_id,
     )
 
 

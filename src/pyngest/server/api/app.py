@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyngest.server.api.auth import AuthMiddleware, DashboardAuth
+from pyngest.server.api.envs import BearerEnv
 from pyngest.server.api.events import EventAPI
 from pyngest.server.api.graphql.resolvers import GraphQLEndpoint
 from pyngest.server.api.guard import BrowserGuard
@@ -168,8 +169,8 @@ def build_app(service: Service) -> ASGIApp:
     app = Starlette(routes=routes, exception_handlers={
         StoreUnavailable: _store_unavailable, BodyTooLarge: _body_too_large})
     app.state.operations = ops
-    return BrowserGuard(ServerKindHeader(AuthMiddleware(app, auth), service.config.server_kind, events.asgi),
-                        service.config)
+    authed = BearerEnv(AuthMiddleware(app, auth), service.registry.envs)
+    return BrowserGuard(ServerKindHeader(authed, service.config.server_kind, events.asgi), service.config)
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> Response:

@@ -30,7 +30,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pyngest.protocol import signing
-from pyngest.server.api.common import SESSION_KEY
+from pyngest.server.api.common import BEARER_ENV, SESSION_KEY
 from pyngest.server.config import ServerConfig
 
 COOKIE = "pyngest_session"
@@ -232,7 +232,7 @@ class AuthMiddleware:
         if user is not None:  # (cross-site writes were refused before: see guard.py)
             await self.app(scope, receive, send)
             return
-        if api and self.auth.bearer_ok(request.headers.get("authorization", "")):
+        if api and (scope.get(BEARER_ENV) or self.auth.bearer_ok(request.headers.get("authorization", ""))):
             await self.app(scope, receive, send)
             return
         if api:

@@ -31,6 +31,8 @@ def api_error(message: str, status: int) -> Response:
 
 # Set on a request's scope by the auth middleware when it carries a valid dashboard session.
 SESSION_KEY = "pyngest.session"
+# Set by api/envs.py when the Bearer token is an environment's signing key: that environment.
+BEARER_ENV = "pyngest.bearer_env"
 
 
 def bearer_ok(request: Request, config: ServerConfig) -> bool:
@@ -38,7 +40,7 @@ def bearer_ok(request: Request, config: ServerConfig) -> bool:
     (raw or hashed, with or without its ``signkey-<env>-`` prefix), or a dashboard session."""
     if not config.requires_auth and not config.signing_key:
         return True
-    if request.scope.get(SESSION_KEY):
+    if request.scope.get(SESSION_KEY) or request.scope.get(BEARER_ENV):
         return True
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")

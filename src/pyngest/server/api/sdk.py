@@ -23,6 +23,8 @@ from pyngest.server.api.common import (
     public_error,
     unauthorized,
 )
+from pyngest.server.api.envs import request_env
+from pyngest.server.environments import EnvError
 from pyngest.server.model import Batch
 from pyngest.server.registry import RegistrationError
 from pyngest.server.service import Service
@@ -64,7 +66,8 @@ class SdkAPI:
         })
 
     async def register(self, request: Request) -> Response:
-        if self.config.signing_key and not bearer_ok(request, self.config):
+        keyed = self.config.signing_key or self.service.registry.envs.any_signing_key()
+        if keyed and not bearer_ok(request, self.config):
             return unauthorized()
         expected = request.headers.get(H.EXPECTED_SERVER_KIND)
         if expected and expected != self.config.server_kind:
@@ -74,7 +77,13 @@ class SdkAPI:
         except orjson.JSONDecodeError as exc:
             return public_error(f"Invalid request: the body is not JSON: {exc}", 400)
         try:
-            outcome = await self.service.registry.register(body, deploy_id=request.query_params.get("deployId"))
+            # the signing key names the environment; x-inngest-env a branch of it (made if new)
+            env_id = await request_env(request, self.service, create=True)
+        except EnvError as exc:
+            return public_error(exc.message, exc.status)
+        try:
+            outcome = await self.service.registry.register(body, deploy_id=request.query_params.get("deployId"),
+                                                           env_id=env_id)
         except RegistrationError as exc:
             url = body.get("url") if isinstance(body, dict) else None
             if isinstance(url, str) and url and app_url_problem(url) is None:

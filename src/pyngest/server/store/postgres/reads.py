@@ -49,8 +49,8 @@ class PostgresDashboardReads:
         return int(rows[0][0])
 
     async def count_events(self, names: list[str] | None, from_ms: int | None, until_ms: int | None, *,
-                           internal: bool, cap: int) -> int:
-        where, args = event_where(names, from_ms, until_ms, internal=internal)
+                           internal: bool, cap: int, env_id: str | None = None) -> int:
+        where, args = event_where(names, from_ms, until_ms, internal=internal, env_id=env_id)
         rows = await self._q(f"SELECT COUNT(*) FROM (SELECT 1 FROM events{_where(where)} LIMIT ?) AS t", [*args, cap])
         return int(rows[0][0])
 

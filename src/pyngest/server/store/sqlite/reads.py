@@ -33,10 +33,13 @@ def id_floor(ms: int) -> str:
 
 
 def event_where(names: list[str] | None, from_ms: int | None, until_ms: int | None, *,
-                internal: bool = True) -> tuple[list[str], list[Any]]:
+                internal: bool = True, env_id: str | None = None) -> tuple[list[str], list[Any]]:
     """Filters on the events table (SQL both backends take, ``?`` placeholders)."""
     where: list[str] = []
     args: list[Any] = []
+    if env_id is not None:
+        where.append("env_id = ?")
+        args.append(env_id)
     if names:
         where.append(f"name IN ({','.join('?' * len(names))})")
         args += names
@@ -55,6 +58,9 @@ def event_where(names: list[str] | None, from_ms: int | None, until_ms: int | No
 def run_where(query: RunQuery, *, time: bool = True) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     args: list[Any] = []
+    if query.env_id is not None:
+        where.append("env_id = ?")
+        args.append(query.env_id)
     for column, values in (("fn_id", query.fn_ids), ("app_id", query.app_ids), ("status", query.statuses)):
         if values:
             where.append(f"{column} IN ({','.join('?' * len(values))})")
@@ -100,8 +106,8 @@ class DashboardReads:
         return int(await self.db.read(lambda c: c.execute(sql, [*args, cap]).fetchone()[0]))
 
     async def count_events(self, names: list[str] | None, from_ms: int | None, until_ms: int | None, *,
-                           internal: bool, cap: int) -> int:
-        where, args = event_where(names, from_ms, until_ms, internal=internal)
+                           internal: bool, cap: int, env_id: str | None = None) -> int:
+        where, args = event_where(names, from_ms, until_ms, internal=internal, env_id=env_id)
         sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM events{_sql_where(where)} LIMIT ?)"
         return int(await self.db.read(lambda c: c.execute(sql, [*args, cap]).fetchone()[0]))
 
