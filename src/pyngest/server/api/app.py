@@ -12,6 +12,7 @@ from starlette.routing import BaseRoute, Route
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyngest.server.api.auth import AuthMiddleware, DashboardAuth
+from pyngest.server.api.env_rest import EnvREST
 from pyngest.server.api.envs import BearerEnv
 from pyngest.server.api.events import EventAPI
 from pyngest.server.api.graphql.resolvers import GraphQLEndpoint
@@ -109,6 +110,7 @@ def build_app(service: Service) -> ASGIApp:
     op_api = OperationsAPI(service, ops)
     gql = GraphQLEndpoint(service, ops)
     manage = ManageREST(service, ops)
+    envs = EnvREST(service)
     auth = DashboardAuth(service.config)
     auth.sessions = service.api_state.setdefault("sign-ins", auth.sessions)
     live = LiveAPI(service)
@@ -157,6 +159,20 @@ def build_app(service: Service) -> ASGIApp:
         Route("/v1/functions", manage.list_functions, methods=["GET"]),
         Route("/v1/functions/{function_id}/invoke", manage.invoke, methods=["POST"]),
         Route("/v1/events", manage.send_events, methods=["POST"]),
+        # environments and keys (start mode)
+        Route("/v1/envs", envs.list_envs, methods=["GET"]),
+        Route("/v1/envs", envs.create_env, methods=["POST"]),
+        Route("/v1/envs/{env_id}/archive", envs.archive, methods=["POST"]),
+        Route("/v1/envs/{env_id}/unarchive", envs.archive, methods=["POST"]),
+        Route("/v1/keys/event", envs.list_event_keys, methods=["GET"]),
+        Route("/v1/keys/event", envs.create_event_key, methods=["POST"]),
+        Route("/v1/keys/event/{key_id}", envs.update_event_key, methods=["PATCH"]),
+        Route("/v1/keys/event/{key_id}", envs.delete_event_key, methods=["DELETE"]),
+        Route("/v1/keys/event/{key_id}/rotate", envs.rotate_event_key, methods=["POST"]),
+        Route("/v1/keys/signing", envs.list_signing_keys, methods=["GET"]),
+        Route("/v1/keys/signing", envs.create_signing_key, methods=["POST"]),
+        Route("/v1/keys/signing/rotate", envs.rotate_signing_key, methods=["POST"]),
+        Route("/v1/keys/signing/{key_id}", envs.delete_signing_key, methods=["DELETE"]),
         Route("/v0/live", live.stream, methods=["GET"]),
         Route("/metrics", metrics.scrape, methods=["GET"]),
         Route("/openapi.json", openapi.serve, methods=["GET"]),
