@@ -127,8 +127,9 @@ class Environments:
         self.event_keys = {k.hash: k for k in await self.store.list_event_keys()}
 
     async def seed(self) -> None:
-        """The flags' keys become the default environment's (once: a key already stored, or
-        one retired in the product while still given as a flag, is written again only if absent)."""
+        """The flags' keys become the default environment's keys, at every start, if they are not
+        stored: a key retired in the product comes back at the next start while a flag still
+        gives it (docs/environments.md: retire it in the flags too)."""
         primary, fallback, event_keys = self._flags
         now = self.clock.now_ms()
         stored = {k.key for k in self.signing_keys}
