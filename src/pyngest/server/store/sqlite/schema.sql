@@ -67,7 +67,8 @@ CREATE TABLE IF NOT EXISTS events (
     ts           INTEGER NOT NULL,
     received_ms  INTEGER NOT NULL,
     source       TEXT NOT NULL DEFAULT '',
-    body         BLOB NOT NULL,                      -- canonical JSON of the event
+    -- body: the canonical JSON of the event
+    body         BLOB NOT NULL,
     env_id       TEXT NOT NULL DEFAULT '00000000-0000-4000-b000-000000000000'
 );
 CREATE INDEX IF NOT EXISTS events_env ON events (env_id, seq);
@@ -92,7 +93,8 @@ CREATE TABLE IF NOT EXISTS runs (
     force_step_plan  INTEGER NOT NULL DEFAULT 0,
     pending          TEXT,               -- JSON list of step ids awaited before the next discovery
     state_bytes      INTEGER NOT NULL DEFAULT 0,
-    attrs            BLOB,               -- JSON: correlation id of an invoking parent, skip reason...
+    -- attrs: JSON, the correlation id of an invoking parent, a skip reason...
+    attrs            BLOB,
     env_id           TEXT NOT NULL DEFAULT '00000000-0000-4000-b000-000000000000'
 );
 CREATE INDEX IF NOT EXISTS runs_env ON runs (env_id, id);
