@@ -312,3 +312,53 @@ async def test_dev_mode_stays_one_environment(tmp_path: Path) -> None:
         assert list(h.service.registry.envs.envs) == [DEFAULT_ENV]
     finally:
         await h.stop()
+
+
+async def gql(h: Harness, query: str, variables: dict[str, Any] | None = None, key: str = SIGNING_KEY,
+              env: str | None = None) -> dict[str, Any]:
+    headers = bearer(key)
+    if env:
+        headers["x-inngest-env"] = env
+    resp = await client(h).post("/v0/gql", json={"query": query, "variables": variables or {}}, headers=headers)
+    assert resp.status_code == 200, resp.text
+    return dict(resp.json())
+
+
+async def test_graphql_reads_per_environment_and_manages_keys(h: Harness) -> None:
+    h.app.script = lambda call: _done()
+    await sync(h, app="shop")
+    await sync(h, app="branch-only", env="feature-2")
+    out = await gql(h, "{ apps { name } functions { slug } }", env="feature-2")
+    assert out["data"] == {"apps": [{"name": "branch-only"}], "functions": [{"slug": "test-order"}]}
+    out = await gql(h, "{ apps { name } }")
+    assert out["data"]["apps"] == [{"name": "shop"}]
+    out = await gql(h, "{ environments { name type parentID archived } }")
+    assert {(e["name"], e["type"]) for e in out["data"]["environments"]} == {("Production", "production"),
+                                                                             ("feature-2", "branch")}
+    # event keys: create with a filter, refilter, rotate, delete
+    out = await gql(h, "mutation($f: Map) { createEventKey(name: \"gql\", filter: $f) { id key hint filter } }",
+                    {"f": {"events": {"mode": "deny", "names": ["shop/order"]}}})
+    created = out["data"]["createEventKey"]
+    assert (await send(h, "shop/order", key=created["key"])).status_code == 403
+    assert (await send(h, "shop/other", key=created["key"])).status_code == 200
+    out = await gql(h, "mutation($id: ID!) { updateEventKey(id: $id, clearFilter: true) { filter } }",
+                    {"id": created["id"]})
+    assert out["data"]["updateEventKey"]["filter"] is None
+    assert (await send(h, "shop/order", key=created["key"])).status_code == 200
+    out = await gql(h, "mutation($id: ID!) { rotateEventKey(id: $id) { id key } }", {"id": created["id"]})
+    rotated = out["data"]["rotateEventKey"]
+    assert (await send(h, "shop/order", key=created["key"])).status_code == 401
+    out = await gql(h, "mutation($id: ID!) { deleteEventKey(id: $id) }", {"id": rotated["id"]})
+    assert out["data"]["deleteEventKey"] is True
+    assert (await send(h, "shop/order", key=rotated["key"])).status_code == 401
+    # signing keys: a branch shares its parent's, and says so
+    out = await gql(h, "mutation { createSigningKey { state } }", env="feature-2")
+    assert "share" in out["errors"][0]["message"]
+    out = await gql(h, "mutation { createSigningKey { state key } }")
+    assert out["data"]["createSigningKey"]["state"] == "next"
+    out = await gql(h, "{ signingKeys { state } }")
+    assert sorted(k["state"] for k in out["data"]["signingKeys"]) == ["active", "next"]
+    # an environment that is not there is a clear error
+    resp = await client(h).post("/v0/gql", json={"query": "{ apps { name } }"},
+                                headers={**bearer(SIGNING_KEY), "x-inngest-env": "no-such-branch"})
+    assert resp.status_code == 404 and "not found" in resp.json()["errors"][0]["message"]

@@ -8,6 +8,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from starlette.requests import Request
 from starlette.types import ASGIApp, Receive, Scope, Send
 
@@ -37,6 +39,12 @@ class BearerEnv:
                             scope[BEARER_ENV] = env
                     break
         await self.app(scope, receive, send)
+
+
+def env_of(info: Any) -> str:
+    """The environment of a GraphQL operation (its context, set by the endpoint)."""
+    context = getattr(info, "context", None)
+    return str(context.get("env") or DEFAULT_ENV) if isinstance(context, dict) else DEFAULT_ENV
 
 
 def requested_env(request: Request) -> str | None:

@@ -111,10 +111,11 @@ class PostgresDashboardReads:
                 out[STEP_KINDS[kind]][_bucket(b, buckets)] = n
         return out
 
-    async def event_names(self, from_ms: int, until_ms: int) -> list[tuple[str, int, int]]:
+    async def event_names(self, from_ms: int, until_ms: int, env_id: str | None = None) -> list[tuple[str, int, int]]:
+        where, args = event_where(None, None, None, env_id=env_id)
         rows = await self._q(
             "SELECT name, COUNT(*) FILTER (WHERE received_ms >= ? AND received_ms < ?), MAX(received_ms) "
-            "FROM events GROUP BY name ORDER BY name", [from_ms, until_ms])
+            f"FROM events{_where(where)} GROUP BY name ORDER BY name", [from_ms, until_ms, *args])
         return [(r[0], int(r[1] or 0), int(r[2])) for r in rows]
 
     async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int) -> list[int]:

@@ -186,13 +186,14 @@ class DashboardReads:
 
         return await self.db.read(q)
 
-    async def event_names(self, from_ms: int, until_ms: int) -> list[tuple[str, int, int]]:
+    async def event_names(self, from_ms: int, until_ms: int, env_id: str | None = None) -> list[tuple[str, int, int]]:
+        where, args = event_where(None, None, None, env_id=env_id)
         sql = (
-            "SELECT name, SUM(received_ms >= ? AND received_ms < ?), MAX(received_ms) FROM events "
-            "GROUP BY name ORDER BY name"
+            "SELECT name, SUM(received_ms >= ? AND received_ms < ?), MAX(received_ms) FROM events"
+            f"{_sql_where(where)} GROUP BY name ORDER BY name"
         )
         return await self.db.read(
-            lambda c: [(r[0], int(r[1] or 0), int(r[2])) for r in c.execute(sql, (from_ms, until_ms))]
+            lambda c: [(r[0], int(r[1] or 0), int(r[2])) for r in c.execute(sql, (from_ms, until_ms, *args))]
         )
 
     async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int) -> list[int]:
