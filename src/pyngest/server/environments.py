@@ -17,12 +17,15 @@ keys. Keys are few: all are kept in memory, read again when another process chan
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import hashlib
 import ipaddress
 import secrets
 import uuid
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from typing import Any, ParamSpec, TypeVar
 
 from pyngest.clock import Clock
 from pyngest.protocol import signing
@@ -108,6 +111,23 @@ def refuses_event(filter_: dict[str, Any] | None, name: str) -> Refusal | None:
     return Refusal(f"the event key does not allow sending events named {name!r}")
 
 
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def _locked(method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+    """One change (or reload) at a time: a reload that read the tables before a change committed
+    must not put the old rows back over it (a cluster reloads when another process changed them)."""
+
+    @functools.wraps(method)
+    async def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        self = args[0]
+        async with self._lock:  # type: ignore[attr-defined]
+            return await method(*args, **kwargs)
+
+    return wrapper
+
+
 class Environments:
     def __init__(self, store: Store, clock: Clock, *, signing_key: str | None = None,
                  signing_key_fallback: str | None = None, event_keys: list[str] | None = None) -> None:
@@ -117,15 +137,21 @@ class Environments:
         self.envs: dict[str, EnvRecord] = {DEFAULT_ENV: EnvRecord(DEFAULT_ENV, "Production", "production")}
         self.signing_keys: list[SigningKeyRecord] = []
         self.event_keys: dict[str, EventKeyRecord] = {}  # by hash
+        self._lock = asyncio.Lock()
 
     # ----------------------------------------------------------------------------- loading
 
+    @_locked
     async def load(self) -> None:
+        await self._load()
+
+    async def _load(self) -> None:
         envs = {e.id: e for e in await self.store.list_envs()}
         self.envs = envs or self.envs
         self.signing_keys = await self.store.list_signing_keys()
         self.event_keys = {k.hash: k for k in await self.store.list_event_keys()}
 
+    @_locked
     async def seed(self) -> None:
         """The flags' keys become the default environment's keys, at every start, if they are not
         stored: a key retired in the product comes back at the next start while a flag still
@@ -208,6 +234,7 @@ class Environments:
 
     # ----------------------------------------------------------------------------- changes
 
+    @_locked
     async def branch(self, parent_id: str, name: str) -> EnvRecord:
         """The branch ``name`` of ``parent_id``, created on first use."""
         found = self.select(parent_id, name)
@@ -219,7 +246,7 @@ class Environments:
             await self.store.save_env(env)
         except Exception:
             # another process of a cluster made it a moment ago (the name is unique per parent)
-            await self.load()
+            await self._load()
             found = self.select(parent_id, name)
             if found is None:
                 raise
@@ -227,6 +254,7 @@ class Environments:
         self.envs[env.id] = env
         return env
 
+    @_locked
     async def create(self, name: str, kind: str = "custom") -> tuple[EnvRecord, str]:
         """A new top-level environment and its first signing key (returned once, to show)."""
         _check_name(name)
@@ -241,12 +269,14 @@ class Environments:
         key = await self._new_signing_key(env.id, ACTIVE)
         return env, key.key
 
+    @_locked
     async def set_archived(self, env_id: str, archived: bool) -> EnvRecord:
         env = self.require(env_id)
         if env.id == DEFAULT_ENV:
             raise EnvError("the default environment cannot be archived")
-        env.archived_ms = self.clock.now_ms() if archived else None
-        await self.store.save_env(env)
+        env = replace(env, archived_ms=self.clock.now_ms() if archived else None)
+        await self.store.save_env(env)  # memory changes only once it is stored
+        self.envs[env.id] = env
         return env
 
     def require(self, env_id: str) -> EnvRecord:
@@ -271,12 +301,14 @@ class Environments:
             raise EnvError("a branch environment shares its parent's keys: manage them on the parent")
         return [k for k in self.signing_keys if k.env_id == env_id]
 
+    @_locked
     async def create_signing_key(self, env_id: str) -> SigningKeyRecord:
         keys = self._own_keys(env_id)
         if any(k.state == NEXT for k in keys):
             raise EnvError("a new signing key already waits to be activated: rotate to it or delete it", 409)
         return await self._new_signing_key(env_id, NEXT if any(k.state == ACTIVE for k in keys) else ACTIVE)
 
+    @_locked
     async def rotate_signing_key(self, env_id: str) -> SigningKeyRecord:
         keys = self._own_keys(env_id)
         nxt = next((k for k in keys if k.state == NEXT), None)
@@ -284,13 +316,13 @@ class Environments:
             raise EnvError("no new signing key to rotate to: create one first", 409)
         if any(k.state == PREVIOUS for k in keys):
             raise EnvError("the previous signing key is still accepted: delete it before rotating again", 409)
-        changed = [k for k in keys if k.state == ACTIVE]
-        for k in changed:
-            k.state = PREVIOUS
-        nxt.state = ACTIVE
-        await self.store.save_signing_keys([*changed, nxt])
-        return nxt
+        changed = [replace(k, state=PREVIOUS) for k in keys if k.state == ACTIVE] + [replace(nxt, state=ACTIVE)]
+        await self.store.save_signing_keys(changed)
+        by_id = {k.id: k for k in changed}
+        self.signing_keys = [by_id.get(k.id, k) for k in self.signing_keys]
+        return by_id[nxt.id]
 
+    @_locked
     async def delete_signing_key(self, env_id: str, key_id: str) -> None:
         rec = next((k for k in self._own_keys(env_id) if k.id == key_id), None)
         if rec is None:
@@ -311,8 +343,12 @@ class Environments:
             raise EnvError(f"event key {key_id!r} not found", 404)
         return rec
 
+    @_locked
     async def create_event_key(self, env_id: str, name: str, filter_: Any = None) -> tuple[EventKeyRecord, str]:
         """A new event key; the key itself is returned this once (only its hash is kept)."""
+        return await self._create_event_key(env_id, name, filter_)
+
+    async def _create_event_key(self, env_id: str, name: str, filter_: Any) -> tuple[EventKeyRecord, str]:
         self._own_keys(env_id)
         _check_name(name)
         key = secrets.token_urlsafe(48)
@@ -322,25 +358,30 @@ class Environments:
         self.event_keys[rec.hash] = rec
         return rec, key
 
+    @_locked
     async def update_event_key(self, env_id: str, key_id: str, *, name: str | None = None,
                                filter_: Any = ..., ) -> EventKeyRecord:
         rec = self._event_key_by_id(env_id, key_id)
         if name is not None:
             _check_name(name)
         new_filter = check_filter(filter_) if filter_ is not ... else rec.filter
-        rec.name = name if name is not None else rec.name
-        rec.filter = new_filter
+        rec = replace(rec, name=name if name is not None else rec.name, filter=new_filter)
         await self.store.save_event_key(rec)
+        self.event_keys[rec.hash] = rec
         return rec
 
+    @_locked
     async def rotate_event_key(self, env_id: str, key_id: str) -> tuple[EventKeyRecord, str]:
         """Replace the key's secret (same name and filter); the old secret stops working."""
         old = self._event_key_by_id(env_id, key_id)
-        await self.delete_event_key(env_id, key_id)
-        rec, key = await self.create_event_key(env_id, old.name, old.filter)
-        return rec, key
+        await self._delete_event_key(env_id, key_id)
+        return await self._create_event_key(env_id, old.name, old.filter)
 
+    @_locked
     async def delete_event_key(self, env_id: str, key_id: str) -> None:
+        await self._delete_event_key(env_id, key_id)
+
+    async def _delete_event_key(self, env_id: str, key_id: str) -> None:
         rec = self._event_key_by_id(env_id, key_id)
         await self.store.delete_event_key(rec.id)
         self.event_keys.pop(rec.hash, None)

@@ -196,7 +196,8 @@ class Registry:
         # user's PUT meeting the server's re-sync) would otherwise both create it.
         self._registering = asyncio.Lock()
         self.functions: dict[str, Function] = {}  # by id, live (not archived)
-        self.by_slug: dict[tuple[str, str], Function] = {}  # by (environment, slug)
+        self.by_slug: dict[str, Function] = {}  # the default environment's, by slug
+        self.by_env_slug: dict[tuple[str, str], Function] = {}
         self._triggers: dict[str, TriggerIndex] = {}  # by environment
         self.envs = Environments(store, clock)
 
@@ -220,7 +221,8 @@ class Registry:
 
     def _index(self, fns: list[Function]) -> None:
         self.functions = {f.id: f for f in fns}
-        self.by_slug = {(f.env_id, f.slug): f for f in fns}
+        self.by_env_slug = {(f.env_id, f.slug): f for f in fns}
+        self.by_slug = {f.slug: f for f in fns if f.env_id == DEFAULT_ENV}
         triggers: dict[str, TriggerIndex] = {}
         for f in fns:
             for i, t in enumerate(f.event_triggers):
@@ -249,7 +251,7 @@ class Registry:
 
     def find_function(self, ident: str, env_id: str = DEFAULT_ENV) -> Function | None:
         """By slug or by UUID, in one environment."""
-        fn = self.by_slug.get((env_id, ident)) or self.functions.get(ident)
+        fn = self.by_env_slug.get((env_id, ident)) or self.functions.get(ident)
         return fn if fn is not None and fn.env_id == env_id else None
 
     def triggered_by(self, event: dict[str, Any], env_id: str = DEFAULT_ENV) -> list[Function]:

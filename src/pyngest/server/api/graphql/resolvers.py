@@ -254,7 +254,7 @@ class Resolvers:
         return self.event_v2(ev)
 
     def q_function_by_slug(self, info: Any, query: dict[str, Any]) -> dict[str, Any] | None:
-        fn = self.s.registry.by_slug.get((env_of(info), query["functionSlug"]))
+        fn = self.s.registry.by_env_slug.get((env_of(info), query["functionSlug"]))
         return self.function(fn) if fn else None
 
     def q_functions(self, info: Any) -> list[dict[str, Any]]:
