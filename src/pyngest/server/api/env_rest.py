@@ -12,7 +12,7 @@ from starlette.responses import Response
 
 from pyngest.protocol.durations import iso_ms
 from pyngest.server.api.common import BEARER_ENV, api_error, bearer_ok, json_response, unauthorized
-from pyngest.server.api.envs import request_env
+from pyngest.server.api.envs import admin, request_env
 from pyngest.server.environments import EnvError
 from pyngest.server.service import Service
 from pyngest.server.store.base import EnvRecord, EventKeyRecord, SigningKeyRecord
@@ -73,7 +73,7 @@ class EnvREST:
         async def act(env_id: str, body: dict[str, Any]) -> Any:
             base = request.scope.get(BEARER_ENV)
             envs = list(self.envs.envs.values())
-            if base is not None:  # a key sees its own environment and its branches
+            if not admin(base):  # a key sees its own environment and its branches
                 envs = [e for e in envs if base in (e.id, e.parent_id)]
             return [env_json(e) for e in envs]
 
@@ -81,6 +81,9 @@ class EnvREST:
 
     async def create_env(self, request: Request) -> Response:
         async def act(env_id: str, body: dict[str, Any]) -> Any:
+            if not admin(request.scope.get(BEARER_ENV)):
+                raise EnvError("environments are created with the default environment's signing key or a "
+                               "dashboard session", 403)
             env, key = await self.envs.create(body.get("name"), str(body.get("type") or "custom"))  # type: ignore[arg-type]
             return {**env_json(env), "signing_key": key, "_created": True}
 
@@ -99,7 +102,7 @@ class EnvREST:
     def _may_reach(self, request: Request, target: str) -> None:
         base = request.scope.get(BEARER_ENV)
         env = self.envs.require(target)
-        if base is not None and base not in (env.id, env.parent_id):
+        if not admin(base) and base not in (env.id, env.parent_id):
             raise EnvError(f"environment {target!r} not found", 404)
 
     # -------------------------------------------------------------------------- event keys

@@ -2,7 +2,8 @@
 
 - A Bearer signing key names the environment that owns it; ``x-inngest-env`` (a header, or a
   query parameter) then picks one of that environment's branches by name.
-- A dashboard session may look at any environment: ``x-inngest-env`` names it by id or name.
+- A dashboard session, or the default environment's key (the operator's, from the flags), may
+  reach any environment: ``x-inngest-env`` names it by id or name.
 - Without either, it is the default environment.
 """
 
@@ -59,17 +60,19 @@ async def request_env(request: Request, service: Service, *, create: bool = Fals
     envs = service.registry.envs
     base = request.scope.get(BEARER_ENV)
     name = requested_env(request)
-    if base is None:  # a dashboard session (or the flags' key): any environment, by id or name
-        if not name or name == DEFAULT_ENV:
-            return DEFAULT_ENV
+    if not name or name == base:
+        return str(base or DEFAULT_ENV)
+    if admin(base):  # any environment, by id or name; a new name is a branch of the default one
         if name in envs.envs:
             return name
-        found = envs.by_name(name)
-        if found is None:
-            raise EnvError(f"environment {name!r} not found (x-inngest-env names an environment by id or name)", 404)
-        return found.id
-    if not name or name == base:
-        return str(base)
+        found = envs.by_name(name) or envs.by_name(name, DEFAULT_ENV)
+        if found is not None:
+            return found.id
+        if create:
+            return (await envs.branch(DEFAULT_ENV, name)).id
+        raise EnvError(f"environment {name!r} not found (x-inngest-env names an environment or a branch by id "
+                       "or name)", 404)
+    base = str(base)
     if create:
         return (await envs.branch(base, name)).id
     found = envs.select(base, name)
@@ -77,3 +80,9 @@ async def request_env(request: Request, service: Service, *, create: bool = Fals
         raise EnvError(f"branch environment {name!r} not found: it is created when an app syncs or an event is "
                        "sent with x-inngest-env", 404)
     return found.id
+
+
+def admin(base: str | None) -> bool:
+    """A dashboard session, or the default environment's signing key (the flags' key), reaches every
+    environment; another environment's key reaches that environment and its branches."""
+    return base is None or base == DEFAULT_ENV

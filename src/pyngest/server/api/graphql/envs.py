@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyngest.server.api.envs import env_of
+from pyngest.server.api.envs import admin, env_of
 from pyngest.server.service import Service
 from pyngest.server.store.base import EnvRecord, EventKeyRecord, SigningKeyRecord
 
@@ -50,7 +50,7 @@ class EnvFields:
 
     def q_environments(self, info: Any) -> list[dict[str, Any]]:
         base = self._bearer(info)  # a key sees its own environment and its branches
-        return [environment(e) for e in self.envs.envs.values() if base is None or base in (e.id, e.parent_id)]
+        return [environment(e) for e in self.envs.envs.values() if admin(base) or base in (e.id, e.parent_id)]
 
     def q_event_keys(self, info: Any) -> list[dict[str, Any]]:
         return [event_key(k) for k in self.envs.event_keys_of(env_of(info))]
@@ -61,13 +61,16 @@ class EnvFields:
 
     async def m_create_environment(self, info: Any, name: str) -> dict[str, Any]:
         self._check_start()
+        if not admin(self._bearer(info)):
+            raise ValueError("environments are created with the default environment's signing key or a "
+                             "dashboard session")
         env, key = await self.envs.create(name)
         return {"environment": environment(env), "signingKey": key}
 
     async def m_archive_environment(self, info: Any, id: str, archived: bool) -> dict[str, Any]:  # noqa: A002
         self._check_start()
         base, env = self._bearer(info), self.envs.require(id)
-        if base is not None and base not in (env.id, env.parent_id):
+        if not admin(base) and base not in (env.id, env.parent_id):
             raise ValueError(f"environment {id!r} not found")
         return environment(await self.envs.set_archived(id, archived))
 
