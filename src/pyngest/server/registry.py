@@ -202,10 +202,12 @@ class Registry:
         self.envs = Environments(store, clock)
 
     async def reload(self) -> None:
-        """Read apps and functions again (another process of a cluster changed them)."""
-        apps = {app.id: app for app in await self.store.list_apps()}
-        self.apps = apps
-        await self.load()
+        """Read apps and functions again (another process of a cluster changed them). Not while
+        this process changes them: rows read before its change would replace the changed ones."""
+        async with self._registering:
+            apps = {app.id: app for app in await self.store.list_apps()}
+            self.apps = apps
+            await self.load()
 
     async def load(self) -> None:
         await self.envs.load()
@@ -374,6 +376,10 @@ class Registry:
         return SyncOutcome(app, True, sync_id, new_fns, archived)
 
     async def record_sync_error(self, url: str, message: str) -> None:
+        async with self._registering:
+            await self._record_sync_error(url, message)
+
+    async def _record_sync_error(self, url: str, message: str) -> None:
         now = self.clock.now_ms()
         app = self.app_by_url(url)
         if app is not None:
