@@ -7,12 +7,18 @@ import { RunPage, RunsPage } from "./runs.js";
 import { FunctionPage, FunctionsPage } from "./functions.js";
 import { EventPage, EventTypePage, EventsPage, SendEventModal } from "./events.js";
 import { AppsPage } from "./apps.js";
+import { EnvSwitcher, EnvironmentsPage, KeysPage } from "./envs.js";
 
 const NAV = [
   ["/runs", "Runs", "M4 6h16M4 12h10M4 18h13"],
   ["/functions", "Functions", "M8 4c-2 0-3 1-3 3v3l-2 2 2 2v3c0 2 1 3 3 3M16 4c2 0 3 1 3 3v3l2 2-2 2v3c0 2-1 3-3 3"],
   ["/events", "Events", "M13 3 4 14h7l-1 7 9-11h-7z"],
   ["/apps", "Apps", "M4 4h7v7H4zM13 4h7v7h-7zM4 13h7v7H4zM13 13h7v7h-7z"],
+];
+// start mode only: environments and keys are managed in the product (pyngest dev is one environment)
+const MANAGE = [
+  ["/environments", "Environments", "M3 7l9-4 9 4-9 4zM3 12l9 4 9-4M3 17l9 4 9-4"],
+  ["/keys", "Keys", "M15 7a4 4 0 1 1-3.9 5H4v3H2v-5h9.1A4 4 0 0 1 15 7z"],
 ];
 
 const ROUTES = [
@@ -24,6 +30,8 @@ const ROUTES = [
   [/^\/events\/type\/(.+)$/, (m) => html`<${EventTypePage} name=${decodeURIComponent(m[1])} />`],
   [/^\/events\/?$/, () => html`<${EventsPage} />`],
   [/^\/apps\/?$/, () => html`<${AppsPage} />`],
+  [/^\/environments\/?$/, () => html`<${EnvironmentsPage} />`],
+  [/^\/keys\/?$/, () => html`<${KeysPage} />`],
 ];
 
 function LiveDot() {
@@ -47,13 +55,14 @@ function App() {
     }
   }
   useEffect(() => {
-    const section = NAV.find(([href]) => path.startsWith(href));
+    const section = [...NAV, ...MANAGE].find(([href]) => path.startsWith(href));
     document.title = `${section ? section[1] : "pyngest"} · pyngest`;
   }, [path]);
   return html`<div class="layout">
     <nav class="sidebar" aria-label="Main">
       <a class="brand" href="/runs"><span class="logo-dot"></span>pyngest</a>
-      ${NAV.map(([href, label, d]) => html`<a href=${href} class="nav ${path.startsWith(href) ? "active" : ""}">
+      ${(startMode ? [...NAV, ...MANAGE] : NAV).map(([href, label, d]) => html`<a href=${href}
+        class="nav ${path.startsWith(href) ? "active" : ""}">
         <svg viewBox="0 0 24 24" aria-hidden="true"><path d=${d} /></svg>${label}</a>`)}
       <div class="side-foot">
         <${LiveDot} />
@@ -64,6 +73,7 @@ function App() {
     </nav>
     <main class="main">
       <div class="topbar"><span class="mode">${startMode ? "server" : "dev server"}</span>
+        ${startMode && html`<${EnvSwitcher} />`}
         <button class="btn small" onClick=${() => setSending(true)}>Send test event</button></div>
       ${page}
     </main>
