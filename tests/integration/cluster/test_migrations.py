@@ -6,14 +6,12 @@ from __future__ import annotations
 from importlib import resources
 
 import asyncpg
-import pytest
 
 from pyngest.clock import TestClock
-from pyngest.server.model import DEFAULT_ENV
-from pyngest.server.store.base import AppRecord, FunctionRecord, RunQuery
 from pyngest.server.store.postgres.migrate import SCHEMA_VERSION
 from pyngest.server.store.postgres.store import PostgresStore
 from tests import backends
+from tests.env_upgrade import check_upgraded
 
 
 async def test_a_version_2_database_gets_environments() -> None:
@@ -41,17 +39,6 @@ async def test_a_version_2_database_gets_environments() -> None:
     await store.open()
     try:
         assert await store.fetchval("SELECT value FROM meta WHERE key = 'schema_version'") == str(SCHEMA_VERSION)
-        assert [a.env_id for a in await store.list_apps()] == [DEFAULT_ENV]
-        assert [f.env_id for f in await store.list_functions()] == [DEFAULT_ENV]
-        assert [e.env_id for e in await store.list_events(None, 10)] == [DEFAULT_ENV]
-        assert [r.env_id for r in await store.list_runs(RunQuery(env_id=DEFAULT_ENV))] == [DEFAULT_ENV]
-        assert await store.list_runs(RunQuery(env_id="other")) == []
-        assert [e.id for e in await store.list_envs()] == [DEFAULT_ENV]
-        await store.save_app(AppRecord("a2", "shop", "", env_id="other"))
-        await store.save_functions("a2", [FunctionRecord("f2", "a2", "shop-order", "order", {}, env_id="other")],
-                                   1_800_000_000_000)
-        assert sorted(f.env_id for f in await store.list_functions()) == sorted([DEFAULT_ENV, "other"])
-        with pytest.raises(asyncpg.UniqueViolationError):
-            await store.save_app(AppRecord("a3", "shop", ""))
+        await check_upgraded(store, asyncpg.UniqueViolationError, 1_800_000_000_000)
     finally:
         await store.close()
