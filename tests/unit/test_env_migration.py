@@ -7,7 +7,10 @@ import sqlite3
 from pathlib import Path
 
 from pyngest.clock import TestClock
+from pyngest.server.model import DEFAULT_ENV
+from pyngest.server.store.base import RunQuery
 from pyngest.server.store.sqlite.connection import SCHEMA_VERSION
+from pyngest.server.store.sqlite.reads import env_terms, event_where, run_where
 from pyngest.server.store.sqlite.store import SqliteStore
 from tests.env_upgrade import check_upgraded
 from tests.sqlite_versions import as_version_3
@@ -39,5 +42,23 @@ async def test_existing_rows_join_the_default_environment(tmp_path: Path) -> Non
                                       .fetchone()[0])
         assert version == str(SCHEMA_VERSION)
         await check_upgraded(store, sqlite3.IntegrityError, NOW)
+    finally:
+        await store.close()
+
+
+async def test_another_environments_reads_search_the_env_indexes(tmp_path: Path) -> None:
+    """The env indexes leave out the default environment's rows (no cost on a one-environment
+    server); reads of another environment still find its rows through them."""
+    store = await _store(tmp_path)
+    try:
+        where, args = event_where(None, None, None, env_id="other")
+        assert "events_env" in await store.db.read(lambda c: " ".join(
+            str(r[-1]) for r in c.execute(f"EXPLAIN QUERY PLAN SELECT seq FROM events WHERE {' AND '.join(where)} "
+                                          "ORDER BY seq DESC LIMIT 5", args)))
+        where, args = run_where(RunQuery(env_id="other"))
+        assert "runs_env" in await store.db.read(lambda c: " ".join(
+            str(r[-1]) for r in c.execute(f"EXPLAIN QUERY PLAN SELECT id FROM runs WHERE {' AND '.join(where)} "
+                                          "ORDER BY id DESC LIMIT 5", args)))
+        assert env_terms(DEFAULT_ENV) == ["env_id = ?"]
     finally:
         await store.close()

@@ -15,6 +15,7 @@ from typing import Any
 
 from pyngest.protocol.events import INTERNAL_PREFIX
 from pyngest.protocol.ids import from_parts
+from pyngest.server.model import DEFAULT_ENV
 from pyngest.server.store.base import RunQuery, Series
 from pyngest.server.store.sqlite.connection import Database
 
@@ -32,13 +33,22 @@ def id_floor(ms: int) -> str:
     return from_parts(max(ms, 0), _FLOOR)
 
 
+def env_terms(env_id: str) -> list[str]:
+    """The filter on one environment (one ``?``). The env indexes hold the rows of the other
+    environments than the default one only; the literal term lets both databases use them."""
+    terms = ["env_id = ?"]
+    if env_id != DEFAULT_ENV:
+        terms.append(f"env_id <> '{DEFAULT_ENV}'")
+    return terms
+
+
 def event_where(names: list[str] | None, from_ms: int | None, until_ms: int | None, *,
                 internal: bool = True, env_id: str | None = None) -> tuple[list[str], list[Any]]:
     """Filters on the events table (SQL both backends take, ``?`` placeholders)."""
     where: list[str] = []
     args: list[Any] = []
     if env_id is not None:
-        where.append("env_id = ?")
+        where += env_terms(env_id)
         args.append(env_id)
     if names:
         where.append(f"name IN ({','.join('?' * len(names))})")
@@ -59,7 +69,7 @@ def run_where(query: RunQuery, *, time: bool = True) -> tuple[list[str], list[An
     where: list[str] = []
     args: list[Any] = []
     if query.env_id is not None:
-        where.append("env_id = ?")
+        where += env_terms(query.env_id)
         args.append(query.env_id)
     for column, values in (("fn_id", query.fn_ids), ("app_id", query.app_ids), ("status", query.statuses)):
         if values:

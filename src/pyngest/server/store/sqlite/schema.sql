@@ -71,7 +71,9 @@ CREATE TABLE IF NOT EXISTS events (
     body         BLOB NOT NULL,
     env_id       TEXT NOT NULL DEFAULT '00000000-0000-4000-b000-000000000000'
 );
-CREATE INDEX IF NOT EXISTS events_env ON events (env_id, seq);
+-- only other environments' rows: the default one's (most, and all of a single-environment
+-- server) cost no index entry
+CREATE INDEX IF NOT EXISTS events_env ON events (env_id, seq) WHERE env_id <> '00000000-0000-4000-b000-000000000000';
 CREATE INDEX IF NOT EXISTS events_name ON events (name, seq);
 CREATE INDEX IF NOT EXISTS events_received ON events (received_ms);
 
@@ -97,7 +99,7 @@ CREATE TABLE IF NOT EXISTS runs (
     attrs            BLOB,
     env_id           TEXT NOT NULL DEFAULT '00000000-0000-4000-b000-000000000000'
 );
-CREATE INDEX IF NOT EXISTS runs_env ON runs (env_id, id);
+CREATE INDEX IF NOT EXISTS runs_env ON runs (env_id, id) WHERE env_id <> '00000000-0000-4000-b000-000000000000';
 CREATE INDEX IF NOT EXISTS runs_fn ON runs (fn_id, id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, id);
 CREATE INDEX IF NOT EXISTS runs_queued ON runs (queued_ms);

@@ -46,7 +46,9 @@ ALTER TABLE functions DROP CONSTRAINT functions_slug_key;
 CREATE UNIQUE INDEX functions_env_slug ON functions (env_id, slug);
 
 ALTER TABLE events ADD COLUMN env_id text NOT NULL DEFAULT '00000000-0000-4000-b000-000000000000';
-CREATE INDEX events_env ON events (env_id, seq);
+-- only other environments' rows: the default one's (most, and all of a single-environment
+-- server) cost no index entry
+CREATE INDEX events_env ON events (env_id, seq) WHERE env_id <> '00000000-0000-4000-b000-000000000000';
 
 ALTER TABLE runs ADD COLUMN env_id text NOT NULL DEFAULT '00000000-0000-4000-b000-000000000000';
-CREATE INDEX runs_env ON runs (env_id, id);
+CREATE INDEX runs_env ON runs (env_id, id) WHERE env_id <> '00000000-0000-4000-b000-000000000000';

@@ -46,9 +46,11 @@ CREATE UNIQUE INDEX functions_env_slug ON functions (env_id, slug);
 
 -- Adding a column with a constant default rewrites nothing.
 ALTER TABLE events ADD COLUMN env_id TEXT NOT NULL DEFAULT '00000000-0000-4000-b000-000000000000';
-CREATE INDEX events_env ON events (env_id, seq);
+-- only other environments' rows: the default one's (most, and all of a single-environment
+-- server) cost no index entry
+CREATE INDEX events_env ON events (env_id, seq) WHERE env_id <> '00000000-0000-4000-b000-000000000000';
 ALTER TABLE runs ADD COLUMN env_id TEXT NOT NULL DEFAULT '00000000-0000-4000-b000-000000000000';
-CREATE INDEX runs_env ON runs (env_id, id);
+CREATE INDEX runs_env ON runs (env_id, id) WHERE env_id <> '00000000-0000-4000-b000-000000000000';
 CREATE TABLE IF NOT EXISTS envs (
     id            TEXT PRIMARY KEY,
     name          TEXT NOT NULL,
