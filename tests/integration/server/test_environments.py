@@ -362,3 +362,35 @@ async def test_graphql_reads_per_environment_and_manages_keys(h: Harness) -> Non
     resp = await client(h).post("/v0/gql", json={"query": "{ apps { name } }"},
                                 headers={**bearer(SIGNING_KEY), "x-inngest-env": "no-such-branch"})
     assert resp.status_code == 404 and "not found" in resp.json()["errors"][0]["message"]
+
+
+async def test_another_environments_key_reaches_neither_its_runs_nor_its_signals(h: Harness) -> None:
+    async def script(call: Call) -> Reply:
+        if "sig" in call.body["steps"]:
+            return done({"got": call.body["steps"]["sig"]})
+        return ops({"id": "sig", "op": "WaitForSignal", "name": "sig", "opts": {"signal": "order-1", "timeout": "1h"}})
+
+    h.app.script = script
+    await sync(h)
+    staging_key = (await client(h).post("/v1/envs", json={"name": "staging"}, headers=bearer(SIGNING_KEY))
+                   ).json()["data"]["signing_key"]
+    event_id = (await send(h, "shop/order")).json()["ids"][0]
+
+    async def waiting() -> bool:
+        runs = await runs_of(h, event_id)
+        return bool(runs) and bool(h.service.state.pauses.for_signal("order-1"))
+
+    await until(waiting, "the run waits for its signal")
+    run_id = (await runs_of(h, event_id))[0]["run_id"]
+    # staging's key: the production run's state and signal are not there for it
+    resp = await client(h).get(f"/v0/runs/{run_id}/actions", headers=bearer(staging_key))
+    assert resp.status_code == 410
+    resp = await client(h).post("/v1/signals", json={"signal": "order-1", "data": 1}, headers=bearer(staging_key))
+    assert resp.status_code == 404
+    resp = await client(h).get(f"/v1/runs/{run_id}", headers=bearer(staging_key))
+    assert resp.status_code == 404
+    # production's key does
+    resp = await client(h).post("/v1/signals", json={"signal": "order-1", "data": 2}, headers=bearer(SIGNING_KEY))
+    assert resp.status_code == 200 and resp.json()["data"]["run_id"] == run_id
+    runs = await ended(h, event_id)
+    assert runs[0]["output"]["got"]["data"]["data"] == 2

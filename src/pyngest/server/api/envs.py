@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from starlette.requests import Request
@@ -86,3 +87,13 @@ def admin(base: str | None) -> bool:
     """A dashboard session, or the default environment's signing key (the flags' key), reaches every
     environment; another environment's key reaches that environment and its branches."""
     return base is None or base == DEFAULT_ENV
+
+
+def reaches(request: Request, service: Service) -> Callable[[str], bool]:
+    """Whether the caller may act on a run of an environment: a dashboard session and the default
+    environment's key on all; another environment's key on its own and its branches'."""
+    base = request.scope.get(BEARER_ENV)
+    envs = service.registry.envs
+    if service.config.mode == "dev" or admin(base):
+        return lambda env_id: True
+    return lambda env_id: envs.keys_env(env_id) == base

@@ -23,7 +23,7 @@ from pyngest.server.api.common import (
     public_error,
     unauthorized,
 )
-from pyngest.server.api.envs import request_env
+from pyngest.server.api.envs import reaches, request_env
 from pyngest.server.environments import EnvError
 from pyngest.server.model import Batch
 from pyngest.server.registry import RegistrationError
@@ -116,7 +116,7 @@ class SdkAPI:
         if not is_ulid(run_id):
             return public_error(f"invalid run id: {run_id}", 400)
         run = await self.service.state.runs.get(run_id)
-        if run is None:
+        if run is None or not reaches(request, self.service)(run.env_id):
             return public_error(f"runtime state is no longer available for runID: {run_id}", 410)
         return run
 
@@ -172,7 +172,7 @@ class SdkAPI:
             )
         async with x.state.runs.lock(run_id):
             run = await x.state.runs.get(run_id)
-            if run is None:
+            if run is None or not reaches(request, self.service)(run.env_id):
                 return public_error(f"run {run_id} not found", 404)
             if run.ended:
                 return public_error(f"run {run_id} has already ended", 400)
@@ -212,7 +212,7 @@ class SdkAPI:
         if nested_deeper_than(body.get("data"), MAX_EVENT_DEPTH):
             return api_error(f"the signal's data nests JSON objects and arrays more than {MAX_EVENT_DEPTH} levels deep", 400)
         value = jcs.dumps({"data": {"signal": name, "data": body.get("data")}})
-        run_id = await self.service.executor.control.signal(name, value)
+        run_id = await self.service.executor.control.signal(name, value, reaches(request, self.service))
         if run_id is None:
             return api_error(f"no run is waiting for signal {name!r}", 404)
         return json_response({"data": {"run_id": run_id}, "metadata": _metadata(self.service)})

@@ -267,7 +267,7 @@ class OpHandlers:
             id=f"{run.id}:{op_id}", run_id=run.id, step_id=op_id, kind=PauseKind.SIGNAL,
             expires_ms=expires, after_seq=self.x.state.last_event_seq, signal=signal,
             data={"name": name, "race": race},
-        )
+        ).in_env(run.env_id)
         self._add_pause(pause, batch, now, name, "StepWaitingForSignal", {"signal": signal, "expires_ms": expires})
         return False
 

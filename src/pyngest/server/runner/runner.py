@@ -383,7 +383,7 @@ class Runner:
         event = cron_event(expression, scheduled, job.due_ms)
         ev = stored(event, received_ms=now, internal_id=new_ulid(now), env_id=fn.env_id)
         batch.add(InsertEvents([ev]))
-        if not fn.paused:
+        if not fn.paused and not self.registry.envs.archived(fn.env_id):  # archived: ticks start nothing
             plan = RunPlan(start_at=now, idempotency=f"{fn.id}:{stamp}", shard=job.shard)
             self.schedule_run(fn, [ev], event, batch, plan=plan, cron_expr=expression)
         nxt = trig.schedule.next_after(max(scheduled, now))
