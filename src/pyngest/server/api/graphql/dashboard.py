@@ -216,7 +216,7 @@ class DashboardFields:
         buckets = max(1, min(int(args.get("buckets") or 48), MAX_BUCKETS))
         start, end = self._range(args["from"], args.get("until"), buckets=buckets)
         bucket = max(1, -(-(end - start) // buckets))
-        counts = await self.s.store.event_series(args["name"], start, bucket, buckets)
+        counts = await self.s.store.event_series(args["name"], start, bucket, buckets, env_of(info))
         return {"from": start, "bucketMS": bucket, "counts": counts}
 
     async def q_events_v2(self, info: Any, first: int, filter: dict[str, Any], after: str | None = None  # noqa: A002

@@ -118,12 +118,12 @@ class PostgresDashboardReads:
             f"FROM events{_where(where)} GROUP BY name ORDER BY name", [from_ms, until_ms, *args])
         return [(r[0], int(r[1] or 0), int(r[2])) for r in rows]
 
-    async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int) -> list[int]:
+    async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int,
+                           env_id: str | None = None) -> list[int]:
         out = [0] * buckets
-        for b, n in await self._q(
-            "SELECT (received_ms - ?) / ?, COUNT(*) FROM events WHERE name = ? AND received_ms >= ? "
-            "AND received_ms < ? GROUP BY 1", [from_ms, bucket_ms, name, from_ms, from_ms + bucket_ms * buckets + 1],
-        ):
+        where, args = event_where([name], from_ms, from_ms + bucket_ms * buckets + 1, env_id=env_id)
+        for b, n in await self._q(f"SELECT (received_ms - ?) / ?, COUNT(*) FROM events{_where(where)} GROUP BY 1",
+                                  [from_ms, bucket_ms, *args]):
             if 0 <= b <= buckets:
                 out[_bucket(b, buckets)] = n
         return out

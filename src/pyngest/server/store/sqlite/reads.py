@@ -206,12 +206,11 @@ class DashboardReads:
             lambda c: [(r[0], int(r[1] or 0), int(r[2])) for r in c.execute(sql, (from_ms, until_ms, *args))]
         )
 
-    async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int) -> list[int]:
-        sql = (
-            "SELECT (received_ms - ?) / ?, COUNT(*) FROM events WHERE name = ? AND received_ms >= ? "
-            "AND received_ms < ? GROUP BY 1"
-        )
-        args = (from_ms, bucket_ms, name, from_ms, from_ms + bucket_ms * buckets + 1)
+    async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int,
+                           env_id: str | None = None) -> list[int]:
+        where, env_args = event_where([name], from_ms, from_ms + bucket_ms * buckets + 1, env_id=env_id)
+        sql = f"SELECT (received_ms - ?) / ?, COUNT(*) FROM events{_sql_where(where)} GROUP BY 1"
+        args = (from_ms, bucket_ms, *env_args)
 
         def q(conn: sqlite3.Connection) -> list[int]:
             out = [0] * buckets
