@@ -134,7 +134,7 @@ BEGIN
                 WITH ins AS (
                     INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body, env_id)
                     SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[(e->>6)::integer],
-                           e->>7
+                           COALESCE(e->>7, '00000000-0000-4000-b000-000000000000')  -- an op without one: the default environment
                     FROM jsonb_array_elements(v_op->'e') AS e
                     ON CONFLICT (internal_id) DO NOTHING
                     RETURNING internal_id, seq
@@ -175,7 +175,8 @@ BEGIN
                         (v_f->>'queued_ms')::bigint, (v_f->>'started_ms')::bigint, (v_f->>'ended_ms')::bigint,
                         p_blobs[(v_f->>'output')::integer], (v_f->>'version')::integer,
                         (v_f->>'force_step_plan')::boolean, NULLIF(v_f->'pending', 'null'),
-                        (v_f->>'state_bytes')::bigint, NULLIF(v_f->'attrs', 'null'), v_f->>'env_id');
+                        (v_f->>'state_bytes')::bigint, NULLIF(v_f->'attrs', 'null'),
+                        COALESCE(v_f->>'env_id', '00000000-0000-4000-b000-000000000000'));
                 INSERT INTO run_events (event_internal_id, run_id)
                 SELECT e, v_rid FROM jsonb_array_elements_text(v_f->'event_ids') AS e
                 ON CONFLICT DO NOTHING;
