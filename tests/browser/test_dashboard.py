@@ -384,6 +384,57 @@ def test_apps_add_edit_resync_delete(page: Page, stack: Stack) -> None:
     p.wait_for_selector('article[data-app="shop"]')
 
 
+def test_webhooks_create_test_transform_fix_and_replay_delete(page: Page, stack: Stack) -> None:
+    p = page.go("/webhooks")
+    p.click("button:has-text('Create webhook')")
+    p.fill(".modal input", "Stripe")
+    p.click(".modal button:has-text('Create')")
+    row = p.locator('tr[data-webhook="Stripe"]')
+    row.wait_for()
+    url = row.locator("input.webhook-url").input_value()
+    assert url.startswith(f"{stack.base}/e/")
+    p.wait_for_selector("[data-webhook-editor]")
+    # the default transform is shown, and a sample through it gives upstream's default event
+    assert "webhook/request.received" in p.locator('textarea[aria-label="Transform"]').input_value()
+    strict = ("function transform(evt, headers) {\n  if (!evt.type) throw new Error('no type');\n"
+              "  return {name: 'stripe/' + evt.type, data: {amount: evt.amount, sig: headers['Stripe-Signature']}};\n}")
+    p.fill('textarea[aria-label="Transform"]', strict)
+    p.fill('textarea[aria-label="Incoming Event JSON"]', '{"type": "charge.failed", "amount": 5}')
+    p.fill('input[aria-label="Test headers"]', '{"stripe-signature": "t=1,v1=abc"}')
+    p.click("button:has-text('Test transform')")
+    result = p.locator(".test-result")
+    result.locator("text=stripe/charge.failed").wait_for()
+    assert "t=1,v1=abc" in result.inner_text()
+    p.fill('textarea[aria-label="Incoming Event JSON"]', "{}")
+    p.click("button:has-text('Test transform')")
+    result.locator("text=Error: no type").wait_for()
+    p.click("button:has-text('Save transform')")
+    p.wait_for_selector(".toast:has-text('Webhook saved')")
+    # a real request through the URL: stored; one the transform refuses: kept for replay
+    ok = httpx.post(url, json={"type": "charge.succeeded", "amount": 7})
+    assert ok.status_code == 200, ok.text
+    event = httpx.get(f"{stack.base}/v1/events/{ok.json()['ids'][0]}").json()["data"]
+    assert event["name"] == "stripe/charge.succeeded" and event["data"]["amount"] == 7
+    refused = httpx.post(url, json={"amount": 1})
+    assert refused.status_code == 400 and "no type" in refused.json()["error"]
+    page.go("/webhooks")
+    p.locator('tr[data-webhook="Stripe"] button:has-text("Edit")').click()
+    failure = p.locator(f'tr[data-failure="{refused.json()["failure_id"]}"]')
+    failure.wait_for()
+    assert "no type" in failure.inner_text()
+    page.shot("webhooks")
+    p.fill('textarea[aria-label="Transform"]', strict.replace("if (!evt.type) throw new Error('no type');",
+                                                            "evt.type = evt.type || 'unknown';"))
+    p.click("button:has-text('Save transform')")
+    p.wait_for_selector(".toast:has-text('Webhook saved')")
+    failure.locator("button:has-text('Replay')").click()
+    p.wait_for_selector(".toast:has-text('Replayed: 1 event')")
+    failure.locator("text=Replayed").wait_for()
+    row.locator("button:has-text('Delete')").click()
+    row.wait_for(state="detached")
+    assert httpx.post(url, json={"amount": 1}).status_code == 400  # now an event key: no event name
+
+
 def test_start_mode_login(browser: Any, tmp_path: Path) -> None:
     secured = Stack(tmp_path, start_mode=True)
     try:

@@ -42,6 +42,8 @@ JS_DIR = HERE / "js"
 
 # The official SDKs, then pyngest's own (``import pyngest as inngest``) on three frameworks.
 APP_KINDS = ("py_fastapi", "py_flask", "js", "pyngest_fastapi", "pyngest_flask", "pyngest_django")
+# Connect workers (they dial the server's WebSocket gateway; no HTTP endpoint to sync).
+CONNECT_KINDS = ("py_connect", "js_connect", "pyngest_connect")
 TERMINAL = ("Completed", "Failed", "Cancelled")
 
 # Seconds. Long enough for two loaded cores; a healthy run never waits this long.
@@ -229,6 +231,8 @@ class Server:
             argv += ["--signing-key", self.signing_key]
         if self.event_key:
             argv += ["--event-key", self.event_key]
+        if "--connect-gateway-port" not in self.extra_args and server_supports(self.mode, "--connect-gateway-port"):
+            argv += ["--connect-gateway-port", "0"]  # no second port (--port + 1) that may be another test's
         return argv + self.extra_args + shlex.split(os.environ.get("CONFORMANCE_SERVER_ARGS", ""))
 
     def start(self) -> None:
@@ -306,7 +310,7 @@ class App:
 
     @property
     def prefix(self) -> str:
-        return f"{self.kind}-{self.port}"
+        return self.env.get("CONFORMANCE_PREFIX") or f"{self.kind}-{self.port}"
 
     @property
     def log_path(self) -> Path:
@@ -315,6 +319,15 @@ class App:
     @property
     def id(self) -> str:
         return self.app_id or f"conformance-{self.kind}"
+
+    @property
+    def connect(self) -> bool:
+        return self.kind in CONNECT_KINDS
+
+    @property
+    def instance(self) -> str:
+        """A connect worker's instance id."""
+        return self.env.get("CONNECT_INSTANCE_ID") or f"{self.kind}-{self.port}"
 
     def slug(self, fn: str) -> str:
         return f"{self.id}-{fn}"
@@ -337,8 +350,10 @@ class App:
             env["INNGEST_DEV"] = self.server_url
         if self.event_key:
             env["INNGEST_EVENT_KEY"] = self.event_key
+        if self.connect:
+            env["CONNECT_INSTANCE_ID"] = self.instance
         env.update(self.env)
-        if self.kind == "js":
+        if self.kind in ("js", "js_connect"):
             if not (JS_DIR / "node_modules" / "inngest").is_dir():
                 raise AssertionError(
                     "tests/conformance/js/node_modules is missing: run `npm ci` there "
@@ -348,13 +363,38 @@ class App:
             if node is None:
                 raise AssertionError("node is not installed")
             argv, cwd = [node, "app.mjs"], JS_DIR
+            if self.kind == "js_connect":
+                env["CONFORMANCE_CONNECT"] = "1"
+                if _node_major(node) < 22:  # WebSocket is global from Node 22 on
+                    argv.insert(1, "--experimental-websocket")
+                    # the SDK's worker thread does not get the flag: run the connection in-thread
+                    env["INNGEST_CONNECT_ISOLATE_EXECUTION"] = "false"
         else:
             argv, cwd = [sys.executable, str(APPS_DIR / f"{self.kind}.py")], APPS_DIR
         self.proc = Proc(
             self.kind, argv, _child_env(env), cwd, self.workdir / f"{self.kind}-{self.port}.out"
         )
         self.proc.start()
+        if self.connect:
+            poll(self.connected, timeout=START_TIMEOUT, interval=0.1,
+                 what=f"{self.kind} worker {self.instance} to connect")
+            return
         poll(self._answers, timeout=START_TIMEOUT, interval=0.1, what=f"{self.kind} app to serve")
+
+    def connections(self) -> list[dict[str, Any]]:
+        """The server's live connect connections of this app."""
+        headers = {}
+        if self.signing_key:
+            headers["Authorization"] = f"Bearer {hashed_signing_key(self.signing_key)}"
+        res = requests.get(f"{self.server_url}/v0/connect/envs/dev/conns", params={"app": self.id},
+                           headers=headers, timeout=5)
+        res.raise_for_status()
+        return list(res.json()["data"])
+
+    def connected(self) -> bool:
+        assert self.proc is not None
+        self.proc.ensure_alive()
+        return any(c["instance_id"] == self.instance for c in self.connections())
 
     def _answers(self) -> bool:
         assert self.proc is not None
@@ -374,7 +414,10 @@ class App:
 
         The status of the PUT is not enough: Python 0.5.19 answers 200 whatever the server said
         and relays the server's reply as the body, so a refusal shows only there (``status`` /
-        ``ok`` of the server's JSON). JS answers with the server's status."""
+        ``ok`` of the server's JSON). JS answers with the server's status. A connect worker's
+        handshake synced it: start() waited for its connection."""
+        if self.connect:
+            return None
         res = self.sync()
         try:
             body = res.json()
@@ -406,6 +449,11 @@ class App:
             if all(entry.get(k) == v for k, v in match.items()):
                 out.append(entry)
         return out
+
+
+def _node_major(node: str) -> int:
+    out = subprocess.run([node, "--version"], capture_output=True, text=True, timeout=30).stdout
+    return int(out.strip().lstrip("v").split(".")[0])
 
 
 # ---------------------------------------------------------------------------------------------

@@ -255,13 +255,14 @@ def _ended(api: Api, event_id: str, tick: Any) -> dict[str, Any] | None:
     return None
 
 
-def _check_mixed(app: App, finals: dict[str, str]) -> list[str]:
-    """The token a crash-mixed run returns is from the last execution of its first step."""
+def _check_mixed(app: App, finals: dict[str, str], fn: str = "crash-mixed") -> list[str]:
+    """The token a crash-mixed (or torture-retry) run returns is from the last execution of its
+    first step."""
     last: dict[str, str] = {}
     executions: dict[str, int] = defaultdict(int)
-    for entry in app.observations(kind="step", fn="crash-mixed", step="first"):
+    for entry in app.observations(kind="step", fn=fn, step="first"):
         last[entry["run_id"]] = entry["nonce"]
         executions[entry["run_id"]] += 1
-    return [f"{app.kind}: crash-mixed run {run_id} returned {token}, but its first step last produced "
+    return [f"{app.kind}: {fn} run {run_id} returned {token}, but its first step last produced "
             f"{last.get(run_id)} (it ran {executions[run_id]} times)"
             for run_id, token in finals.items() if last.get(run_id) != token]

@@ -46,6 +46,7 @@ SDK_FIELD = {
 
 # The functions every app defines, by id (without the app prefix).
 COMMON_FUNCTIONS = {
+    "realtime-publish",
     "steps-memo",
     "sleep",
     "sleep-until",
@@ -73,7 +74,7 @@ ONLY_IN = {"js": {"fetch", "parallel-sleep"}}  # step.fetch and middleware hooks
 # Python apps only: failures the Python SDKs raise by name (test_failure_output.py)
 PY_ONLY = {"parallel-disappears", "unexpected-step", "unserializable"}
 # The async Python apps only (apps/functions_async.py): the multi-node crash test's mixed runs
-ASYNC_PY_ONLY = {"crash-mixed"}
+ASYNC_PY_ONLY = {"crash-mixed", "torture-retry", "torture-debounce"}
 ASYNC_PY_KINDS = {"py_fastapi", "pyngest_fastapi", "pyngest_django", "pyngest_fastapi_classic"}
 
 

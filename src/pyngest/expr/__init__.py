@@ -32,6 +32,7 @@ sorted lookups (see ``index.py``).
 from pyngest.expr.compiler import compile, validate
 from pyngest.expr.index import ExpressionIndex, PauseIndex, TriggerIndex, wildcard_names
 from pyngest.expr.interpolate import interpolate, is_constant_false, match_expression
+from pyngest.expr.parser import check_length
 from pyngest.expr.program import Outcome, Program
 from pyngest.expr.syntax import ExpressionError
 
@@ -42,6 +43,7 @@ __all__ = [
     "PauseIndex",
     "Program",
     "TriggerIndex",
+    "check_length",
     "compile",
     "interpolate",
     "is_constant_false",

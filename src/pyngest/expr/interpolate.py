@@ -16,7 +16,7 @@ from pyngest.expr import analysis
 from pyngest.expr.analysis import attribute_path
 from pyngest.expr.compiler import compile
 from pyngest.expr.lowering import is_bool
-from pyngest.expr.parser import parse
+from pyngest.expr.parser import check_length, parse
 from pyngest.expr.syntax import (
     MACROS,
     Call,
@@ -39,6 +39,7 @@ def interpolate(source: str, event: Mapping[str, Any]) -> str:
     >>> interpolate("event.data.userId == async.data.userId", {"data": {"userId": "u1"}})
     '"u1" == async.data.userId'
     """
+    check_length(source)
     tree = parse(source)
     analysis.check(tree, source)
     return unparse(_Interpolator(event).visit(tree, frozenset()))

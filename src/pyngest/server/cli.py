@@ -17,6 +17,7 @@ import sqlite3
 import sys
 import time
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -120,6 +121,12 @@ def common_options(fn: Any, *, dev: bool) -> Any:
                      envvar=_env("max_request_size"),
                      help="Largest body of a call that sends events, in bytes (default 3 MiB; never "
                           "below --max-event-size)."),
+        click.option("--webhook-timeout", type=click.IntRange(min=10, max=30_000), default=500,
+                     envvar=_env("webhook_timeout"), show_default=True,
+                     help="Milliseconds a webhook's transform may run for one request."),
+        click.option("--webhook-memory", type=click.IntRange(min=4, max=1024), default=32,
+                     envvar=_env("webhook_memory"), show_default=True,
+                     help="MiB of JavaScript heap a webhook's transform may use for one request."),
         click.option("--durability", type=click.Choice(["normal", "full"]), default="normal",
                      envvar=_env("durability"),
                      help="'normal' survives a killed process; 'full' also fsyncs every commit (power loss)."),
@@ -157,6 +164,10 @@ def common_options(fn: Any, *, dev: bool) -> Any:
         click.option("--advertise-url", default=None, envvar=_env("advertise_url"),
                      help="With --postgres-uri: this process's URL as the other processes reach it "
                           "(default http://<host>:<port>)."),
+        click.option("--connect-gateway-port", type=click.IntRange(min=0, max=65535), default=None,
+                     envvar=_env("connect_gateway_port"),
+                     help="Port of the connect WebSocket gateway (default: --port + 1; 0: only on "
+                          "--port, path /v0/connect)."),
         click.option("--lease-ttl", type=click.FloatRange(min=1.0), default=10.0, envvar=_env("lease_ttl"),
                      show_default=True,
                      help="With --postgres-uri: seconds after which a dead process's work is taken over."),
@@ -268,6 +279,8 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     if params["max_request_size"]:
         cfg.max_request_bytes = int(params["max_request_size"])
     cfg.durability = params["durability"]
+    cfg.webhook_timeout_ms = int(params["webhook_timeout"])
+    cfg.webhook_memory_bytes = int(params["webhook_memory"]) * 1024 * 1024
     cfg.shutdown_grace_s = float(params["shutdown_grace"])
     try:
         cfg.retention_ms = parse_ms(str(params["retention"]))
@@ -285,6 +298,10 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     cfg.log_level = "debug" if params["verbose"] else params["log_level"]
     cfg.json_logs = params["json_logs"] if params["json_logs"] is not None else not sys.stdout.isatty()
     cfg.otel_endpoint = params["otel_endpoint"] or None
+    gateway_port = params.get("connect_gateway_port")
+    if gateway_port is None:  # beside the API port, as upstream's 8289 beside 8288
+        gateway_port = cfg.port + 1 if 0 < cfg.port < 65535 else 0
+    cfg.connect_gateway_port = gateway_port or None
     return cfg
 
 
@@ -377,10 +394,14 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
         app, http="httptools", lifespan="off", access_log=False, log_level="warning",
         timeout_graceful_shutdown=int(cfg.shutdown_grace_s), timeout_keep_alive=30,
     ))
+    # realtime subscriptions are open-ended: end them when stopping begins, not after the grace
+    server.on_exit.append(lambda: service.realtime.close_subscribers(service.clock.now_ms()))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_exit, sig)
     serving = asyncio.create_task(server.serve(sockets=sockets))
+    gateway = _connect_gateway(cfg, service)
+    gateway_serving = asyncio.create_task(gateway.serve(sockets=gateway.sockets)) if gateway else None
     while not server.started and not serving.done():
         await asyncio.sleep(0.01)
     await service.syncer.start()
@@ -391,9 +412,37 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
     finally:
         log.info("shutting down: finishing in-flight work (up to %.0f s)", cfg.shutdown_grace_s)
         await service.stop()
+        if gateway is not None and gateway_serving is not None:
+            gateway.request_exit(signal.SIGTERM)
+            await gateway_serving
         if exporter is not None:
             await exporter.close()
         log.info("stopped")
+
+
+def _connect_gateway(cfg: ServerConfig, service: Any) -> Any:
+    """The connect WebSocket gateway on its own port (upstream's 8289 beside 8288). A port that
+    cannot be bound leaves the gateway on the API port only; workers are told where it is."""
+    import uvicorn
+    from starlette.applications import Starlette
+
+    from pyngest.server.api.connect import ConnectAPI
+
+    if not cfg.connect_gateway_port:
+        return None
+    gw = ServerConfig(mode=cfg.mode, host=cfg.host, port=cfg.connect_gateway_port)
+    try:
+        sockets = _sockets(gw)
+    except click.ClickException as exc:
+        log.warning("connect gateway: %s; workers connect on the API port instead", exc.message)
+        cfg.connect_gateway_port = None
+        return None
+    api = ConnectAPI(service)
+    app = Starlette(routes=[r for r in api.routes() if getattr(r, "path", "") == "/v0/connect"])
+    server = _Server(uvicorn.Config(app, lifespan="off", access_log=False, log_level="warning",
+                                   timeout_graceful_shutdown=1))
+    server.sockets = sockets
+    return server
 
 
 def _observe(service: Any, cfg: ServerConfig) -> Any:
@@ -431,6 +480,8 @@ class _Server:
                 yield
 
         self._server = Quiet(config)
+        self.sockets: list[socket.socket] = []
+        self.on_exit: list[Callable[[], None]] = []  # called when stopping begins
 
     @property
     def started(self) -> bool:
@@ -441,6 +492,8 @@ class _Server:
             self._server.force_exit = True  # a second signal: don't wait any more
         log.info("received %s: shutting down", signal.Signals(sig).name)
         self._server.should_exit = True
+        for hook in self.on_exit:
+            hook()
 
     async def serve(self, sockets: list[socket.socket]) -> None:
         await self._server.serve(sockets=sockets)
@@ -477,6 +530,10 @@ def _banner(cfg: ServerConfig, sockets: list[socket.socket], config_file: Path |
         f"  dashboard     {addrs[0]}/" + (" (sign in as " + cfg.dashboard_user + ")" if cfg.mode == "start" else ""),
         f"  storage       {storage}",
     ]
+    gateway = addrs[0].replace("http://", "ws://", 1)
+    if cfg.connect_gateway_port:
+        gateway = gateway.rsplit(":", 1)[0] + f":{cfg.connect_gateway_port}"
+    lines.append(f"  connect       {gateway}/v0/connect (workers start at POST /v0/connect/start)")
     if config_file is not None:
         lines.append(f"  config        {config_file}")
     scanning = cfg.mode == "dev" and cfg.discovery

@@ -44,6 +44,9 @@ class ServerConfig:
     durability: str = "normal"  # "normal" survives a killed process; "full" fsyncs every commit
     shutdown_grace_s: float = 30.0
     retention_ms: int = 7 * 86_400_000  # ended runs and old events are removed after this; 0 keeps all
+    # a webhook's JavaScript transform: wall-clock time and V8 heap it may use per request
+    webhook_timeout_ms: int = 500
+    webhook_memory_bytes: int = 32 * 1024 * 1024
     log_level: str = "info"
     json_logs: bool = False
     # scale-out: PostgreSQL is the record, Redis carries wake-ups between processes
@@ -58,6 +61,9 @@ class ServerConfig:
     dashboard_password: str | None = None
     # behind a TLS-terminating proxy: X-Forwarded-Proto / X-Forwarded-Host say how browsers reach us
     trust_proxy: bool = False
+    # connect: the WebSocket gateway's own port (None: only on the API port, path /v0/connect)
+    connect_gateway_port: int | None = None
+    connect_gateway_group: str = "pyngest"
 
     @property
     def server_kind(self) -> str:

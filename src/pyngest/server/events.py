@@ -22,6 +22,9 @@ from pyngest.server.model import (
     StoredEvent,
 )
 
+# the answer of a call that sends events while the store is unavailable (never a 200)
+UNAVAILABLE = "The events were not stored (the server's database is unavailable); send them again: {exc}"
+
 
 def stored(event: dict[str, Any], *, received_ms: int, internal_id: str | None = None,
            source: str = "", env_id: str = DEFAULT_ENV) -> StoredEvent:

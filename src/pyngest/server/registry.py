@@ -18,6 +18,7 @@ import orjson
 
 from pyngest import cron
 from pyngest.clock import Clock
+from pyngest.expr import check_length
 from pyngest.protocol import jcs
 from pyngest.protocol.durations import parse_ms
 from pyngest.protocol.sync import (
@@ -141,7 +142,7 @@ def compile_function(rec: FunctionRecord) -> Function:
             cond = None
             if trig.get("expression"):
                 try:
-                    cond = compile_condition(trig["expression"])
+                    cond = _written_condition(trig["expression"])
                 except ExpressionError as exc:
                     problems.append(f"triggers[{i}].expression: {exc}")
             fn.event_triggers.append(EventTrigger(trig["event"], cond))
@@ -155,12 +156,18 @@ def compile_function(rec: FunctionRecord) -> Function:
             fn.cron_triggers.append(CronTrigger(trig["cron"], schedule, parse_ms(jitter) if jitter else 0))
     for key, where in _expressions(config):
         try:
-            compile_condition(key)
+            _written_condition(key)
         except ExpressionError as exc:
             problems.append(f"{where}: {exc}")
     if problems:
         raise ValueError("; ".join(problems))
     return fn
+
+
+def _written_condition(source: str) -> Condition:
+    """An expression of a function's config, within the length anyone may write."""
+    check_length(source)
+    return compile_condition(source)
 
 
 def _expressions(config: FunctionConfig) -> list[tuple[str, str]]:
@@ -281,18 +288,22 @@ class Registry:
 
     # ----------------------------------------------------------------------------- sync
 
-    async def register(self, body: Any, *, deploy_id: str | None = None, env_id: str = DEFAULT_ENV) -> SyncOutcome:
-        """Process a ``/fn/register`` payload (already JSON-decoded) into environment ``env_id``."""
+    async def register(self, body: Any, *, deploy_id: str | None = None, app_url: str | None = None,
+                       env_id: str = DEFAULT_ENV) -> SyncOutcome:
+        """Process a ``/fn/register`` payload (already JSON-decoded) into environment ``env_id``.
+        ``app_url``: the app's URL when it has none to send requests to (a connect app, synced by
+        its worker's handshake)."""
         async with self._registering:
-            return await self._register(body, deploy_id=deploy_id, env_id=env_id)
+            return await self._register(body, deploy_id=deploy_id, app_url=app_url, env_id=env_id)
 
-    async def _register(self, body: Any, *, deploy_id: str | None = None, env_id: str = DEFAULT_ENV) -> SyncOutcome:
+    async def _register(self, body: Any, *, deploy_id: str | None = None,
+                        app_url: str | None = None, env_id: str = DEFAULT_ENV) -> SyncOutcome:
         now = self.clock.now_ms()
         try:
             req = decode_register(body)
         except SyncError as exc:
             raise RegistrationError(str(exc)) from exc
-        url = normalize_url(str(req.get("url") or ""))
+        url = app_url if app_url is not None else normalize_url(str(req.get("url") or ""))
         sdk_lang, sdk_version = split_sdk(req.get("sdk"))
         checksum_src = {k: v for k, v in req.items() if k not in ("featureObservations", "deployId")}
         checksum = hashlib.sha256(jcs.dumps(checksum_src)).hexdigest()
@@ -317,11 +328,14 @@ class Registry:
             problems.extend(f"{label}: {e}" for e in errors)
             if fn_cfg is None:
                 continue
-            if not errors and fn_cfg["id"] in seen_slugs:
+            # an invalid config may carry any JSON as its id (an object, a list): not a key
+            ident = fn_cfg.get("id")
+            ident = ident if isinstance(ident, str) else ""
+            if not errors and ident in seen_slugs:
                 problems.append(f"{label}: duplicate function id")
                 continue
-            seen_slugs.add(fn_cfg.get("id", ""))
-            prev = existing.get(fn_cfg.get("id", ""))
+            seen_slugs.add(ident)
+            prev = existing.get(ident)
             if prev is not None and app is not None and prev.app_id != app.id:
                 problems.append(f"{label}: the id is already used by another app")
                 continue

@@ -15,6 +15,8 @@ from pyngest.protocol.events import FN_INVOKED
 from pyngest.server import exprs
 from pyngest.server.cluster.node import ClusterNode
 from pyngest.server.config import ServerConfig
+from pyngest.server.connect.hub import ConnectHub
+from pyngest.server.connect.peers import ConnectPeers
 from pyngest.server.environments import Environments
 from pyngest.server.executor.driver import Driver
 from pyngest.server.executor.executor import Executor, ExecutorConfig
@@ -25,6 +27,7 @@ from pyngest.server.model import Batch, DeleteJob, Enqueue, Job, JobKind
 from pyngest.server.operations import Operations
 from pyngest.server.queue.scheduler import Scheduler
 from pyngest.server.queue.slots import RequestSlots
+from pyngest.server.realtime.node import RealtimeNode
 from pyngest.server.registry import Registry, SyncOutcome
 from pyngest.server.runner.runner import Runner
 from pyngest.server.shards import Sharded
@@ -71,10 +74,13 @@ class Service:
             config=ExecutorConfig(retry_interval_s=config.retry_interval_s),
         )
         self.runner = Runner(executor=self.executor, registry=self.registry, clock=self.clock)
+        self.connect = ConnectHub(self.clock, self.registry)  # connect workers (WebSocket)
+        self.driver.connect = self.connect
         # the invoke event is always matched: it names its target function directly
         self.state.listens = lambda name: (name == FN_INVOKED or self.registry.listens(name)
                                            or self.state.pauses.listens(name))
         self.live = LiveHub()
+        self.realtime = RealtimeNode(config)
         self.metrics = Metrics(self._fn_slug_of_run, self.clock.now_ms)
         self.state.observers += [self.live.observe, self.metrics.observe]
         control = self.executor.control
@@ -107,6 +113,8 @@ class Service:
         self.syncer = AppSyncer(config, self.registry, self.store, self.clock)
         if isinstance(self.store, PostgresStore) and shards is not None:
             self.cluster = ClusterNode(self, self.store, shards)
+            self.connect.peers = ConnectPeers(self.cluster, self.connect, signing_key=config.signing_key,
+                                              timeout_s=config.step_timeout_s)
             # matching reads the shared event log: no EVENTS job per stored event
             self.state.listens = lambda name: False
         self.started = False
@@ -128,6 +136,7 @@ class Service:
         self.runner.start()
         if self.cluster is not None:
             await self.cluster.start()
+        await self.realtime.start(self.cluster)
         await self.runner.schedule_crons(self.registry.cron_functions())
         if self.config.retention_ms > 0:
             # one maintenance job for a whole cluster, in shard 0 (a stored one is left alone);
@@ -146,8 +155,12 @@ class Service:
         if not self.started:
             return
         self.started = False
+        await self.realtime.stop(self.clock.now_ms())
         await self.syncer.close()
         await self.workers.stop(self.config.shutdown_grace_s)
+        await self.connect.close_all()
+        if self.connect.peers is not None:
+            await self.connect.peers.close()
         if self.cluster is not None:
             await self.cluster.stop()
         await self.runner.stop()

@@ -28,6 +28,8 @@ from typing import Any
 
 # How many requests of `crash-mixed` may run at once (test_cluster_crash.py checks it held).
 CRASH_MIXED_LIMIT = 3
+# Runs of `torture-retry` started per second at most (test_torture.py).
+TORTURE_THROTTLE = 20
 
 def app_id(kind: str) -> str:
     return os.environ.get("CONFORMANCE_APP_ID") or f"conformance-{kind}"

@@ -12,12 +12,22 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import importlib
 import random
 import time
 from types import ModuleType
 from typing import Any
 
-from common import CRASH_MIXED_LIMIT, blob, digest, nonce, prefix, record, request_count
+from common import (
+    CRASH_MIXED_LIMIT,
+    TORTURE_THROTTLE,
+    blob,
+    digest,
+    nonce,
+    prefix,
+    record,
+    request_count,
+)
 
 
 def observe_state_fetches(client: Any, kind: str) -> None:
@@ -414,6 +424,42 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
             in_flight["now"] -= 1
 
     @client.create_function(
+        fn_id="torture-retry",
+        retries=3,
+        throttle=inngest.Throttle(limit=TORTURE_THROTTLE, period=datetime.timedelta(seconds=1)),
+        trigger=inngest.TriggerEvent(event=f"{P}/torture-retry"),
+    )
+    async def torture_retry_fn(ctx: inngest.Context) -> Any:
+        # The torture test: throttled runs whose second step fails on its first attempt; the
+        # run's output says which attempt of that step succeeded.
+        async def flaky() -> int:
+            _step_record(ctx, "torture-retry", "flaky")
+            if ctx.attempt == 0:
+                raise RuntimeError("fails on its first attempt")
+            return ctx.attempt
+
+        async def first() -> str:
+            mine = nonce()
+            _step_record(ctx, "torture-retry", "first", nonce=mine)
+            return mine
+
+        token = await ctx.step.run("first", first)
+        attempt = await ctx.step.run("flaky", flaky)
+        return {"token": token, "attempt": attempt}
+
+    @client.create_function(
+        fn_id="torture-debounce",
+        debounce=inngest.Debounce(period=datetime.timedelta(seconds=1), key="event.data.tag"),
+        trigger=inngest.TriggerEvent(event=f"{P}/torture-debounce"),
+    )
+    async def torture_debounce_fn(ctx: inngest.Context) -> Any:
+        # The torture test: one run per burst of events of one key, with the burst's last event.
+        async def echo() -> Any:
+            return ctx.event.data
+
+        return await ctx.step.run("echo", echo)
+
+    @client.create_function(
         fn_id="parallel-disappears",
         retries=0,
         trigger=inngest.TriggerEvent(event=f"{P}/parallel-disappears"),
@@ -459,6 +505,21 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
 
         await ctx.step.run("step_1", lambda: Opaque())  # type: ignore[arg-type]
 
+    @client.create_function(
+        fn_id="realtime-publish", trigger=inngest.TriggerEvent(event=f"{P}/realtime-publish")
+    )
+    async def realtime_publish_fn(ctx: inngest.Context) -> Any:
+        # the SDK's realtime module: inngest.experimental.realtime or pyngest.experimental.realtime
+        realtime = importlib.import_module(f"{inngest.__name__}.experimental.realtime")
+        channel, count = ctx.event.data["channel"], int(ctx.event.data.get("count", 3))
+        for i in range(count):
+            async def send(i: int = i) -> int:
+                await realtime.publish(client, channel, "progress", {"i": i, "run_id": ctx.run_id})
+                return i
+
+            await ctx.step.run(f"publish-{i}", send)
+        return count
+
     return [
         steps_memo,
         sleep_fn,
@@ -482,7 +543,10 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
         large_state_fn,
         crash_ten_fn,
         crash_mixed_fn,
+        torture_retry_fn,
+        torture_debounce_fn,
         parallel_disappears_fn,
         unexpected_step_fn,
         unserializable_fn,
+        realtime_publish_fn,
     ]

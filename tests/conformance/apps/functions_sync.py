@@ -11,6 +11,7 @@ observations go to the log as ``kind`` (``common.record``).
 from __future__ import annotations
 
 import datetime
+import importlib
 import random
 import time
 from types import ModuleType
@@ -420,6 +421,20 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
 
         ctx.step.run("step_1", lambda: Opaque())  # type: ignore[arg-type]
 
+    @client.create_function(
+        fn_id="realtime-publish", trigger=inngest.TriggerEvent(event=f"{P}/realtime-publish")
+    )
+    def realtime_publish_fn(ctx: inngest.ContextSync) -> Any:
+        realtime = importlib.import_module(f"{inngest.__name__}.experimental.realtime")
+        channel, count = ctx.event.data["channel"], int(ctx.event.data.get("count", 3))
+        for i in range(count):
+            def send(i: int = i) -> int:
+                realtime.publish_sync(client, channel, "progress", {"i": i, "run_id": ctx.run_id})
+                return i
+
+            ctx.step.run(f"publish-{i}", send)
+        return count
+
     return [
         steps_memo,
         sleep_fn,
@@ -445,4 +460,5 @@ def functions(inngest: ModuleType, client: Any, kind: str) -> list[Any]:
         parallel_disappears_fn,
         unexpected_step_fn,
         unserializable_fn,
+        realtime_publish_fn,
     ]

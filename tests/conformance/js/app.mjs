@@ -18,6 +18,7 @@ import {
   referenceFunction,
 } from "inngest";
 import { serve } from "inngest/node";
+import { channel } from "inngest/realtime";
 
 const KIND = "js";
 const P = process.env.CONFORMANCE_PREFIX || KIND;
@@ -485,6 +486,23 @@ const parallelSleepFn = inngest.createFunction(
   },
 );
 
+// Realtime: `step.realtime.publish` (a step of its own) for all but the last message, and the
+// client's `realtime.publish` inside a step for the last, each to the channel the event names.
+const realtimePublishFn = inngest.createFunction(
+  { id: "realtime-publish", triggers: [ev("realtime-publish")] },
+  async ({ event, step, runId }) => {
+    const ch = channel({ name: event.data.channel, topics: { progress: {} } });
+    const count = Number(event.data.count ?? 3);
+    for (let i = 0; i < count - 1; i++) {
+      await step.realtime.publish(`publish-${i}`, ch.progress, { i, run_id: runId });
+    }
+    await step.run(`publish-${count - 1}`, () =>
+      inngest.realtime.publish(ch.progress, { i: count - 1, run_id: runId }),
+    );
+    return count;
+  },
+);
+
 const functions = [
   stepsMemo,
   sleepFn,
@@ -509,7 +527,53 @@ const functions = [
   crashTenFn,
   fetchFn,
   parallelSleepFn,
+  realtimePublishFn,
 ];
+
+// Functions only the connect tests use (as ../apps/connect_functions.py): which worker ran a
+// step, a step long enough to kill or drain its worker in the middle of, an invoke across apps.
+const INSTANCE = process.env.CONNECT_INSTANCE_ID || "";
+const whoFn = inngest.createFunction({ id: "who", triggers: [ev("who")] }, async ({ event, step, runId }) =>
+  step.run("here", async () => {
+    record({ kind: "step", fn: "who", step: "here", tag: event.data?.tag, run_id: runId, instance: INSTANCE });
+    await new Promise((resolve) => setTimeout(resolve, 1000 * Number(event.data?.hold_s || 0)));
+    return { pid: process.pid, instance: INSTANCE };
+  }),
+);
+const slowStepFn = inngest.createFunction(
+  { id: "slow-step", retries: 2, triggers: [ev("slow-step")] },
+  async ({ event, step, runId, attempt }) =>
+    step.run("slow", async () => {
+      const tag = event.data?.tag;
+      record({ kind: "step-start", fn: "slow-step", step: "slow", tag, run_id: runId, attempt, instance: INSTANCE });
+      await new Promise((resolve) => setTimeout(resolve, 1000 * Number(event.data.seconds)));
+      record({ kind: "step-end", fn: "slow-step", step: "slow", tag, run_id: runId, attempt, instance: INSTANCE });
+      return { instance: INSTANCE, attempt };
+    }),
+);
+const invokeOtherFn = inngest.createFunction(
+  { id: "invoke-other", triggers: [ev("invoke-other")] },
+  async ({ event, step }) => {
+    const { app, fn, x, tag } = event.data;
+    const target = referenceFunction({ functionId: fn, appId: app });
+    const result = await step.invoke("call", { function: target, data: { x, tag } });
+    return { result };
+  },
+);
+
+if (process.env.CONFORMANCE_CONNECT) {
+  // A connect worker: it dials the server's gateway instead of serving HTTP, and drains on
+  // SIGTERM (in-flight steps finish, no new ones come), then exits.
+  const { connect } = await import("inngest/connect");
+  const limit = process.env.CONNECT_MAX_CONCURRENCY;
+  const connection = await connect({
+    apps: [{ client: inngest, functions: [...functions, whoFn, slowStepFn, invokeOtherFn] }],
+    instanceId: INSTANCE || undefined,
+    maxWorkerConcurrency: limit ? Number(limit) : undefined,
+  });
+  await connection.closed;
+  process.exit(0);
+}
 
 const handler = serve({ client: inngest, functions });
 

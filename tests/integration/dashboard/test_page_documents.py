@@ -320,6 +320,7 @@ async def test_every_document_the_pages_send(flow: tuple[Harness, dict[str, Any]
     urls = {u["url"]: u for u in (await pages.one("query appURLs apps"))["appURLs"]}
     assert urls[dead]["error"] and urls[dead]["appID"] is None
 
+    await _webhook_documents(h, pages)
     assert pages.sent == set(DOCS) - ENV_DOCS, set(DOCS) - ENV_DOCS - pages.sent
 
 
@@ -366,6 +367,23 @@ async def test_every_environment_document_the_pages_send(tmp_path: Path) -> None
         assert pages.sent == ENV_DOCS, ENV_DOCS - pages.sent
     finally:
         await h.stop()
+
+
+async def _webhook_documents(h: Harness, pages: Pages) -> None:
+    """The webhooks page: create, list, test a transform, save it, a failed request and its replay."""
+    made = (await pages.one("mutation createWebhook", i={"name": "Stripe"}))["createWebhook"]
+    listed = await pages.one("query defaultWebhookTransform webhooks")
+    assert [w["id"] for w in listed["webhooks"]] == [made["id"]] and listed["webhooks"][0]["transform"] is None
+    strict = "function transform(e) { if (!e.type) throw new Error('no type'); return {name: 'stripe/' + e.type, data: e} }"
+    tested = (await pages.one("mutation testWebhookTransform", t=strict, p='{"type": "a"}', h={"X-A": "1"}))
+    assert tested["testWebhookTransform"]["events"][0]["name"] == "stripe/a"
+    await pages.one("mutation updateWebhook", id=made["id"], i={"name": "Stripe", "transform": strict})
+    assert h.http is not None
+    assert (await h.http.post(listed["webhooks"][0]["path"], json={})).status_code == 400
+    [failure] = (await pages.one("query webhook", id=made["id"]))["webhook"]["failures"]
+    replayed = (await pages.one("mutation replayWebhookFailure", id=failure["id"]))["replayWebhookFailure"]
+    assert replayed["ids"] == [] and "no type" in replayed["error"]
+    assert (await pages.one("mutation deleteWebhook", id=made["id"]))["deleteWebhook"] == made["id"]
 
 
 async def _status(h: Harness, event_id: str, status: str) -> bool:

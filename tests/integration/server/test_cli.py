@@ -287,6 +287,7 @@ def test_an_older_schema_is_upgraded_in_place(tmp_path: Path) -> None:
         as_version_3(conn)
         conn.execute("DROP TABLE flow")
         conn.execute("DROP TABLE skips")
+        conn.execute("DROP TABLE revoked_sessions")
         conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
     proc = spawn(["dev", "--no-discovery", "-p", str(port), "--sqlite-dir", str(db)], tmp_path)
     try:
@@ -298,6 +299,7 @@ def test_an_older_schema_is_upgraded_in_place(tmp_path: Path) -> None:
     with sqlite3.connect(db / "main.db") as conn:
         assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == (str(SCHEMA_VERSION),)
         assert conn.execute("SELECT COUNT(*) FROM flow").fetchone() == (0,)
+        assert conn.execute("SELECT COUNT(*) FROM revoked_sessions").fetchone() == (0,)
 
 
 def test_a_newer_schema_is_refused_with_a_clear_message(tmp_path: Path) -> None:

@@ -212,6 +212,8 @@ async def test_deep_event_data_is_a_400_naming_the_limit_and_keeps_what_came_bef
 @pytest.mark.parametrize("expression, limit", [
     (" || ".join(f"event.data.n == {i}" for i in range(300)), "more than 150 operators"),
     ("(" * 300 + "event.data.n == 1" + ")" * 300, "nests brackets more than 32 deep"),
+    # found re-probing: 2 MB of expression took seconds to compile, on the event loop
+    ('event.data.s == "' + "a" * 2_000_000 + '"', "characters long; the limit is 16384"),
 ])
 async def test_a_huge_trigger_expression_is_a_sync_error_naming_the_limit(
         limited: Harness, expression: str, limit: str) -> None:

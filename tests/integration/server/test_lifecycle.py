@@ -279,3 +279,37 @@ async def test_pending_waits_and_cancel_on_survive_a_restart(tmp_path: Path) -> 
         assert sorted(p.run_id for p in h2.service.state.pauses.by_id.values()) == [r3["run_id"]] * 2
     finally:
         await h2.stop()
+
+
+async def test_a_wait_condition_too_long_or_invalid_fails_the_attempt_naming_why(harness: Harness) -> None:
+    """An SDK's waitForEvent ``if`` is checked before it is interpolated: past 16,384 characters
+    (or not CEL) the request fails as an invalid response (retried, then the run fails), with
+    the reason in the run's error. Interpolating an event's long values is not limited."""
+    conditions = {"long": "async.data.s == '" + "a" * 20_000 + "'", "bad": "async.data.id ==", "match": None}
+
+    async def script(call: Call) -> tuple:
+        data = call.body["event"]["data"]
+        if W in call.body["steps"]:
+            return done({"got": call.body["steps"][W]["data"]})
+        cond = conditions.get(data.get("kind"), "async.data.s == event.data.s")
+        opts = {"event": "test/reply", "timeout": "1h", "if": cond} if cond else {
+            "event": "test/reply", "timeout": "1h", "match": "data.a-b"}  # not a field path
+        return ops({"op": "WaitForEvent", "id": W, "name": "test/reply", "opts": opts})
+
+    harness.app.script = script
+    await harness.register(function_config(harness.app, "waiter"))
+    [long, bad, match] = await harness.send({"name": "test/waiter", "data": {"kind": "long"}},
+                                            {"name": "test/waiter", "data": {"kind": "bad"}},
+                                            {"name": "test/waiter", "data": {"kind": "match"}})
+    for event_id, reason in ((long, "characters long; the limit is 16384"), (bad, "invalid waitForEvent condition"),
+                             (match, "invalid match field")):
+        [run] = await harness.run_ended(event_id)
+        assert run["status"] == "Failed" and reason in str(run["output"]), run
+    # the event's own value, 200,000 characters with quotes and backslashes, interpolated
+    value = 'x"\\y' * 50_000
+    [waiting] = await harness.send({"name": "test/waiter", "data": {"s": value}})
+    await harness.settle()
+    await harness.send({"name": "test/reply", "data": {"s": value + "!"}})
+    await harness.send({"name": "test/reply", "data": {"s": value}})
+    [run] = await harness.run_ended(waiting)
+    assert run["status"] == "Completed" and run["output"]["got"] == {"s": value}

@@ -8,10 +8,11 @@ from importlib import metadata
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import BaseRoute, Route
+from starlette.routing import BaseRoute, Route, WebSocketRoute
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyngest.server.api.auth import AuthMiddleware, DashboardAuth
+from pyngest.server.api.connect import ConnectAPI
 from pyngest.server.api.env_rest import EnvREST
 from pyngest.server.api.envs import BearerEnv
 from pyngest.server.api.events import EventAPI
@@ -24,8 +25,10 @@ from pyngest.server.api.manage_rest import ManageREST
 from pyngest.server.api.metrics import MetricsAPI
 from pyngest.server.api.openapi import OpenAPI
 from pyngest.server.api.operations import OperationsAPI
+from pyngest.server.api.realtime import RealtimeAPI
 from pyngest.server.api.rest import RestAPI
 from pyngest.server.api.sdk import SdkAPI
+from pyngest.server.api.webhooks import WebhooksREST
 from pyngest.server.service import Service
 from pyngest.server.store.base import StoreUnavailable
 from pyngest.server.ui import Dashboard
@@ -111,10 +114,12 @@ def build_app(service: Service) -> ASGIApp:
     gql = GraphQLEndpoint(service, ops)
     manage = ManageREST(service, ops)
     envs = EnvREST(service)
-    auth = DashboardAuth(service.config)
+    hooks = WebhooksREST(service, ops)
+    auth = DashboardAuth(service.config, service.store)
     auth.sessions = service.api_state.setdefault("sign-ins", auth.sessions)
     live = LiveAPI(service)
     metrics = MetricsAPI(service)
+    realtime = RealtimeAPI(service)
     openapi = OpenAPI(_version())
     dashboard = Dashboard(mode=service.config.mode)
     routes: list[BaseRoute] = [
@@ -173,13 +178,28 @@ def build_app(service: Service) -> ASGIApp:
         Route("/v1/keys/signing", envs.create_signing_key, methods=["POST"]),
         Route("/v1/keys/signing/rotate", envs.rotate_signing_key, methods=["POST"]),
         Route("/v1/keys/signing/{key_id}", envs.delete_signing_key, methods=["DELETE"]),
+        # webhooks (docs/webhooks.md)
+        Route("/v1/webhooks", hooks.list_webhooks, methods=["GET"]),
+        Route("/v1/webhooks", hooks.create_webhook, methods=["POST"]),
+        Route("/v1/webhooks/test", hooks.test_transform, methods=["POST"]),
+        Route("/v1/webhooks/failures/{failure_id}/replay", hooks.replay_failure, methods=["POST"]),
+        Route("/v1/webhooks/{webhook_id}", hooks.get_webhook, methods=["GET"]),
+        Route("/v1/webhooks/{webhook_id}", hooks.update_webhook, methods=["PUT", "PATCH"]),
+        Route("/v1/webhooks/{webhook_id}", hooks.delete_webhook, methods=["DELETE"]),
+        Route("/v1/webhooks/{webhook_id}/failures", hooks.list_failures, methods=["GET"]),
         Route("/v0/live", live.stream, methods=["GET"]),
+        # realtime (PROTOCOL.md §13): each route checks its own token or signing key
+        Route("/v1/realtime/publish", realtime.publish, methods=["POST"]),
+        Route("/v1/realtime/token", realtime.token, methods=["POST"]),
+        Route("/v1/realtime/sse", realtime.sse, methods=["GET"]),
+        WebSocketRoute("/v1/realtime/connect", realtime.connect),
         Route("/metrics", metrics.scrape, methods=["GET"]),
         Route("/openapi.json", openapi.serve, methods=["GET"]),
         Route("/login", auth.login_page, methods=["GET"]),
         Route("/auth/login", auth.login, methods=["POST"]),
         Route("/auth/logout", auth.logout, methods=["POST"]),
         Route("/auth/status", auth.status, methods=["GET"]),
+        *ConnectAPI(service).routes(),
         *dashboard.routes(),
     ]
     app = Starlette(routes=routes, exception_handlers={

@@ -9,10 +9,11 @@ Upstream's self-hosted dashboard has none; here, in ``start`` mode:
 - the Event API keeps its event keys and the SDK routes their signing-key checks.
 ``dev`` stays open.
 
-The cookie is ``<user>.<expiry>.<HMAC-SHA256>``, keyed by the signing key and the password, so
+The cookie is ``<user>.<expiry>.<nonce>.<HMAC-SHA256>``, keyed by the signing key and the password, so
 changing either signs everyone out. It is ``HttpOnly`` and ``SameSite=Strict`` (a cross-site page
 cannot make the browser send it); writes from another site or origin are refused for every caller
-(``guard.py``).
+(``guard.py``). Signing out stores the session as revoked until its expiry, so the cookie stays
+refused after a restart and on every process of a cluster.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import html
+import secrets
 import time
 from collections import deque
 from urllib.parse import parse_qs, quote
@@ -31,6 +33,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from pyngest.server.api.common import BEARER_ENV, SESSION_KEY
 from pyngest.server.config import ServerConfig
+from pyngest.server.store.base import Store, StoreUnavailable
 
 COOKIE = "pyngest_session"
 SESSION_S = 7 * 86_400
@@ -38,12 +41,12 @@ SESSION_S = 7 * 86_400
 FAILURE_WINDOW_S = 15 * 60
 MAX_FAILURES_PER_CLIENT = 10
 MAX_FAILURES = 100
-MAX_REVOKED = 100_000  # signed-out sessions remembered (until they expire)
+MAX_REVOKED = 100_000  # signed-out sessions this process remembers (the store keeps them all)
 MAX_CLIENTS = 100_000  # clients whose wrong passwords are remembered
 
 # Routes with their own authentication (or none by design).
 _OPEN_PREFIXES = ("/e/", "/invoke/", "/fn/register", "/v0/runs/", "/v1/signals", "/v1/checkpoint/",
-                  "/v1/http/", "/static/", "/auth/")
+                  "/v1/http/", "/v1/realtime/", "/static/", "/auth/")
 _OPEN_PATHS = {"/health", "/login", "/dev", "/favicon.ico"}
 _API_PREFIXES = ("/v0/", "/v1/", "/metrics", "/openapi.json")
 
@@ -54,12 +57,20 @@ class SignIns:
     def __init__(self) -> None:
         self.failures: dict[str, deque[float]] = {}  # client -> times of its wrong passwords
         self.all_failures: deque[float] = deque()
-        self.revoked: dict[str, int] = {}  # MACs of signed-out sessions -> their expiry
+        # signed-out sessions seen by this process (session id -> expiry), so that a revoked
+        # cookie is refused without asking the store again
+        self.revoked: dict[str, int] = {}
+
+
+def session_id(mac: str) -> str:
+    """What the store keeps of a signed-out cookie: a hash of its MAC, not the MAC itself."""
+    return hashlib.sha256(mac.encode()).hexdigest()
 
 
 class DashboardAuth:
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, store: Store | None = None) -> None:
         self.config = config
+        self.store = store
         self.user = config.dashboard_user or "admin"
         secret = config.dashboard_password or config.signing_key or ""
         self.password = secret
@@ -106,16 +117,36 @@ class DashboardAuth:
         if len(self.sessions.failures) > MAX_CLIENTS:  # many addresses: forget the oldest
             self.sessions.failures.pop(next(iter(self.sessions.failures)))
 
-    def revoke(self, cookie: str | None) -> None:
-        if not cookie or self.session_user(cookie) is None:
+    async def revoke(self, cookie: str | None) -> None:
+        """Sign the cookie's session out for good: in the store (which every process and every
+        restart reads), then in this process's memory."""
+        session = self._session(cookie)
+        if session is None:
             return
-        _, expires, mac = cookie.split(".")
+        sid, expires = session[1], session[2]
         now = int(time.time())
+        if self.store is not None:
+            await self.store.revoke_session(sid, expires * 1000, now * 1000)
+        self._remember_revoked(sid, expires, now)
+
+    def _remember_revoked(self, sid: str, expires: int, now: int) -> None:
         if len(self.sessions.revoked) >= MAX_REVOKED:
             self.sessions.revoked = {m: e for m, e in self.sessions.revoked.items() if e >= now}
             while len(self.sessions.revoked) >= MAX_REVOKED:
                 self.sessions.revoked.pop(next(iter(self.sessions.revoked)))
-        self.sessions.revoked[mac] = int(expires)
+        self.sessions.revoked[sid] = expires
+
+    async def signed_in_user(self, cookie: str | None) -> str | None:
+        """The user of a valid session that was not signed out here, after a restart, or on
+        another process (the store says)."""
+        session = self._session(cookie)
+        if session is None:
+            return None
+        user, sid, expires = session
+        if self.store is not None and await self.store.session_revoked(sid):
+            self._remember_revoked(sid, expires, int(time.time()))
+            return None
+        return user
 
     def secure(self, request: Request) -> bool:
         """Whether the browser reached us over https (--trust-proxy: as the proxy says)."""
@@ -126,20 +157,28 @@ class DashboardAuth:
 
     def make_cookie(self, user: str, now: float | None = None) -> str:
         expires = int((now if now is not None else time.time()) + SESSION_S)
-        payload = f"{quote(user, safe='')}.{expires}"
+        # the nonce makes each sign-in its own session: two sign-ins in the same second would
+        # otherwise share a cookie, and signing out one would sign out the other
+        payload = f"{quote(user, safe='')}.{expires}.{secrets.token_hex(8)}"
         mac = hmac.new(self._key, payload.encode(), hashlib.sha256).hexdigest()
         return f"{payload}.{mac}"
 
+    def _session(self, cookie: str | None) -> tuple[str, str, int] | None:
+        """(user, session id, expiry in s) of a cookie this server made that has not expired
+        nor been signed out in this process; None for any other."""
+        if not cookie or cookie.count(".") != 3:
+            return None
+        user, expires, nonce, mac = cookie.split(".")
+        good = hmac.new(self._key, f"{user}.{expires}.{nonce}".encode(), hashlib.sha256).hexdigest()
+        if not hmac.compare_digest(good, mac) or not expires.isdigit() or int(expires) < time.time():
+            return None
+        sid = session_id(mac)
+        return None if sid in self.sessions.revoked else (user, sid, int(expires))
+
     def session_user(self, cookie: str | None) -> str | None:
-        if not cookie or cookie.count(".") != 2:
-            return None
-        user, expires, mac = cookie.split(".")
-        good = hmac.new(self._key, f"{user}.{expires}".encode(), hashlib.sha256).hexdigest()
-        if not hmac.compare_digest(good, mac):
-            return None
-        if not expires.isdigit() or int(expires) < time.time() or mac in self.sessions.revoked:
-            return None
-        return user
+        """The user of a valid cookie, as far as this process knows (see :meth:`signed_in_user`)."""
+        session = self._session(cookie)
+        return session[0] if session else None
 
     def credentials_ok(self, user: str, password: str) -> bool:
         if not self.password:
@@ -193,7 +232,7 @@ class DashboardAuth:
         return resp
 
     async def logout(self, request: Request) -> Response:
-        self.revoke(request.cookies.get(COOKIE))
+        await self.revoke(request.cookies.get(COOKIE))
         resp = RedirectResponse("/login", 303)
         resp.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict", secure=self.secure(request))
         return resp
@@ -216,7 +255,14 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         request = Request(scope)
-        user = self.auth.session_user(request.cookies.get(COOKIE))
+        try:
+            user = await self.auth.signed_in_user(request.cookies.get(COOKIE))
+        except StoreUnavailable as exc:  # cannot tell whether the session was signed out
+            resp: Response = JSONResponse({
+                "error": f"the server's database is unavailable, so the session cannot be checked; try again: {exc}",
+                "status": 503}, 503, headers={"Retry-After": "1"})
+            await resp(scope, receive, send)
+            return
         if user is not None:
             scope[SESSION_KEY] = user
         path = scope["path"]
@@ -231,7 +277,7 @@ class AuthMiddleware:
             await self.app(scope, receive, send)
             return
         if api:
-            resp: Response = JSONResponse({
+            resp = JSONResponse({
                 "error": "Unauthorized: sign in to the dashboard, or send 'Authorization: Bearer <signing key>'",
                 "status": 401}, 401)
         else:

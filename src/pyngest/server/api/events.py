@@ -31,10 +31,12 @@ from pyngest.server.api.limits import (
     request_body,
 )
 from pyngest.server.environments import EnvError, refuses_event, refuses_ip
-from pyngest.server.events import stored, take_events
+from pyngest.server.events import UNAVAILABLE, stored, take_events
 from pyngest.server.model import DEFAULT_ENV, StoredEvent
 from pyngest.server.service import Service
 from pyngest.server.store.base import StoreUnavailable
+from pyngest.server.webhooks.intake import webhook_request
+from pyngest.server.webhooks.manage import webhooks_of
 
 log = logging.getLogger("pyngest.api")
 
@@ -68,6 +70,7 @@ class EventAPI:
     def __init__(self, service: Service) -> None:
         self.service = service
         self.config = service.config
+        self.webhooks = webhooks_of(service)
 
     async def _key_env(self, key: str, scope: Scope) -> tuple[int, dict[str, Any]] | tuple[str, dict[str, Any] | None]:
         """The environment an event key sends to (and its filter), or the refusal (status, body)."""
@@ -125,14 +128,26 @@ class EventAPI:
     async def handle(self, key: str, unread: _Body, content_type: str,
                      seed: str | None, scope: Scope) -> tuple[int, dict[str, Any]]:
         """Check the key, read the body within the size limit, then validate, store and
-        acknowledge its events. Returns (HTTP status, response body)."""
-        env_id, key_filter = await self._key_env(key, scope)
-        if isinstance(env_id, int):
-            return env_id, key_filter or {}
+        acknowledge its events. Returns (HTTP status, response body).
+
+        A webhook's key is an event key of its own: its requests go through its transform (into
+        the default environment)."""
+        try:
+            hook = await self.webhooks.by_key(key)
+        except StoreUnavailable as exc:
+            return 503, {"ids": [], "status": 503, "error": UNAVAILABLE.format(exc=exc)}
+        env_id, key_filter = DEFAULT_ENV, None
+        if hook is None:
+            keyed = await self._key_env(key, scope)
+            if isinstance(keyed[0], int):
+                return keyed[0], keyed[1] or {}
+            env_id, key_filter = keyed[0], keyed[1]
         try:
             body = await unread.read(self.config.event_request_limit)
         except BodyTooLarge as exc:
             return 413, {"ids": [], "status": 413, "error": f"{exc}: no event was stored"}
+        if hook is not None:
+            return await self.webhooks.intake.deliver(hook, webhook_request(body, scope))
         try:
             items = _parse_events(body, content_type)
         except ValueError as exc:
@@ -158,8 +173,7 @@ class EventAPI:
                 await self.service.runner.accept(accepted)
             except StoreUnavailable as exc:
                 log.warning("POST /e: %d events refused, the store is unavailable: %s", len(accepted), exc)
-                return 503, {"ids": [], "status": 503,
-                             "error": f"The events were not stored (the server's database is unavailable); send them again: {exc}"}
+                return 503, {"ids": [], "status": 503, "error": UNAVAILABLE.format(exc=exc)}
         if error is not None:
             return 400, {"ids": ids, "status": 400, "error": error}
         return 200, {"ids": ids, "status": 200}

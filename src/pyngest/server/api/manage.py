@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -18,7 +20,7 @@ from pyngest import expr
 from pyngest.protocol.events import FN_INVOKED, INTERNAL_DATA_KEY, EventValidationError, check_depth
 from pyngest.protocol.sync import app_url_problem
 from pyngest.server.events import event_dict, stored, take_events
-from pyngest.server.model import DEFAULT_ENV, Run, RunStatus
+from pyngest.server.model import DEFAULT_ENV, Run, RunStatus, StoredEvent
 from pyngest.server.operations import OperationError as ServerOperationError
 from pyngest.server.registry import Function, normalize_url
 from pyngest.server.service import Service
@@ -43,19 +45,40 @@ class NotFound(OperationError):
     """What the request names does not exist."""
 
 
+# CEL string literals (with escapes), kept apart when ``output`` is rewritten
+_STRINGS = re.compile(r"""("(?:[^"\\\n]|\\.)*"|'(?:[^'\\\n]|\\.)*')""")
+
+
 def search_program(source: str) -> expr.Program:
     """Compile a run search. Lines are joined with ``&&``; ``output`` is the run's output.
 
     The expression layer knows ``event``, ``async`` and ``vars``; ``output`` is passed as
     ``vars.output``.
     """
+    try:
+        expr.check_length(source)  # before the text is rewritten: that takes time too
+    except expr.ExpressionError as exc:
+        raise OperationError(f"the search expression is invalid: {exc}") from exc
     lines = [line.strip() for line in source.splitlines() if line.strip()]
     joined = " && ".join(f"({line})" for line in lines)
-    rewritten = re.sub(r"(?<![\w.'\"])output\b", "vars.output", joined)
+    # only outside string literals: a search for the text "no output" must stay that text
+    rewritten = "".join(
+        part if index % 2 else re.sub(r"(?<![\w.])output\b", "vars.output", part)
+        for index, part in enumerate(_STRINGS.split(joined)))
     try:
         return expr.compile(rewritten)
     except expr.ExpressionError as exc:
         raise OperationError(str(exc).replace("vars.output", "output")) from exc
+
+
+def event_search_program(source: str) -> expr.Program:
+    """Compile an event search (the dashboard's events page): CEL over ``event``, one condition
+    per line, lines joined with ``&&``."""
+    try:
+        expr.check_length(source)
+        return expr.compile(_joined(source) or "true")
+    except expr.ExpressionError as exc:
+        raise OperationError(f"the search expression is invalid: {exc}") from exc
 
 
 def _joined(expression: str | None) -> str | None:
@@ -70,6 +93,17 @@ def _check_url(url: Any) -> None:
     problem = app_url_problem(url) if isinstance(url, str) else "must be a string"
     if problem is not None:
         raise OperationError(f"the app URL {problem}")
+
+
+@dataclass(slots=True)
+class EventWindow:
+    """The events an event search looks through (before its expression)."""
+
+    names: list[str] | None
+    from_ms: int | None
+    until_ms: int | None
+    internal: bool
+    before_seq: int | None = None
 
 
 class Operations:
@@ -159,18 +193,25 @@ class Operations:
 
     # ------------------------------------------------------------------------------ runs
 
-    async def _all(self, query: RunQuery, cap: int = MAX_PREVIEW) -> list[Run]:
-        out: list[Run] = []
+    async def _pages(self, query: RunQuery) -> AsyncIterator[list[Run]]:
+        """The runs ``query`` lists (its limit aside), newest first, a page at a time."""
         cursor = query.before_id
-        while len(out) < cap:
+        while True:
             page = await self.s.store.list_runs(RunQuery(
                 fn_ids=query.fn_ids, app_ids=query.app_ids, statuses=query.statuses,
                 from_ms=query.from_ms, until_ms=query.until_ms, before_id=cursor, limit=PAGE,
             ))
-            out += page
+            yield page
             if len(page) < PAGE:
-                break
+                return
             cursor = page[-1].id
+
+    async def _all(self, query: RunQuery, cap: int = MAX_PREVIEW) -> list[Run]:
+        out: list[Run] = []
+        async for page in self._pages(query):
+            out += page
+            if len(out) >= cap:
+                break
         return out[:cap]
 
     async def _events_of(self, runs: list[Run]) -> dict[str, dict[str, Any]]:
@@ -241,13 +282,8 @@ class Operations:
         program = search_program(expression)
         want = query.limit
         found: list[Run] = []
-        cursor = query.before_id
         scanned = 0
-        while len(found) < want and scanned < SEARCH_SCAN:
-            page = await self.s.store.list_runs(RunQuery(
-                fn_ids=query.fn_ids, app_ids=query.app_ids, statuses=query.statuses,
-                from_ms=query.from_ms, until_ms=query.until_ms, before_id=cursor, limit=PAGE,
-            ))
+        async for page in self._pages(query):
             scanned += len(page)
             for run in await self._matching(page, program):
                 found.append(run)
@@ -255,8 +291,69 @@ class Operations:
                     return found, run.id
             if len(page) < PAGE:
                 return found, None
-            cursor = page[-1].id
-        return found, cursor
+            if scanned >= SEARCH_SCAN:
+                return found, page[-1].id
+        return found, None
+
+    async def count_search(self, query: RunQuery, expression: str, cap: int) -> int:
+        """How many runs (up to ``cap``) match ``query`` and a CEL search: every one, where
+        :meth:`search` stops at a page."""
+        program = search_program(expression)
+        count = 0
+        async for page in self._pages(query):
+            count += len(await self._matching(page, program))
+            if count >= cap:
+                return cap
+        return count
+
+
+    # ---------------------------------------------------------------------------- events
+
+    async def _event_pages(self, window: EventWindow) -> AsyncIterator[list[StoredEvent]]:
+        """The events of ``window`` (names aside when there are several), newest first."""
+        name = window.names[0] if window.names and len(window.names) == 1 else None
+        cursor = window.before_seq
+        while True:
+            page = await self.s.store.list_events(name, PAGE, cursor, window.from_ms, window.until_ms,
+                                                  internal=window.internal)
+            yield page
+            if len(page) < PAGE:
+                return
+            cursor = page[-1].seq
+
+    def _events_matching(self, page: list[StoredEvent], window: EventWindow,
+                         program: expr.Program) -> list[StoredEvent]:
+        names = set(window.names or ())
+        return [e for e in page if (not names or e.name in names) and program.matches(event=event_dict(e))]
+
+    async def search_events(self, window: EventWindow, first: int,
+                            expression: str) -> tuple[list[StoredEvent], int | None]:
+        """Events of ``window`` matching a CEL search, newest first. Returns at most ``first``
+        and, when there may be more, the cursor (a seq) to continue from."""
+        program = event_search_program(expression)
+        found: list[StoredEvent] = []
+        scanned = 0
+        async for page in self._event_pages(window):
+            scanned += len(page)
+            for event in self._events_matching(page, window, program):
+                found.append(event)
+                if len(found) == first:
+                    return found, event.seq
+            if len(page) < PAGE:
+                return found, None
+            if scanned >= SEARCH_SCAN:
+                return found, page[-1].seq
+        return found, None
+
+    async def count_event_search(self, window: EventWindow, expression: str, cap: int) -> int:
+        """How many events of ``window`` (up to ``cap``) match a CEL search: every one."""
+        program = event_search_program(expression)
+        count = 0
+        async for page in self._event_pages(window):
+            count += len(self._events_matching(page, window, program))
+            if count >= cap:
+                return cap
+        return count
 
 
 def _matches(program: expr.Program, run: Run, events: dict[str, dict[str, Any]]) -> bool:

@@ -9,6 +9,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pyngest.server.api.common import json_response
+from pyngest.server.api.openapi_webhooks import WEBHOOK_ROUTES, WEBHOOK_SCHEMAS
 
 _ID = {"type": "string"}
 _TIME = {"type": "string", "format": "date-time"}
@@ -60,6 +61,7 @@ SCHEMAS: dict[str, Any] = {
     "SigningKey": {"type": "object", "required": ["id", "state", "key"], "properties": {
         "id": _ID, "environment_id": _ID, "state": {"type": "string", "enum": ["active", "next", "previous"]},
         "key": {"type": "string"}, "created_at": _TIME}},
+    **WEBHOOK_SCHEMAS,
 }
 
 
@@ -169,6 +171,7 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any], li
      _ref("SigningKey"), []),
     ("delete", "/v1/keys/signing/{key_id}", "Signing keys", "Retire a signing key that is not active", None,
      _obj(deleted=_ID), []),
+    *WEBHOOK_ROUTES,
 ]
 # POSTs that create what they return (201)
 _CREATES = {("post", "/v1/envs"), ("post", "/v1/keys/event"), ("post", "/v1/keys/signing")}

@@ -22,6 +22,7 @@ from pyngest.server.executor.http import HTTPClient, HTTPError, ResponseTooLarge
 
 MAX_FUNCTION_TIMEOUT_S = 2 * 3600
 NOT_AN_SDK = "The response did not come from an Inngest SDK"
+CONNECT_URL_PREFIX = "ws://connect/"  # a connect app's step URL (server/connect/hub.py)
 
 
 @dataclass(slots=True)
@@ -104,6 +105,8 @@ class Driver:
         self._session: aiohttp.ClientSession | None = None
         # execution requests: the hot path, on our own lean client (see http.py)
         self._http = HTTPClient(max_body=MAX_SDK_RESPONSE_BYTES, connect_timeout=connect_timeout_s)
+        # connect apps: their requests go to a live worker connection (server/connect/hub.py)
+        self.connect: Any = None
 
     async def start(self) -> None:
         connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, keepalive_timeout=30)
@@ -127,6 +130,10 @@ class Driver:
         self, *, url: str, step_id: str, body: bytes, run_id: str, job_id: str,
         request_version: int, generation: int = 0, signing_key: str | None = None,
     ) -> DriverResponse:
+        if self.connect is not None and url.startswith(CONNECT_URL_PREFIX):
+            connected: DriverResponse = await self.connect.execute(
+                url=url, step_id=step_id, body=body, run_id=run_id, job_id=job_id)
+            return connected
         hdrs = {
             "Content-Type": "application/json",
             "x-inngest-req-version": str(request_version),

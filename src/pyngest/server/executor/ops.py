@@ -228,15 +228,15 @@ class OpHandlers:
             raise InvalidOp("a WaitForEvent op needs the event name to wait for")
         expires = parse_expiry(opts.get("timeout"), now, MAX_WAIT_MS)
         expression = opts.get("if")
-        if not expression and opts.get("match"):
-            expression = match_expression(str(opts["match"]))
-        if expression:
-            trigger = orjson.loads(run.events[0]) if run.events else {}
-            expression = interpolate(str(expression), trigger)
-            try:
+        try:  # the SDK's condition, parsed here: a bad one is the app's error (once raised out of the job)
+            if not expression and opts.get("match"):
+                expression = match_expression(str(opts["match"]))
+            if expression:
+                trigger = orjson.loads(run.events[0]) if run.events else {}
+                expression = interpolate(str(expression), trigger)
                 compile_condition(expression)
-            except ExpressionError as exc:
-                raise InvalidOp(f"invalid waitForEvent condition: {exc}") from exc
+        except ExpressionError as exc:
+            raise InvalidOp(f"invalid waitForEvent condition: {exc}") from exc
         pause = Pause(
             id=f"{run.id}:{op_id}", run_id=run.id, step_id=op_id, kind=PauseKind.WAIT,
             expires_ms=expires, after_seq=self.x.state.last_event_seq, event_name=event_name,

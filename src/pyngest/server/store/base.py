@@ -99,6 +99,37 @@ class OperationRecord:
 
 
 @dataclass(slots=True)
+class WebhookRecord:
+    """A webhook: ``POST /e/{key}`` runs ``transform`` (None: the default) on each request.
+
+    Webhooks are shared by every environment, as upstream's branch environments share theirs;
+    the environment a webhook belongs to, once there are several, is a field of this record.
+    """
+
+    id: str
+    key: str
+    name: str
+    transform: str | None
+    created_ms: int
+    updated_ms: int
+
+
+@dataclass(slots=True)
+class WebhookFailure:
+    """A request a webhook could not turn into events, kept as it arrived for a replay."""
+
+    id: str
+    webhook_id: str
+    received_ms: int
+    error: str
+    body: bytes
+    headers: dict[str, str]
+    query: str
+    replayed_ms: int | None = None
+    event_ids: list[str] | None = None
+
+
+@dataclass(slots=True)
 class RunQuery:
     """Filters for listing runs, newest first."""
 
@@ -160,6 +191,10 @@ class Series:
 class StoreUnavailable(Exception):
     """The database cannot be reached (or cannot write: a full disk). Nothing was committed;
     APIs answer 503 and work is retried when it is back."""
+
+
+class KeyTaken(Exception):
+    """A webhook's key is already another webhook's."""
 
 
 class Fenced(Exception):
@@ -243,6 +278,25 @@ class Store(Protocol):
         oldest first."""
         ...
 
+    # -- webhooks (store/*/webhooks.py)
+    async def list_webhooks(self) -> list[WebhookRecord]: ...
+    async def save_webhook(self, hook: WebhookRecord) -> None:
+        """Insert or update (by id); a key already used by another webhook raises KeyTaken."""
+        ...
+    async def delete_webhook(self, hook_id: str) -> None:
+        """The webhook and its failed requests."""
+        ...
+    async def add_webhook_failure(self, failure: WebhookFailure, keep: int) -> None:
+        """Store a failed request; only the webhook's newest ``keep`` are kept."""
+        ...
+    async def webhook_failures(self, hook_id: str | None, before_id: str | None, limit: int) -> list[WebhookFailure]:
+        """Newest first (ids below ``before_id``)."""
+        ...
+    async def get_webhook_failure(self, failure_id: str) -> WebhookFailure | None: ...
+    async def update_webhook_failure(self, failure: WebhookFailure) -> None:
+        """Save a replay's outcome: ``error``, ``replayed_ms``, ``event_ids``."""
+        ...
+
     # -- registry
     async def list_apps(self) -> list[AppRecord]: ...
     async def save_app(self, app: AppRecord) -> None: ...
@@ -269,6 +323,11 @@ class Store(Protocol):
     async def list_event_keys(self) -> list[EventKeyRecord]: ...
     async def save_event_key(self, key: EventKeyRecord) -> None: ...
     async def delete_event_key(self, key_id: str) -> None: ...
+    # -- dashboard sessions signed out before their expiry
+    async def revoke_session(self, session_id: str, expires_ms: int, now_ms: int) -> None:
+        """Remember a signed-out session until ``expires_ms`` (and forget those expired by now)."""
+        ...
+    async def session_revoked(self, session_id: str) -> bool: ...
 
     # -- dashboard reads (aggregates over runs and events) and its operations' records
     async def count_runs(self, query: RunQuery, cap: int) -> int: ...

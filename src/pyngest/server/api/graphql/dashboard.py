@@ -3,6 +3,7 @@ lists, event names, app URLs, and the management mutations (over :mod:`api.manag
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import orjson
@@ -10,7 +11,7 @@ import orjson
 from pyngest.protocol.durations import parse_time_ms
 from pyngest.protocol.events import is_internal
 from pyngest.server.api.envs import env_of
-from pyngest.server.api.manage import OperationError, Operations
+from pyngest.server.api.manage import EventWindow, OperationError, Operations
 from pyngest.server.model import RunStatus
 from pyngest.server.store.base import HistoryRow, OperationRecord, RunQuery
 
@@ -226,6 +227,8 @@ class DashboardFields:
         before = int(after) if after and after.isdigit() else None
         first = max(1, min(first, 500))
         internal = bool(filter.get("includeInternalEvents"))
+        if (filter.get("query") or "").strip():
+            return await self._search_events(first, filter, after)
         events = []
         for name in names:
             events += await self.s.store.list_events(name, first + 1, before, start, end, internal=internal,
@@ -241,6 +244,23 @@ class DashboardFields:
             # counted only when asked for: every event the filter matches, not the page
             "totalCount": lambda info, **_: self.s.store.count_events(
                 [n for n in names if n] or None, start, end, internal=internal, cap=MAX_COUNT, env_id=env_of(info)),
+        }
+
+    async def _search_events(self, first: int, filter: dict[str, Any], after: str | None  # noqa: A002
+                             ) -> dict[str, Any]:
+        """eventsV2 with a search expression: the page of matches, and the count of them all."""
+        start, end = self._range(filter["from"], filter.get("until"))
+        window = EventWindow(filter.get("eventNames") or None, start, end, bool(filter.get("includeInternalEvents")),
+                             int(after) if after and after.isdigit() else None)
+        events, cursor = await self.ops.search_events(window, first, filter["query"])
+        return {
+            "edges": [{"node": self.base.event_v2(e), "cursor": str(e.seq)} for e in events],
+            "pageInfo": {"hasNextPage": cursor is not None, "hasPreviousPage": after is not None,
+                         "startCursor": str(events[0].seq) if events else None,
+                         "endCursor": str(cursor) if cursor is not None else (
+                             str(events[-1].seq) if events else None)},
+            "totalCount": lambda info, **_: self.ops.count_event_search(
+                replace(window, before_seq=None), filter["query"], MAX_COUNT),
         }
 
     async def q_cancellations(self, info: Any, functionID: str | None = None) -> list[dict[str, Any]]:  # noqa: N803

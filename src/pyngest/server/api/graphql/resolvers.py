@@ -42,6 +42,7 @@ from pyngest.server.api.graphql.limits import (
     check_text,
     short,
 )
+from pyngest.server.api.graphql.webhooks import WebhookFields
 from pyngest.server.api.limits import BodyTooLarge, request_body
 from pyngest.server.api.manage import Operations
 from pyngest.server.environments import EnvError
@@ -82,6 +83,7 @@ class Resolvers:
         self.ops = ops or Operations(service)
         self.dashboard = DashboardFields(self, self.ops)
         self.envs = EnvFields(service)
+        self.webhooks = WebhookFields(service)
 
     # ------------------------------------------------------------------------ objects
 
@@ -221,6 +223,7 @@ class Resolvers:
             "runTrace": self.q_trace,
             "cancelRun": self.m_cancel_run, "invokeFunction": self.m_invoke, "createApp": self.m_create_app,
             "deleteAppByName": self.m_delete_app, **self.dashboard.root(), **self.envs.root(),
+            **self.webhooks.root(),
         }
 
     def q_apps(self, info: Any, filter: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # noqa: A002
@@ -311,9 +314,10 @@ class Resolvers:
             "edges": [{"node": self.run_v2(r), "cursor": r.id} for r in runs],
             "pageInfo": {"hasNextPage": more, "hasPreviousPage": after is not None,
                          "startCursor": runs[0].id if runs else None, "endCursor": cursor},
-            # counted only when asked for: every run the filter matches, not the page
-            # (with a search expression, the runs it matched on this page)
-            "totalCount": len(runs) if (filter.get("query") or "").strip() else (
+            # counted only when asked for: every run the filter (and search) matches, not the page
+            "totalCount": (
+                lambda info, **_: self.ops.count_search(replace(query, before_id=None), filter["query"], MAX_COUNT)
+            ) if (filter.get("query") or "").strip() else (
                 lambda info, **_: self.s.store.count_runs(replace(query, before_id=None), MAX_COUNT)),
         }
 

@@ -16,7 +16,7 @@ import asyncpg
 
 log = logging.getLogger("pyngest.store")
 
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
 MIGRATION_LOCK = 0x70796E67_65737401  # "pyngest" + 1: the key of the migration advisory lock
 DEFAULT_SHARDS = 32
 
@@ -41,9 +41,10 @@ async def migrate(conn: asyncpg.Connection, *, shards: int = DEFAULT_SHARDS) -> 
         package = resources.files("pyngest.server.store.postgres")
         async with conn.transaction():
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                if not package.joinpath("migrations").joinpath(f"{version:03d}.sql").is_file():
-                    continue  # a number reserved by a branch not merged yet
-                await conn.execute(package.joinpath("migrations").joinpath(f"{version:03d}.sql").read_text())
+                script = package.joinpath("migrations").joinpath(f"{version:03d}.sql")
+                if not script.is_file():  # a number kept for a change made on another branch
+                    continue
+                await conn.execute(script.read_text())
                 log.info("postgres schema: applied migration %03d", version)
             if current == 0:
                 await conn.executemany(

@@ -65,6 +65,7 @@ from pyngest.server.store.base import (
 from pyngest.server.store.postgres.envs import PostgresEnvTables
 from pyngest.server.store.postgres.migrate import DEFAULT_SHARDS, migrate
 from pyngest.server.store.postgres.reads import PostgresDashboardReads, placeholders, run_where
+from pyngest.server.store.postgres.webhooks import PostgresWebhooks
 from pyngest.server.store.sqlite.reads import event_where
 from pyngest.server.tasks import stop_tasks
 
@@ -152,7 +153,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     round trip per read for nothing (four per run with two processes, one run at a time)."""
 
 
-class PostgresStore(PostgresDashboardReads, PostgresEnvTables):
+class PostgresStore(PostgresDashboardReads, PostgresEnvTables, PostgresWebhooks):
     def __init__(self, dsn: str, clock: Clock, *, shards: int = DEFAULT_SHARDS, pool_size: int = 8) -> None:
         self.dsn = dsn
         self.clock = clock
@@ -615,6 +616,8 @@ class PostgresStore(PostgresDashboardReads, PostgresEnvTables):
                      before_ms),
                     ("DELETE FROM operations WHERE id IN (SELECT id FROM operations "
                      "WHERE ended_ms IS NOT NULL AND ended_ms < $1 LIMIT $2)", before_ms),
+                    ("DELETE FROM webhook_failures WHERE id IN (SELECT id FROM webhook_failures "
+                     "WHERE received_ms < $1 LIMIT $2)", before_ms),
                 ):
                     await conn.execute(sql, arg, limit)
                 return len(runs) + len(events)
@@ -763,6 +766,15 @@ class PostgresStore(PostgresDashboardReads, PostgresEnvTables):
 
     async def delete_app_url(self, url: str) -> None:
         await self.execute("DELETE FROM app_urls WHERE url = $1", url)
+
+    async def revoke_session(self, session_id: str, expires_ms: int, now_ms: int) -> None:
+        await self.execute("DELETE FROM revoked_sessions WHERE expires_ms < $1", now_ms)
+        await self.execute("INSERT INTO revoked_sessions (session_id, expires_ms) VALUES ($1, $2) "
+                           "ON CONFLICT (session_id) DO NOTHING", session_id, expires_ms)
+
+    async def session_revoked(self, session_id: str) -> bool:
+        return bool(await self.fetchval("SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = $1)",
+                                        session_id))
 
 
 def _redact(dsn: str) -> str:

@@ -34,7 +34,7 @@ log = logging.getLogger("pyngest.store")
 class StoreError(RuntimeError):
     """The database cannot be used as it is; the message says what to do."""
 
-SCHEMA_VERSION = 5
+SCHEMA_VERSION = 6
 _MAX_GROUP = 256
 # An existing database made without incremental auto-vacuum is converted at start (one VACUUM,
 # which rewrites the file and needs as much free space again) only while it is this small: a
@@ -113,10 +113,10 @@ def _migrate(conn: sqlite3.Connection) -> None:
         else:
             migrations = resources.files("pyngest.server.store.sqlite").joinpath("migrations")
             for version in range(current + 1, SCHEMA_VERSION + 1):
-                if not migrations.joinpath(f"{version:03d}.sql").is_file():
-                    continue  # a number reserved by a branch not merged yet
-                script = migrations.joinpath(f"{version:03d}.sql").read_text()
-                for stmt in _statements(script):
+                path = migrations.joinpath(f"{version:03d}.sql")
+                if not path.is_file():  # a number kept for a change made on another branch
+                    continue
+                for stmt in _statements(path.read_text()):
                     conn.execute(stmt)
         conn.execute(
             "INSERT INTO meta(key, value) VALUES('schema_version', ?) "

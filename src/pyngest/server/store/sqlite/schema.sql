@@ -1,4 +1,4 @@
--- pyngest SQLite schema. Version 5. Migrations live in migrations/NNN.sql and are applied in order.
+-- pyngest SQLite schema. Version 6. Migrations live in migrations/NNN.sql and are applied in order.
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -203,6 +203,34 @@ CREATE TABLE IF NOT EXISTS operations (
 );
 CREATE INDEX IF NOT EXISTS operations_fn ON operations (fn_id, kind, created_ms);
 CREATE INDEX IF NOT EXISTS operations_ended ON operations (ended_ms) WHERE ended_ms IS NOT NULL;
+CREATE TABLE IF NOT EXISTS webhooks (
+    id          TEXT PRIMARY KEY,        -- a UUID
+    key         TEXT NOT NULL UNIQUE,    -- the URL's secret part: POST /e/{key}
+    name        TEXT NOT NULL,
+    transform   TEXT,                    -- JavaScript; NULL: the default transform
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS webhook_failures (
+    id           TEXT PRIMARY KEY,       -- a ULID (in order of arrival)
+    webhook_id   TEXT NOT NULL,
+    received_ms  INTEGER NOT NULL,
+    error        TEXT NOT NULL,
+    body         BLOB NOT NULL,          -- the request body as it arrived
+    headers      BLOB NOT NULL,          -- JSON: {name: value}
+    query        TEXT NOT NULL,          -- the URL's query string
+    replayed_ms  INTEGER,                -- a replay turned it into events
+    event_ids    BLOB                    -- JSON: the ids of those events
+);
+CREATE INDEX IF NOT EXISTS webhook_failures_hook ON webhook_failures (webhook_id, id);
+CREATE INDEX IF NOT EXISTS webhook_failures_received ON webhook_failures (received_ms);
+
+-- Dashboard sessions signed out before they expire (a sign-out survives a restart).
+CREATE TABLE IF NOT EXISTS revoked_sessions (
+    session_id  TEXT PRIMARY KEY,
+    expires_ms  INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS revoked_sessions_expires ON revoked_sessions (expires_ms);
 
 -- Environments (see migrations/005.sql).
 CREATE TABLE IF NOT EXISTS envs (

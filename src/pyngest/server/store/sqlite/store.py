@@ -49,6 +49,7 @@ from pyngest.server.store.base import (
 from pyngest.server.store.sqlite.connection import Database
 from pyngest.server.store.sqlite.envs import EnvTables
 from pyngest.server.store.sqlite.reads import DashboardReads, event_where, run_where
+from pyngest.server.store.sqlite.webhooks import SqliteWebhooks
 
 _RUN_COLUMNS = (
     "id, fn_id, app_id, fn_version, status, event_ids, batch_id, cron, original_run_id, "
@@ -130,7 +131,7 @@ def _event_from_row(row: tuple[Any, ...]) -> StoredEvent:
     )
 
 
-class SqliteStore(DashboardReads, EnvTables):
+class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
     def __init__(self, directory: Path | str, clock: Clock, *, durability: str = "normal") -> None:
         directory = Path(directory)
         self.db = Database(directory / "main.db", durability=durability)
@@ -503,6 +504,8 @@ class SqliteStore(DashboardReads, EnvTables):
                 ("DELETE FROM syncs WHERE id IN (SELECT id FROM syncs WHERE created_ms < ? LIMIT ?)", before_ms),
                 ("DELETE FROM operations WHERE id IN (SELECT id FROM operations "
                  "WHERE ended_ms IS NOT NULL AND ended_ms < ? LIMIT ?)", before_ms),
+                ("DELETE FROM webhook_failures WHERE id IN (SELECT id FROM webhook_failures "
+                 "WHERE received_ms < ? LIMIT ?)", before_ms),
             ):
                 conn.execute(sql, (arg, limit))
             return len(runs) + len(events)
@@ -704,3 +707,15 @@ class SqliteStore(DashboardReads, EnvTables):
 
     async def delete_app_url(self, url: str) -> None:
         await self.db.write(lambda conn: conn.execute("DELETE FROM app_urls WHERE url=?", (url,)))
+
+    async def revoke_session(self, session_id: str, expires_ms: int, now_ms: int) -> None:
+        def w(conn: sqlite3.Connection) -> None:
+            conn.execute("DELETE FROM revoked_sessions WHERE expires_ms < ?", (now_ms,))
+            conn.execute("INSERT INTO revoked_sessions(session_id, expires_ms) VALUES (?, ?) "
+                         "ON CONFLICT(session_id) DO NOTHING", (session_id, expires_ms))
+
+        await self.db.write(w)
+
+    async def session_revoked(self, session_id: str) -> bool:
+        return await self.db.read(lambda conn: conn.execute(
+            "SELECT 1 FROM revoked_sessions WHERE session_id=?", (session_id,)).fetchone() is not None)

@@ -35,6 +35,17 @@ export async function gql(query, variables = {}) {
   return body.data;
 }
 
+// A JSON GET of the server's REST API (the dashboard's session cookie authenticates it).
+export async function getJSON(path) {
+  const resp = await fetch(path, { credentials: "same-origin" });
+  if (resp.status === 401) {
+    location.href = "/login?next=" + encodeURIComponent(location.pathname + location.search);
+    throw new ApiError("signed out");
+  }
+  if (!resp.ok) throw new ApiError(`${path}: HTTP ${resp.status}`);
+  return resp.json();
+}
+
 // One EventSource for the whole page; components subscribe to its messages.
 const listeners = new Set();
 let source = null;

@@ -7,6 +7,7 @@ import { RunPage, RunsPage } from "./runs.js";
 import { FunctionPage, FunctionsPage } from "./functions.js";
 import { EventPage, EventTypePage, EventsPage, SendEventModal } from "./events.js";
 import { AppsPage } from "./apps.js";
+import { WebhooksPage } from "./webhooks.js";
 import { EnvSwitcher, EnvironmentsPage, KeysPage } from "./envs.js";
 
 const NAV = [
@@ -14,6 +15,7 @@ const NAV = [
   ["/functions", "Functions", "M8 4c-2 0-3 1-3 3v3l-2 2 2 2v3c0 2 1 3 3 3M16 4c2 0 3 1 3 3v3l2 2-2 2v3c0 2-1 3-3 3"],
   ["/events", "Events", "M13 3 4 14h7l-1 7 9-11h-7z"],
   ["/apps", "Apps", "M4 4h7v7H4zM13 4h7v7h-7zM4 13h7v7H4zM13 13h7v7h-7z"],
+  ["/webhooks", "Webhooks", "M10 14a4 4 0 1 1 4-6M8 18h8a4 4 0 1 0-2-7.5M6 18a4 4 0 0 1-1-7.8"],
 ];
 // start mode only: environments and keys are managed in the product (pyngest dev is one environment)
 const MANAGE = [
@@ -30,6 +32,7 @@ const ROUTES = [
   [/^\/events\/type\/(.+)$/, (m) => html`<${EventTypePage} name=${decodeURIComponent(m[1])} />`],
   [/^\/events\/?$/, () => html`<${EventsPage} />`],
   [/^\/apps\/?$/, () => html`<${AppsPage} />`],
+  [/^\/webhooks\/?$/, () => html`<${WebhooksPage} />`],
   [/^\/environments\/?$/, () => html`<${EnvironmentsPage} />`],
   [/^\/keys\/?$/, () => html`<${KeysPage} />`],
 ];

@@ -1,6 +1,6 @@
 // Apps: what is synced, from where, with which SDK; add, edit, delete, resync.
-import { useState } from "preact/hooks";
-import { ago, gql } from "./api.js";
+import { useEffect, useState } from "preact/hooks";
+import { ago, getJSON, gql } from "./api.js";
 import { Empty, ErrorNote, Modal, Pill, html, toast, useData } from "./ui.js";
 
 const APPS = `{ apps { id name sdkLanguage sdkVersion framework url error functionCount connected updatedAt appVersion
@@ -13,6 +13,19 @@ function resyncText(a) {
   if (a.resyncIntervalSeconds == null) return "only on request";
   const s = Math.round(a.resyncIntervalSeconds);
   return s < 60 ? `every ${s} s (longer while nothing changes)` : `every ${Math.round(s / 60)} min while nothing changes`;
+}
+
+// Connect apps (docs/connect.md) have no URL: their workers dial the server and sync them.
+const isConnect = (a) => a.url.startsWith("connect://");
+
+// A connect app's live workers on this server process, refreshed every few seconds.
+function Workers({ workers }) {
+  if (!workers.length) return html`<p class="muted small" data-workers="0">No worker connected: steps wait for one.</p>`;
+  return html`<table class="table small workers" data-workers=${workers.length}><thead><tr><th class="wide" title="instance id">Worker</th><th>SDK</th>
+      <th title="max_worker_concurrency: steps it runs at once">Capacity</th><th title="steps in flight">Running</th><th title="last heartbeat">Seen</th></tr></thead>
+    <tbody>${workers.map((w) => html`<tr data-instance=${w.instance_id}><td class="mono">${w.instance_id}${w.status === "DRAINING" ? html` <${Pill} kind="warn">draining<//>` : ""}</td>
+      <td>${w.sdk_language} ${w.sdk_version}</td><td>${w.max_worker_concurrency ?? "unlimited"}</td>
+      <td>${w.in_flight}</td><td>${ago(w.last_heartbeat_at)}</td></tr>`)}</tbody></table>`;
 }
 
 function UrlModal({ title, initial = "", action, onSubmit, onClose }) {
@@ -44,6 +57,12 @@ function UrlModal({ title, initial = "", action, onSubmit, onClose }) {
 export function AppsPage() {
   const [modal, setModal] = useState(null);
   const data = useData(() => gql(APPS), []);
+  const conns = useData(() => getJSON("/v0/connect/envs/dev/conns"), []);
+  useEffect(() => {
+    const timer = setInterval(() => conns.reload(), 5000);
+    return () => clearInterval(timer);
+  }, [conns.reload]);
+  const workersOf = (a) => ((conns.data && conns.data.data) || []).filter((w) => w.apps.includes(a.name));
   const act = async (what, app) => {
     try {
       if (what === "sync") {
@@ -76,21 +95,22 @@ export function AppsPage() {
     <${ErrorNote} error=${data.error} />
     ${data.data && data.data.apps.length === 0 && unsynced.length === 0 && html`<${Empty}>No apps yet. Add your app's serve URL with “Sync new app”.<//>`}
     <div class="app-grid">${data.data && data.data.apps.map((a) => html`<article class="panel app-card" data-app=${a.name}>
-      <div class="panel-head"><h3>${a.name}</h3>${a.error ? html`<${Pill} kind="bad">Sync error<//>` : html`<${Pill} kind="ok">Synced<//>`}</div>
+      <div class="panel-head"><h3>${a.name}</h3>${isConnect(a) && html`<${Pill}>Connect<//>`}${a.error ? html`<${Pill} kind="bad">Sync error<//>` : html`<${Pill} kind="ok">Synced<//>`}</div>
       <dl class="facts">
-        <dt>URL</dt><dd class="mono small">${a.url}</dd>
+        ${isConnect(a) ? html`<dt>Workers</dt><dd>${workersOf(a).length} connected</dd>` : html`<dt>URL</dt><dd class="mono small">${a.url}</dd>`}
         <dt>SDK</dt><dd>${a.sdkLanguage} ${a.sdkVersion}${a.framework ? ` · ${a.framework}` : ""}</dd>
         ${a.appVersion && html`<dt>Version</dt><dd>${a.appVersion}</dd>`}
         <dt>Functions</dt><dd>${a.functionCount}</dd>
         <dt>Last sync</dt><dd>${ago(a.lastSyncedAt)}${a.syncedBy ? html`<span class="muted small"> · ${a.syncedBy}</span>` : ""}</dd>
-        <dt>Re-sync</dt><dd>${resyncText(a)}</dd>
+        <dt>Re-sync</dt><dd>${isConnect(a) ? "by each worker as it connects" : resyncText(a)}</dd>
         <dt>Changed</dt><dd>${ago(a.updatedAt)}</dd>
       </dl>
       ${a.error && html`<div class="error-box small">${a.error}</div>`}
+      ${isConnect(a) && html`<${Workers} workers=${workersOf(a)} />`}
       <div class="fn-list">${a.functions.map((f) => html`<a class="pill" href="/functions/${encodeURIComponent(f.slug)}">${f.name}</a>`)}</div>
       <div class="card-actions">
-        <button class="btn small" onClick=${() => act("sync", a)}>↻ Resync</button>
-        <button class="btn small" onClick=${() => setModal({ kind: "edit", app: a })}>Edit URL</button>
+        ${!isConnect(a) && html`<button class="btn small" onClick=${() => act("sync", a)}>↻ Resync</button>
+        <button class="btn small" onClick=${() => setModal({ kind: "edit", app: a })}>Edit URL</button>`}
         <button class="btn small danger" onClick=${() => act("delete", a)}>Delete</button>
       </div></article>`)}</div>
     ${unsynced.length > 0 && html`<h2 class="section">URLs not synced</h2>
