@@ -497,8 +497,8 @@ def test_start_mode_environments_switcher_and_keys(browser: Any, tmp_path: Path)
         # the switcher: staging is what the pages show from now on
         staging = next(e for e in httpx.get(f"{secured.base}/v1/envs", headers=admin).json()["data"]
                        if e["name"] == "staging")
-        p.select_option("select[aria-label=Environment]", staging["id"])
-        p.wait_for_load_state()
+        with p.expect_navigation():  # switching reloads the page
+            p.select_option("select[aria-label=Environment]", staging["id"])
         p.goto(secured.base + "/keys")
         p.wait_for_selector("h1:has-text('Keys')")
         assert p.eval_on_selector("select[aria-label=Environment]", "s => s.value") == staging["id"]
