@@ -61,6 +61,7 @@ from bench.harness.systems.pyngest import (
     PyngestOfficialSDK,
     PyngestRaw,
     PyngestSDK,
+    PyngestSDKClassic,
     PyngestSDKFsync,
 )
 
@@ -87,7 +88,7 @@ def peer_systems() -> dict[str, type[System]]:
 
 def all_systems() -> dict[str, type[System]]:
     systems: dict[str, type[System]] = {
-        cls.name: cls for cls in (PyngestRaw, PyngestSDK, PyngestSDKFsync, PyngestOfficialSDK,
+        cls.name: cls for cls in (PyngestRaw, PyngestSDK, PyngestSDKClassic, PyngestSDKFsync, PyngestOfficialSDK,
                                   PyngestPG1, PyngestPG2, PyngestPG3)
     }
     systems.update(peer_systems())

@@ -16,6 +16,7 @@ from pyngest.sdk.middleware import Middleware, MiddlewareSync, TransformOutputRe
 from pyngest.sdk.options import (
     Batch,
     Cancel,
+    Checkpointing,
     Concurrency,
     Debounce,
     Priority,
@@ -39,6 +40,7 @@ __all__ = [
     "JSON",
     "Batch",
     "Cancel",
+    "Checkpointing",
     "Concurrency",
     "Context",
     "ContextSync",

@@ -1,9 +1,9 @@
 """Fixtures of the conformance suite: one real ``pyngest dev`` server per test module, and the
 SDK apps synced to it, started on first use and shared by the module's tests.
 
-``app`` is parametrized over the six apps (``harness.APP_KINDS``: the official SDKs'
+``app`` is parametrized over the seven apps (``harness.APP_KINDS``: the official SDKs'
 ``py_fastapi``, ``py_flask``, ``js``, and pyngest's ``pyngest_fastapi``, ``pyngest_flask``,
-``pyngest_django``); a test that applies to fewer SDKs narrows it with ``@pytest.mark.parametrize("app", [...], indirect=True)``.
+``pyngest_django`` with checkpointing, ``pyngest_fastapi_classic`` without); a test that applies to fewer SDKs narrows it with ``@pytest.mark.parametrize("app", [...], indirect=True)``.
 """
 
 from __future__ import annotations

@@ -40,8 +40,10 @@ HERE = Path(__file__).resolve().parent
 APPS_DIR = HERE / "apps"
 JS_DIR = HERE / "js"
 
-# The official SDKs, then pyngest's own (``import pyngest as inngest``) on three frameworks.
-APP_KINDS = ("py_fastapi", "py_flask", "js", "pyngest_fastapi", "pyngest_flask", "pyngest_django")
+# The official SDKs, then pyngest's own (``import pyngest as inngest``) on three frameworks, with
+# its checkpointing on (the default), and on FastAPI once more with it off.
+APP_KINDS = ("py_fastapi", "py_flask", "js", "pyngest_fastapi", "pyngest_flask", "pyngest_django",
+             "pyngest_fastapi_classic")
 # Connect workers (they dial the server's WebSocket gateway; no HTTP endpoint to sync).
 CONNECT_KINDS = ("py_connect", "js_connect", "pyngest_connect")
 TERMINAL = ("Completed", "Failed", "Cancelled")

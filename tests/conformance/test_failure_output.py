@@ -19,7 +19,7 @@ from .harness import Api, App, new_tag
 
 pytestmark = pytest.mark.conformance
 
-PY_APPS = ["py_fastapi", "py_flask", "pyngest_fastapi", "pyngest_flask", "pyngest_django"]
+PY_APPS = ["py_fastapi", "py_flask", "pyngest_fastapi", "pyngest_flask", "pyngest_django", "pyngest_fastapi_classic"]
 
 
 def _failed(api: Api, app: App, fn: str, data: dict[str, Any] | None = None) -> dict[str, Any]:

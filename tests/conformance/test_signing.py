@@ -42,6 +42,7 @@ KEY_SPELLING = {
     "pyngest_fastapi": f"signkey-prod-{SIGNING_KEY}",
     "pyngest_flask": SIGNING_KEY,
     "pyngest_django": f"signkey-test-{SIGNING_KEY}",
+    "pyngest_fastapi_classic": SIGNING_KEY,
 }
 
 

@@ -34,6 +34,7 @@ SDK_HEADER = {
     "pyngest_fastapi": f"pyngest-py:v{PYNGEST}",
     "pyngest_flask": f"pyngest-py:v{PYNGEST}",
     "pyngest_django": f"pyngest-py:v{PYNGEST}",
+    "pyngest_fastapi_classic": f"pyngest-py:v{PYNGEST}",
 }
 SDK_FIELD = {
     "py_fastapi": "py:v0.5.19",
@@ -42,6 +43,7 @@ SDK_FIELD = {
     "pyngest_fastapi": f"py:v{PYNGEST}",
     "pyngest_flask": f"py:v{PYNGEST}",
     "pyngest_django": f"py:v{PYNGEST}",
+    "pyngest_fastapi_classic": f"py:v{PYNGEST}",
 }
 
 # The functions every app defines, by id (without the app prefix).

@@ -22,6 +22,7 @@ from bench.harness.systems.base import Kind, System
 class PyngestSystem(System):
     app_kind = ""
     durability = "normal"  # pyngest's default; "full" adds an fsync per commit (power-loss safe)
+    app_env: dict[str, str] = {}  # more environment for the app's process
 
     def __init__(self) -> None:
         super().__init__()
@@ -53,7 +54,7 @@ class PyngestSystem(System):
         self.processes.append(server)
         app = Proc(f"app-{self.app_kind}", self.app_argv(), cwd=ROOT, env={
             NOTIFY_ENV: self.completions.address,
-            "INNGEST_DEV": self.base, "INNGEST_BASE_URL": self.base,
+            "INNGEST_DEV": self.base, "INNGEST_BASE_URL": self.base, **self.app_env,
         })
         self.processes.append(app)
         await wait_http(self.base + "/health", server)
@@ -148,6 +149,13 @@ class PyngestSDK(PyngestSystem):
 
     def app_argv(self) -> list[str]:
         return python("-m", "bench.harness.apps.inngest_app", self.app_kind, str(self.app_port))
+
+
+class PyngestSDKClassic(PyngestSDK):
+    """As :class:`PyngestSDK` with checkpointing off: a request per step, as the official SDK."""
+
+    name, label = "pyngest-sdk-classic", "pyngest + pyngest SDK, checkpointing off"
+    app_env = {"INNGEST_CHECKPOINTING": "0"}
 
 
 class PyngestOfficialSDK(PyngestSDK):

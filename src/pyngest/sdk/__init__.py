@@ -2,6 +2,7 @@
 
 Modules: ``client`` (config, sending, ``create_function``), ``options`` (function options),
 ``function`` (a function and its registration entries), ``steps`` (step tools), ``replay`` (the
-replay engine), ``memos``, ``execute`` (one request end to end), ``handler`` (the
-framework-agnostic serve handler), ``middleware``, ``config`` (env vars), ``errors``.
+replay engine), ``memos``, ``execute`` (one request end to end), ``checkpoint`` (steps back to
+back in one request), ``handler`` (the framework-agnostic serve handler), ``middleware``,
+``config`` (env vars), ``errors``.
 """

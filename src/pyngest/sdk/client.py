@@ -16,15 +16,18 @@ import httpx
 import orjson
 
 from pyngest.clock import Clock, RealClock
+from pyngest.httpclient import HTTPClient
 from pyngest.protocol.ids import new_seed
 from pyngest.protocol.signing import hash_signing_key
 from pyngest.sdk import config, errors
+from pyngest.sdk.checkpoint import Support
 from pyngest.sdk.config import Env, ServerKind
-from pyngest.sdk.function import Function, FunctionOpts
+from pyngest.sdk.function import Function, FunctionOpts, check_checkpointing
 from pyngest.sdk.middleware import MiddlewareManager, UninitializedMiddleware
 from pyngest.sdk.options import (
     Batch,
     Cancel,
+    CheckpointingOption,
     Concurrency,
     Debounce,
     Priority,
@@ -69,6 +72,10 @@ class Inngest:
         serializer: converts outputs declared with ``output_type`` (e.g. ``PydanticSerializer``).
         app_version: free-form version string sent at sync.
         request_timeout: HTTP timeout for calls to the server, ms or timedelta (default 30 s).
+        checkpointing: run steps back to back in one request, reporting each to the server's
+            checkpoint API (on by default where the server supports it; ``False`` turns it off,
+            ``inngest.Checkpointing(max_runtime=...)`` tunes it; ``INNGEST_CHECKPOINTING=0``
+            turns it off when this is not given).
     """
 
     def __init__(
@@ -87,6 +94,7 @@ class Inngest:
         serializer: Serializer | None = None,
         app_version: str | None = None,
         request_timeout: int | datetime.timedelta | None = None,
+        checkpointing: CheckpointingOption = None,
         id: str | None = None,  # noqa: A002 - the TS name, used by some docs pages
     ) -> None:
         app_id = app_id or id
@@ -120,6 +128,9 @@ class Inngest:
         )
         self._app_version = app_version
         self._serializer = serializer
+        check_checkpointing(checkpointing, "Inngest")
+        self.checkpointing: CheckpointingOption = checkpointing
+        self._checkpoint_support = Support()
         if isinstance(request_timeout, datetime.timedelta):
             self._timeout = request_timeout.total_seconds()
         elif isinstance(request_timeout, int):
@@ -130,10 +141,12 @@ class Inngest:
         self._clock: Clock = RealClock()
         self._sleep_sync: Callable[[float], None] = time.sleep
         self._sleep_async: Callable[[float], Any] = asyncio.sleep
+        self._monotonic: Callable[[], float] = time.monotonic  # a checkpointing request's time budget
         self._http: httpx.Client | None = None
         self._ahttp: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, httpx.AsyncClient] = (
             weakref.WeakKeyDictionary()
         )
+        self._cphttp: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, HTTPClient] = weakref.WeakKeyDictionary()
 
     # ------------------------------------------------------------------ properties
 
@@ -198,6 +211,7 @@ class Inngest:
         throttle: Throttle | None = None,
         timeouts: Timeouts | None = None,
         singleton: Singleton | None = None,
+        checkpointing: CheckpointingOption = None,
         _experimental_execution: bool = False,
         id: str | None = None,  # noqa: A002 - the TS name, used by some guide pages
     ) -> Callable[[Callable[..., Any]], Function[Any]]:
@@ -214,6 +228,7 @@ class Inngest:
             on_failure: handler run after the function failed for good.
             middleware: middleware for this function only (after the client's).
             output_type: type of the return value, for the client's serializer.
+            checkpointing: this function's checkpointing (None: the client's setting).
             id: another name for ``fn_id`` (some guide pages write ``id=``).
         """
         fn_id = fn_id if fn_id is not None else id
@@ -251,6 +266,7 @@ class Inngest:
                     throttle=throttle,
                     timeouts=timeouts,
                     singleton=singleton,
+                    checkpointing=checkpointing,
                 ),
                 triggers,
                 handler,
@@ -274,6 +290,21 @@ class Inngest:
         if client is None:
             client = self._ahttp[loop] = httpx.AsyncClient(timeout=self._timeout)
         return client
+
+    def _checkpoint_http(self) -> HTTPClient:
+        # Checkpoints are the SDK's hottest call (one per step): the lean keep-alive client the
+        # server sends execution requests with, not httpx (whose pool keeps only 20 idle
+        # connections and costs several times the CPU per request). One per loop, as above.
+        loop = asyncio.get_running_loop()
+        client = self._cphttp.get(loop)
+        if client is None:
+            client = self._cphttp[loop] = HTTPClient(max_body=1 << 20)
+        return client
+
+    def _close_checkpoint_http(self) -> None:
+        client = self._cphttp.pop(asyncio.get_running_loop(), None)
+        if client is not None:
+            client.close()
 
     def _auth_headers(self, key: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {hash_signing_key(key)}"} if key else {}

@@ -1,19 +1,30 @@
 """Run one execution request against a function: parse, replay, apply output middleware.
 
-Shared by the HTTP handler and the in-process ``mocked`` test runner.
+``execute_*`` is shared by the HTTP handler and the in-process ``mocked`` test runner;
+``serve_*`` is the handler's, with checkpointing (:mod:`pyngest.sdk.checkpoint`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Generator
+from collections.abc import Awaitable, Callable, Generator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from pyngest.sdk import errors
+from pyngest.sdk.checkpoint import Session
 from pyngest.sdk.function import Context, ContextSync, Function
 from pyngest.sdk.memos import StepMemos
 from pyngest.sdk.middleware import MiddlewareManager, TransformOutputResult, TransformOutputStepInfo
-from pyngest.sdk.replay import HOOK, Ask, CallResult, Execution, drive_async, drive_sync, run
+from pyngest.sdk.replay import (
+    HOOK,
+    Ask,
+    CallResult,
+    CheckpointRefused,
+    Execution,
+    drive_async,
+    drive_sync,
+    run,
+)
 from pyngest.sdk.steps import Step, StepSync
 from pyngest.sdk.types import Event
 
@@ -34,6 +45,10 @@ class ExecRequest:
     max_attempts: int | None
     run_id: str
     stack: list[str] | None
+    # What checkpointing needs (PROTOCOL.md §3.8); optional, and ignored when malformed.
+    fn_id: str | None = None
+    qi_id: str | None = None
+    generation_id: int | None = None
 
 
 def _need(cond: bool, what: str) -> None:
@@ -82,7 +97,20 @@ def parse_request(body: object) -> ExecRequest:
         max_attempts=max_attempts,
         run_id=run_id,  # type: ignore[arg-type]
         stack=stack,
+        fn_id=_opt_str(ctx.get("fn_id")),
+        qi_id=_opt_str(ctx.get("qi_id")),
+        generation_id=_opt_int(ctx.get("generation_id")),
     )
+
+
+def _opt_str(value: object) -> str | None:
+    return value if type(value) is str and value else None
+
+
+def _opt_int(value: object) -> int | None:
+    if type(value) is str and value.isdigit():
+        value = int(value)
+    return value if type(value) is int and value > 0 else None
 
 
 class ReplayLogger:
@@ -120,6 +148,7 @@ def _prepare(
     headers: dict[str, str],
     *,
     is_async: bool,
+    gate: Callable[[], Any] | None = None,
 ) -> tuple[Any, Execution, Any, bool, object, MiddlewareManager] | CallResult:
     found = fn.handler_for(fn_id)
     if found is None:
@@ -136,6 +165,7 @@ def _prepare(
         attempt=req.attempt,
         max_attempts=req.max_attempts,
         logger=client.logger,
+        gate=gate,
     )
     logger = ReplayLogger(client.logger, exe)
     common = dict(
@@ -194,9 +224,11 @@ async def execute_async(
     target: str | None,
     raw_request: object = None,
     headers: dict[str, str] | None = None,
+    gate: Callable[[], Awaitable[None]] | None = None,
 ) -> CallResult:
-    """Run an async function's request; never raises."""
-    prepared = _prepare(client, fn, fn_id, req, events, steps, target, raw_request, headers or {}, is_async=True)
+    """Run an async function's request; never raises (but CheckpointRefused from ``gate``)."""
+    prepared = _prepare(client, fn, fn_id, req, events, steps, target, raw_request, headers or {}, is_async=True,
+                        gate=gate)
     if isinstance(prepared, CallResult):
         return prepared
     handler, exe, ctx, two_args, output_type, mw = prepared
@@ -214,11 +246,74 @@ def execute_sync(
     target: str | None,
     raw_request: object = None,
     headers: dict[str, str] | None = None,
+    gate: Callable[[], None] | None = None,
 ) -> CallResult:
-    """Run a plain function's request; never raises."""
-    prepared = _prepare(client, fn, fn_id, req, events, steps, target, raw_request, headers or {}, is_async=False)
+    """Run a plain function's request; never raises (but CheckpointRefused from ``gate``)."""
+    prepared = _prepare(client, fn, fn_id, req, events, steps, target, raw_request, headers or {}, is_async=False,
+                        gate=gate)
     if isinstance(prepared, CallResult):
         return prepared
     handler, exe, ctx, two_args, output_type, mw = prepared
     call = (lambda: handler(ctx, ctx.step)) if two_args else (lambda: handler(ctx))
     return drive_sync(_execute(exe, client, fn, ctx, output_type), mw, call)
+
+
+async def serve_async(
+    client: Inngest,
+    fn: Function[Any],
+    fn_id: str,
+    req: ExecRequest,
+    events: list[Event],
+    steps: dict[str, Any],
+    target: str | None,
+    raw_request: object = None,
+    headers: dict[str, str] | None = None,
+) -> CallResult:
+    """An async function's HTTP request: :func:`execute_async`, then, while checkpointing lets
+    the request go on after a step, again with that step memoized; never raises."""
+    headers = headers or {}
+    session = Session.open(client, fn, req, target, headers)
+    if session is None:
+        return await execute_async(client, fn, fn_id, req, events, steps, target, raw_request, headers)
+    while True:
+        try:
+            res = await execute_async(client, fn, fn_id, req, events, steps, target, raw_request, headers,
+                                      gate=session.gate)
+            if session.must_store(res) and not await session.report_pending():
+                return session.refused()
+        except CheckpointRefused:
+            return session.refused()
+        answer = session.answer(res)
+        if answer is not None:
+            return answer
+        steps = session.memos(steps)
+
+
+def serve_sync(
+    client: Inngest,
+    fn: Function[Any],
+    fn_id: str,
+    req: ExecRequest,
+    events: list[Event],
+    steps: dict[str, Any],
+    target: str | None,
+    raw_request: object = None,
+    headers: dict[str, str] | None = None,
+) -> CallResult:
+    """:func:`serve_async` for plain functions."""
+    headers = headers or {}
+    session = Session.open(client, fn, req, target, headers)
+    if session is None:
+        return execute_sync(client, fn, fn_id, req, events, steps, target, raw_request, headers)
+    while True:
+        try:
+            res = execute_sync(client, fn, fn_id, req, events, steps, target, raw_request, headers,
+                               gate=session.gate_sync)
+            if session.must_store(res) and not session.report_pending_sync():
+                return session.refused()
+        except CheckpointRefused:
+            return session.refused()
+        answer = session.answer(res)
+        if answer is not None:
+            return answer
+        steps = session.memos(steps)

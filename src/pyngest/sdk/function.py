@@ -12,6 +12,8 @@ from pyngest.sdk import errors
 from pyngest.sdk.options import (
     Batch,
     Cancel,
+    Checkpointing,
+    CheckpointingOption,
     Concurrency,
     Debounce,
     Priority,
@@ -75,6 +77,13 @@ class ContextSync:
     step: StepSync
 
 
+def check_checkpointing(option: object, what: str) -> None:
+    if option is not None and not isinstance(option, (bool, Checkpointing)):
+        raise errors.FunctionConfigInvalidError(
+            f"{what}: checkpointing must be True, False or inngest.Checkpointing(...), got {type(option).__name__}"
+        )
+
+
 def _takes_step(handler: Callable[..., Any]) -> bool:
     """Handlers may be ``(ctx)`` (newest official SDK) or ``(ctx, step)`` (the docs)."""
     try:
@@ -109,6 +118,7 @@ class FunctionOpts:
     throttle: Throttle | None = None
     timeouts: Timeouts | None = None
     singleton: Singleton | None = None
+    checkpointing: CheckpointingOption = None
 
 
 class Function(Generic[T]):
@@ -139,6 +149,7 @@ class Function(Generic[T]):
             opts.concurrency = [opts.concurrency]
         if not callable(handler):
             raise errors.FunctionConfigInvalidError(f"function {opts.local_id}: the handler is not callable")
+        check_checkpointing(opts.checkpointing, f"function {opts.local_id}")
         self._opts = opts
         self._triggers: list[TriggerEvent | TriggerCron] = list(triggers)
         self._handler = handler
@@ -176,6 +187,11 @@ class Function(Generic[T]):
     @property
     def output_type(self) -> object:
         return self._output_type
+
+    @property
+    def checkpointing(self) -> CheckpointingOption:
+        """This function's checkpointing option (None: the client's)."""
+        return self._opts.checkpointing
 
     @property
     def on_failure_fn_id(self) -> str | None:

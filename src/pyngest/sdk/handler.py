@@ -13,7 +13,7 @@ import contextlib
 import functools
 import time
 import urllib.parse
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -23,7 +23,7 @@ import orjson
 from pyngest.protocol import jcs, signing
 from pyngest.sdk import config, errors
 from pyngest.sdk.config import Env, ServerKind, Streaming
-from pyngest.sdk.execute import ExecRequest, execute_async, execute_sync, parse_request
+from pyngest.sdk.execute import ExecRequest, parse_request, serve_async, serve_sync
 from pyngest.sdk.function import Function
 from pyngest.sdk.replay import CallResult, dumps, error_data, is_serializable
 from pyngest.sdk.steps import to_iso_utc
@@ -274,13 +274,13 @@ class CommHandler:
         except Exception as exc:
             return self._error(exc)
         if fn.is_handler_async:
-            run = execute_async(self._client, fn, fn_id, ereq, events, steps, target, req.raw_request, dict(req.headers))
+            run = serve_async(self._client, fn, fn_id, ereq, events, steps, target, req.raw_request, dict(req.headers))
             if self._streaming is Streaming.FORCE:
                 return self._streaming_response(asyncio.ensure_future(run), server_kind)
             call_res = await run  # awaited in place: a task per request would cost a loop turn
         else:
             call = functools.partial(
-                execute_sync, self._client, fn, fn_id, ereq, events, steps, target, req.raw_request, dict(req.headers)
+                serve_sync, self._client, fn, fn_id, ereq, events, steps, target, req.raw_request, dict(req.headers)
             )
             if self._pool_workers == 0:
                 call_res = call()
@@ -300,14 +300,22 @@ class CommHandler:
         except Exception as exc:
             return self._error(exc)
         if fn.is_handler_async:
-            call_res = asyncio.run(
-                execute_async(self._client, fn, fn_id, ereq, events, steps, target, req.raw_request, dict(req.headers))
-            )
+            call_res = asyncio.run(self._serve_on_own_loop(
+                serve_async(self._client, fn, fn_id, ereq, events, steps, target, req.raw_request, dict(req.headers))
+            ))
         else:
-            call_res = execute_sync(
+            call_res = serve_sync(
                 self._client, fn, fn_id, ereq, events, steps, target, req.raw_request, dict(req.headers)
             )
         return self._from_call_result(call_res, self._server_kind(req))
+
+    async def _serve_on_own_loop(self, serving: Awaitable[CallResult]) -> CallResult:
+        """An async function in a sync framework runs on a loop of its own, which ends with the
+        request: the checkpoint connections it opened end with it."""
+        try:
+            return await serving
+        finally:
+            self._client._close_checkpoint_http()
 
     async def _state(self, ereq: ExecRequest) -> tuple[list[Event], dict[str, Any]]:
         if ereq.use_api:

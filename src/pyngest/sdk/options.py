@@ -282,3 +282,28 @@ class Retries:
 
     def to_wire(self) -> dict[str, Any]:
         return {"attempts": self.attempts}
+
+
+# A request stops taking on new steps after this long (then the server sends the next one):
+# well inside the timeouts of common app servers (gunicorn's default is 30 s).
+DEFAULT_CHECKPOINT_MAX_RUNTIME_MS = 10_000
+
+
+@dataclass(frozen=True)
+class Checkpointing:
+    """Checkpointing settings: ``Inngest(checkpointing=...)``, ``create_function(checkpointing=...)``
+(see :mod:`pyngest.sdk.checkpoint`).
+
+    Args:
+        max_runtime: how long one request may keep running new steps (ms or timedelta);
+            after it, the request answers the classic way and the server sends the next.
+    """
+
+    max_runtime: int | datetime.timedelta = DEFAULT_CHECKPOINT_MAX_RUNTIME_MS
+
+    def __post_init__(self) -> None:
+        if to_ms(self.max_runtime) <= 0:
+            raise errors.FunctionConfigInvalidError("checkpointing max_runtime must be positive")
+
+
+CheckpointingOption = bool | Checkpointing | None

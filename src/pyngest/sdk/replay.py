@@ -51,6 +51,11 @@ class NestedStepInterrupt(BaseException):
     """A step was called from inside another step's handler."""
 
 
+class CheckpointRefused(BaseException):
+    """The step before this one could not be checkpointed: this request stops here and answers
+    the classic way for that step (:mod:`pyngest.sdk.checkpoint`)."""
+
+
 class UserError(Exception):
     def __init__(self, err: Exception) -> None:
         self.err = err
@@ -170,6 +175,7 @@ class Execution:
         "in_step",
         "new_code",
         "logger",
+        "gate",
         "_warned",
         "_exhausted_fired",
     )
@@ -184,6 +190,7 @@ class Execution:
         attempt: int,
         max_attempts: int | None,
         logger: Any,
+        gate: Callable[[], Any] | None = None,
     ) -> None:
         self.memos = memos
         self.middleware = middleware
@@ -197,6 +204,9 @@ class Execution:
         # Logging through ctx.logger is muted until new (not replayed) code runs.
         self.new_code = False
         self.logger = logger
+        # Checkpointing: called (awaited for async functions) before a step's code runs, to
+        # make the previous step durable first; raises CheckpointRefused if it cannot be.
+        self.gate = gate
         self._warned = False
         self._exhausted_fired = False
 

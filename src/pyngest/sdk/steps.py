@@ -141,6 +141,8 @@ class Step(_StepBase):
         if memo is not None:
             return self._client._deserialize(_memo_value(memo), output_type)  # type: ignore[return-value]
         exe = self._execution
+        if exe.gate is not None:
+            await exe.gate()
         exe.in_step = True
         try:
             if inspect.iscoroutinefunction(handler):
@@ -286,6 +288,8 @@ class StepSync(_StepBase):
         if memo is not None:
             return self._client._deserialize(_memo_value(memo), output_type)  # type: ignore[return-value]
         exe = self._execution
+        if exe.gate is not None:
+            exe.gate()
         exe.in_step = True
         try:
             output = self._client._serialize(handler(*handler_args), output_type)

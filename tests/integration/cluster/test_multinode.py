@@ -459,3 +459,51 @@ async def test_three_processes_starting_at_once_on_an_empty_database(tmp_path: P
         assert await store.fetchval("SELECT count(DISTINCT value) FROM meta WHERE key = 'cluster_id'") == 1  # type: ignore[attr-defined]
     finally:
         await c.stop()
+
+
+async def test_checkpoints_of_the_pyngest_sdk_reach_the_node_that_dispatched_the_request(cluster: Cluster) -> None:
+    """The SDK app talks to node 0 only; runs placed on the other nodes' shards have their
+    checkpoints forwarded to the node whose request they belong to, and complete in one request."""
+    import fastapi
+    import httpx
+
+    import pyngest as inngest
+    import pyngest.fast_api
+    from pyngest.experimental.dev_server import serve_app
+
+    node0 = f"http://127.0.0.1:{cluster.nodes[0].port}"
+    client = inngest.Inngest(app_id="cp-cluster", is_production=False, api_base_url=node0, event_api_base_url=node0,
+                             checkpointing=True)
+    ran: list[tuple[str, int]] = []
+    posts: list[str] = []
+
+    @client.create_function(fn_id="three", trigger=inngest.TriggerEvent(event="test/cp"))
+    async def three(ctx: inngest.Context, step: inngest.Step) -> int:
+        n = ctx.event.data["n"]
+        total = 0
+        for s in range(3):
+            total += await step.run(f"s{s}", lambda s=s: ran.append((ctx.run_id, s)) or s + n)
+        return total
+
+    app = fastapi.FastAPI()
+    pyngest.fast_api.serve(app, client, [three])
+
+    async def counting(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            posts.append(scope["path"])
+        await app(scope, receive, send)
+
+    with serve_app(counting) as base:
+        async with httpx.AsyncClient(timeout=30) as http:
+            res = await http.put(base + "/api/inngest")
+            assert res.status_code == 200, res.text
+        await cluster.settle()
+        ids = [(await cluster.send({"name": "test/cp", "data": {"n": n}}, via=n % 3))[0] for n in range(12)]
+        runs = [await cluster.run_ended(eid, via=1) for eid in ids]
+    assert [r["output"] for r in runs] == [3 + 3 * n for n in range(12)]
+    # every step body once, every run answered in one request
+    assert sorted(ran) == sorted((r["run_id"], s) for r in runs for s in range(3))
+    assert len(posts) == 12
+    owners = [next(i for i, node in enumerate(cluster.nodes)
+                   if node.service.cluster.shards.of_run(r["run_id"]) in node.owned) for r in runs]  # type: ignore[union-attr]
+    assert any(o != 0 for o in owners), "some runs must be dispatched by nodes other than the SDK's"

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 import pytest
 from aiohttp import web
 
-from pyngest.server.executor.http import HTTPClient, HTTPError, ResponseTooLarge
+from pyngest.httpclient import HTTPClient, HTTPError, ResponseTooLarge
 
 
 @pytest.fixture

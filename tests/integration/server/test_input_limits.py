@@ -117,6 +117,34 @@ def test_other_routes_cap_their_bodies_before_reading(server: str) -> None:
     assert status == 413 and "size limit" in body["error"]
 
 
+def test_checkpoints_skip_the_router_but_not_the_limits_nor_the_key(server: str) -> None:
+    """``POST /v1/checkpoint/{run}/async`` goes straight to its route function (a fast path):
+    a chunked body is still cut off at the server-wide cap, and the signing key still needed."""
+    from pyngest.server.api.limits import DEFAULT_MAX_BODY_BYTES
+
+    run = "01HZZZZZZZZZZZZZZZZZZZZZZZ"
+    bearer = f"Bearer {hash_signing_key(KEY)}"
+    with _connect(server) as sock:
+        sock.sendall(_head(f"/v1/checkpoint/{run}/async", "Transfer-Encoding: chunked", f"Authorization: {bearer}"))
+        chunk = b" " * (1 << 20)
+        sent = 0
+        try:
+            while sent <= DEFAULT_MAX_BODY_BYTES:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+                sent += len(chunk)
+        except ConnectionError:
+            pass  # the server answered and closed while the body was still coming
+        status, _, body = _response(sock)
+    assert status == 413 and "size limit" in body["error"]
+    res = httpx.post(f"http://{server}/v1/checkpoint/{run}/async", json={"steps": []})
+    assert res.status_code == 401 and res.headers["x-inngest-server-kind"] == "cloud"
+    auth = {"authorization": bearer}
+    res = httpx.post(f"http://{server}/v1/http/runs/{run}/async", json={"steps": "nope"}, headers=auth)
+    assert res.status_code == 400 and "'steps' array" in res.json()["error"]
+    res = httpx.post(f"http://{server}/v1/checkpoint/{run}/async", json={"steps": []}, headers=auth)
+    assert res.status_code == 404 and res.json()["error"] == f"run {run} not found"
+
+
 def test_graphql_and_rest_sends_take_the_event_api_request_limit(server: str) -> None:
     auth = {"Authorization": f"Bearer {hash_signing_key(KEY)}"}
     big = [{"name": "ok/big", "data": {"pad": "x" * 1500}}] * 6  # every event fits, the call does not

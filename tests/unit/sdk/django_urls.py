@@ -26,7 +26,9 @@ def setup() -> None:
 
 
 def add(pattern: Any) -> None:
+    """Serve ``pattern``, in place of an earlier one for the same route (a test run twice)."""
     from django.urls import clear_url_caches
 
+    urlpatterns[:] = [p for p in urlpatterns if str(p.pattern) != str(pattern.pattern)]
     urlpatterns.append(pattern)
     clear_url_caches()

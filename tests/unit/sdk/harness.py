@@ -142,6 +142,8 @@ class FakeAPI:
         self.register_status = 200
         self.batches: dict[str, Any] = {}
         self.actions: dict[str, Any] = {}
+        self.checkpoints: list[tuple[str, dict[str, str], Any]] = []
+        self.checkpoint_statuses: list[int] = []  # statuses to answer the next checkpoints with (else 200)
         self.lock = threading.Lock()
         api = self
 
@@ -171,6 +173,11 @@ class FakeAPI:
                         ids = [hashlib.sha1(json.dumps([e.get("name"), e.get("data")], sort_keys=True).encode()).hexdigest()[:26]
                                for e in body]
                         self._reply(200, {"ids": ids, "status": 200})
+                    elif self.path.startswith("/v1/checkpoint/"):
+                        status = api.checkpoint_statuses.pop(0) if api.checkpoint_statuses else 200
+                        if status == 200:
+                            api.checkpoints.append((self.path, headers, json.loads(raw)))
+                        self._reply(status, {} if status == 200 else {"error": f"status {status}"})
                     elif self.path.startswith("/fn/register"):
                         api.registrations.append((self.path, headers, json.loads(raw)))
                         if api.register_status != 200:
@@ -215,6 +222,7 @@ def exec_body(
     die: bool = False,
     run_id: str = "01HRUNRUNRUNRUNRUNRUNRUNRU",
     use_api: bool = False,
+    qi_id: str | None = None,
 ) -> bytes:
     return jcs.dumps(
         {
@@ -232,6 +240,7 @@ def exec_body(
                 "stack": {"stack": stack, "current": len(stack)},
                 "disable_immediate_execution": die,
                 "use_api": use_api,
+                **({"qi_id": qi_id, "generation_id": 7} if qi_id else {}),
             },
             "version": 2,
             "use_api": use_api,

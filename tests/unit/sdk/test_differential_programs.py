@@ -47,9 +47,8 @@ def _step_fn(attempt_of: Any, fail_times: int, value: int) -> Any:
     return handler
 
 
-def build(sdk: ModuleType, program: list[Any], use_async: bool) -> tuple[Any, Any]:
-    client = sdk.Inngest(app_id="prog", is_production=False, api_base_url="http://127.0.0.1:9",
-                         event_api_base_url="http://127.0.0.1:9")
+def build(sdk: ModuleType, program: list[Any], use_async: bool, api_url: str = "http://127.0.0.1:9") -> tuple[Any, Any]:
+    client = sdk.Inngest(app_id="prog", is_production=False, api_base_url=api_url, event_api_base_url=api_url)
 
     if use_async:
         async def handler(ctx: Any) -> Any:

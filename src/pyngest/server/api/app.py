@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from importlib import metadata
 
 from starlette.applications import Starlette
@@ -39,16 +40,19 @@ log = logging.getLogger("pyngest.api")
 class ServerKindHeader:
     """Every response says which kind of server answered (``X-Inngest-Server-Kind``).
 
-    ``POST /e/{key}`` goes straight to the event API's own ASGI handler, skipping the router.
+    ``POST /e/{key}`` goes straight to the event API's own ASGI handler, skipping the router;
+    so do checkpoints (``POST /v1/checkpoint/{runId}/async``, one per step of a checkpointing
+    SDK), straight to their route function.
 
     Every other request's body is capped at ``DEFAULT_MAX_BODY_BYTES`` (a route may cap it lower):
     refused before it is read when ``Content-Length`` says it is over, and the moment it is over
     otherwise.
     """
 
-    def __init__(self, app: ASGIApp, kind: str, events: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, kind: str, events: ASGIApp, checkpoints: ASGIApp | None = None) -> None:
         self.app = app
         self.events = events
+        self.checkpoints = checkpoints
         self.header = (b"x-inngest-server-kind", kind.encode())
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -65,6 +69,8 @@ class ServerKindHeader:
                 app = _too_large
             else:
                 receive = _capped(receive, DEFAULT_MAX_BODY_BYTES)
+                if self.checkpoints is not None and scope["method"] == "POST" and _checkpoint_run(path):
+                    app = self.checkpoints
 
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -73,6 +79,33 @@ class ServerKindHeader:
             await send(message)
 
         await app(scope, receive, send_with_header)
+
+
+def _checkpoint_run(path: str) -> str | None:
+    """The run id of a checkpoint path (``/v1/checkpoint/{id}/async``, ``/v1/http/runs/{id}/async``)."""
+    for prefix in ("/v1/checkpoint/", "/v1/http/runs/"):
+        if path.startswith(prefix) and path.endswith("/async"):
+            run_id = path[len(prefix):-len("/async")]
+            return run_id if run_id and "/" not in run_id else None
+    return None
+
+
+def _route_directly(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
+    """A route function as an ASGI app of its own, without the router and its middleware (the
+    paths it takes are open to the SDKs: the auth middleware would pass them on unchanged)."""
+
+    async def app(scope: Scope, receive: Receive, send: Send) -> None:
+        scope["path_params"] = {"run_id": _checkpoint_run(scope["path"])}
+        request = Request(scope, receive)
+        try:
+            response = await handler(request)
+        except BodyTooLarge as exc:
+            response = _body_too_large_response(exc)
+        except StoreUnavailable as exc:
+            response = await _store_unavailable(request, exc)
+        await response(scope, receive, send)
+
+    return app
 
 
 def _capped(receive: Receive, limit: int) -> Receive:
@@ -205,8 +238,10 @@ def build_app(service: Service) -> ASGIApp:
     app = Starlette(routes=routes, exception_handlers={
         StoreUnavailable: _store_unavailable, BodyTooLarge: _body_too_large})
     app.state.operations = ops
-    authed = BearerEnv(AuthMiddleware(app, auth), service.registry.envs)
-    return BrowserGuard(ServerKindHeader(authed, service.config.server_kind, events.asgi), service.config)
+    # BearerEnv outside: the routes ServerKindHeader serves directly (checkpoints) need it too
+    served = ServerKindHeader(AuthMiddleware(app, auth), service.config.server_kind, events.asgi,
+                              _route_directly(sdk.checkpoint_async))
+    return BrowserGuard(BearerEnv(served, service.registry.envs), service.config)
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> Response:

@@ -13,12 +13,12 @@ from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 import aiohttp
 import orjson
 
+from pyngest.httpclient import HTTPClient, HTTPError, ResponseTooLarge
 from pyngest.protocol import headers as H
 from pyngest.protocol import jcs, signing
 from pyngest.protocol.ids import new_ulid
 from pyngest.protocol.opcodes import MAX_SDK_RESPONSE_BYTES
 from pyngest.server.executor.backoff import parse_retry_after
-from pyngest.server.executor.http import HTTPClient, HTTPError, ResponseTooLarge
 
 MAX_FUNCTION_TIMEOUT_S = 2 * 3600
 NOT_AN_SDK = "The response did not come from an Inngest SDK"

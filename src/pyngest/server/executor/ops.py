@@ -109,7 +109,9 @@ class OpHandlers:
             # every op is None: the SDK has nothing to report; ask again
             x.enqueue_discovery(run, batch)
             return
-        if len(parsed) > 1:
+        # Steps then RunComplete (a checkpointing SDK's last answer: the step it ran last and
+        # the function's return) end the run: nothing is planned in parallel.
+        if len(parsed) > 1 and parsed[-1][0] is not Opcode.RUN_COMPLETE:
             if not run.force_step_plan:
                 run.force_step_plan = True
                 batch.add(UpdateRun(run.id, {"force_step_plan": True}))
