@@ -132,8 +132,9 @@ BEGIN
                         p_blobs[(v_op->>'v')::integer]);
             WHEN 'ev' THEN
                 WITH ins AS (
-                    INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body)
-                    SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[(e->>6)::integer]
+                    INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body, env_id)
+                    SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[(e->>6)::integer],
+                           COALESCE(e->>7, '00000000-0000-4000-b000-000000000000')  -- an op without one: the default environment
                     FROM jsonb_array_elements(v_op->'e') AS e
                     ON CONFLICT (internal_id) DO NOTHING
                     RETURNING internal_id, seq
@@ -168,13 +169,14 @@ BEGIN
                 v_f := v_op->'r';
                 INSERT INTO runs (id, shard, fn_id, app_id, fn_version, status, event_ids, batch_id, cron,
                                   original_run_id, queued_ms, started_ms, ended_ms, output, version,
-                                  force_step_plan, pending, state_bytes, attrs)
+                                  force_step_plan, pending, state_bytes, attrs, env_id)
                 VALUES (v_rid, (v_op->>'sh')::integer, v_f->>'fn_id', v_f->>'app_id', (v_f->>'fn_version')::integer,
                         v_f->>'status', v_f->'event_ids', v_f->>'batch_id', v_f->>'cron', v_f->>'original_run_id',
                         (v_f->>'queued_ms')::bigint, (v_f->>'started_ms')::bigint, (v_f->>'ended_ms')::bigint,
                         p_blobs[(v_f->>'output')::integer], (v_f->>'version')::integer,
                         (v_f->>'force_step_plan')::boolean, NULLIF(v_f->'pending', 'null'),
-                        (v_f->>'state_bytes')::bigint, NULLIF(v_f->'attrs', 'null'));
+                        (v_f->>'state_bytes')::bigint, NULLIF(v_f->'attrs', 'null'),
+                        COALESCE(v_f->>'env_id', '00000000-0000-4000-b000-000000000000'));
                 INSERT INTO run_events (event_internal_id, run_id)
                 SELECT e, v_rid FROM jsonb_array_elements_text(v_f->'event_ids') AS e
                 ON CONFLICT DO NOTHING;
