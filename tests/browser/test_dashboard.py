@@ -466,3 +466,81 @@ def test_start_mode_login(browser: Any, tmp_path: Path) -> None:
         assert errors == [], errors
     finally:
         secured.stop()
+
+
+def test_start_mode_environments_switcher_and_keys(browser: Any, tmp_path: Path) -> None:
+    """Start mode: create an environment, archive it and back, switch to it, and manage its
+    keys — an event key with a filter (its secret shown once), a signing-key rotation."""
+    secured = Stack(tmp_path, start_mode=True)
+    admin = {"Authorization": f"Bearer {secured.signing_key}"}
+    try:
+        page = Page(browser, secured.base)
+        p = page.go("/environments")
+        p.fill("input[name=password]", "correct horse")
+        p.click("button:has-text('Sign in')")
+        p.wait_for_selector("h1:has-text('Environments')")
+        p.wait_for_selector('tr[data-env="Production"]')
+        p.click("button:has-text('Create environment')")
+        p.fill(".modal input", "staging")
+        p.click(".modal button:has-text('Create environment')")
+        staging_key = p.inner_text(".modal [data-secret]").strip()
+        assert staging_key.startswith("signkey-test-")
+        p.click(".modal button:has-text('Done')")
+        p.wait_for_selector('tr[data-env="staging"]')
+        page.shot("environments")
+        # the new key is staging's: it reads staging, and syncs would land there
+        assert httpx.get(f"{secured.base}/v1/runs", headers={"Authorization": f"Bearer {staging_key}"}).status_code == 200
+        p.click('tr[data-env="staging"] button:has-text("Archive")')
+        p.wait_for_selector('tr[data-env="staging"] .pill:has-text("Archived")')
+        p.click('tr[data-env="staging"] button:has-text("Unarchive")')
+        p.wait_for_selector('tr[data-env="staging"] .pill:has-text("Active")')
+        # the switcher: staging is what the pages show from now on
+        staging = next(e for e in httpx.get(f"{secured.base}/v1/envs", headers=admin).json()["data"]
+                       if e["name"] == "staging")
+        with p.expect_navigation():  # switching reloads the page
+            p.select_option("select[aria-label=Environment]", staging["id"])
+        p.goto(secured.base + "/keys")
+        p.wait_for_selector("h1:has-text('Keys')")
+        assert p.eval_on_selector("select[aria-label=Environment]", "s => s.value") == staging["id"]
+        p.wait_for_selector('table.signing-keys tr[data-state="active"]')
+        # an event key with a filter: its secret is shown once
+        p.click("button:has-text('Create event key')")
+        p.fill(".modal input", "billing")
+        p.select_option("select[aria-label='Event names filter']", "deny")
+        p.fill("textarea[aria-label='Event names list']", "blocked/*")
+        p.click(".modal button:has-text('Create event key')")
+        event_key = p.inner_text(".modal [data-secret]").strip()
+        p.click(".modal button:has-text('Done')")
+        p.wait_for_selector('tr[data-key="billing"]')
+        assert "deny blocked/*" in p.inner_text('tr[data-key="billing"]')
+        page.shot("keys")
+        sent = httpx.post(f"{secured.base}/e/{event_key}", json={"name": "billing/paid"})
+        assert sent.status_code == 200, sent.text
+        refused = httpx.post(f"{secured.base}/e/{event_key}", json={"name": "blocked/x"})
+        assert refused.status_code == 403, refused.text
+        # the event went to staging, not production
+        event_id = sent.json()["ids"][0]
+        assert httpx.get(f"{secured.base}/v1/events/{event_id}", headers=admin).status_code == 404
+        assert httpx.get(f"{secured.base}/v1/events/{event_id}",
+                         headers={**admin, "x-inngest-env": "staging"}).status_code == 200
+        # rotate it: a new secret, the old one refused
+        p.click('tr[data-key="billing"] button:has-text("Rotate")')
+        rotated = p.inner_text(".modal [data-secret]").strip()
+        p.click(".modal button:has-text('Done')")
+        assert rotated != event_key
+        assert httpx.post(f"{secured.base}/e/{event_key}", json={"name": "billing/paid"}).status_code == 401
+        assert httpx.post(f"{secured.base}/e/{rotated}", json={"name": "billing/paid"}).status_code == 200
+        # signing-key rotation: create, rotate, retire the old key
+        p.click("button:has-text('Create new signing key')")
+        p.wait_for_selector('table.signing-keys tr[data-state="next"]')
+        p.click('table.signing-keys tr[data-state="next"] button:has-text("Rotate key")')
+        p.wait_for_selector('table.signing-keys tr[data-state="previous"]')
+        assert httpx.get(f"{secured.base}/v1/runs", headers={"Authorization": f"Bearer {staging_key}"}).status_code == 200
+        p.click('table.signing-keys tr[data-state="previous"] button:has-text("Delete")')
+        p.wait_for_selector('table.signing-keys tr[data-state="previous"]', state="detached")
+        assert httpx.get(f"{secured.base}/v1/runs", headers={"Authorization": f"Bearer {staging_key}"}).status_code == 401
+        errors = list(page.errors)
+        page.ctx.close()
+        assert errors == [], errors
+    finally:
+        secured.stop()

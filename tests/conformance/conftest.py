@@ -23,11 +23,8 @@ def workdir(tmp_path_factory: pytest.TempPathFactory, request: pytest.FixtureReq
 
 @pytest.fixture(scope="module")
 def server(workdir: Path) -> Iterator[Server]:
-    srv = Server(workdir / "server")
-    srv.workdir.mkdir()
-    srv.start()
-    yield srv
-    srv.stop()
+    with Server.running(workdir / "server") as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,8 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
@@ -270,6 +271,18 @@ class Server:
     def stop(self) -> None:
         if self.proc is not None:
             self.proc.stop()
+
+    @classmethod
+    @contextmanager
+    def running(cls, workdir: Path, **options: Any) -> Iterator[Server]:
+        """A fresh server in ``workdir`` (made here), stopped afterwards."""
+        srv = cls(workdir, **options)
+        srv.workdir.mkdir()
+        srv.start()
+        try:
+            yield srv
+        finally:
+            srv.stop()
 
     def api(self) -> Api:
         return Api(self.url, self.event_key or "test-event-key", self.signing_key)

@@ -48,11 +48,8 @@ KEY_SPELLING = {
 
 @pytest.fixture(scope="module")
 def server(workdir: Path) -> Iterator[Server]:
-    srv = Server(workdir / "server", mode="start", signing_key=SIGNING_KEY, event_key=EVENT_KEY)
-    srv.workdir.mkdir()
-    srv.start()
-    yield srv
-    srv.stop()
+    with Server.running(workdir / "server", mode="start", signing_key=SIGNING_KEY, event_key=EVENT_KEY) as srv:
+        yield srv
 
 
 @pytest.fixture(scope="module")

@@ -8,6 +8,7 @@ from pathlib import Path
 from pyngest.clock import TestClock
 from pyngest.server.store.sqlite.connection import SCHEMA_VERSION
 from pyngest.server.store.sqlite.store import SqliteStore
+from tests.sqlite_versions import as_version_3
 
 NOW = 1_800_000_000_000
 DAY = 86_400_000
@@ -98,6 +99,7 @@ async def test_an_older_database_gets_the_indexes_and_incremental_vacuum_at_star
     store = await _store(tmp_path)
     await store.close()
     with sqlite3.connect(tmp_path / "main.db", isolation_level=None) as conn:  # as version 2 left it
+        as_version_3(conn)
         for index in ("run_events_run", "runs_ended", "idempotency_expires", "flow_expires", "syncs_created",
                       "operations_ended"):
             conn.execute(f"DROP INDEX {index}")

@@ -12,14 +12,22 @@ import orjson
 from pyngest.protocol import jcs
 from pyngest.protocol.events import MAX_EVENTS_PER_REQUEST, EventValidationError, normalize_incoming
 from pyngest.protocol.ids import new_ulid
-from pyngest.server.model import Batch, Enqueue, InsertEvents, Job, JobKind, StoredEvent
+from pyngest.server.model import (
+    DEFAULT_ENV,
+    Batch,
+    Enqueue,
+    InsertEvents,
+    Job,
+    JobKind,
+    StoredEvent,
+)
 
 # the answer of a call that sends events while the store is unavailable (never a 200)
 UNAVAILABLE = "The events were not stored (the server's database is unavailable); send them again: {exc}"
 
 
 def stored(event: dict[str, Any], *, received_ms: int, internal_id: str | None = None,
-           source: str = "") -> StoredEvent:
+           source: str = "", env_id: str = DEFAULT_ENV) -> StoredEvent:
     """Finalize an already validated event: fill ``id`` and render it canonically."""
     iid = internal_id or new_ulid(received_ms)
     if not event.get("id"):
@@ -34,6 +42,7 @@ def stored(event: dict[str, Any], *, received_ms: int, internal_id: str | None =
         received_ms=received_ms,
         body=jcs.dumps(event),
         source=source,
+        env_id=env_id,
     )
 
 

@@ -13,6 +13,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+# The environment that the flags seed and that ``pyngest dev`` is (upstream's dev server is one
+# local environment). Rows written before environments existed belong to it.
+DEFAULT_ENV = "00000000-0000-4000-b000-000000000000"
+
 
 class RunStatus(str, Enum):
     QUEUED = "Queued"
@@ -62,6 +66,7 @@ class StoredEvent:
     body: bytes  # canonical JSON
     source: str = ""
     seq: int = 0  # assigned by the store
+    env_id: str = DEFAULT_ENV
     # Scale-out: its place in the event log, (inserting transaction id, seq), when read from it
     log: tuple[int, int] | None = None
     # The runs it triggers were created in the commit that stored it (runner.accept): matching
@@ -105,6 +110,17 @@ class Pause:
     signal: str | None = None
     data: dict[str, Any] | None = None
 
+    # A pause matches events of its run's environment only. The environment rides in ``data``
+    # (absent: the default one), so pauses stored before environments existed keep matching.
+    @property
+    def env_id(self) -> str:
+        return str((self.data or {}).get("env") or DEFAULT_ENV)
+
+    def in_env(self, env_id: str) -> Pause:
+        if env_id != DEFAULT_ENV:
+            self.data = {**(self.data or {}), "env": env_id}
+        return self
+
 
 @dataclass(slots=True)
 class Run:
@@ -131,6 +147,7 @@ class Run:
     original_run_id: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
     state_bytes: int = 0
+    env_id: str = DEFAULT_ENV
     # Whether the store may hold pauses of the run. Not stored: a run read back from the store
     # may; one created here has none until a pause is added, and its end then needs no delete.
     may_have_pauses: bool = True

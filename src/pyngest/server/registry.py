@@ -30,7 +30,9 @@ from pyngest.protocol.sync import (
     step_url,
     validate_function,
 )
+from pyngest.server.environments import Environments
 from pyngest.server.exprs import Condition, ExpressionError, TriggerIndex, compile_condition
+from pyngest.server.model import DEFAULT_ENV
 from pyngest.server.store.base import AppRecord, FunctionRecord, Store, SyncRecord
 
 log = logging.getLogger("pyngest.registry")
@@ -75,6 +77,7 @@ class Function:
     cron_triggers: list[CronTrigger] = field(default_factory=list)
     paused: bool = False
     archived: bool = False
+    env_id: str = DEFAULT_ENV
 
     @property
     def retries(self) -> int:
@@ -109,9 +112,12 @@ def normalize_url(url: str) -> str:
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
-def function_uuid(name: str, url: str) -> str:
-    """Deterministic id from name and URL (upstream: UUIDv5, OID namespace, name+URI)."""
-    return str(uuid.uuid5(uuid.NAMESPACE_OID, name + url))
+def function_uuid(name: str, url: str, env_id: str = DEFAULT_ENV) -> str:
+    """Deterministic id from name and URL (upstream: UUIDv5, OID namespace, name+URI). In another
+    environment than the default one the environment is part of it: the same app may be synced
+    into several environments, each with its own functions."""
+    prefix = "" if env_id == DEFAULT_ENV else env_id + "/"
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, prefix + name + url))
 
 
 def compile_function(rec: FunctionRecord) -> Function:
@@ -129,6 +135,7 @@ def compile_function(rec: FunctionRecord) -> Function:
         max_attempts=max_attempts(config),
         paused=rec.paused_ms is not None,
         archived=rec.archived_ms is not None,
+        env_id=rec.env_id,
     )
     for i, trig in enumerate(config.get("triggers", [])):
         if trig.get("event"):
@@ -196,16 +203,21 @@ class Registry:
         # user's PUT meeting the server's re-sync) would otherwise both create it.
         self._registering = asyncio.Lock()
         self.functions: dict[str, Function] = {}  # by id, live (not archived)
-        self.by_slug: dict[str, Function] = {}
-        self._triggers = TriggerIndex(clock=clock)
+        self.by_slug: dict[str, Function] = {}  # the default environment's, by slug
+        self.by_env_slug: dict[tuple[str, str], Function] = {}
+        self._triggers: dict[str, TriggerIndex] = {}  # by environment
+        self.envs = Environments(store, clock)
 
     async def reload(self) -> None:
-        """Read apps and functions again (another process of a cluster changed them)."""
-        apps = {app.id: app for app in await self.store.list_apps()}
-        self.apps = apps
-        await self.load()
+        """Read apps and functions again (another process of a cluster changed them). Not while
+        this process changes them: rows read before its change would replace the changed ones."""
+        async with self._registering:
+            apps = {app.id: app for app in await self.store.list_apps()}
+            self.apps = apps
+            await self.load()
 
     async def load(self) -> None:
+        await self.envs.load()
         for app in await self.store.list_apps():
             self.apps[app.id] = app
         fns = []
@@ -218,18 +230,26 @@ class Registry:
 
     def _index(self, fns: list[Function]) -> None:
         self.functions = {f.id: f for f in fns}
-        self.by_slug = {f.slug: f for f in fns}
-        triggers = TriggerIndex(clock=self.clock)
+        self.by_env_slug = {(f.env_id, f.slug): f for f in fns}
+        self.by_slug = {f.slug: f for f in fns if f.env_id == DEFAULT_ENV}
+        triggers: dict[str, TriggerIndex] = {}
         for f in fns:
             for i, t in enumerate(f.event_triggers):
-                triggers.add((f.id, i), t.event, t.condition.source if t.condition else None)
+                index = triggers.get(f.env_id) or triggers.setdefault(f.env_id, TriggerIndex(clock=self.clock))
+                index.add((f.id, i), t.event, t.condition.source if t.condition else None)
         self._triggers = triggers
 
-    def app_by_name(self, name: str) -> AppRecord | None:
+    def app_by_name(self, name: str, env_id: str = DEFAULT_ENV) -> AppRecord | None:
         for app in self.apps.values():
-            if app.name == name:
+            if app.name == name and app.env_id == env_id:
                 return app
         return None
+
+    def apps_of(self, env_id: str) -> list[AppRecord]:
+        return [a for a in self.apps.values() if a.env_id == env_id]
+
+    def functions_of(self, env_id: str) -> list[Function]:
+        return [f for f in self.functions.values() if f.env_id == env_id]
 
     def app_by_url(self, url: str) -> AppRecord | None:
         norm = normalize_url(url)
@@ -238,18 +258,20 @@ class Registry:
                 return app
         return None
 
-    def find_function(self, ident: str) -> Function | None:
-        """By slug or by UUID."""
-        return self.by_slug.get(ident) or self.functions.get(ident)
+    def find_function(self, ident: str, env_id: str = DEFAULT_ENV) -> Function | None:
+        """By slug or by UUID, in one environment."""
+        fn = self.by_env_slug.get((env_id, ident)) or self.functions.get(ident)
+        return fn if fn is not None and fn.env_id == env_id else None
 
-    def triggered_by(self, event: dict[str, Any]) -> list[Function]:
+    def triggered_by(self, event: dict[str, Any], env_id: str = DEFAULT_ENV) -> list[Function]:
         """Functions this event starts: name or wildcard match, then the trigger's ``if``.
 
         A function runs at most once per event even when several triggers match.
         """
         out: list[Function] = []
         seen: set[str] = set()
-        for key in self._triggers.match(event):
+        index = self._triggers.get(env_id)
+        for key in index.match(event) if index is not None else ():
             fn_id = key[0]  # type: ignore[index]
             fn = self.functions.get(fn_id)
             if fn is not None and fn_id not in seen:
@@ -258,23 +280,24 @@ class Registry:
         return out
 
     def listens(self, event_name: str) -> bool:
-        """Could an event of this name trigger a function (by name or wildcard)?"""
-        return self._triggers.listens(event_name)
+        """Could an event of this name trigger a function (by name or wildcard), in any environment?"""
+        return any(index.listens(event_name) for index in self._triggers.values())
 
     def cron_functions(self) -> list[Function]:
         return [f for f in self.functions.values() if f.cron_triggers]
 
     # ----------------------------------------------------------------------------- sync
 
-    async def register(self, body: Any, *, deploy_id: str | None = None,
-                       app_url: str | None = None) -> SyncOutcome:
-        """Process a ``/fn/register`` payload (already JSON-decoded). ``app_url``: the app's URL
-        when it has none to send requests to (a connect app, synced by its worker's handshake)."""
+    async def register(self, body: Any, *, deploy_id: str | None = None, app_url: str | None = None,
+                       env_id: str = DEFAULT_ENV) -> SyncOutcome:
+        """Process a ``/fn/register`` payload (already JSON-decoded) into environment ``env_id``.
+        ``app_url``: the app's URL when it has none to send requests to (a connect app, synced by
+        its worker's handshake)."""
         async with self._registering:
-            return await self._register(body, deploy_id=deploy_id, app_url=app_url)
+            return await self._register(body, deploy_id=deploy_id, app_url=app_url, env_id=env_id)
 
     async def _register(self, body: Any, *, deploy_id: str | None = None,
-                        app_url: str | None = None) -> SyncOutcome:
+                        app_url: str | None = None, env_id: str = DEFAULT_ENV) -> SyncOutcome:
         now = self.clock.now_ms()
         try:
             req = decode_register(body)
@@ -285,7 +308,7 @@ class Registry:
         checksum_src = {k: v for k, v in req.items() if k not in ("featureObservations", "deployId")}
         checksum = hashlib.sha256(jcs.dumps(checksum_src)).hexdigest()
 
-        app = self.app_by_name(req["appName"])
+        app = self.app_by_name(req["appName"], env_id)
         if app is not None and app.checksum == checksum and app.error is None and app.url == url:
             sync_id = str(uuid.uuid4())
             await self.store.add_sync(
@@ -296,7 +319,7 @@ class Registry:
 
         problems: list[str] = []
         records: list[FunctionRecord] = []
-        existing = {f.slug: f for f in self.functions.values()}
+        existing = {f.slug: f for f in self.functions.values() if f.env_id == env_id}
         seen_slugs: set[str] = set()
         for i, raw in enumerate(req["functions"]):
             fn_cfg, errors = validate_function(raw)
@@ -316,11 +339,11 @@ class Registry:
             if prev is not None and app is not None and prev.app_id != app.id:
                 problems.append(f"{label}: the id is already used by another app")
                 continue
-            fid = prev.id if prev is not None else function_uuid(str(fn_cfg.get("name", "")), step_url(fn_cfg))
+            fid = prev.id if prev is not None else function_uuid(str(fn_cfg.get("name", "")), step_url(fn_cfg), env_id)
             version = prev.version + (prev.config != fn_cfg) if prev is not None else 1
             rec = FunctionRecord(
                 id=fid, app_id="", slug=str(fn_cfg.get("id", "")), name=str(fn_cfg.get("name", "")),
-                config=dict(fn_cfg), version=version, created_ms=now, updated_ms=now,
+                config=dict(fn_cfg), version=version, created_ms=now, updated_ms=now, env_id=env_id,
             )
             try:
                 compile_function(rec)
@@ -337,7 +360,7 @@ class Registry:
             )
 
         if app is None:
-            app = AppRecord(id=str(uuid.uuid4()), name=req["appName"], url=url, created_ms=now)
+            app = AppRecord(id=str(uuid.uuid4()), name=req["appName"], url=url, created_ms=now, env_id=env_id)
         app.url = url
         app.sdk_language = sdk_lang
         app.sdk_version = sdk_version
@@ -367,6 +390,10 @@ class Registry:
         return SyncOutcome(app, True, sync_id, new_fns, archived)
 
     async def record_sync_error(self, url: str, message: str) -> None:
+        async with self._registering:
+            await self._record_sync_error(url, message)
+
+    async def _record_sync_error(self, url: str, message: str) -> None:
         now = self.clock.now_ms()
         app = self.app_by_url(url)
         if app is not None:

@@ -17,6 +17,7 @@ from pyngest.server.cluster.node import ClusterNode
 from pyngest.server.config import ServerConfig
 from pyngest.server.connect.hub import ConnectHub
 from pyngest.server.connect.peers import ConnectPeers
+from pyngest.server.environments import Environments
 from pyngest.server.executor.driver import Driver
 from pyngest.server.executor.executor import Executor, ExecutorConfig
 from pyngest.server.executor.state import State
@@ -63,6 +64,9 @@ class Service:
         self.scheduler = Scheduler(self.store, self.clock)
         self.state = State(self.store, self.scheduler, shards)
         self.registry = Registry(self.store, self.clock)
+        self.registry.envs = Environments(self.store, self.clock, signing_key=config.signing_key,
+                                          signing_key_fallback=config.signing_key_fallback,
+                                          event_keys=config.event_keys)
         self.driver = Driver(signing_key=config.signing_key, clock_ms=self.clock.now_ms,
                              timeout_s=config.step_timeout_s, connect_timeout_s=config.connect_timeout_s)
         self.executor = Executor(
@@ -119,6 +123,7 @@ class Service:
     async def start(self, *, sync_apps: bool = True) -> None:
         await self.store.open()
         await self.registry.load()
+        await self.registry.envs.seed()
         if self.cluster is None:
             await self.state.load()
         await self.driver.start()

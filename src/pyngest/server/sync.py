@@ -130,8 +130,11 @@ class AppSyncer:
         st.in_flight, st.changed = how, False
         body = orjson.dumps({"url": url})
         hdrs = {"Content-Type": "application/json", "X-Inngest-Server-Kind": self.config.server_kind}
-        if self.config.signing_key:
-            hdrs["X-Inngest-Signature"] = signing.sign(body, self.config.signing_key, int(time.time()))
+        # an app synced into another environment verifies our PUT with that environment's key
+        app = self.registry.app_by_url(url)
+        key = self.registry.envs.signing_key(app.env_id) if app is not None else self.config.signing_key
+        if key:
+            hdrs["X-Inngest-Signature"] = signing.sign(body, key, int(time.time()))
         error: str | None = None
         try:
             async with self._session.put(url, data=body, headers=hdrs, timeout=SYNC_TIMEOUT) as resp:

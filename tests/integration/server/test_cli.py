@@ -22,6 +22,7 @@ import pytest
 
 from pyngest.server.store.sqlite.connection import SCHEMA_VERSION
 from tests import backends
+from tests.sqlite_versions import as_version_3
 
 KEY = "signkey-test-" + "12" * 32
 
@@ -283,6 +284,7 @@ def test_an_older_schema_is_upgraded_in_place(tmp_path: Path) -> None:
     finally:
         stop(proc)
     with sqlite3.connect(db / "main.db") as conn:  # make it look like a version-1 database
+        as_version_3(conn)
         conn.execute("DROP TABLE flow")
         conn.execute("DROP TABLE skips")
         conn.execute("DROP TABLE revoked_sessions")

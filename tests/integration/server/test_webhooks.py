@@ -16,6 +16,7 @@ from pyngest.protocol.ids import new_ulid
 from pyngest.server.store.base import WebhookFailure
 from tests import backends
 from tests.integration.server.harness import Harness, done, function_config
+from tests.sqlite_versions import as_version_3
 
 GITHUB = """
 function transform(evt, headers = {}, queryParams = {}, raw = "") {
@@ -281,6 +282,7 @@ async def test_older_databases_gain_the_webhook_tables(tmp_path: Path) -> None:
             await conn.close()
     else:
         with sqlite3.connect(tmp_path / "main.db") as db:
+            as_version_3(db)  # (migration 005 cannot run twice)
             db.execute("DROP TABLE webhooks")
             db.execute("DROP TABLE webhook_failures")
             db.execute("UPDATE meta SET value='3' WHERE key='schema_version'")

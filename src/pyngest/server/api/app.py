@@ -14,6 +14,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyngest.server.api.auth import AuthMiddleware, DashboardAuth
 from pyngest.server.api.connect import ConnectAPI
+from pyngest.server.api.env_rest import EnvREST
+from pyngest.server.api.envs import BearerEnv
 from pyngest.server.api.events import EventAPI
 from pyngest.server.api.graphql.resolvers import GraphQLEndpoint
 from pyngest.server.api.guard import BrowserGuard
@@ -144,6 +146,7 @@ def build_app(service: Service) -> ASGIApp:
     op_api = OperationsAPI(service, ops)
     gql = GraphQLEndpoint(service, ops)
     manage = ManageREST(service, ops)
+    envs = EnvREST(service)
     hooks = WebhooksREST(service, ops)
     auth = DashboardAuth(service.config, service.store)
     auth.sessions = service.api_state.setdefault("sign-ins", auth.sessions)
@@ -194,6 +197,20 @@ def build_app(service: Service) -> ASGIApp:
         Route("/v1/functions", manage.list_functions, methods=["GET"]),
         Route("/v1/functions/{function_id}/invoke", manage.invoke, methods=["POST"]),
         Route("/v1/events", manage.send_events, methods=["POST"]),
+        # environments and keys (start mode)
+        Route("/v1/envs", envs.list_envs, methods=["GET"]),
+        Route("/v1/envs", envs.create_env, methods=["POST"]),
+        Route("/v1/envs/{env_id}/archive", envs.archive, methods=["POST"]),
+        Route("/v1/envs/{env_id}/unarchive", envs.archive, methods=["POST"]),
+        Route("/v1/keys/event", envs.list_event_keys, methods=["GET"]),
+        Route("/v1/keys/event", envs.create_event_key, methods=["POST"]),
+        Route("/v1/keys/event/{key_id}", envs.update_event_key, methods=["PATCH"]),
+        Route("/v1/keys/event/{key_id}", envs.delete_event_key, methods=["DELETE"]),
+        Route("/v1/keys/event/{key_id}/rotate", envs.rotate_event_key, methods=["POST"]),
+        Route("/v1/keys/signing", envs.list_signing_keys, methods=["GET"]),
+        Route("/v1/keys/signing", envs.create_signing_key, methods=["POST"]),
+        Route("/v1/keys/signing/rotate", envs.rotate_signing_key, methods=["POST"]),
+        Route("/v1/keys/signing/{key_id}", envs.delete_signing_key, methods=["DELETE"]),
         # webhooks (docs/webhooks.md)
         Route("/v1/webhooks", hooks.list_webhooks, methods=["GET"]),
         Route("/v1/webhooks", hooks.create_webhook, methods=["POST"]),
@@ -221,9 +238,10 @@ def build_app(service: Service) -> ASGIApp:
     app = Starlette(routes=routes, exception_handlers={
         StoreUnavailable: _store_unavailable, BodyTooLarge: _body_too_large})
     app.state.operations = ops
-    return BrowserGuard(ServerKindHeader(AuthMiddleware(app, auth), service.config.server_kind, events.asgi,
-                                         _route_directly(sdk.checkpoint_async)),
-                        service.config)
+    # BearerEnv outside: the routes ServerKindHeader serves directly (checkpoints) need it too
+    served = ServerKindHeader(AuthMiddleware(app, auth), service.config.server_kind, events.asgi,
+                              _route_directly(sdk.checkpoint_async))
+    return BrowserGuard(BearerEnv(served, service.registry.envs), service.config)
 
 
 async def _store_unavailable(request: Request, exc: Exception) -> Response:

@@ -31,8 +31,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from pyngest.protocol import signing
-from pyngest.server.api.common import SESSION_KEY
+from pyngest.server.api.common import BEARER_ENV, SESSION_KEY
 from pyngest.server.config import ServerConfig
 from pyngest.server.store.base import Store, StoreUnavailable
 
@@ -188,10 +187,6 @@ class DashboardAuth:
         pass_ok = hmac.compare_digest(password.encode(), self.password.encode())
         return user_ok and pass_ok
 
-    def bearer_ok(self, header: str) -> bool:
-        scheme, _, token = header.partition(" ")
-        return scheme.lower() == "bearer" and bool(token) and signing.bearer_matches(token, self.config.signing_keys)
-
     # ---------------------------------------------------------------------------- routes
 
     async def login_page(self, request: Request) -> Response:
@@ -278,7 +273,7 @@ class AuthMiddleware:
         if user is not None:  # (cross-site writes were refused before: see guard.py)
             await self.app(scope, receive, send)
             return
-        if api and self.auth.bearer_ok(request.headers.get("authorization", "")):
+        if api and scope.get(BEARER_ENV):  # one of an environment's signing keys (api/envs.py)
             await self.app(scope, receive, send)
             return
         if api:

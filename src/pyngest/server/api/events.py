@@ -6,7 +6,7 @@ import hashlib
 import logging
 from collections.abc import AsyncIterator, Iterable
 from typing import Any
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qs, parse_qsl, unquote
 
 import orjson
 from starlette.requests import Request
@@ -22,6 +22,7 @@ from pyngest.protocol.events import (
 )
 from pyngest.protocol.ids import new_ulid, seeded_ulid
 from pyngest.server.api.common import bearer_ok, json_response, public_error, unauthorized
+from pyngest.server.api.envs import request_env
 from pyngest.server.api.limits import (
     BodyTooLarge,
     announced_length,
@@ -29,8 +30,9 @@ from pyngest.server.api.limits import (
     read_limited,
     request_body,
 )
+from pyngest.server.environments import EnvError, refuses_event, refuses_ip
 from pyngest.server.events import UNAVAILABLE, stored, take_events
-from pyngest.server.model import StoredEvent
+from pyngest.server.model import DEFAULT_ENV, StoredEvent
 from pyngest.server.service import Service
 from pyngest.server.store.base import StoreUnavailable
 from pyngest.server.webhooks.intake import webhook_request
@@ -39,6 +41,29 @@ from pyngest.server.webhooks.manage import webhooks_of
 log = logging.getLogger("pyngest.api")
 
 NOT_EVENTS = "Request body must contain an event object or an array of event objects"
+_NOT_FOUND = "Event key not found"
+
+
+def _env_name(scope: Scope) -> str | None:
+    """``x-inngest-env``, a header or (as in webhook URLs) a query parameter."""
+    for name, value in scope["headers"]:
+        if name == b"x-inngest-env" and value:
+            return str(value.decode("utf-8", "replace"))
+    query = parse_qs(scope.get("query_string", b"").decode("latin-1"))
+    values = query.get(H.ENV)
+    return values[0] if values else None
+
+
+def _client(scope: Scope, trust_proxy: bool) -> str:
+    """The sender's address (with --trust-proxy: the last one X-Forwarded-For names)."""
+    if trust_proxy:
+        for name, value in scope["headers"]:
+            if name == b"x-forwarded-for":
+                last = str(value.decode("latin-1")).rsplit(",", 1)[-1].strip()
+                if last:
+                    return last
+    client = scope.get("client")
+    return str(client[0]) if client else ""
 
 
 class EventAPI:
@@ -47,16 +72,32 @@ class EventAPI:
         self.config = service.config
         self.webhooks = webhooks_of(service)
 
-    def _key_error(self, key: str) -> tuple[int, dict[str, Any]] | None:
+    async def _key_env(self, key: str, scope: Scope) -> tuple[int, dict[str, Any]] | tuple[str, dict[str, Any] | None]:
+        """The environment an event key sends to (and its filter), or the refusal (status, body)."""
         if not self.config.requires_auth:
-            return None  # dev: any key works
-        if not self.config.event_keys:
-            return 503, {"status": 503, "message": "",
-                         "error": "Event keys are required to process events securely: start the server with --event-key"}
-        if key not in self.config.event_keys:
-            return 401, {"status": 401, "message": "",
-                         "error": "Event key not found: send events to /e/<key> with one of the server's --event-key values"}
-        return None
+            return DEFAULT_ENV, None  # dev: any key works, and there is one environment
+        envs = self.service.registry.envs
+        rec = envs.event_key(key)
+        if rec is None:
+            if not envs.event_keys:
+                return 503, {"status": 503, "message": "",
+                             "error": "Event keys are required to process events securely: start the server with "
+                                      "--event-key, or create one in the dashboard (Manage → Event keys)"}
+            return 401, {"status": 401, "message": "", "error": _NOT_FOUND}
+        refusal = refuses_ip(rec.filter, _client(scope, self.config.trust_proxy))
+        if refusal is not None:
+            return 403, {"status": 403, "message": "", "error": f"Event refused: {refusal.message}"}
+        name = _env_name(scope)
+        env = envs.select(rec.env_id, name)
+        if env is None and name:
+            try:
+                env = await envs.branch(rec.env_id, name)
+            except EnvError as exc:
+                return 400, {"status": 400, "message": "", "error": f"x-inngest-env: {exc.message}"}
+        if env is None or env.archived_ms is not None:
+            # as upstream: an archived (branch) environment answers as if the key were unknown
+            return 401, {"status": 401, "message": "", "error": _NOT_FOUND}
+        return env.id, rec.filter
 
     async def receive(self, request: Request) -> Response:
         unread = _Body(request.stream(), request.scope["headers"])
@@ -89,13 +130,18 @@ class EventAPI:
         """Check the key, read the body within the size limit, then validate, store and
         acknowledge its events. Returns (HTTP status, response body).
 
-        A webhook's key is an event key of its own: its requests go through its transform."""
+        A webhook's key is an event key of its own: its requests go through its transform (into
+        the default environment)."""
         try:
             hook = await self.webhooks.by_key(key)
         except StoreUnavailable as exc:
             return 503, {"ids": [], "status": 503, "error": UNAVAILABLE.format(exc=exc)}
-        if hook is None and (err := self._key_error(key)) is not None:
-            return err
+        env_id, key_filter = DEFAULT_ENV, None
+        if hook is None:
+            keyed = await self._key_env(key, scope)
+            if isinstance(keyed[0], int):
+                return keyed[0], keyed[1] or {}
+            env_id, key_filter = keyed[0], keyed[1]
         try:
             body = await unread.read(self.config.event_request_limit)
         except BodyTooLarge as exc:
@@ -111,13 +157,16 @@ class EventAPI:
 
         def finish(index: int, event: dict[str, Any]) -> StoredEvent:
             iid = seeded_ulid(seed, index) or new_ulid(now)
-            return stored(event, received_ms=now, internal_id=iid, source=source)
+            return stored(event, received_ms=now, internal_id=iid, source=source, env_id=env_id)
 
         # As upstream: events are taken in order up to the first invalid one, which ends the
         # request (so does a 5,001st event). The events before it are stored; the answer (400)
         # has their ids only.
         accepted, error = await take_events(items, now_ms=now, max_bytes=self.config.max_event_bytes,
                                             body_size=len(body), finish=finish)
+        for ev in accepted:
+            if (refusal := refuses_event(key_filter, ev.name)) is not None:
+                return 403, {"ids": [], "status": 403, "error": f"Event refused: {refusal.message}; no event was stored"}
         ids = [e.internal_id for e in accepted]
         if accepted:
             try:
@@ -135,7 +184,11 @@ class EventAPI:
         slug = unquote(request.path_params.get("slug", ""))
         if not slug:
             return public_error("Function slug is required", 400)
-        if self.service.registry.find_function(slug) is None:
+        try:
+            env_id = await request_env(request, self.service)
+        except EnvError as exc:
+            return public_error(exc.message, exc.status)
+        if self.service.registry.find_function(slug, env_id) is None:
             return public_error(f"could not find function with ID: {slug}", 404)
         body = await request_body(request, self.config.event_request_limit)
         try:
@@ -161,7 +214,7 @@ class EventAPI:
             return public_error(f"Event is over the max size: Max {self.config.max_event_bytes} bytes / "
                                 f"Size {len(body)} bytes", 400)
         iid = seeded_ulid(request.headers.get(H.EVENT_ID_SEED), 0) or new_ulid(now)
-        await self.service.runner.accept([stored(event, received_ms=now, internal_id=iid)])
+        await self.service.runner.accept([stored(event, received_ms=now, internal_id=iid, env_id=env_id)])
         return json_response({"id": iid, "status": 200})
 
 

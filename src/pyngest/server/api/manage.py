@@ -20,7 +20,7 @@ from pyngest import expr
 from pyngest.protocol.events import FN_INVOKED, INTERNAL_DATA_KEY, EventValidationError, check_depth
 from pyngest.protocol.sync import app_url_problem
 from pyngest.server.events import event_dict, stored, take_events
-from pyngest.server.model import Run, RunStatus, StoredEvent
+from pyngest.server.model import DEFAULT_ENV, Run, RunStatus, StoredEvent
 from pyngest.server.operations import OperationError as ServerOperationError
 from pyngest.server.registry import Function, normalize_url
 from pyngest.server.service import Service
@@ -113,8 +113,8 @@ class Operations:
     def __init__(self, service: Service) -> None:
         self.s = service
 
-    def function(self, ident: str) -> Function:
-        fn = self.s.registry.find_function(ident)
+    def function(self, ident: str, env_id: str = DEFAULT_ENV) -> Function:
+        fn = self.s.registry.find_function(ident, env_id)
         if fn is None:
             raise NotFound(f"function {ident!r} not found")
         return fn
@@ -171,20 +171,20 @@ class Operations:
             check_depth(event)
         except EventValidationError as exc:
             raise OperationError(str(exc)) from exc
-        ev = stored(event, received_ms=now, source="dashboard")
+        ev = stored(event, received_ms=now, source="dashboard", env_id=fn.env_id)
         if len(ev.body) > self.s.config.max_event_bytes:
             raise OperationError(f"Event is over the max size: Max {self.s.config.max_event_bytes} bytes / "
                                  f"Size {len(ev.body)} bytes")
         await self.s.runner.accept([ev])
         return ev.internal_id
 
-    async def send_events(self, items: list[Any]) -> list[str]:
+    async def send_events(self, items: list[Any], env_id: str = DEFAULT_ENV) -> list[str]:
         """Validate and store events as the Event API would (the dashboard's test events), with
         its limits; but all or nothing: an invalid event stores none of the call's."""
         now = self.s.clock.now_ms()
         accepted, error = await take_events(
             items, now_ms=now, max_bytes=self.s.config.max_event_bytes, body_size=None,
-            finish=lambda _, event: stored(event, received_ms=now, source="dashboard"))
+            finish=lambda _, event: stored(event, received_ms=now, source="dashboard", env_id=env_id))
         if error is not None:
             raise OperationError(error + ("; no event was stored" if accepted else ""))
         if accepted:

@@ -14,12 +14,12 @@ from starlette.responses import Response
 
 from pyngest.protocol.durations import iso_ms
 from pyngest.server.api.common import api_error, bearer_ok, json_response, unauthorized
+from pyngest.server.api.envs import request_env
 from pyngest.server.api.limits import DEFAULT_MAX_BODY_BYTES, request_body
 from pyngest.server.api.manage import NotFound, OperationError, Operations
+from pyngest.server.environments import EnvError
 from pyngest.server.service import Service
 from pyngest.server.store.base import AppRecord
-
-ENV_ID = "00000000-0000-4000-b000-000000000000"
 
 
 def app_json(app: AppRecord, service: Service) -> dict[str, Any]:
@@ -53,15 +53,18 @@ class ManageREST:
         if not isinstance(body, dict) and not (isinstance(body, list) and request.url.path == "/v1/events"):
             return api_error("the body must be a JSON object", 400)
         try:
+            request.state.env = await request_env(request, self.s)
             data, status = await handler(request, body)
         except OperationError as exc:
             return api_error(str(exc), 404 if isinstance(exc, NotFound) else 400)
+        except EnvError as exc:
+            return api_error(exc.message, exc.status)
         return json_response({"data": data, "metadata": self._meta()}, status)
 
     # -- apps
     async def list_apps(self, request: Request) -> Response:
         async def h(req: Request, body: Any) -> tuple[Any, int]:
-            apps = sorted(self.s.registry.apps.values(), key=lambda a: a.name)
+            apps = sorted(self.s.registry.apps_of(req.state.env), key=lambda a: a.name)
             return [app_json(a, self.s) for a in apps], 200
         return await self._call(request, h)
 
@@ -88,14 +91,14 @@ class ManageREST:
     # -- functions
     async def list_functions(self, request: Request) -> Response:
         async def h(req: Request, body: Any) -> tuple[Any, int]:
-            fns = sorted(self.s.registry.functions.values(), key=lambda f: f.slug)
+            fns = sorted(self.s.registry.functions_of(req.state.env), key=lambda f: f.slug)
             return [{"id": f.id, "slug": f.slug, "name": f.name, "app_id": f.app_id, "paused": f.paused,
                      "config": f.config} for f in fns], 200
         return await self._call(request, h)
 
     async def invoke(self, request: Request) -> Response:
         async def h(req: Request, body: dict[str, Any]) -> tuple[Any, int]:
-            fn = self.ops.function(req.path_params["function_id"])
+            fn = self.ops.function(req.path_params["function_id"], req.state.env)
             event_id = await self.ops.invoke(fn, body.get("data"), body.get("user"))
             return {"event_id": event_id}, 200
         return await self._call(request, h)
@@ -103,5 +106,5 @@ class ManageREST:
     async def send_events(self, request: Request) -> Response:
         async def h(req: Request, body: Any) -> tuple[Any, int]:
             items = body if isinstance(body, list) else [body]
-            return {"ids": await self.ops.send_events(items)}, 200
+            return {"ids": await self.ops.send_events(items, req.state.env)}, 200
         return await self._call(request, h)

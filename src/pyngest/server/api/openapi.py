@@ -47,6 +47,20 @@ SCHEMAS: dict[str, Any] = {
         "until": _TIME, "statuses": {"type": "array", "items": _STATUS}, "total": {"type": "integer"},
         "scheduled": {"type": "integer"}, "status": _OP_STATUS, "created_at": _TIME,
         "finished_at": {"type": ["string", "null"]}}},
+    "Environment": {"type": "object", "required": ["id", "name", "type"], "properties": {
+        "id": _ID, "name": {"type": "string"}, "type": {"type": "string", "enum": ["production", "custom", "branch"]},
+        "parent_id": {"type": ["string", "null"]}, "archived": {"type": "boolean"},
+        "archived_at": {"type": ["string", "null"]}, "created_at": _TIME,
+        "signing_key": {"type": "string", "description": "only when created"}}},
+    "EventKey": {"type": "object", "required": ["id", "name", "hint"], "properties": {
+        "id": _ID, "environment_id": _ID, "name": {"type": "string"}, "hint": {"type": "string"},
+        "key": {"type": "string", "description": "only when created or rotated: only its hash is kept"},
+        "filter": {"type": ["object", "null"], "description": "{events: {mode: allow|deny, names: [...]}, "
+                                                              "ips: {mode: allow|deny, ranges: [CIDR...]}}"},
+        "created_at": _TIME}},
+    "SigningKey": {"type": "object", "required": ["id", "state", "key"], "properties": {
+        "id": _ID, "environment_id": _ID, "state": {"type": "string", "enum": ["active", "next", "previous"]},
+        "key": {"type": "string"}, "created_at": _TIME}},
     **WEBHOOK_SCHEMAS,
 }
 
@@ -129,8 +143,38 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any], li
      ["function_id", "app_id"]),
     ("get", "/v1/replays/{op_id}", "Replays", "A replay and its progress", None, _ref("Replay"), []),
     ("delete", "/v1/replays/{op_id}", "Replays", "Stop a replay", None, _ref("Replay"), []),
+    ("get", "/v1/envs", "Environments", "Environments (a signing key sees its own and its branches)", None,
+     {"type": "array", "items": _ref("Environment")}, []),
+    ("post", "/v1/envs", "Environments", "Create a custom environment and its first signing key",
+     _obj(name={"type": "string"}), _ref("Environment"), []),
+    ("post", "/v1/envs/{env_id}/archive", "Environments", "Archive an environment: its events are refused",
+     None, _ref("Environment"), []),
+    ("post", "/v1/envs/{env_id}/unarchive", "Environments", "Unarchive an environment", None,
+     _ref("Environment"), []),
+    ("get", "/v1/keys/event", "Event keys", "The environment's event keys (never the keys themselves)", None,
+     {"type": "array", "items": _ref("EventKey")}, []),
+    ("post", "/v1/keys/event", "Event keys", "Create an event key, with an optional filter",
+     _obj(name={"type": "string"}, filter={"type": ["object", "null"]}), _ref("EventKey"), []),
+    ("patch", "/v1/keys/event/{key_id}", "Event keys", "Rename an event key or change its filter",
+     _obj(name={"type": "string"}, filter={"type": ["object", "null"]}), _ref("EventKey"), []),
+    ("delete", "/v1/keys/event/{key_id}", "Event keys", "Delete an event key", None, _obj(deleted=_ID), []),
+    ("post", "/v1/keys/event/{key_id}/rotate", "Event keys",
+     "Replace an event key's secret (same name and filter); the old one stops working", None,
+     _ref("EventKey"), []),
+    ("get", "/v1/keys/signing", "Signing keys", "The environment's signing keys", None,
+     {"type": "array", "items": _ref("SigningKey")}, []),
+    ("post", "/v1/keys/signing", "Signing keys",
+     "Create a new signing key (state next: accepted, not yet signing; the first one is active)", None,
+     _ref("SigningKey"), []),
+    ("post", "/v1/keys/signing/rotate", "Signing keys",
+     "Sign with the new key; the old one stays accepted (previous) until it is deleted", None,
+     _ref("SigningKey"), []),
+    ("delete", "/v1/keys/signing/{key_id}", "Signing keys", "Retire a signing key that is not active", None,
+     _obj(deleted=_ID), []),
     *WEBHOOK_ROUTES,
 ]
+# POSTs that create what they return (201)
+_CREATES = {("post", "/v1/envs"), ("post", "/v1/keys/event"), ("post", "/v1/keys/signing")}
 
 def _error(description: str, schema: str = "Error") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref(schema)}}}
@@ -155,14 +199,17 @@ OTHER_PATHS: dict[str, Any] = {
     "/e/{key}": {"post": {
         "tags": ["Events"], "summary": "The Event API: send one event or an array of events with an event key",
         "description": "Events are taken in order up to the first invalid one; a 400 lists the ids of those "
-                       "stored before it. Limits: docs/security.md.",
+                       "stored before it. Limits: docs/security.md. `x-inngest-env` (a header or a query "
+                       "parameter) sends to a branch environment, created if new (docs/environments.md).",
         "security": [],
         "parameters": [{"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}],
         "requestBody": _body({"oneOf": [{"type": "object"}, {"type": "array", "items": {"type": "object"}}]}),
         "responses": {
             "200": {"description": "Stored", "content": {"application/json": {"schema": _ref("EventIds")}}},
             "400": _error("An invalid event (the events before it were stored) or not events at all", "EventIds"),
-            "401": _error("Event key not found (start mode)"),
+            "401": _error("Event key not found (start mode), or its environment is archived"),
+            "403": _error("The event key's filter refuses the sender's address or an event's name; "
+                          "nothing was stored", "EventIds"),
             "413": _error("The body is over the request size limit; nothing was stored", "EventIds"),
             "503": _error("Nothing was stored: no event key configured (start mode), or the database is "
                           "unavailable")}}},
@@ -194,7 +241,7 @@ _NAMES_A_FUNCTION = {("post", "/v1/cancellations"), ("get", "/v1/cancellations")
 def document(version: str) -> dict[str, Any]:
     paths: dict[str, Any] = {}
     for method, path, tag, summary, body, data, query in ROUTES:
-        created = method == "post" and tag in ("Cancellations", "Replays")
+        created = (method == "post" and tag in ("Cancellations", "Replays")) or (method, path) in _CREATES
         # the cancellation guide shows the created cancellation as the body itself
         flat = (method, path) == ("post", "/v1/cancellations")
         op: dict[str, Any] = {
@@ -209,6 +256,9 @@ def document(version: str) -> dict[str, Any]:
         responses = op["responses"]
         if "{" in path or (method, path) in _NAMES_A_FUNCTION:
             responses["404"] = _error("Not found")
+        if tag in ("Environments", "Event keys", "Signing keys"):
+            responses["409"] = _error("In conflict with the keys' state (the message says what to do first), "
+                                      "or the name is taken")
         if tag == "Apps" and method in ("post", "patch"):
             # the app did not answer the sync: the body is the usual one, its error says why
             responses["502"] = {"description": "The app could not be synced (`error`/`sync_error` says why)",
@@ -226,7 +276,9 @@ def document(version: str) -> dict[str, Any]:
         "openapi": "3.1.0",
         "info": {"title": "pyngest API", "version": version,
                  "description": "REST API of a pyngest server. In `start` mode send "
-                                "`Authorization: Bearer <signing key>` (or use a dashboard session)."},
+                                "`Authorization: Bearer <signing key>` (or use a dashboard session): the key "
+                                "selects its environment, and `x-inngest-env` one of its branches "
+                                "(docs/environments.md)."},
         "paths": paths,
         "components": {"schemas": SCHEMAS, "securitySchemes": {
             "signingKey": {"type": "http", "scheme": "bearer", "description": "the server's signing key"}}},

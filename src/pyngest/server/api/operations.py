@@ -9,9 +9,13 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from pyngest.protocol.durations import iso_ms, parse_time_ms
+from pyngest.protocol.ids import is_ulid
 from pyngest.server.api.common import api_error, bearer_ok, json_response, unauthorized
+from pyngest.server.api.envs import request_env
 from pyngest.server.api.manage import OperationError as ManageError
 from pyngest.server.api.manage import Operations
+from pyngest.server.environments import EnvError
+from pyngest.server.model import DEFAULT_ENV
 from pyngest.server.operations import OperationError, as_json, status_name
 from pyngest.server.registry import Function
 from pyngest.server.service import Service
@@ -33,17 +37,34 @@ class OperationsAPI:
     def _meta(self) -> dict[str, Any]:
         return {"fetched_at": iso_ms(self.service.clock.now_ms()), "cached_until": None}
 
-    def _function(self, ident: str, app: str | None = None) -> Function | None:
-        """A function by UUID, full slug, or (with its app's name) its id within the app."""
-        reg = self.service.registry
-        fn = reg.find_function(ident)
+    def _function(self, request: Request, ident: str, app: str | None = None) -> Function | None:
+        """A function of the request's environment by UUID, full slug, or (with its app's name) its
+        id within the app."""
+        reg, env = self.service.registry, request.state.env
+        fn = reg.find_function(ident, env)
         if fn is None and app:
-            fn = reg.find_function(f"{app}-{ident}")
+            fn = reg.find_function(f"{app}-{ident}", env)
         return fn
 
-    async def _body(self, request: Request) -> dict[str, Any] | Response:
+    async def _authed(self, request: Request) -> Response | None:
+        """The refusal, or None with the request's environment in ``request.state.env``."""
         if not bearer_ok(request, self.service.config):
             return unauthorized()
+        try:
+            request.state.env = await request_env(request, self.service)
+        except EnvError as exc:
+            return api_error(exc.message, exc.status)
+        return None
+
+    async def _op(self, request: Request) -> OperationRecord | None:
+        """The operation the path names, if it is of a function of the request's environment."""
+        op = await self.service.store.get_operation(request.path_params["op_id"])
+        fn = self.service.registry.functions.get(op.fn_id) if op is not None else None
+        return op if op is not None and (fn.env_id if fn else DEFAULT_ENV) == request.state.env else None
+
+    async def _body(self, request: Request) -> dict[str, Any] | Response:
+        if (denied := await self._authed(request)) is not None:
+            return denied
         raw = await request.body()
         if not raw.strip():
             return {}
@@ -61,7 +82,7 @@ class OperationsAPI:
         body = await self._body(request)
         if isinstance(body, Response):
             return body
-        fn = self._function(request.path_params["function_id"])
+        fn = self._function(request, request.path_params["function_id"])
         if fn is None:
             return api_error(f"function {request.path_params['function_id']} not found", 404)
         op = await self.service.operations.pause_function(fn, cancel_running=bool(body.get("cancel_running")))
@@ -72,7 +93,7 @@ class OperationsAPI:
         body = await self._body(request)
         if isinstance(body, Response):
             return body
-        fn = self._function(request.path_params["function_id"])
+        fn = self._function(request, request.path_params["function_id"])
         if fn is None:
             return api_error(f"function {request.path_params['function_id']} not found", 404)
         await self.service.operations.resume_function(fn)
@@ -88,7 +109,7 @@ class OperationsAPI:
         if not isinstance(fn_ident, str) or not fn_ident:
             return api_error("function_id is required (the function's id, as in your code)", 400)
         app_name = body.get("app_id") if isinstance(body.get("app_id"), str) else None
-        fn = self._function(fn_ident, app_name)
+        fn = self._function(request, fn_ident, app_name)
         if fn is None:
             return api_error(f"function {fn_ident!r} of app {app_name!r} not found", 404)
         app = self.service.registry.apps.get(fn.app_id)
@@ -117,27 +138,31 @@ class OperationsAPI:
         return json_response(out, 201)
 
     async def list_operations(self, request: Request) -> Response:
-        if not bearer_ok(request, self.service.config):
-            return unauthorized()
+        if (denied := await self._authed(request)) is not None:
+            return denied
         kind = "cancellation" if request.url.path.startswith("/v1/cancellations") else "replay"
         ident = request.query_params.get("function_id")
-        fn = self._function(ident, request.query_params.get("app_id")) if ident else None
+        fn = self._function(request, ident, request.query_params.get("app_id")) if ident else None
         if ident and fn is None:
             return api_error(f"function {ident!r} not found", 404)
         ops = await self.service.store.list_operations(fn.id if fn else None, kind, 100)
+        env_fns = {f.id for f in self.service.registry.functions_of(request.state.env)}
+        ops = [o for o in ops if o.fn_id in env_fns]
         return json_response({"data": [self._json(o) for o in ops], "metadata": self._meta()})
 
     async def get_operation(self, request: Request) -> Response:
-        if not bearer_ok(request, self.service.config):
-            return unauthorized()
-        op = await self.service.store.get_operation(request.path_params["op_id"])
+        if (denied := await self._authed(request)) is not None:
+            return denied
+        op = await self._op(request)
         if op is None:
             return api_error(f"{request.path_params['op_id']} not found", 404)
         return json_response({"data": self._json(op), "metadata": self._meta()})
 
     async def stop_operation(self, request: Request) -> Response:
-        if not bearer_ok(request, self.service.config):
-            return unauthorized()
+        if (denied := await self._authed(request)) is not None:
+            return denied
+        if await self._op(request) is None:
+            return api_error(f"{request.path_params['op_id']} not found", 404)
         op = await self.service.operations.stop(request.path_params["op_id"])
         if op is None:
             return api_error(f"{request.path_params['op_id']} not found", 404)
@@ -149,7 +174,7 @@ class OperationsAPI:
         body = await self._body(request)
         if isinstance(body, Response):
             return body
-        fn = self._function(str(body.get("function_id") or ""), body.get("app_id") if isinstance(body.get("app_id"), str) else None)
+        fn = self._function(request, str(body.get("function_id") or ""), body.get("app_id") if isinstance(body.get("app_id"), str) else None)
         if fn is None:
             return api_error(f"function {body.get('function_id')!r} not found", 404)
         start = parse_time_ms(str(body.get("from") or ""))
@@ -168,8 +193,12 @@ class OperationsAPI:
         return json_response({"data": self._json(op), "metadata": self._meta()}, 201)
 
     async def rerun(self, request: Request) -> Response:
-        if not bearer_ok(request, self.service.config):
-            return unauthorized()
+        if (denied := await self._authed(request)) is not None:
+            return denied
+        run = await self.service.store.load_run(request.path_params["run_id"]) \
+            if is_ulid(request.path_params["run_id"]) else None
+        if run is not None and run.env_id != request.state.env:
+            return api_error(f"run {request.path_params['run_id']} not found", 404)
         try:
             run_id = await self.manage.rerun(request.path_params["run_id"])
         except (OperationError, ManageError) as exc:

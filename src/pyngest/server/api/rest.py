@@ -12,6 +12,8 @@ from pyngest.protocol.durations import iso_ms
 from pyngest.protocol.ids import is_ulid
 from pyngest.protocol.sync import app_url_problem
 from pyngest.server.api.common import api_error, bearer_ok, json_response, unauthorized
+from pyngest.server.api.envs import request_env
+from pyngest.server.environments import EnvError
 from pyngest.server.model import Run, StoredEvent
 from pyngest.server.service import Service
 from pyngest.server.store.base import RunQuery
@@ -27,7 +29,7 @@ def run_json(run: Run, service: Service) -> dict[str, Any]:
         "function_id": run.fn_id,
         "function_slug": fn.slug if fn else run.attrs.get("fn_slug"),
         "function_version": run.fn_version,
-        "environment_id": "00000000-0000-4000-b000-000000000000",
+        "environment_id": run.env_id,
         "event_id": run.event_ids[0] if run.event_ids else None,
         "status": run.status.value,
         "queued_at": iso_ms(run.queued_ms),
@@ -60,33 +62,42 @@ class RestAPI:
     def _auth(self, request: Request) -> Response | None:
         return None if bearer_ok(request, self.service.config) else unauthorized()
 
-    async def list_events(self, request: Request) -> Response:
+    async def _env(self, request: Request) -> str | Response:
+        """The environment the caller's key (or x-inngest-env) selects, or the refusal."""
         if (denied := self._auth(request)) is not None:
             return denied
+        try:
+            return await request_env(request, self.service)
+        except EnvError as exc:
+            return api_error(exc.message, exc.status)
+
+    async def list_events(self, request: Request) -> Response:
+        if isinstance(env := await self._env(request), Response):
+            return env
         q = request.query_params
         try:
             limit = min(int(q.get("limit", "50")), MAX_LIMIT)
             before = int(q["cursor"]) if q.get("cursor") else None
         except ValueError:
             return api_error("limit and cursor must be integers", 400)
-        events = await self.service.store.list_events(q.get("name") or None, limit, before)
+        events = await self.service.store.list_events(q.get("name") or None, limit, before, env_id=env)
         body: dict[str, Any] = {"data": [event_json(e) for e in events], "metadata": self._meta()}
         if len(events) == limit and events:
             body["cursor"] = str(events[-1].seq)
         return json_response(body)
 
     async def get_event(self, request: Request) -> Response:
-        if (denied := self._auth(request)) is not None:
-            return denied
+        if isinstance(env := await self._env(request), Response):
+            return env
         ev = await self.service.store.get_event(request.path_params["event_id"])
-        if ev is None:
+        if ev is None or ev.env_id != env:
             return api_error(f"event {request.path_params['event_id']} not found", 404)
         return json_response({"data": event_json(ev), "metadata": self._meta()})
 
     async def event_runs(self, request: Request) -> Response:
-        if (denied := self._auth(request)) is not None:
-            return denied
-        runs = await self.service.store.runs_for_event(request.path_params["event_id"])
+        if isinstance(env := await self._env(request), Response):
+            return env
+        runs = [r for r in await self.service.store.runs_for_event(request.path_params["event_id"]) if r.env_id == env]
         return json_response({"data": [run_json(r, self.service) for r in runs], "metadata": self._meta()})
 
     async def event_skips(self, request: Request) -> Response:
@@ -102,23 +113,23 @@ class RestAPI:
         return json_response({"data": out, "metadata": self._meta()})
 
     async def get_run(self, request: Request) -> Response:
-        if (denied := self._auth(request)) is not None:
-            return denied
+        if isinstance(env := await self._env(request), Response):
+            return env
         if (bad := _bad_run_id(request.path_params["run_id"])) is not None:
             return bad
         run = await self.service.store.load_run(request.path_params["run_id"])
-        if run is None:
+        if run is None or run.env_id != env:
             return api_error(f"run {request.path_params['run_id']} not found", 404)
         return json_response({"data": run_json(run, self.service), "metadata": self._meta()})
 
     async def cancel_run(self, request: Request) -> Response:
-        if (denied := self._auth(request)) is not None:
-            return denied
+        if isinstance(env := await self._env(request), Response):
+            return env
         run_id = request.path_params["run_id"]
         if (bad := _bad_run_id(run_id)) is not None:
             return bad
         run = await self.service.store.load_run(run_id)
-        if run is None:
+        if run is None or run.env_id != env:
             return api_error(f"run {run_id} not found", 404)
         await self.service.executor.control.request_cancel(run_id, "cancelled through the API")
         run = await self.service.store.load_run(run_id)
@@ -128,8 +139,8 @@ class RestAPI:
         return json_response({"data": run_json(run, self.service), "metadata": self._meta()})
 
     async def list_runs(self, request: Request) -> Response:
-        if (denied := self._auth(request)) is not None:
-            return denied
+        if isinstance(env := await self._env(request), Response):
+            return env
         q = request.query_params
         try:
             limit = min(int(q.get("limit", "50")), MAX_LIMIT)
@@ -140,6 +151,7 @@ class RestAPI:
             statuses=q.getlist("status") or None,
             before_id=q.get("cursor") or None,
             limit=limit,
+            env_id=env,
         )
         runs = await self.service.store.list_runs(query)
         body: dict[str, Any] = {"data": [run_json(r, self.service) for r in runs], "metadata": self._meta()}
@@ -148,10 +160,10 @@ class RestAPI:
         return json_response(body)
 
     async def app_functions(self, request: Request) -> Response:
-        if (denied := self._auth(request)) is not None:
-            return denied
+        if isinstance(env := await self._env(request), Response):
+            return env
         reg = self.service.registry
-        app = reg.app_by_name(request.path_params["app_name"])
+        app = reg.app_by_name(request.path_params["app_name"], env)
         if app is None:
             return api_error(f"app {request.path_params['app_name']} not found", 404)
         fns = [f for f in reg.functions.values() if f.app_id == app.id]

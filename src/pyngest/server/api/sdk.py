@@ -23,6 +23,8 @@ from pyngest.server.api.common import (
     public_error,
     unauthorized,
 )
+from pyngest.server.api.envs import reaches, request_env
+from pyngest.server.environments import EnvError
 from pyngest.server.model import Batch
 from pyngest.server.registry import RegistrationError
 from pyngest.server.service import Service
@@ -64,7 +66,8 @@ class SdkAPI:
         })
 
     async def register(self, request: Request) -> Response:
-        if self.config.signing_key and not bearer_ok(request, self.config):
+        keyed = self.config.signing_key or self.service.registry.envs.any_signing_key()
+        if keyed and not bearer_ok(request, self.config):
             return unauthorized()
         expected = request.headers.get(H.EXPECTED_SERVER_KIND)
         if expected and expected != self.config.server_kind:
@@ -74,7 +77,13 @@ class SdkAPI:
         except orjson.JSONDecodeError as exc:
             return public_error(f"Invalid request: the body is not JSON: {exc}", 400)
         try:
-            outcome = await self.service.registry.register(body, deploy_id=request.query_params.get("deployId"))
+            # the signing key names the environment; x-inngest-env a branch of it (made if new)
+            env_id = await request_env(request, self.service, create=True)
+        except EnvError as exc:
+            return public_error(exc.message, exc.status)
+        try:
+            outcome = await self.service.registry.register(body, deploy_id=request.query_params.get("deployId"),
+                                                           env_id=env_id)
         except RegistrationError as exc:
             url = body.get("url") if isinstance(body, dict) else None
             if isinstance(url, str) and url and app_url_problem(url) is None:
@@ -107,7 +116,7 @@ class SdkAPI:
         if not is_ulid(run_id):
             return public_error(f"invalid run id: {run_id}", 400)
         run = await self.service.state.runs.get(run_id)
-        if run is None:
+        if run is None or not reaches(request, self.service)(run.env_id):
             return public_error(f"runtime state is no longer available for runID: {run_id}", 410)
         return run
 
@@ -163,7 +172,7 @@ class SdkAPI:
             )
         async with x.state.runs.lock(run_id):
             run = await x.state.runs.get(run_id)
-            if run is None:
+            if run is None or not reaches(request, self.service)(run.env_id):
                 return public_error(f"run {run_id} not found", 404)
             if run.ended:
                 return public_error(f"run {run_id} has already ended", 400)
@@ -204,7 +213,7 @@ class SdkAPI:
         if nested_deeper_than(body.get("data"), MAX_EVENT_DEPTH):
             return api_error(f"the signal's data nests JSON objects and arrays more than {MAX_EVENT_DEPTH} levels deep", 400)
         value = jcs.dumps({"data": {"signal": name, "data": body.get("data")}})
-        run_id = await self.service.executor.control.signal(name, value)
+        run_id = await self.service.executor.control.signal(name, value, reaches(request, self.service))
         if run_id is None:
             return api_error(f"no run is waiting for signal {name!r}", 404)
         return json_response({"data": {"run_id": run_id}, "metadata": _metadata(self.service)})

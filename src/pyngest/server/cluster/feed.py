@@ -107,7 +107,7 @@ class EventFeed:
             # settled point, and whether any event after the cursor is not settled yet.
             rows = await self.store.fetch(
                 "SELECT b.version, b.unsettled, e.xid, e.seq, e.internal_id, e.name, e.event_id, e.ts, "
-                "e.received_ms, e.source, e.body, e.started FROM (SELECT s.settled, "
+                "e.received_ms, e.source, e.body, e.started, e.env_id FROM (SELECT s.settled, "
                 "(SELECT value::bigint FROM meta WHERE key = 'registry_version') AS version, "
                 "EXISTS (SELECT 1 FROM events WHERE xid >= s.settled AND (xid, seq) > ($1, $2)) AS unsettled "
                 "FROM (SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS settled) AS s) AS b "
@@ -126,7 +126,8 @@ class EventFeed:
             await self._wait_for_pauses()
             events = [StoredEvent(internal_id=r["internal_id"], name=r["name"], event_id=r["event_id"], ts=r["ts"],
                                   received_ms=r["received_ms"], body=r["body"], source=r["source"],
-                                  seq=r["seq"], log=(r["xid"], r["seq"]), started=r["started"]) for r in rows]
+                                  seq=r["seq"], log=(r["xid"], r["seq"]), started=r["started"],
+                                  env_id=r["env_id"]) for r in rows]
             end = (rows[-1]["xid"], rows[-1]["seq"])
             self._round_shards = [s for s in owned if cursors.get(s, (0, 0)) < end]
             self._round_end = end

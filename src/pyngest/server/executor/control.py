@@ -4,6 +4,7 @@ out, a run is cancelled, a run timeout fires."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 import orjson
@@ -139,13 +140,16 @@ class RunControl:
                 x.state.runs.drop(run_id)
             return not result.void
 
-    async def signal(self, name: str, value: bytes) -> str | None:
-        """Resume the run waiting for signal ``name``; its run id, or None if none waits.
+    async def signal(self, name: str, value: bytes, reaches: Callable[[str], bool] = lambda env: True) -> str | None:
+        """Resume the run waiting for signal ``name``; its run id, or None if none waits (or the
+        run is of an environment the caller does not ``reach``).
 
         A pause of one of our shards is resumed here. One of another process's shards is claimed
         in the store and its owner gets a RESUME job with the value."""
         x = self.x
         pause = x.state.pauses.for_signal(name)
+        if pause is not None and not reaches(pause.env_id):
+            return None
         if pause is not None:
             run_id = await self.resume(pause.id, value, kind="StepSignalled")
             if run_id is not None or not x.state.shards.sharded:
@@ -154,7 +158,7 @@ class RunControl:
         elif not x.state.shards.sharded:
             return None
         pause = await x.state.store.pause_for_signal(name)
-        if pause is None:
+        if pause is None or not reaches(pause.env_id):
             return None
         data = pause.data or {}
         job = Job(id=f"{pause.run_id}:resume:{pause.step_id}", kind=JobKind.RESUME, due_ms=x.clock.now_ms(),

@@ -128,7 +128,7 @@ class Driver:
 
     async def execute(
         self, *, url: str, step_id: str, body: bytes, run_id: str, job_id: str,
-        request_version: int, generation: int = 0,
+        request_version: int, generation: int = 0, signing_key: str | None = None,
     ) -> DriverResponse:
         if self.connect is not None and url.startswith(CONNECT_URL_PREFIX):
             connected: DriverResponse = await self.connect.execute(
@@ -145,8 +145,9 @@ class Driver:
         }
         if generation:
             hdrs["x-inngest-generation-id"] = str(generation)
-        if self.signing_key:
-            hdrs["X-Inngest-Signature"] = signing.sign(body, self.signing_key, int(time.time()))
+        key = signing_key or self.signing_key  # the run's environment's key, or the server's
+        if key:
+            hdrs["X-Inngest-Signature"] = signing.sign(body, key, int(time.time()))
         started = self._now()
         target = with_step_id(url, step_id)
         try:

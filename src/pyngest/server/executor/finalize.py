@@ -101,6 +101,8 @@ def system_events(
         # id = the run id: one per run, so a retried finalization does not duplicate it
         name = FN_FAILED if status is RunStatus.FAILED else FN_CANCELLED
         out.append(_event(name, run.id, head + tail, meta_json, now_ms))
+    for ev in out:
+        ev.env_id = run.env_id  # a run's system events belong to its environment
     enqueue_events(batch, out, now_ms, listens)
 
 

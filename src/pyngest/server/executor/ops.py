@@ -243,7 +243,7 @@ class OpHandlers:
             id=f"{run.id}:{op_id}", run_id=run.id, step_id=op_id, kind=PauseKind.WAIT,
             expires_ms=expires, after_seq=self.x.state.last_event_seq, event_name=event_name,
             expression=expression or None, data={"name": name, "race": race},
-        )
+        ).in_env(run.env_id)
         self._add_pause(pause, batch, now, name, "StepWaiting", {"event": event_name, "if": expression,
                                                                  "expires_ms": expires})
 
@@ -269,7 +269,7 @@ class OpHandlers:
             id=f"{run.id}:{op_id}", run_id=run.id, step_id=op_id, kind=PauseKind.SIGNAL,
             expires_ms=expires, after_seq=self.x.state.last_event_seq, signal=signal,
             data={"name": name, "race": race},
-        )
+        ).in_env(run.env_id)
         self._add_pause(pause, batch, now, name, "StepWaitingForSignal", {"signal": signal, "expires_ms": expires})
         return False
 
@@ -280,7 +280,7 @@ class OpHandlers:
         if not isinstance(target, str) or not target:
             raise InvalidOp("an InvokeFunction op needs opts.function_id")
         expires = parse_expiry(opts.get("timeout"), now, DEFAULT_INVOKE_TIMEOUT_MS)
-        if self.x.registry.find_function(target) is None:
+        if self.x.registry.find_function(target, run.env_id) is None:
             return self._step_failed(run, 0, DriverResponse(status=206), op_id, name, {
                 "name": "Error", "message": f"could not find function with ID: {target}",
             }, batch)
@@ -301,9 +301,9 @@ class OpHandlers:
             expires_ms=expires, after_seq=self.x.state.last_event_seq, event_name=FN_FINISHED,
             expression=f"async.data.correlation_id == {orjson.dumps(corr).decode()}",
             data={"name": name, "race": race, "function_id": target},
-        )
+        ).in_env(run.env_id)
         self._add_pause(pause, batch, now, name, "StepInvoking", {"function_id": target, "expires_ms": expires})
-        enqueue_events(batch, [stored(event, received_ms=now)], now, self.x.state.listens)
+        enqueue_events(batch, [stored(event, received_ms=now, env_id=run.env_id)], now, self.x.state.listens)
         return False
 
     def _add_pause(self, pause: Pause, batch: Batch, now: int, name: str, kind: str,

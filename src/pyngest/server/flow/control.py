@@ -17,6 +17,7 @@ from pyngest.protocol.sync import PRIORITY_FACTOR_MAX
 from pyngest.server.exprs import compile_condition, evaluate
 from pyngest.server.flow.limits import clamp_priority, gcra_reserve, key_hash, sliding_window_allows
 from pyngest.server.model import (
+    DEFAULT_ENV,
     AddSkip,
     Batch,
     DeleteFlow,
@@ -232,6 +233,8 @@ class FlowControl:
             if c.get("key"):
                 kh = self._key(c["key"], event)
                 counter = f"c:{fn.id}:{kh}" if scope == "fn" else f"c:{scope}:{kh}"
+                if scope == "env" and fn.env_id != DEFAULT_ENV:  # an env limit is the environment's own
+                    counter = f"c:env:{fn.env_id}:{kh}"
                 part.append(counter)
             else:
                 counter = f"c:{fn.id}"

@@ -55,7 +55,10 @@ class IngestStarts:
         if not runner.shards.sharded and runner.state.pauses.listens(ev.name):
             return None  # a pause may take it: matched in order by the consumer
         data = event_dict(ev)
-        targets = runner.registry.triggered_by(data)
+        if runner.registry.envs.archived(ev.env_id):
+            targets = []  # an archived environment keeps its events but triggers nothing
+        else:
+            targets = runner.registry.triggered_by(data, ev.env_id)
         if not targets and runner.shards.sharded:
             return None  # nothing here now, but another process may have synced a function for it
         if not all(self._startable(fn) for fn in targets):

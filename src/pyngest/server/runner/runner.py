@@ -288,6 +288,8 @@ class Runner:
         position = ev.position
         now = self.clock.now_ms()
         for pause in list(self.state.pauses.matching(data, position[0])):
+            if pause.env_id != ev.env_id:
+                continue  # an event never resumes or cancels a run of another environment
             if not shards.active(shards.of_run(pause.run_id), position):
                 continue  # its shard has matched this event already (scale-out)
             if pause.expires_ms <= now:
@@ -309,10 +311,12 @@ class Runner:
     async def _start_runs(self, ev: StoredEvent, data: dict[str, Any], batch: Batch) -> None:
         if ev.name == FN_INVOKED:
             meta = (data.get("data") or {}).get(INTERNAL_DATA_KEY) or {}
-            fn = self.registry.find_function(str(meta.get("fn_id") or ""))
+            fn = self.registry.find_function(str(meta.get("fn_id") or ""), ev.env_id)
             targets = [fn] if fn is not None else []
+        elif self.registry.envs.archived(ev.env_id):
+            targets = []  # an archived environment keeps its events but triggers nothing
         else:
-            targets = self.registry.triggered_by(data)
+            targets = self.registry.triggered_by(data, ev.env_id)
         shards = self.shards
         for fn in targets:
             shard = shards.place(fn, data, ev.internal_id)
@@ -341,6 +345,7 @@ class Runner:
             fn_id=fn.id,
             app_id=fn.app_id,
             fn_version=fn.version,
+            env_id=fn.env_id,
             status=RunStatus.QUEUED,
             event_ids=[e.internal_id for e in events],
             events=[e.body for e in events],
@@ -392,7 +397,7 @@ class Runner:
                 id=f"{run.id}:cancel:{i}", run_id=run.id, step_id=f"cancel:{i}", kind=PauseKind.CANCEL,
                 expires_ms=expires, after_seq=after_seq, event_name=c["event"],
                 expression=expression or None,
-            )
+            ).in_env(run.env_id)
             run.may_have_pauses = True
             batch.add(AddPause(pause))
             batch.add(Enqueue(Job(
@@ -445,9 +450,9 @@ class Runner:
         now = self.clock.now_ms()
         stamp = rfc3339_s(scheduled)
         event = cron_event(expression, scheduled, job.due_ms)
-        ev = stored(event, received_ms=now, internal_id=new_ulid(now))
+        ev = stored(event, received_ms=now, internal_id=new_ulid(now), env_id=fn.env_id)
         batch.add(InsertEvents([ev]))
-        if not fn.paused:
+        if not fn.paused and not self.registry.envs.archived(fn.env_id):  # archived: ticks start nothing
             plan = RunPlan(start_at=now, idempotency=f"{fn.id}:{stamp}", shard=job.shard)
             self.schedule_run(fn, [ev], event, batch, plan=plan, cron_expr=expression)
         nxt = trig.schedule.next_after(max(scheduled, now))

@@ -13,7 +13,7 @@ import asyncio
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from pyngest.server.model import Batch, CommitResult, Job, Pause, Run, StoredEvent
+from pyngest.server.model import DEFAULT_ENV, Batch, CommitResult, Job, Pause, Run, StoredEvent
 
 
 @dataclass(slots=True)
@@ -29,6 +29,7 @@ class AppRecord:
     error: str | None = None
     created_ms: int = 0
     updated_ms: int = 0
+    env_id: str = DEFAULT_ENV
 
 
 @dataclass(slots=True)
@@ -43,6 +44,7 @@ class FunctionRecord:
     updated_ms: int = 0
     archived_ms: int | None = None
     paused_ms: int | None = None
+    env_id: str = DEFAULT_ENV
 
 
 @dataclass(slots=True)
@@ -139,6 +141,39 @@ class RunQuery:
     before_id: str | None = None  # cursor: runs with a smaller id
     limit: int = 50
     extra: dict[str, Any] = field(default_factory=dict)
+    env_id: str | None = None  # None: every environment's
+
+
+@dataclass(slots=True)
+class EnvRecord:
+    """An environment: production (the default one), custom, or a branch of another."""
+
+    id: str
+    name: str
+    kind: str  # production | custom | branch
+    parent_id: str = ""
+    archived_ms: int | None = None
+    created_ms: int = 0
+
+
+@dataclass(slots=True)
+class SigningKeyRecord:
+    id: str
+    env_id: str
+    key: str
+    state: str  # active | next | previous
+    created_ms: int = 0
+
+
+@dataclass(slots=True)
+class EventKeyRecord:
+    id: str
+    env_id: str
+    name: str
+    hash: str  # sha256 hex of the key; the key itself is not stored
+    hint: str
+    filter: dict[str, Any] | None = None
+    created_ms: int = 0
 
 
 @dataclass(slots=True)
@@ -211,6 +246,7 @@ class Store(Protocol):
     async def list_events(
         self, name: str | None, limit: int, before_seq: int | None = None,
         from_ms: int | None = None, until_ms: int | None = None, *, internal: bool = True,
+        env_id: str | None = None,
     ) -> list[StoredEvent]:
         """Newest first; ``internal=False`` leaves out the server's own ``inngest/`` events."""
         ...
@@ -276,6 +312,17 @@ class Store(Protocol):
     async def save_app_url(self, rec: AppUrlRecord) -> None: ...
     async def delete_app_url(self, url: str) -> None: ...
 
+    # -- environments and their keys (few rows: read whole, kept in memory by Environments)
+    async def list_envs(self) -> list[EnvRecord]: ...
+    async def save_env(self, env: EnvRecord) -> None: ...
+    async def list_signing_keys(self) -> list[SigningKeyRecord]: ...
+    async def save_signing_keys(self, keys: list[SigningKeyRecord]) -> None:
+        """Upsert several at once (a rotation changes two atomically)."""
+        ...
+    async def delete_signing_key(self, key_id: str) -> None: ...
+    async def list_event_keys(self) -> list[EventKeyRecord]: ...
+    async def save_event_key(self, key: EventKeyRecord) -> None: ...
+    async def delete_event_key(self, key_id: str) -> None: ...
     # -- dashboard sessions signed out before their expiry
     async def revoke_session(self, session_id: str, expires_ms: int, now_ms: int) -> None:
         """Remember a signed-out session until ``expires_ms`` (and forget those expired by now)."""
@@ -285,7 +332,7 @@ class Store(Protocol):
     # -- dashboard reads (aggregates over runs and events) and its operations' records
     async def count_runs(self, query: RunQuery, cap: int) -> int: ...
     async def count_events(self, names: list[str] | None, from_ms: int | None, until_ms: int | None, *,
-                           internal: bool, cap: int) -> int:
+                           internal: bool, cap: int, env_id: str | None = None) -> int:
         """How many events (up to ``cap``) ``list_events`` would list with these filters."""
         ...
     async def run_counts(self, from_ms: int, until_ms: int) -> list[tuple[str, str, int]]:
@@ -295,10 +342,11 @@ class Store(Protocol):
     async def step_series(self, query: RunQuery, bucket_ms: int, buckets: int) -> dict[str, list[int]]:
         """Step outcomes per bucket ("completed", "failed", "errored") of the matching runs."""
         ...
-    async def event_names(self, from_ms: int, until_ms: int) -> list[tuple[str, int, int]]:
+    async def event_names(self, from_ms: int, until_ms: int, env_id: str | None = None) -> list[tuple[str, int, int]]:
         """(name, count in the range, last received ms) of every event name ever stored."""
         ...
-    async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int) -> list[int]: ...
+    async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int,
+                           env_id: str | None = None) -> list[int]: ...
     async def event_names_by_id(self, internal_ids: list[str]) -> dict[str, str]: ...
     async def execute_jobs_by_function(self) -> dict[str, int]:
         """Stored EXECUTE jobs (scheduled or running SDK requests) per function id."""

@@ -15,7 +15,7 @@ from starlette.routing import Mount, Route
 from starlette.staticfiles import StaticFiles
 
 PAGES = ["/runs", "/runs/{rest:path}", "/functions", "/functions/{rest:path}", "/events",
-         "/events/{rest:path}", "/apps", "/webhooks"]
+         "/events/{rest:path}", "/apps", "/webhooks", "/environments", "/keys"]
 
 
 def _asset_version() -> str:

@@ -127,7 +127,10 @@ def _evaluate(engine_loop: Callable[[], asyncio.AbstractEventLoop], source: str,
         except JSParseException as exc:
             raise TransformError(f"the transform is not valid JavaScript: {_js_message(exc)}") from exc
         except JSEvalException as exc:
-            if mr.was_hard_memory_limit_reached():
+            # Typed arrays live outside V8's heap: when the heap limit has already been passed,
+            # or the allocator refuses their backing store, V8 throws an ordinary RangeError
+            # rather than its out-of-memory error. Either way it is the memory limit.
+            if mr.was_hard_memory_limit_reached() or _ARRAY_BUFFER_REFUSED in str(exc):
                 raise TransformError(f"the transform used more than its memory limit of "
                                      f"{memory_bytes // (1024 * 1024)} MiB") from exc
             raise TransformError(f"the transform threw an error: {_js_message(exc)}") from exc
@@ -135,6 +138,9 @@ def _evaluate(engine_loop: Callable[[], asyncio.AbstractEventLoop], source: str,
             raise TransformError("the transform's result cannot be turned into JSON")
         parsed: dict[str, Any] = orjson.loads(out)
         return parsed
+
+
+_ARRAY_BUFFER_REFUSED = "Array buffer allocation failed"
 
 
 def _left(deadline: float) -> float:

@@ -10,6 +10,7 @@ import orjson
 
 from pyngest.protocol.durations import parse_time_ms
 from pyngest.protocol.events import is_internal
+from pyngest.server.api.envs import env_of
 from pyngest.server.api.manage import EventWindow, OperationError, Operations
 from pyngest.server.model import RunStatus
 from pyngest.server.store.base import HistoryRow, OperationRecord, RunQuery
@@ -166,7 +167,7 @@ class DashboardFields:
         counts: dict[str, dict[str, int]] = {}
         for fn_id, status, n in await self.s.store.run_counts(start, end):
             counts.setdefault(fn_id, {})[status] = n
-        return [stats(fn_id, counts.get(fn_id, {})) for fn_id in self.s.registry.functions]
+        return [stats(fn.id, counts.get(fn.id, {})) for fn in self.s.registry.functions_of(env_of(info))]
 
     async def q_function_metrics(self, info: Any, **args: Any) -> dict[str, Any]:
         buckets = max(1, min(int(args.get("buckets") or 48), MAX_BUCKETS))
@@ -174,9 +175,9 @@ class DashboardFields:
         bucket = max(1, -(-(end - start) // buckets))
         fn_ids = None
         if args.get("functionID"):
-            fn_ids = [self.ops.function(args["functionID"]).id]
+            fn_ids = [self.ops.function(args["functionID"], env_of(info)).id]
         query = RunQuery(fn_ids=fn_ids, app_ids=[args["appID"]] if args.get("appID") else None,
-                         from_ms=start, until_ms=start + bucket * buckets)
+                         from_ms=start, until_ms=start + bucket * buckets, env_id=env_of(info))
         series = await self.s.store.run_series(query, bucket, buckets)
         steps = await self.s.store.step_series(query, bucket, buckets)
         totals: dict[str, int] = {}
@@ -202,11 +203,11 @@ class DashboardFields:
         start, end = self._range(args["from"], args.get("until"))
         internal = bool(args.get("includeInternalEvents"))
         out = []
-        for name, volume, last in await self.s.store.event_names(start, end):
+        for name, volume, last in await self.s.store.event_names(start, end, env_of(info)):
             if is_internal(name) and not internal:
                 continue
-            fns = self.s.registry.triggered_by({"name": name, "data": {}})
-            fns += [f for f in self.s.registry.functions.values() if f not in fns and any(
+            fns = self.s.registry.triggered_by({"name": name, "data": {}}, env_of(info))
+            fns += [f for f in self.s.registry.functions_of(env_of(info)) if f not in fns and any(
                 t.event == name for t in f.event_triggers)]
             out.append({"name": name, "volume": volume, "lastReceivedAt": last,
                         "functions": [self.base.function(f) for f in fns]})
@@ -216,7 +217,7 @@ class DashboardFields:
         buckets = max(1, min(int(args.get("buckets") or 48), MAX_BUCKETS))
         start, end = self._range(args["from"], args.get("until"), buckets=buckets)
         bucket = max(1, -(-(end - start) // buckets))
-        counts = await self.s.store.event_series(args["name"], start, bucket, buckets)
+        counts = await self.s.store.event_series(args["name"], start, bucket, buckets, env_of(info))
         return {"from": start, "bucketMS": bucket, "counts": counts}
 
     async def q_events_v2(self, info: Any, first: int, filter: dict[str, Any], after: str | None = None  # noqa: A002
@@ -230,7 +231,8 @@ class DashboardFields:
             return await self._search_events(first, filter, after)
         events = []
         for name in names:
-            events += await self.s.store.list_events(name, first + 1, before, start, end, internal=internal)
+            events += await self.s.store.list_events(name, first + 1, before, start, end, internal=internal,
+                                                     env_id=env_of(info))
         events.sort(key=lambda e: -e.seq)
         more = len(events) > first
         events = events[:first]
@@ -241,7 +243,7 @@ class DashboardFields:
                          "endCursor": str(events[-1].seq) if events else None},
             # counted only when asked for: every event the filter matches, not the page
             "totalCount": lambda info, **_: self.s.store.count_events(
-                [n for n in names if n] or None, start, end, internal=internal, cap=MAX_COUNT),
+                [n for n in names if n] or None, start, end, internal=internal, cap=MAX_COUNT, env_id=env_of(info)),
         }
 
     async def _search_events(self, first: int, filter: dict[str, Any], after: str | None  # noqa: A002
@@ -262,21 +264,21 @@ class DashboardFields:
         }
 
     async def q_cancellations(self, info: Any, functionID: str | None = None) -> list[dict[str, Any]]:  # noqa: N803
-        fn_id = self.ops.function(functionID).id if functionID else None
+        fn_id = self.ops.function(functionID, env_of(info)).id if functionID else None
         return [cancellation(r) for r in await self.s.store.list_operations(fn_id, "cancellation", 100)]
 
     async def q_cancellation_count(self, info: Any, functionID: str, **args: Any) -> int:  # noqa: N803
-        fn = self.ops.function(functionID)
+        fn = self.ops.function(functionID, env_of(info))
         return await self.ops.count_cancellable(fn, ms(args.get("queuedAfter")), ms(args.get("queuedBefore")),
                                                 args.get("expression"))
 
     async def q_replays(self, info: Any, functionID: str | None = None) -> list[dict[str, Any]]:  # noqa: N803
-        fn_id = self.ops.function(functionID).id if functionID else None
+        fn_id = self.ops.function(functionID, env_of(info)).id if functionID else None
         return [replay(r) for r in await self.s.store.list_operations(fn_id, "replay", 100)]
 
     async def q_replay_count(self, info: Any, functionID: str, fromRange: Any, toRange: Any,  # noqa: N803
                              statuses: list[str]) -> int:
-        fn = self.ops.function(functionID)
+        fn = self.ops.function(functionID, env_of(info))
         start, end = self._range(fromRange, toRange)
         return await self.ops.count_replayable(fn, start, end, [FROM_NAME[s].value for s in statuses])
 
@@ -302,27 +304,27 @@ class DashboardFields:
         return await self.ops.rerun(runID)
 
     async def m_pause(self, info: Any, fnID: str, cancelRunning: bool = False) -> dict[str, Any]:  # noqa: N803
-        fn = self.ops.function(fnID)
+        fn = self.ops.function(fnID, env_of(info))
         await self.ops.pause(fn, cancel_running=bool(cancelRunning))
         return self.base.function(fn)
 
     async def m_unpause(self, info: Any, fnID: str) -> dict[str, Any]:  # noqa: N803
-        fn = self.ops.function(fnID)
+        fn = self.ops.function(fnID, env_of(info))
         await self.ops.resume(fn)
         return self.base.function(fn)
 
     async def m_cancellation(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
-        fn = self.ops.function(input["functionID"])
+        fn = self.ops.function(input["functionID"], env_of(info))
         rec = await self.ops.bulk_cancel(fn, input.get("name") or "", ms(input.get("queuedAfter")),
                                          ms(input.get("queuedBefore")), input.get("expression"))
         return cancellation(rec)
 
     async def m_replay(self, info: Any, input: dict[str, Any]) -> dict[str, Any]:  # noqa: A002
-        fn = self.ops.function(input["functionID"])
+        fn = self.ops.function(input["functionID"], env_of(info))
         start, end = self._range(input["fromRange"], input["toRange"])
         rec = await self.ops.replay(fn, input.get("name") or "", start, end,
                                     [FROM_NAME[s].value for s in input["statuses"]])
         return replay(rec)
 
     async def m_send_events(self, info: Any, events: list[Any]) -> list[str]:
-        return await self.ops.send_events(list(events))
+        return await self.ops.send_events(list(events), env_of(info))

@@ -25,7 +25,8 @@ from starlette.responses import Response
 
 from pyngest.protocol.durations import iso_ms
 from pyngest.protocol.ids import is_ulid
-from pyngest.server.api.common import bearer_ok, json_response, unauthorized
+from pyngest.server.api.common import BEARER_ENV, bearer_ok, json_response, unauthorized
+from pyngest.server.api.envs import env_of, request_env
 from pyngest.server.api.graphql.dashboard import (
     ATTEMPT_MARK,
     MAX_COUNT,
@@ -33,6 +34,7 @@ from pyngest.server.api.graphql.dashboard import (
     add_attempts,
     attempt_error,
 )
+from pyngest.server.api.graphql.envs import EnvFields
 from pyngest.server.api.graphql.limits import (
     MAX_QUERY_CHARS,
     QueryRefused,
@@ -43,6 +45,7 @@ from pyngest.server.api.graphql.limits import (
 from pyngest.server.api.graphql.webhooks import WebhookFields
 from pyngest.server.api.limits import BodyTooLarge, request_body
 from pyngest.server.api.manage import Operations
+from pyngest.server.environments import EnvError
 from pyngest.server.model import Run, RunStatus, StoredEvent
 from pyngest.server.registry import Function, normalize_url
 from pyngest.server.service import Service
@@ -79,6 +82,7 @@ class Resolvers:
         self.s = service
         self.ops = ops or Operations(service)
         self.dashboard = DashboardFields(self, self.ops)
+        self.envs = EnvFields(service)
         self.webhooks = WebhookFields(service)
 
     # ------------------------------------------------------------------------ objects
@@ -218,48 +222,53 @@ class Resolvers:
             "run": self.q_run, "runTraceSpanOutputByID": self.q_output, "runTrigger": self.q_trigger,
             "runTrace": self.q_trace,
             "cancelRun": self.m_cancel_run, "invokeFunction": self.m_invoke, "createApp": self.m_create_app,
-            "deleteAppByName": self.m_delete_app, **self.dashboard.root(), **self.webhooks.root(),
+            "deleteAppByName": self.m_delete_app, **self.dashboard.root(), **self.envs.root(),
+            **self.webhooks.root(),
         }
 
     def q_apps(self, info: Any, filter: dict[str, Any] | None = None) -> list[dict[str, Any]]:  # noqa: A002
         if filter and filter.get("method") == "CONNECT":
             return []
-        return [self.app(a) for a in sorted(self.s.registry.apps.values(), key=lambda a: a.name)]
+        return [self.app(a) for a in sorted(self.s.registry.apps_of(env_of(info)), key=lambda a: a.name)]
 
     def q_app(self, info: Any, id: str) -> dict[str, Any] | None:  # noqa: A002
         app = self.s.registry.apps.get(id)
-        return self.app(app) if app else None
+        return self.app(app) if app and app.env_id == env_of(info) else None
+
+    async def _event(self, info: Any, event_id: str) -> StoredEvent | None:
+        ev = await self.s.store.get_event(event_id)
+        return ev if ev is not None and ev.env_id == env_of(info) else None
 
     async def q_event(self, info: Any, query: dict[str, Any]) -> dict[str, Any] | None:
-        ev = await self.s.store.get_event(str(query["eventId"]))
+        ev = await self._event(info, str(query["eventId"]))
         return self.event(ev) if ev else None
 
     async def q_events(self, info: Any, query: dict[str, Any]) -> list[dict[str, Any]]:
         before = None
         if query.get("lastEventId"):
-            last = await self.s.store.get_event(str(query["lastEventId"]))
+            last = await self._event(info, str(query["lastEventId"]))
             before = last.seq if last else None
-        return [self.event(e) for e in await self.s.store.list_events(None, 50, before)]
+        return [self.event(e) for e in await self.s.store.list_events(None, 50, before, env_id=env_of(info))]
 
     async def q_event_v2(self, info: Any, id: str) -> dict[str, Any]:  # noqa: A002
-        ev = await self.s.store.get_event(id)
+        ev = await self._event(info, id)
         if ev is None:
             raise ValueError(f"event {id} not found")
         return self.event_v2(ev)
 
     def q_function_by_slug(self, info: Any, query: dict[str, Any]) -> dict[str, Any] | None:
-        fn = self.s.registry.by_slug.get(query["functionSlug"])
+        fn = self.s.registry.by_env_slug.get((env_of(info), query["functionSlug"]))
         return self.function(fn) if fn else None
 
     def q_functions(self, info: Any) -> list[dict[str, Any]]:
-        return [self.function(f) for f in sorted(self.s.registry.functions.values(), key=lambda f: f.slug)]
+        return [self.function(f) for f in sorted(self.s.registry.functions_of(env_of(info)), key=lambda f: f.slug)]
 
     async def q_function_run(self, info: Any, query: dict[str, Any]) -> dict[str, Any] | None:
-        run = await self._load(str(query["functionRunId"]))
+        run = await self._load(str(query["functionRunId"]), info)
         return self.run_v1(run) if run else None
 
     async def q_run(self, info: Any, runID: str) -> dict[str, Any] | None:  # noqa: N803
-        run = await self._load(runID)
+        run = await self._load(runID, info)
         if run is None:
             return None
         await self._name_events([run])
@@ -275,10 +284,11 @@ class Resolvers:
                 if name is not None:
                     r.attrs["event_name"] = name
 
-    async def _load(self, run_id: str) -> Run | None:
+    async def _load(self, run_id: str, info: Any) -> Run | None:
         if not is_ulid(run_id):
             return None
-        return await self.s.store.load_run(run_id)
+        run = await self.s.store.load_run(run_id)
+        return run if run is not None and run.env_id == env_of(info) else None
 
     async def q_runs(self, info: Any, first: int, orderBy: list[dict[str, Any]], filter: dict[str, Any],  # noqa: A002, N803
                      after: str | None = None, preview: bool | None = None) -> dict[str, Any]:
@@ -287,7 +297,7 @@ class Resolvers:
         query = RunQuery(
             fn_ids=filter.get("functionIDs") or None, app_ids=filter.get("appIDs") or None,
             statuses=statuses or None, from_ms=_ms(filter.get("from")), until_ms=_ms(filter.get("until")),
-            before_id=after, limit=min(first, 1000) + 1,
+            before_id=after, limit=min(first, 1000) + 1, env_id=env_of(info),
         )
         cursor: str | None = None
         if (filter.get("query") or "").strip():
@@ -319,7 +329,7 @@ class Resolvers:
                 raise ValueError(f"no output {outputID!r}")
             return {"data": None, "error": error, "input": None}
         run_id, step_id = parse_output_id(outputID)
-        run = await self._load(run_id)
+        run = await self._load(run_id, info)
         if run is None:
             raise ValueError(f"no output {outputID!r}")
         if step_id is None:
@@ -340,7 +350,7 @@ class Resolvers:
         return {"data": value.decode(), "error": None, "input": None}
 
     async def q_trigger(self, info: Any, runID: str) -> dict[str, Any]:  # noqa: N803
-        run = await self._load(runID)
+        run = await self._load(runID, info)
         if run is None:
             raise ValueError(f"run {runID} not found")
         first = orjson.loads(run.events[0]) if run.events else {}
@@ -351,7 +361,7 @@ class Resolvers:
         }
 
     async def q_trace(self, info: Any, runID: str) -> dict[str, Any]:  # noqa: N803
-        run = await self._load(runID)
+        run = await self._load(runID, info)
         if run is None:
             raise ValueError(f"run {runID} not found")
         return await self.trace(run)
@@ -359,15 +369,16 @@ class Resolvers:
     # ------------------------------------------------------------------------ mutations
 
     async def m_cancel_run(self, info: Any, runID: str) -> dict[str, Any]:  # noqa: N803
-        await self.s.executor.control.request_cancel(runID, "cancelled from the dashboard")
-        run = await self._load(runID)
-        if run is None:
+        if await self._load(runID, info) is None:
             raise ValueError(f"run {runID} not found")
+        await self.s.executor.control.request_cancel(runID, "cancelled from the dashboard")
+        run = await self._load(runID, info)
+        assert run is not None
         return self.run_v2(run)
 
     async def m_invoke(self, info: Any, functionSlug: str, data: Any = None, user: Any = None,  # noqa: N803
                        **_: Any) -> bool:
-        fn = self.s.registry.find_function(functionSlug)
+        fn = self.s.registry.find_function(functionSlug, env_of(info))
         if fn is None:
             raise ValueError(f"could not find function with ID: {functionSlug}")
         await self.ops.invoke(fn, data, user)
@@ -380,7 +391,7 @@ class Resolvers:
         return self.app(app)
 
     async def m_delete_app(self, info: Any, name: str) -> bool:
-        app = self.s.registry.app_by_name(name)
+        app = self.s.registry.app_by_name(name, env_of(info))
         if app is None:
             return False
         await self.s.syncer.remove(app.url)
@@ -442,7 +453,12 @@ class GraphQLEndpoint:
             document = [exc]
         if isinstance(document, list):
             return json_response({"data": None, "errors": [_formatted(e) for e in document]})
-        result = execute(self.schema, document, root_value=self.resolvers.root(),
+        try:
+            env_id = await request_env(request, self.service)
+        except EnvError as exc:
+            return _errors(exc.message, exc.status)
+        result = execute(self.schema, document, root_value=self.resolvers.root(), context_value={
+            "env": env_id, "bearer": request.scope.get(BEARER_ENV)},
                          variable_values=variables, operation_name=operation)
         if isawaitable(result):
             result = await result

@@ -160,7 +160,7 @@ BEGIN
                            SELECT 1 FROM events AS e
                            WHERE NOT e.started
                              AND e.event_id IN (SELECT x->>2 FROM jsonb_array_elements(v_op->'e') AS x
-                                                WHERE (x->>7)::boolean)
+                                                WHERE (x->>8)::boolean)
                              AND (e.xid, e.seq) > (SELECT cursor_xid, cursor_seq FROM shards
                                                    ORDER BY cursor_xid, cursor_seq LIMIT 1)) THEN
                         RAISE EXCEPTION 'runs cannot start with their events (registry version %, or an earlier event with the same id to match first)',
@@ -168,9 +168,10 @@ BEGIN
                     END IF;
                 END IF;
                 WITH ins AS (
-                    INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body, started)
+                    INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body, env_id, started)
                     SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[(e->>6)::integer],
-                           COALESCE((e->>7)::boolean, false)
+                           COALESCE(e->>7, '00000000-0000-4000-b000-000000000000'),  -- an op without one: the default environment
+                           COALESCE((e->>8)::boolean, false)
                     FROM jsonb_array_elements(v_op->'e') AS e
                     ON CONFLICT (internal_id) DO NOTHING
                     RETURNING internal_id, seq
@@ -207,13 +208,14 @@ BEGIN
                 v_f := v_op->'r';
                 INSERT INTO runs (id, shard, fn_id, app_id, fn_version, status, event_ids, batch_id, cron,
                                   original_run_id, queued_ms, started_ms, ended_ms, output, version,
-                                  force_step_plan, pending, state_bytes, attrs)
+                                  force_step_plan, pending, state_bytes, attrs, env_id)
                 VALUES (v_rid, (v_op->>'sh')::integer, v_f->>'fn_id', v_f->>'app_id', (v_f->>'fn_version')::integer,
                         v_f->>'status', v_f->'event_ids', v_f->>'batch_id', v_f->>'cron', v_f->>'original_run_id',
                         (v_f->>'queued_ms')::bigint, (v_f->>'started_ms')::bigint, (v_f->>'ended_ms')::bigint,
                         p_blobs[(v_f->>'output')::integer], (v_f->>'version')::integer,
                         (v_f->>'force_step_plan')::boolean, NULLIF(v_f->'pending', 'null'),
-                        (v_f->>'state_bytes')::bigint, NULLIF(v_f->'attrs', 'null'));
+                        (v_f->>'state_bytes')::bigint, NULLIF(v_f->'attrs', 'null'),
+                        COALESCE(v_f->>'env_id', '00000000-0000-4000-b000-000000000000'));
                 INSERT INTO run_events (event_internal_id, run_id)
                 SELECT e, v_rid FROM jsonb_array_elements_text(v_f->'event_ids') AS e
                 ON CONFLICT DO NOTHING;

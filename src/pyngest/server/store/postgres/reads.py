@@ -49,8 +49,8 @@ class PostgresDashboardReads:
         return int(rows[0][0])
 
     async def count_events(self, names: list[str] | None, from_ms: int | None, until_ms: int | None, *,
-                           internal: bool, cap: int) -> int:
-        where, args = event_where(names, from_ms, until_ms, internal=internal)
+                           internal: bool, cap: int, env_id: str | None = None) -> int:
+        where, args = event_where(names, from_ms, until_ms, internal=internal, env_id=env_id)
         rows = await self._q(f"SELECT COUNT(*) FROM (SELECT 1 FROM events{_where(where)} LIMIT ?) AS t", [*args, cap])
         return int(rows[0][0])
 
@@ -111,18 +111,19 @@ class PostgresDashboardReads:
                 out[STEP_KINDS[kind]][_bucket(b, buckets)] = n
         return out
 
-    async def event_names(self, from_ms: int, until_ms: int) -> list[tuple[str, int, int]]:
+    async def event_names(self, from_ms: int, until_ms: int, env_id: str | None = None) -> list[tuple[str, int, int]]:
+        where, args = event_where(None, None, None, env_id=env_id)
         rows = await self._q(
             "SELECT name, COUNT(*) FILTER (WHERE received_ms >= ? AND received_ms < ?), MAX(received_ms) "
-            "FROM events GROUP BY name ORDER BY name", [from_ms, until_ms])
+            f"FROM events{_where(where)} GROUP BY name ORDER BY name", [from_ms, until_ms, *args])
         return [(r[0], int(r[1] or 0), int(r[2])) for r in rows]
 
-    async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int) -> list[int]:
+    async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int,
+                           env_id: str | None = None) -> list[int]:
         out = [0] * buckets
-        for b, n in await self._q(
-            "SELECT (received_ms - ?) / ?, COUNT(*) FROM events WHERE name = ? AND received_ms >= ? "
-            "AND received_ms < ? GROUP BY 1", [from_ms, bucket_ms, name, from_ms, from_ms + bucket_ms * buckets + 1],
-        ):
+        where, args = event_where([name], from_ms, from_ms + bucket_ms * buckets + 1, env_id=env_id)
+        for b, n in await self._q(f"SELECT (received_ms - ?) / ?, COUNT(*) FROM events{_where(where)} GROUP BY 1",
+                                  [from_ms, bucket_ms, *args]):
             if 0 <= b <= buckets:
                 out[_bucket(b, buckets)] = n
         return out

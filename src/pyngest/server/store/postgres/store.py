@@ -63,6 +63,7 @@ from pyngest.server.store.base import (
     StoreUnavailable,
     SyncRecord,
 )
+from pyngest.server.store.postgres.envs import PostgresEnvTables
 from pyngest.server.store.postgres.migrate import DEFAULT_SHARDS, migrate
 from pyngest.server.store.postgres.reads import PostgresDashboardReads, placeholders, run_where
 from pyngest.server.store.postgres.webhooks import PostgresWebhooks
@@ -81,11 +82,11 @@ CLOSE_TIMEOUT_S = 5.0  # closing connections at shutdown, at most
 
 _RUN_COLUMNS = (
     "id, fn_id, app_id, fn_version, status, event_ids, batch_id, cron, original_run_id, "
-    "queued_ms, started_ms, ended_ms, output, version, force_step_plan, pending, state_bytes, attrs"
+    "queued_ms, started_ms, ended_ms, output, version, force_step_plan, pending, state_bytes, attrs, env_id"
 )
 _JOB_COLUMNS = "id, run_id, kind, due_ms, priority, step_id, attempt, payload, shard"
 _PAUSE_COLUMNS = "id, run_id, step_id, kind, event_name, expression, signal, after_seq, expires_ms, data"
-_EVENT_COLUMNS = "seq, internal_id, name, event_id, ts, received_ms, source, body"
+_EVENT_COLUMNS = "seq, internal_id, name, event_id, ts, received_ms, source, body, env_id"
 _JSON_RUN_FIELDS = {"event_ids", "pending", "attrs"}
 
 # Errors that mean "the database is not there (or cannot write) right now", not "this is wrong".
@@ -116,6 +117,7 @@ def run_from_row(row: asyncpg.Record) -> Run:
         queued_ms=row["queued_ms"], started_ms=row["started_ms"], ended_ms=row["ended_ms"],
         output=row["output"], version=row["version"], force_step_plan=row["force_step_plan"],
         pending=_loads(row["pending"]), state_bytes=row["state_bytes"], attrs=_loads(row["attrs"]) or {},
+        env_id=row["env_id"],
     )
 
 
@@ -133,7 +135,8 @@ def pause_from_row(row: asyncpg.Record) -> Pause:
 
 def event_from_row(row: asyncpg.Record) -> StoredEvent:
     return StoredEvent(seq=row["seq"], internal_id=row["internal_id"], name=row["name"], event_id=row["event_id"],
-                       ts=row["ts"], received_ms=row["received_ms"], source=row["source"], body=row["body"])
+                       ts=row["ts"], received_ms=row["received_ms"], source=row["source"], body=row["body"],
+                       env_id=row["env_id"])
 
 
 class _Pending:
@@ -151,7 +154,7 @@ async def _keep_session(conn: asyncpg.Connection) -> None:
     round trip per read for nothing (four per run with two processes, one run at a time)."""
 
 
-class PostgresStore(PostgresDashboardReads, PostgresWebhooks):
+class PostgresStore(PostgresDashboardReads, PostgresEnvTables, PostgresWebhooks):
     def __init__(self, dsn: str, clock: Clock, *, shards: int = DEFAULT_SHARDS, pool_size: int = 8) -> None:
         self.dsn = dsn
         self.clock = clock
@@ -394,7 +397,7 @@ class PostgresStore(PostgresDashboardReads, PostgresWebhooks):
                        "v": self._blob(blobs, op.data)}
             elif isinstance(op, InsertEvents):
                 enc = {"t": "ev", "e": [[e.internal_id, e.name, e.event_id, e.ts, e.received_ms, e.source,
-                                         self._blob(blobs, e.body), e.started] for e in op.events]}
+                                         self._blob(blobs, e.body), e.env_id, e.started] for e in op.events]}
                 if op.registry_version is not None:
                     enc["rv"] = op.registry_version
             elif isinstance(op, CreateRun):
@@ -406,7 +409,7 @@ class PostgresStore(PostgresDashboardReads, PostgresWebhooks):
                     "original_run_id": r.original_run_id, "queued_ms": r.queued_ms, "started_ms": r.started_ms,
                     "ended_ms": r.ended_ms, "output": self._blob(blobs, r.output), "version": r.version,
                     "force_step_plan": r.force_step_plan, "pending": r.pending, "state_bytes": r.state_bytes,
-                    "attrs": r.attrs or None}}
+                    "attrs": r.attrs or None, "env_id": r.env_id}}
             elif isinstance(op, AddPause):
                 p = op.pause
                 enc = {"t": "pause", "p": {"id": p.id, "step_id": p.step_id, "kind": p.kind.value,
@@ -557,8 +560,9 @@ class PostgresStore(PostgresDashboardReads, PostgresWebhooks):
     async def list_events(
         self, name: str | None, limit: int, before_seq: int | None = None,
         from_ms: int | None = None, until_ms: int | None = None, *, internal: bool = True,
+        env_id: str | None = None,
     ) -> list[StoredEvent]:
-        where, args = event_where([name] if name else None, from_ms, until_ms, internal=internal)
+        where, args = event_where([name] if name else None, from_ms, until_ms, internal=internal, env_id=env_id)
         if before_seq is not None:
             where.append("seq < ?")
             args.append(before_seq)
@@ -658,7 +662,7 @@ class PostgresStore(PostgresDashboardReads, PostgresWebhooks):
     async def list_apps(self) -> list[AppRecord]:
         rows = await self.fetch(
             "SELECT id, name, url, sdk_language, sdk_version, framework, app_version, checksum, error, "
-            "created_ms, updated_ms FROM apps ORDER BY name")
+            "created_ms, updated_ms, env_id FROM apps ORDER BY name")
         return [AppRecord(*r) for r in rows]
 
     async def save_app(self, app: AppRecord) -> None:
@@ -666,13 +670,13 @@ class PostgresStore(PostgresDashboardReads, PostgresWebhooks):
             async with conn.transaction():
                 await conn.execute(
                     "INSERT INTO apps (id, name, url, sdk_language, sdk_version, framework, app_version, checksum, "
-                    "error, created_ms, updated_ms) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) "
+                    "error, created_ms, updated_ms, env_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) "
                     "ON CONFLICT (id) DO UPDATE SET name = EXCLUDED.name, url = EXCLUDED.url, "
                     "sdk_language = EXCLUDED.sdk_language, sdk_version = EXCLUDED.sdk_version, "
                     "framework = EXCLUDED.framework, app_version = EXCLUDED.app_version, "
                     "checksum = EXCLUDED.checksum, error = EXCLUDED.error, updated_ms = EXCLUDED.updated_ms",
                     app.id, app.name, app.url, app.sdk_language, app.sdk_version, app.framework, app.app_version,
-                    app.checksum, app.error, app.created_ms, app.updated_ms)
+                    app.checksum, app.error, app.created_ms, app.updated_ms, app.env_id)
                 await conn.execute(self._BUMP)
 
         await self._read(w)
@@ -688,8 +692,8 @@ class PostgresStore(PostgresDashboardReads, PostgresWebhooks):
         await self._read(w)
 
     async def list_functions(self, include_archived: bool = False) -> list[FunctionRecord]:
-        sql = ("SELECT id, app_id, slug, name, config, version, created_ms, updated_ms, archived_ms, paused_ms "
-               "FROM functions")
+        sql = ("SELECT id, app_id, slug, name, config, version, created_ms, updated_ms, archived_ms, paused_ms, "
+               "env_id FROM functions")
         if not include_archived:
             sql += " WHERE archived_ms IS NULL"
         sql += " ORDER BY slug"
@@ -700,12 +704,13 @@ class PostgresStore(PostgresDashboardReads, PostgresWebhooks):
             async with conn.transaction():
                 await conn.executemany(
                     "INSERT INTO functions (id, app_id, slug, name, config, version, created_ms, updated_ms, "
-                    "archived_ms) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, NULL) ON CONFLICT (id) DO UPDATE "
+                    "archived_ms, env_id) VALUES ($1, $2, $3, $4, $5::jsonb, $6, $7, $8, NULL, $9) "
+                    "ON CONFLICT (id) DO UPDATE "
                     "SET app_id = EXCLUDED.app_id, slug = EXCLUDED.slug, name = EXCLUDED.name, "
                     "config = EXCLUDED.config, version = EXCLUDED.version, updated_ms = EXCLUDED.updated_ms, "
                     "archived_ms = NULL",
-                    [(fn.id, app_id, fn.slug, fn.name, _dumps(fn.config), fn.version, fn.created_ms, fn.updated_ms)
-                     for fn in functions])
+                    [(fn.id, app_id, fn.slug, fn.name, _dumps(fn.config), fn.version, fn.created_ms, fn.updated_ms,
+                      fn.env_id) for fn in functions])
                 keep = [fn.id for fn in functions]
                 archived = [r[0] for r in await conn.fetch(
                     "UPDATE functions SET archived_ms = $1 WHERE app_id = $2 AND archived_ms IS NULL "

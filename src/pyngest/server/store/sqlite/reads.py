@@ -15,6 +15,7 @@ from typing import Any
 
 from pyngest.protocol.events import INTERNAL_PREFIX
 from pyngest.protocol.ids import from_parts
+from pyngest.server.model import DEFAULT_ENV
 from pyngest.server.store.base import RunQuery, Series
 from pyngest.server.store.sqlite.connection import Database
 
@@ -32,11 +33,23 @@ def id_floor(ms: int) -> str:
     return from_parts(max(ms, 0), _FLOOR)
 
 
+def env_terms(env_id: str) -> list[str]:
+    """The filter on one environment (one ``?``). The env indexes hold the rows of the other
+    environments than the default one only; the literal term lets both databases use them."""
+    terms = ["env_id = ?"]
+    if env_id != DEFAULT_ENV:
+        terms.append(f"env_id <> '{DEFAULT_ENV}'")
+    return terms
+
+
 def event_where(names: list[str] | None, from_ms: int | None, until_ms: int | None, *,
-                internal: bool = True) -> tuple[list[str], list[Any]]:
+                internal: bool = True, env_id: str | None = None) -> tuple[list[str], list[Any]]:
     """Filters on the events table (SQL both backends take, ``?`` placeholders)."""
     where: list[str] = []
     args: list[Any] = []
+    if env_id is not None:
+        where += env_terms(env_id)
+        args.append(env_id)
     if names:
         where.append(f"name IN ({','.join('?' * len(names))})")
         args += names
@@ -55,6 +68,9 @@ def event_where(names: list[str] | None, from_ms: int | None, until_ms: int | No
 def run_where(query: RunQuery, *, time: bool = True) -> tuple[list[str], list[Any]]:
     where: list[str] = []
     args: list[Any] = []
+    if query.env_id is not None:
+        where += env_terms(query.env_id)
+        args.append(query.env_id)
     for column, values in (("fn_id", query.fn_ids), ("app_id", query.app_ids), ("status", query.statuses)):
         if values:
             where.append(f"{column} IN ({','.join('?' * len(values))})")
@@ -100,8 +116,8 @@ class DashboardReads:
         return int(await self.db.read(lambda c: c.execute(sql, [*args, cap]).fetchone()[0]))
 
     async def count_events(self, names: list[str] | None, from_ms: int | None, until_ms: int | None, *,
-                           internal: bool, cap: int) -> int:
-        where, args = event_where(names, from_ms, until_ms, internal=internal)
+                           internal: bool, cap: int, env_id: str | None = None) -> int:
+        where, args = event_where(names, from_ms, until_ms, internal=internal, env_id=env_id)
         sql = f"SELECT COUNT(*) FROM (SELECT 1 FROM events{_sql_where(where)} LIMIT ?)"
         return int(await self.db.read(lambda c: c.execute(sql, [*args, cap]).fetchone()[0]))
 
@@ -180,21 +196,21 @@ class DashboardReads:
 
         return await self.db.read(q)
 
-    async def event_names(self, from_ms: int, until_ms: int) -> list[tuple[str, int, int]]:
+    async def event_names(self, from_ms: int, until_ms: int, env_id: str | None = None) -> list[tuple[str, int, int]]:
+        where, args = event_where(None, None, None, env_id=env_id)
         sql = (
-            "SELECT name, SUM(received_ms >= ? AND received_ms < ?), MAX(received_ms) FROM events "
-            "GROUP BY name ORDER BY name"
+            "SELECT name, SUM(received_ms >= ? AND received_ms < ?), MAX(received_ms) FROM events"
+            f"{_sql_where(where)} GROUP BY name ORDER BY name"
         )
         return await self.db.read(
-            lambda c: [(r[0], int(r[1] or 0), int(r[2])) for r in c.execute(sql, (from_ms, until_ms))]
+            lambda c: [(r[0], int(r[1] or 0), int(r[2])) for r in c.execute(sql, (from_ms, until_ms, *args))]
         )
 
-    async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int) -> list[int]:
-        sql = (
-            "SELECT (received_ms - ?) / ?, COUNT(*) FROM events WHERE name = ? AND received_ms >= ? "
-            "AND received_ms < ? GROUP BY 1"
-        )
-        args = (from_ms, bucket_ms, name, from_ms, from_ms + bucket_ms * buckets + 1)
+    async def event_series(self, name: str, from_ms: int, bucket_ms: int, buckets: int,
+                           env_id: str | None = None) -> list[int]:
+        where, env_args = event_where([name], from_ms, from_ms + bucket_ms * buckets + 1, env_id=env_id)
+        sql = f"SELECT (received_ms - ?) / ?, COUNT(*) FROM events{_sql_where(where)} GROUP BY 1"
+        args = (from_ms, bucket_ms, *env_args)
 
         def q(conn: sqlite3.Connection) -> list[int]:
             out = [0] * buckets

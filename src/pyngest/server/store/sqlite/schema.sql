@@ -1,4 +1,4 @@
--- pyngest SQLite schema. Version 3. Migrations live in migrations/NNN.sql and are applied in order.
+-- pyngest SQLite schema. Version 6. Migrations live in migrations/NNN.sql and are applied in order.
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
@@ -6,7 +6,7 @@ CREATE TABLE IF NOT EXISTS meta (
 
 CREATE TABLE IF NOT EXISTS apps (
     id            TEXT PRIMARY KEY,      -- uuid
-    name          TEXT NOT NULL UNIQUE,  -- the app id the SDK registers ("appName")
+    name          TEXT NOT NULL,         -- the app id the SDK registers ("appName")
     url           TEXT NOT NULL DEFAULT '',
     sdk_language  TEXT NOT NULL DEFAULT '',
     sdk_version   TEXT NOT NULL DEFAULT '',
@@ -15,8 +15,10 @@ CREATE TABLE IF NOT EXISTS apps (
     checksum      TEXT NOT NULL DEFAULT '',
     error         TEXT,                  -- last sync error, NULL when healthy
     created_ms    INTEGER NOT NULL,
-    updated_ms    INTEGER NOT NULL
+    updated_ms    INTEGER NOT NULL,
+    env_id        TEXT NOT NULL DEFAULT '00000000-0000-4000-b000-000000000000'
 );
+CREATE UNIQUE INDEX IF NOT EXISTS apps_env_name ON apps (env_id, name);
 
 -- App URLs known to the server (from -u, discovery, the API); an app row appears once it syncs.
 CREATE TABLE IF NOT EXISTS app_urls (
@@ -44,16 +46,18 @@ CREATE INDEX IF NOT EXISTS syncs_created ON syncs (created_ms);
 CREATE TABLE IF NOT EXISTS functions (
     id           TEXT PRIMARY KEY,       -- uuid
     app_id       TEXT NOT NULL,
-    slug         TEXT NOT NULL UNIQUE,
+    slug         TEXT NOT NULL,
     name         TEXT NOT NULL,
     config       BLOB NOT NULL,          -- normalized FunctionConfig, JSON
     version      INTEGER NOT NULL DEFAULT 1,
     created_ms   INTEGER NOT NULL,
     updated_ms   INTEGER NOT NULL,
     archived_ms  INTEGER,
-    paused_ms    INTEGER
+    paused_ms    INTEGER,
+    env_id       TEXT NOT NULL DEFAULT '00000000-0000-4000-b000-000000000000'
 );
 CREATE INDEX IF NOT EXISTS functions_app ON functions (app_id);
+CREATE UNIQUE INDEX IF NOT EXISTS functions_env_slug ON functions (env_id, slug);
 
 CREATE TABLE IF NOT EXISTS events (
     seq          INTEGER PRIMARY KEY AUTOINCREMENT,  -- arrival order
@@ -63,8 +67,13 @@ CREATE TABLE IF NOT EXISTS events (
     ts           INTEGER NOT NULL,
     received_ms  INTEGER NOT NULL,
     source       TEXT NOT NULL DEFAULT '',
-    body         BLOB NOT NULL                       -- canonical JSON of the event
+    -- body: the canonical JSON of the event
+    body         BLOB NOT NULL,
+    env_id       TEXT NOT NULL DEFAULT '00000000-0000-4000-b000-000000000000'
 );
+-- only other environments' rows: the default one's (most, and all of a single-environment
+-- server) cost no index entry
+CREATE INDEX IF NOT EXISTS events_env ON events (env_id, seq) WHERE env_id <> '00000000-0000-4000-b000-000000000000';
 CREATE INDEX IF NOT EXISTS events_name ON events (name, seq);
 CREATE INDEX IF NOT EXISTS events_received ON events (received_ms);
 
@@ -86,8 +95,11 @@ CREATE TABLE IF NOT EXISTS runs (
     force_step_plan  INTEGER NOT NULL DEFAULT 0,
     pending          TEXT,               -- JSON list of step ids awaited before the next discovery
     state_bytes      INTEGER NOT NULL DEFAULT 0,
-    attrs            BLOB                -- JSON: correlation id of an invoking parent, skip reason...
+    -- attrs: JSON, the correlation id of an invoking parent, a skip reason...
+    attrs            BLOB,
+    env_id           TEXT NOT NULL DEFAULT '00000000-0000-4000-b000-000000000000'
 );
+CREATE INDEX IF NOT EXISTS runs_env ON runs (env_id, id) WHERE env_id <> '00000000-0000-4000-b000-000000000000';
 CREATE INDEX IF NOT EXISTS runs_fn ON runs (fn_id, id);
 CREATE INDEX IF NOT EXISTS runs_status ON runs (status, id);
 CREATE INDEX IF NOT EXISTS runs_queued ON runs (queued_ms);
@@ -219,3 +231,36 @@ CREATE TABLE IF NOT EXISTS revoked_sessions (
     expires_ms  INTEGER NOT NULL
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS revoked_sessions_expires ON revoked_sessions (expires_ms);
+
+-- Environments (see migrations/005.sql).
+CREATE TABLE IF NOT EXISTS envs (
+    id            TEXT PRIMARY KEY,
+    name          TEXT NOT NULL,
+    kind          TEXT NOT NULL,             -- production | custom | branch
+    parent_id     TEXT NOT NULL DEFAULT '',  -- a branch's parent, whose keys it shares
+    archived_ms   INTEGER,                   -- set: refuses events, triggers nothing
+    created_ms    INTEGER NOT NULL,
+    UNIQUE (parent_id, name)
+);
+INSERT OR IGNORE INTO envs (id, name, kind, created_ms)
+VALUES ('00000000-0000-4000-b000-000000000000', 'Production', 'production', 0);
+
+CREATE TABLE IF NOT EXISTS signing_keys (
+    id          TEXT PRIMARY KEY,
+    env_id      TEXT NOT NULL,
+    key         TEXT NOT NULL,               -- kept as given: it signs requests to apps
+    state       TEXT NOT NULL,               -- active | next | previous
+    created_ms  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS signing_keys_env ON signing_keys (env_id);
+
+CREATE TABLE IF NOT EXISTS event_keys (
+    id          TEXT PRIMARY KEY,
+    env_id      TEXT NOT NULL,
+    name        TEXT NOT NULL,
+    hash        TEXT NOT NULL UNIQUE,        -- SHA-256 of the key; the key itself is not kept
+    hint        TEXT NOT NULL,
+    filter      TEXT,                        -- JSON
+    created_ms  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS event_keys_env ON event_keys (env_id);

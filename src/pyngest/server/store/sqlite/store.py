@@ -48,18 +48,19 @@ from pyngest.server.store.base import (
     SyncRecord,
 )
 from pyngest.server.store.sqlite.connection import Database
+from pyngest.server.store.sqlite.envs import EnvTables
 from pyngest.server.store.sqlite.reads import DashboardReads, event_where, run_where
 from pyngest.server.store.sqlite.webhooks import SqliteWebhooks
 
 _RUN_COLUMNS = (
     "id, fn_id, app_id, fn_version, status, event_ids, batch_id, cron, original_run_id, "
-    "queued_ms, started_ms, ended_ms, output, version, force_step_plan, pending, state_bytes, attrs"
+    "queued_ms, started_ms, ended_ms, output, version, force_step_plan, pending, state_bytes, attrs, env_id"
 )
 _JOB_COLUMNS = "id, run_id, kind, due_ms, priority, step_id, attempt, payload"
 _PAUSE_COLUMNS = (
     "id, run_id, step_id, kind, event_name, expression, signal, after_seq, expires_ms, data"
 )
-_EVENT_COLUMNS = "seq, internal_id, name, event_id, ts, received_ms, source, body"
+_EVENT_COLUMNS = "seq, internal_id, name, event_id, ts, received_ms, source, body, env_id"
 
 # UpdateRun fields and how they are stored.
 _JSON_FIELDS = {"event_ids", "pending", "attrs"}
@@ -92,6 +93,7 @@ def _run_from_row(row: tuple[Any, ...]) -> Run:
         pending=orjson.loads(row[15]) if row[15] is not None else None,
         state_bytes=row[16],
         attrs=orjson.loads(row[17]) if row[17] else {},
+        env_id=row[18],
     )
 
 
@@ -141,11 +143,11 @@ def _pause_from_row(row: tuple[Any, ...]) -> Pause:
 def _event_from_row(row: tuple[Any, ...]) -> StoredEvent:
     return StoredEvent(
         seq=row[0], internal_id=row[1], name=row[2], event_id=row[3], ts=row[4],
-        received_ms=row[5], source=row[6], body=row[7],
+        received_ms=row[5], source=row[6], body=row[7], env_id=row[8],
     )
 
 
-class SqliteStore(DashboardReads, SqliteWebhooks):
+class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
     def __init__(self, directory: Path | str, clock: Clock, *, durability: str = "normal") -> None:
         directory = Path(directory)
         self.db = Database(directory / "main.db", durability=durability)
@@ -198,9 +200,9 @@ class SqliteStore(DashboardReads, SqliteWebhooks):
                 for ev in op.events:
                     cur = conn.execute(
                         "INSERT OR IGNORE INTO events(internal_id, name, event_id, ts, "
-                        "received_ms, source, body) VALUES (?,?,?,?,?,?,?)",
+                        "received_ms, source, body, env_id) VALUES (?,?,?,?,?,?,?,?)",
                         (ev.internal_id, ev.name, ev.event_id, ev.ts, ev.received_ms, ev.source,
-                         ev.body),
+                         ev.body, ev.env_id),
                     )
                     if cur.rowcount == 0:
                         result.duplicate_events.add(ev.internal_id)
@@ -282,13 +284,13 @@ class SqliteStore(DashboardReads, SqliteWebhooks):
 
     def _insert_run(self, conn: sqlite3.Connection, run: Run) -> None:
         conn.execute(
-            f"INSERT INTO runs({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            f"INSERT INTO runs({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (run.id, run.fn_id, run.app_id, run.fn_version, run.status.value,
              orjson.dumps(run.event_ids), run.batch_id, run.cron, run.original_run_id,
              run.queued_ms, run.started_ms, run.ended_ms, run.output, run.version,
              int(run.force_step_plan),
              orjson.dumps(run.pending) if run.pending is not None else None,
-             run.state_bytes, orjson.dumps(run.attrs) if run.attrs else None),
+             run.state_bytes, orjson.dumps(run.attrs) if run.attrs else None, run.env_id),
         )
         if len(run.event_ids) == 1:  # the usual case, as one statement rather than a loop of them
             conn.execute("INSERT OR IGNORE INTO run_events(event_internal_id, run_id) VALUES (?,?)",
@@ -468,9 +470,11 @@ class SqliteStore(DashboardReads, SqliteWebhooks):
     async def list_events(
         self, name: str | None, limit: int, before_seq: int | None = None,
         from_ms: int | None = None, until_ms: int | None = None, *, internal: bool = True,
+        env_id: str | None = None,
     ) -> list[StoredEvent]:
         def q(conn: sqlite3.Connection) -> list[StoredEvent]:
-            where, args = event_where([name] if name else None, from_ms, until_ms, internal=internal)
+            where, args = event_where([name] if name else None, from_ms, until_ms, internal=internal,
+                                      env_id=env_id)
             if before_seq is not None:
                 where.append("seq < ?")
                 args.append(before_seq)
@@ -592,7 +596,7 @@ class SqliteStore(DashboardReads, SqliteWebhooks):
         def q(conn: sqlite3.Connection) -> list[AppRecord]:
             rows = conn.execute(
                 "SELECT id, name, url, sdk_language, sdk_version, framework, app_version, "
-                "checksum, error, created_ms, updated_ms FROM apps ORDER BY name"
+                "checksum, error, created_ms, updated_ms, env_id FROM apps ORDER BY name"
             )
             return [AppRecord(*r) for r in rows]
 
@@ -602,13 +606,13 @@ class SqliteStore(DashboardReads, SqliteWebhooks):
         def w(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO apps(id, name, url, sdk_language, sdk_version, framework, "
-                "app_version, checksum, error, created_ms, updated_ms) VALUES (?,?,?,?,?,?,?,?,?,?,?) "
+                "app_version, checksum, error, created_ms, updated_ms, env_id) VALUES (?,?,?,?,?,?,?,?,?,?,?,?) "
                 "ON CONFLICT(id) DO UPDATE SET name=excluded.name, url=excluded.url, "
                 "sdk_language=excluded.sdk_language, sdk_version=excluded.sdk_version, "
                 "framework=excluded.framework, app_version=excluded.app_version, "
                 "checksum=excluded.checksum, error=excluded.error, updated_ms=excluded.updated_ms",
                 (app.id, app.name, app.url, app.sdk_language, app.sdk_version, app.framework,
-                 app.app_version, app.checksum, app.error, app.created_ms, app.updated_ms),
+                 app.app_version, app.checksum, app.error, app.created_ms, app.updated_ms, app.env_id),
             )
 
         await self.db.write(w)
@@ -627,7 +631,7 @@ class SqliteStore(DashboardReads, SqliteWebhooks):
         def q(conn: sqlite3.Connection) -> list[FunctionRecord]:
             sql = (
                 "SELECT id, app_id, slug, name, config, version, created_ms, updated_ms, "
-                "archived_ms, paused_ms FROM functions"
+                "archived_ms, paused_ms, env_id FROM functions"
             )
             if not include_archived:
                 sql += " WHERE archived_ms IS NULL"
@@ -650,12 +654,12 @@ class SqliteStore(DashboardReads, SqliteWebhooks):
                 keep.add(fn.id)
                 conn.execute(
                     "INSERT INTO functions(id, app_id, slug, name, config, version, created_ms, "
-                    "updated_ms, archived_ms) VALUES (?,?,?,?,?,?,?,?,NULL) "
+                    "updated_ms, archived_ms, env_id) VALUES (?,?,?,?,?,?,?,?,NULL,?) "
                     "ON CONFLICT(id) DO UPDATE SET app_id=excluded.app_id, slug=excluded.slug, "
                     "name=excluded.name, config=excluded.config, version=excluded.version, "
                     "updated_ms=excluded.updated_ms, archived_ms=NULL",
                     (fn.id, app_id, fn.slug, fn.name, orjson.dumps(fn.config), fn.version,
-                     fn.created_ms, fn.updated_ms),
+                     fn.created_ms, fn.updated_ms, fn.env_id),
                 )
             archived = [
                 r[0]

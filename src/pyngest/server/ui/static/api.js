@@ -2,10 +2,23 @@
 
 export class ApiError extends Error {}
 
+// The environment the dashboard shows (start mode): its id, kept per browser; none is the default one.
+const ENV_KEY = "pyngest.env";
+
+export function currentEnv() {
+  return document.body.dataset.mode === "start" ? localStorage.getItem(ENV_KEY) || "" : "";
+}
+
+export function switchEnv(id) {
+  if (id) localStorage.setItem(ENV_KEY, id);
+  else localStorage.removeItem(ENV_KEY);
+}
+
 export async function gql(query, variables = {}) {
+  const env = currentEnv();
   const resp = await fetch("/v0/gql", {
     method: "POST",
-    headers: { "Content-Type": "application/json" },
+    headers: { "Content-Type": "application/json", ...(env ? { "x-inngest-env": env } : {}) },
     credentials: "same-origin",
     body: JSON.stringify({ query, variables }),
   });
@@ -14,6 +27,10 @@ export async function gql(query, variables = {}) {
     throw new ApiError("signed out");
   }
   const body = await resp.json();
+  if (resp.status === 404 && currentEnv()) {
+    switchEnv("");  // the environment this browser remembered is gone: back to the default one
+    throw new ApiError(body.errors ? body.errors.map((e) => e.message).join("; ") : "environment not found");
+  }
   if (body.errors && body.errors.length) throw new ApiError(body.errors.map((e) => e.message).join("; "));
   return body.data;
 }

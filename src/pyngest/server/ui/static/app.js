@@ -8,6 +8,7 @@ import { FunctionPage, FunctionsPage } from "./functions.js";
 import { EventPage, EventTypePage, EventsPage, SendEventModal } from "./events.js";
 import { AppsPage } from "./apps.js";
 import { WebhooksPage } from "./webhooks.js";
+import { EnvSwitcher, EnvironmentsPage, KeysPage } from "./envs.js";
 
 const NAV = [
   ["/runs", "Runs", "M4 6h16M4 12h10M4 18h13"],
@@ -15,6 +16,11 @@ const NAV = [
   ["/events", "Events", "M13 3 4 14h7l-1 7 9-11h-7z"],
   ["/apps", "Apps", "M4 4h7v7H4zM13 4h7v7h-7zM4 13h7v7H4zM13 13h7v7h-7z"],
   ["/webhooks", "Webhooks", "M10 14a4 4 0 1 1 4-6M8 18h8a4 4 0 1 0-2-7.5M6 18a4 4 0 0 1-1-7.8"],
+];
+// start mode only: environments and keys are managed in the product (pyngest dev is one environment)
+const MANAGE = [
+  ["/environments", "Environments", "M3 7l9-4 9 4-9 4zM3 12l9 4 9-4M3 17l9 4 9-4"],
+  ["/keys", "Keys", "M15 7a4 4 0 1 1-3.9 5H4v3H2v-5h9.1A4 4 0 0 1 15 7z"],
 ];
 
 const ROUTES = [
@@ -27,6 +33,8 @@ const ROUTES = [
   [/^\/events\/?$/, () => html`<${EventsPage} />`],
   [/^\/apps\/?$/, () => html`<${AppsPage} />`],
   [/^\/webhooks\/?$/, () => html`<${WebhooksPage} />`],
+  [/^\/environments\/?$/, () => html`<${EnvironmentsPage} />`],
+  [/^\/keys\/?$/, () => html`<${KeysPage} />`],
 ];
 
 function LiveDot() {
@@ -50,13 +58,14 @@ function App() {
     }
   }
   useEffect(() => {
-    const section = NAV.find(([href]) => path.startsWith(href));
+    const section = [...NAV, ...MANAGE].find(([href]) => path.startsWith(href));
     document.title = `${section ? section[1] : "pyngest"} · pyngest`;
   }, [path]);
   return html`<div class="layout">
     <nav class="sidebar" aria-label="Main">
       <a class="brand" href="/runs"><span class="logo-dot"></span>pyngest</a>
-      ${NAV.map(([href, label, d]) => html`<a href=${href} class="nav ${path.startsWith(href) ? "active" : ""}">
+      ${(startMode ? [...NAV, ...MANAGE] : NAV).map(([href, label, d]) => html`<a href=${href}
+        class="nav ${path.startsWith(href) ? "active" : ""}">
         <svg viewBox="0 0 24 24" aria-hidden="true"><path d=${d} /></svg>${label}</a>`)}
       <div class="side-foot">
         <${LiveDot} />
@@ -67,6 +76,7 @@ function App() {
     </nav>
     <main class="main">
       <div class="topbar"><span class="mode">${startMode ? "server" : "dev server"}</span>
+        ${startMode && html`<${EnvSwitcher} />`}
         <button class="btn small" onClick=${() => setSending(true)}>Send test event</button></div>
       ${page}
     </main>

@@ -1,0 +1,44 @@
+"""Upgrading a PostgreSQL database made before environments (schema version 2): every existing
+row becomes the default environment's, and names are unique per environment only."""
+
+from __future__ import annotations
+
+from importlib import resources
+
+import asyncpg
+
+from pyngest.clock import TestClock
+from pyngest.server.store.postgres.migrate import SCHEMA_VERSION
+from pyngest.server.store.postgres.store import PostgresStore
+from tests import backends
+from tests.env_upgrade import check_upgraded
+
+
+async def test_a_version_2_database_gets_environments() -> None:
+    schema = backends.new_schema_name()
+    await backends.create_schema(schema)
+    uri = backends.postgres_uri(schema)
+    conn = await asyncpg.connect(uri)
+    try:  # what pyngest with schema version 2 made
+        migrations = resources.files("pyngest.server.store.postgres").joinpath("migrations")
+        async with conn.transaction():
+            for version in (1, 2):
+                await conn.execute(migrations.joinpath(f"{version:03d}.sql").read_text())
+            await conn.executemany("INSERT INTO meta (key, value) VALUES ($1, $2)", [
+                ("cluster_id", "c"), ("shards", "4"), ("registry_version", "0"), ("schema_version", "2")])
+            await conn.execute("INSERT INTO apps (id, name, created_ms, updated_ms) VALUES ('a1', 'shop', 1, 1)")
+            await conn.execute("INSERT INTO functions (id, app_id, slug, name, config, created_ms, updated_ms) "
+                               "VALUES ('f1', 'a1', 'shop-order', 'order', '{}', 1, 1)")
+            await conn.execute("INSERT INTO events (internal_id, name, event_id, ts, received_ms, body) "
+                               "VALUES ('e1', 'shop/order', 'e1', 1, 1, '{}')")
+            await conn.execute("INSERT INTO runs (id, shard, fn_id, app_id, status, event_ids, queued_ms) "
+                               "VALUES ('01J00000000000000000000000', 0, 'f1', 'a1', 'Completed', '[\"e1\"]', 1)")
+    finally:
+        await conn.close()
+    store = PostgresStore(uri, TestClock(start_ms=1_800_000_000_000), shards=4)
+    await store.open()
+    try:
+        assert await store.fetchval("SELECT value FROM meta WHERE key = 'schema_version'") == str(SCHEMA_VERSION)
+        await check_upgraded(store, asyncpg.UniqueViolationError, 1_800_000_000_000)
+    finally:
+        await store.close()

@@ -1,0 +1,17 @@
+"""Turning a fresh SQLite database back into what an older pyngest left, to test upgrades."""
+
+from __future__ import annotations
+
+import sqlite3
+
+
+def as_version_3(conn: sqlite3.Connection) -> None:
+    """Undo migration 005 (environments): no env tables, no env_id columns, version 3. (The old
+    UNIQUE constraints on apps.name and functions.slug are not put back: 005 rebuilds both.)"""
+    for index in ("apps_env_name", "functions_env_slug", "events_env", "runs_env"):
+        conn.execute(f"DROP INDEX {index}")
+    for table in ("envs", "signing_keys", "event_keys"):
+        conn.execute(f"DROP TABLE {table}")
+    for table in ("apps", "functions", "events", "runs"):
+        conn.execute(f"ALTER TABLE {table} DROP COLUMN env_id")
+    conn.execute("UPDATE meta SET value='3' WHERE key='schema_version'")
