@@ -312,6 +312,32 @@ class Transcript:
     ops: list[str] = field(default_factory=list)
 
 
+
+def advance(op: dict[str, Any], *, steps: dict[str, Any], stack: list[str], planned: list[str],
+            resolve: Resolver | None, final_error: bool) -> bool:
+    """Apply one op of a 206 answer to the run's state as a server would (memo, stack, planned
+    steps); True when it is a StepError the server retries."""
+    kind, sid = op["op"], op["id"]
+    if kind == "StepPlanned":
+        if sid not in planned:
+            planned.append(sid)
+        return False
+    if kind == "StepError" and not final_error:
+        return True
+    if kind == "StepRun":
+        steps[sid] = {"data": op["data"]}
+    elif kind in ("StepFailed", "StepError"):  # a StepError that cannot be retried fails
+        steps[sid] = {"error": op["error"]}
+    elif kind == "Sleep":
+        steps[sid] = None
+    else:
+        assert resolve is not None, f"no resolver for {kind}"
+        steps[sid] = resolve(op)
+    stack.append(sid)
+    if sid in planned:
+        planned.remove(sid)
+    return False
+
 def simulate(
     official: Any,
     ours: Any,
@@ -357,30 +383,11 @@ def simulate(
         if len(ops) > 1:
             die = True
         retry = False
+        final_error = norm["headers"]["x-inngest-no-retry"] == "true" or attempt + 1 >= max_attempts
         for op in ops:
-            kind = op["op"]
-            t.ops.append(kind)
-            sid = op["id"]
-            if kind == "StepPlanned":
-                if sid not in planned:
-                    planned.append(sid)
-                continue
-            final_error = norm["headers"]["x-inngest-no-retry"] == "true" or attempt + 1 >= max_attempts
-            if kind == "StepError" and not final_error:
-                retry = True
-                continue
-            if kind == "StepRun":
-                steps[sid] = {"data": op["data"]}
-            elif kind in ("StepFailed", "StepError"):  # a StepError that cannot be retried fails
-                steps[sid] = {"error": op["error"]}
-            elif kind == "Sleep":
-                steps[sid] = None
-            else:
-                assert resolve is not None, f"no resolver for {kind}"
-                steps[sid] = resolve(op)
-            stack.append(sid)
-            if sid in planned:
-                planned.remove(sid)
+            t.ops.append(op["op"])
+            retry = advance(op, steps=steps, stack=stack, planned=planned, resolve=resolve,
+                            final_error=final_error) or retry
         attempt = attempt + 1 if retry else 0
     raise AssertionError("the run did not finish")
 

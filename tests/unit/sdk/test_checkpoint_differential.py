@@ -22,7 +22,7 @@ import pyngest.fast_api
 
 from . import scenarios
 from . import test_differential_programs as programs
-from .harness import ASGIClient, FakeAPI, event, exec_body, normalize
+from .harness import ASGIClient, FakeAPI, advance, event, exec_body, normalize
 from .test_differential import RUNS, _resolve
 
 
@@ -88,28 +88,12 @@ def run(app: ASGIClient, api: FakeAPI, fn_id: str, *, checkpointing: bool, max_a
         if len(ops) > 1 and ops[-1]["op"] != "RunComplete":
             die = True
         retry = False
+        final_error = no_retry or attempt + 1 >= max_attempts
         for op in ops:
-            kind, sid = op["op"], op["id"]
-            if kind == "RunComplete":
+            if op["op"] == "RunComplete":
                 return end(("output", op["data"]))
-            if kind == "StepPlanned":
-                if sid not in planned:
-                    planned.append(sid)
-                continue
-            if kind == "StepError" and not (no_retry or attempt + 1 >= max_attempts):
-                retry = True
-                continue
-            if kind == "StepRun":
-                steps[sid] = {"data": op["data"]}
-            elif kind in ("StepFailed", "StepError"):
-                steps[sid] = {"error": op["error"]}
-            elif kind == "Sleep":
-                steps[sid] = None
-            else:
-                steps[sid] = resolve(op)
-            stack.append(sid)
-            if sid in planned:
-                planned.remove(sid)
+            retry = advance(op, steps=steps, stack=stack, planned=planned, resolve=resolve,
+                            final_error=final_error) or retry
         attempt = attempt + 1 if retry else 0
     raise AssertionError("the run did not finish")
 
