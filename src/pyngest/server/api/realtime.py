@@ -11,6 +11,11 @@
   always required, in dev too. Frames are JSON messages (``frames.py``); a WebSocket client may
   send ``{"kind": "sub", "data": "<jwt>"}`` to add a token's topics and ``{"kind": "unsub",
   "data": [topics]}`` to drop some.
+
+In ``pyngest start`` all of it is per environment (docs/realtime.md#environments): a token is
+issued for, and signed with the key of, the asking key's environment (a branch with
+``x-inngest-env``); a publish goes to the key's environment, or the run's; a topic is (environment,
+channel, name), so the same names in two environments never meet.
 """
 
 from __future__ import annotations
