@@ -235,3 +235,19 @@ async def test_an_async_transform_is_awaited_on_the_webhook_url(h: Harness) -> N
     resp = await http(h).post(f"/e/{rejecting['key']}", json={})
     assert resp.status_code == 400
     assert "the transform's Promise was rejected: Error: later" in resp.json()["error"]
+
+
+async def test_dev_mode_webhooks_stay_in_its_one_environment(tmp_path: Path) -> None:
+    dev = Harness(tmp_path / "dev")
+    await dev.start()
+    try:
+        resp = await http(dev).post("/v1/webhooks", json={"name": "dev hook", "transform": TO_ORDER})
+        hook = resp.json()["data"]
+        assert hook["environment_id"] == DEFAULT_ENV
+        resp = await http(dev).post(f"/e/{hook['key']}?x-inngest-env=feature-x", json={"a": 1})
+        assert resp.status_code == 200, resp.text
+        event = await http(dev).get(f"/v1/events/{resp.json()['ids'][0]}")
+        assert event.status_code == 200
+        assert list(dev.service.registry.envs.envs) == [DEFAULT_ENV]  # no branch made
+    finally:
+        await dev.stop()
