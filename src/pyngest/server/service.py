@@ -148,6 +148,7 @@ class Service:
             enqueue = Enqueue(job, remote=not self.state.shards.owns(0))
             await self.state.commit(Batch([enqueue] if self.cluster is not None else [DeleteJob(job.id), enqueue]))
         self.workers.start()
+        self.registry.envs.start()  # branch auto-archive
         if sync_apps:
             await self.syncer.start()
         self.started = True
@@ -157,6 +158,7 @@ class Service:
         if not self.started:
             return
         self.started = False
+        self.registry.envs.close()
         await self.realtime.stop(self.clock.now_ms())
         await self.syncer.close()
         await self.workers.stop(self.config.shutdown_grace_s)

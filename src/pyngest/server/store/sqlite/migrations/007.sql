@@ -1,0 +1,3 @@
+-- 6 -> 7: reserved for another branch's migration (this number was assigned to it);
+-- this placeholder changes nothing and is replaced by that migration at merge.
+SELECT 1;
