@@ -155,6 +155,7 @@ class Environments:
         self._timer: TimerHandle | None = None
         self._sweeping: asyncio.Future[int] | None = None
         self._running = False
+        self.auto_archived = 0  # branches this process archived (in a cluster, another may have)
 
     # ----------------------------------------------------------------------------- loading
 
@@ -408,6 +409,7 @@ class Environments:
                 self._timer = self.clock.call_at(self.clock.now_ms() + 60_000, self._wake)
             return 0
         if count:
+            self.auto_archived += count
             log.info("auto-archive: archived %d branch environment(s) 3 days after their latest deploy", count)
         return count
 
