@@ -79,7 +79,7 @@ class Service:
         # the invoke event is always matched: it names its target function directly
         self.state.listens = lambda name: (name == FN_INVOKED or self.registry.listens(name)
                                            or self.state.pauses.listens(name))
-        self.live = LiveHub()
+        self.live = LiveHub(env_of_run=self._env_of_run)
         self.realtime = RealtimeNode(config)
         self.metrics = Metrics(self._fn_slug_of_run, self.clock.now_ms)
         self.state.observers += [self.live.observe, self.metrics.observe]
@@ -212,10 +212,14 @@ class Service:
         await asyncio.sleep(took)
         return result, took
 
-    def _fn_slug_of_run(self, run_id: str) -> str | None:
+    def _env_of_run(self, run_id: str) -> str | None:
+        run = self.state.runs.peek(run_id)
+        return run.env_id if run is not None else None
+
+    def _fn_slug_of_run(self, run_id: str) -> tuple[str, str] | None:
         run = self.state.runs.peek(run_id)
         fn = self.registry.functions.get(run.fn_id) if run is not None else None
-        return fn.slug if fn is not None else None
+        return (fn.env_id, fn.slug) if fn is not None else None
 
     async def after_sync(self, outcome: SyncOutcome) -> None:
         """Schedule the cron triggers of freshly synced functions."""
