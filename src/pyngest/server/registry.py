@@ -294,7 +294,10 @@ class Registry:
         ``app_url``: the app's URL when it has none to send requests to (a connect app, synced by
         its worker's handshake)."""
         async with self._registering:
-            return await self._register(body, deploy_id=deploy_id, app_url=app_url, env_id=env_id)
+            outcome = await self._register(body, deploy_id=deploy_id, app_url=app_url, env_id=env_id)
+        # a deploy, also of an unchanged app: a branch's auto-archive date moves on
+        await self.envs.deployed(env_id)
+        return outcome
 
     async def _register(self, body: Any, *, deploy_id: str | None = None,
                         app_url: str | None = None, env_id: str = DEFAULT_ENV) -> SyncOutcome:
