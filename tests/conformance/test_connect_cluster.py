@@ -48,8 +48,8 @@ def test_worker_on_one_process_runs_steps_of_runs_every_process_owns(tmp_path: P
         assert all(r["status"] == "Completed" for r in runs), runs
         assert {r["output"]["instance"] for r in runs} == {worker.instance}
         # A holds no worker; it owned (some of) these runs' shards and forwarded their requests
-        on_a = api.session.get(f"{a.url}/v0/connect/envs/dev/conns", timeout=10).json()
-        on_b = api.session.get(f"{b.url}/v0/connect/envs/dev/conns", timeout=10).json()
+        on_a = api.session.get(f"{a.url}/v0/connect/envs/Production/conns", timeout=10).json()
+        on_b = api.session.get(f"{b.url}/v0/connect/envs/Production/conns", timeout=10).json()
         assert on_a["data"] == [] and on_a["forwarded"]["out"] > 0, on_a
         assert on_b["forwarded"]["in"] == on_a["forwarded"]["out"], (on_a, on_b)
     finally:
