@@ -28,7 +28,8 @@ pytestmark = pytest.mark.conformance
 
 SIGNING_KEY = secrets.token_hex(32)
 EVENT_KEY = f"evt-{secrets.token_hex(16)}"
-KEY_SPELLING = {"py_connect": f"signkey-prod-{SIGNING_KEY}", "js_connect": f"signkey-test-{SIGNING_KEY}"}
+KEY_SPELLING = {"py_connect": f"signkey-prod-{SIGNING_KEY}", "js_connect": f"signkey-test-{SIGNING_KEY}",
+                "pyngest_connect": SIGNING_KEY}
 ADMIN = {"Authorization": f"Bearer {hashed_signing_key(SIGNING_KEY)}"}
 
 
@@ -58,7 +59,7 @@ def _apps(api: Api) -> dict[str, dict[str, Any]]:
     return {a["name"]: a for a in res.json()["data"]}
 
 
-@pytest.fixture(scope="module", params=["py_connect", "js_connect"])
+@pytest.fixture(scope="module", params=["py_connect", "js_connect", "pyngest_connect"])
 def two_envs(request: pytest.FixtureRequest, server: Server, workdir: Path) -> Iterator[tuple[App, App, str]]:
     """One app id, a worker in production and one in a branch: (production's, the branch's,
     the branch's name)."""
