@@ -26,7 +26,7 @@ from pyngest.server.api.common import (
     public_error,
     unauthorized,
 )
-from pyngest.server.api.envs import admin, reaches, request_env, requested_env
+from pyngest.server.api.envs import reaches, request_env, requested_env, select_env
 from pyngest.server.connect import gateway
 from pyngest.server.connect.hub import Session
 from pyngest.server.connect.peers import (
@@ -163,7 +163,7 @@ class ConnectAPI:
         if not bearer_ok(request, self.config):
             return unauthorized()
         try:
-            env_id = self.path_env(request, request.path_params["env_id"])
+            env_id = await self.path_env(request, request.path_params["env_id"])
         except EnvError as exc:
             return public_error(exc.message, exc.status)
         app_name = request.query_params.get("app")
@@ -175,22 +175,18 @@ class ConnectAPI:
             out.append(describe(w, len(w.inflight)))
         return json_response({"data": out, "forwarded": hub.forwarded})
 
-    def path_env(self, request: Request, ident: str) -> str:
+    async def path_env(self, request: Request, ident: str) -> str:
         """The environment ``{envId}`` names, by id or name, among those the caller's key reaches
         (a dashboard session and the default environment's key: all; another environment's key:
         its own and its branches)."""
         if self.config.mode == "dev":
             return DEFAULT_ENV  # one local environment, whatever the path says
-        envs = self.service.registry.envs
-        base = request.scope.get(BEARER_ENV)
-        if ident in envs.envs:
-            env_id: str | None = ident
-        elif admin(base):
-            found = envs.by_name(ident) or envs.by_name(ident, DEFAULT_ENV)
-            env_id = found.id if found is not None else None
-        else:
-            found = envs.select(str(base), ident)
-            env_id = found.id if found is not None else None
+        env_id: str | None = ident
+        if ident not in self.service.registry.envs.envs:
+            try:
+                env_id = await select_env(self.service, request.scope.get(BEARER_ENV), ident)
+            except EnvError:
+                env_id = None
         if env_id is None or not reaches(request, self.service)(env_id):
             raise EnvError(f"environment {ident!r} not found: /v0/connect/envs/{{envId}}/conns names an "
                            "environment by id or name, one the signing key reaches", 404)

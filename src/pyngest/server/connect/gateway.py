@@ -157,15 +157,10 @@ async def _environment(service: Service, session: Session, data: pb.WorkerConnec
         raise HandshakeError("connect_worker_hello_invalid_payload",
                              f"WORKER_CONNECT names environment {named!r}, but the connection was started in "
                              f"{env.name if env is not None else session.env_id!r} (x-inngest-env of /v0/connect/start)")
-    base = session.key_env
-    try:
-        if base is not None and base != DEFAULT_ENV:  # another environment's key: its branches
-            return (await envs.branch(base, named)).id
-        # the default environment's key reaches any environment, by id or name
-        if named in envs.envs:
-            return named
-        found = envs.by_name(named) or envs.by_name(named, DEFAULT_ENV)
-        return found.id if found is not None else (await envs.branch(DEFAULT_ENV, named)).id
+    from pyngest.server.api.envs import select_env
+
+    try:  # as x-inngest-env on the start request would have (a new branch name makes the branch)
+        return await select_env(service, session.key_env, named, create=True)
     except EnvError as exc:
         raise HandshakeError("connect_worker_hello_invalid_payload", f"environment {named!r}: {exc.message}") from exc
 
