@@ -147,6 +147,18 @@ def _event_from_row(row: tuple[Any, ...]) -> StoredEvent:
     )
 
 
+# A batch this small (a step, a run's start or end, an event with its runs) commits in well
+# under a millisecond: it may be committed on the loop's thread (Database.submit).
+SMALL_BATCH_OPS = 32
+SMALL_BATCH_EVENTS = 8
+
+
+def _small(batch: Batch) -> bool:
+    if len(batch.ops) > SMALL_BATCH_OPS:
+        return False
+    return all(len(op.events) <= SMALL_BATCH_EVENTS for op in batch.ops if isinstance(op, InsertEvents))
+
+
 class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
     def __init__(self, directory: Path | str, clock: Clock, *, durability: str = "normal") -> None:
         directory = Path(directory)
@@ -162,7 +174,7 @@ class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
     # ------------------------------------------------------------------------------- writes
 
     def submit(self, batch: Batch) -> asyncio.Future[CommitResult]:
-        return self.db.submit(lambda conn: self._apply(conn, batch))
+        return self.db.submit(lambda conn: self._apply(conn, batch), small=_small(batch))
 
     async def commit(self, batch: Batch) -> CommitResult:
         return await self.submit(batch)
