@@ -58,6 +58,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     system = cls()
     try:
         await system.start()
+    except BaseException:
+        await system.stop()  # the processes started so far
+        raise
     finally:
         Proc.__init__ = original  # type: ignore[method-assign]
     try:

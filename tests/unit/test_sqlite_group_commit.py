@@ -147,3 +147,14 @@ async def test_with_an_fsync_per_commit_writes_stay_off_the_loops_thread(tmp_pat
         assert thread != threading.get_ident() and db.inline_commits == 0
     finally:
         await db.close()
+
+
+def test_only_batches_of_few_ops_and_bytes_may_commit_on_the_loop() -> None:
+    from pyngest.server.model import AddHistory, Batch, SaveStep, UpdateRun
+    from pyngest.server.store.sqlite.store import SMALL_BATCH_BYTES, SMALL_BATCH_OPS, _small
+
+    step = [SaveStep("r", "s", 0, b'{"data":1}'), UpdateRun("r", {"state_bytes": 10}), AddHistory("r", 0, "StepCompleted")]
+    assert _small(Batch(list(step)))
+    assert not _small(Batch([SaveStep("r", "s", 0, b"x" * (SMALL_BATCH_BYTES + 1))]))
+    assert not _small(Batch([UpdateRun("r", {"output": b"x" * (SMALL_BATCH_BYTES + 1)})]))
+    assert not _small(Batch([AddHistory("r", n, "StepCompleted") for n in range(SMALL_BATCH_OPS + 1)]))

@@ -148,15 +148,28 @@ def _event_from_row(row: tuple[Any, ...]) -> StoredEvent:
 
 
 # A batch this small (a step, a run's start or end, an event with its runs) commits in well
-# under a millisecond: it may be committed on the loop's thread (Database.submit).
+# under a millisecond: it may be committed on the loop's thread (Database.submit). Counted:
+# its ops, and the bytes of what it stores that can be large (events, step outputs, a run's
+# output, history data).
 SMALL_BATCH_OPS = 32
-SMALL_BATCH_EVENTS = 8
+SMALL_BATCH_BYTES = 64 * 1024
 
 
 def _small(batch: Batch) -> bool:
     if len(batch.ops) > SMALL_BATCH_OPS:
         return False
-    return all(len(op.events) <= SMALL_BATCH_EVENTS for op in batch.ops if isinstance(op, InsertEvents))
+    size = 0
+    for op in batch.ops:
+        if isinstance(op, SaveStep):
+            size += len(op.value)
+        elif isinstance(op, InsertEvents):
+            size += sum(len(ev.body) for ev in op.events)
+        elif isinstance(op, AddHistory):
+            size += len(op.data or b"")
+        elif isinstance(op, UpdateRun):
+            output = op.fields.get("output")
+            size += len(output) if isinstance(output, (bytes, str)) else 0
+    return size <= SMALL_BATCH_BYTES
 
 
 class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
