@@ -168,8 +168,10 @@ class Database:
         # (see submit): the writer thread's connection, taken under this lock.
         self._conn: sqlite3.Connection | None = None
         self._mutex = threading.Lock()
-        self._queued = 0  # writes handed to the writer thread (counted on the loop's thread)
-        self._applied = 0  # of them, applied (counted by the writer)
+        # writes handed to the writer thread, and of them those whose outcome the loop has
+        # delivered (both counted on the loop's thread): equal, the writer has nothing left
+        self._queued = 0
+        self._settled = 0
         self._gathered: list[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]]] = []
         self.inline_commits = 0  # groups committed on the loop's thread (for figures and tests)
 
@@ -268,7 +270,9 @@ class Database:
         conn = self._conn
         if not group:
             return
-        if conn is None or self._queued != self._applied or not self._mutex.acquire(blocking=False):
+        # Not while a write handed over is unapplied or its outcome undelivered: commits and
+        # their outcomes keep the order of submission.
+        if conn is None or self._queued != self._settled or not self._mutex.acquire(blocking=False):
             self._hand_over(group)
             return
         try:
@@ -276,6 +280,10 @@ class Database:
         finally:
             self._mutex.release()
         self.inline_commits += 1
+        _settle(outcomes)
+
+    def _settle_handed(self, outcomes: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+        self._settled += len(outcomes)
         _settle(outcomes)
 
     async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
@@ -347,8 +355,7 @@ class Database:
                 group.append(item)
             with self._mutex:
                 outcomes = self._apply_group(conn, group)
-                self._applied += len(group)
-            loop.call_soon_threadsafe(_settle, outcomes)
+            loop.call_soon_threadsafe(self._settle_handed, outcomes)
         conn.close()
 
 
