@@ -104,7 +104,12 @@ async def test_small_writes_wait_their_turn_behind_the_writers_work(tmp_path: Pa
         small = db.submit(lambda c: (c.execute("INSERT INTO t(v) VALUES ('small')"), threading.get_ident())[1],
                           small=True)
         big = db.submit(lambda c: c.execute("INSERT INTO t(v) VALUES ('big')"))  # after the small one
+        resolved: list[str] = []
+        for name, fut in (("slow", first), ("small", small), ("big", big)):
+            fut.add_done_callback(lambda _f, name=name: resolved.append(name))
         await asyncio.gather(first, big)
+        await small
+        assert resolved == ["slow", "small", "big"]  # outcomes in the order of submission
         assert await small != threading.get_ident()  # the writer was busy: the small write queued
         assert db.inline_commits == inline
         assert await db.read(lambda c: [r[0] for r in c.execute("SELECT v FROM t ORDER BY n")]) == [
