@@ -48,6 +48,20 @@ async def handshake(server_url: str, app: str, functions: list[dict[str, Any]], 
     return ws, pb.ConnectMessage.FromString(await ws.recv())
 
 
+async def refused_handshake(server_url: str, app: str, functions: list[dict[str, Any]], instance: str,
+                            headers: dict[str, str] | None = None,
+                            environment: str | None = None) -> tuple[int, str, int | None]:
+    """A handshake the gateway answers with an error: the answer's kind, its message, and the
+    code the WebSocket is then closed with (None if it stays open)."""
+    ws, answer = await handshake(server_url, app, functions, instance, headers, environment)
+    err = pb.SystemError.FromString(answer.payload)
+    try:
+        await ws.recv()
+    except websockets.ConnectionClosed as closed:
+        return answer.kind, err.message, closed.rcvd.code if closed.rcvd else None
+    return answer.kind, err.message, None
+
+
 async def open_worker(server_url: str, app: str, functions: list[dict[str, Any]], instance: str,
                       headers: dict[str, str] | None = None, environment: str | None = None) -> Any:
     """A connected, synced worker's WebSocket (after GATEWAY_CONNECTION_READY)."""

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 import requests
-import websockets
 
 from pyngest.protocol.connectpb import connect_pb2 as pb
 from pyngest.server.connect.hub import LEASE_MS
@@ -223,16 +222,7 @@ def test_a_worker_with_invalid_functions_is_refused_with_the_reason(server: Serv
     bad = [{"id": f"{app}-fn", "name": "fn", "triggers": [{"event": f"{app}/go", "expression": "event.data.x =="}],
             "steps": {"step": {"id": "step", "name": "step", "runtime": {"type": "ws", "url": "ws://connect"}}}}]
 
-    async def scenario() -> tuple[int, str, int | None]:
-        ws, answer = await raw_worker.handshake(server.url, app, bad, "bad-1")
-        err = pb.SystemError.FromString(answer.payload)
-        try:
-            await ws.recv()
-        except websockets.ConnectionClosed as closed:
-            return answer.kind, err.message, closed.rcvd.code if closed.rcvd else None
-        return answer.kind, err.message, None
-
-    kind, message, code = asyncio.run(scenario())
+    kind, message, code = asyncio.run(raw_worker.refused_handshake(server.url, app, bad, "bad-1"))
     assert kind == pb.SYNC_FAILED and code == 4001
     assert "invalid" in message and "expression" in message, message
     listed = {a["name"] for a in api.session.get(f"{api.url}/v1/apps", timeout=10).json()["data"]}

@@ -16,7 +16,6 @@ from typing import Any
 
 import pytest
 import requests
-import websockets
 
 from pyngest.protocol.connectpb import connect_pb2 as pb
 from pyngest.server.model import DEFAULT_ENV
@@ -190,16 +189,7 @@ def test_a_branch_named_only_in_the_handshake_is_the_workers_environment(server:
 def test_a_handshake_naming_another_environment_than_its_start_is_refused(server: Server) -> None:
     app = f"cx-mismatch-{new_tag()}"
 
-    async def scenario() -> tuple[int, str, int | None]:
-        ws, answer = await raw_worker.handshake(server.url, app, _raw_fns(app), "mm-1",
-                                                headers={**ADMIN, "x-inngest-env": "branch-a"}, environment="branch-b")
-        err = pb.SystemError.FromString(answer.payload)
-        try:
-            await ws.recv()
-        except websockets.ConnectionClosed as closed:
-            return answer.kind, err.message, closed.rcvd.code if closed.rcvd else None
-        return answer.kind, err.message, None
-
-    kind, message, code = asyncio.run(scenario())
+    kind, message, code = asyncio.run(raw_worker.refused_handshake(
+        server.url, app, _raw_fns(app), "mm-1", headers={**ADMIN, "x-inngest-env": "branch-a"}, environment="branch-b"))
     assert kind == pb.SYNC_FAILED and code == 4001
     assert "branch-b" in message and "branch-a" in message, message

@@ -19,7 +19,8 @@ FORWARDED = "x-pyngest-forwarded"
 _PASS_HEADERS = ("authorization", "content-type", "x-inngest-sdk", "x-inngest-signature", "user-agent")
 
 
-async def forward(cluster: ClusterNode, request: Request, run_id: str) -> Response:
+async def forward(cluster: ClusterNode, request: Request, run_id: str, body: bytes | None = None) -> Response:
+    """``body``: the request's body when the caller has already read it from the stream."""
     if request.headers.get(FORWARDED):
         # forwarded to us as the owner, but the shard moved on meanwhile: the SDK tries again
         return public_error(f"run {run_id} is moving to another server process; try again", 503)
@@ -30,7 +31,8 @@ async def forward(cluster: ClusterNode, request: Request, run_id: str) -> Respon
     headers[FORWARDED] = cluster.node_id
     target = url.rstrip("/") + request.url.path + (f"?{request.url.query}" if request.url.query else "")
     try:
-        resp = await cluster.http.request(request.method, target, content=await request.body(), headers=headers)
+        resp = await cluster.http.request(request.method, target, content=body if body is not None else await request.body(),
+                                           headers=headers)
     except httpx.HTTPError as exc:
         log.warning("forwarding %s for run %s to %s failed: %s", request.url.path, run_id, url, exc)
         return public_error(f"the server process holding run {run_id} did not answer; try again", 503)

@@ -166,7 +166,7 @@ class SdkAPI:
         cluster = self.service.cluster
         if cluster is not None and not cluster.holds_locally(run_id):
             # the run's dispatch and state live in the process that owns its shard
-            return await forward(cluster, request, run_id)
+            return await forward(cluster, request, run_id, raw_body)
         x = self.service.executor
         generation = body.get("generation_id")
         if isinstance(generation, str) and generation.isdigit():
@@ -174,7 +174,7 @@ class SdkAPI:
         if not x.dispatch_is_live(run_id, generation if isinstance(generation, int) and generation else None):
             if cluster is not None and not await cluster.holds_shard_of(run_id):
                 # our view of the shard was stale (taken over a moment ago): its owner decides
-                return await forward(cluster, request, run_id)
+                return await forward(cluster, request, run_id, raw_body)
             return public_error(
                 f"stale dispatch: request generation {generation} of run {run_id} is no longer in flight", 409,
             )
