@@ -66,6 +66,7 @@ from pyngest.server.store.base import (
 from pyngest.server.store.postgres.envs import PostgresEnvTables
 from pyngest.server.store.postgres.migrate import DEFAULT_SHARDS, migrate
 from pyngest.server.store.postgres.reads import PostgresDashboardReads, placeholders, run_where
+from pyngest.server.store.postgres.setwise import named_shards, setwise
 from pyngest.server.store.postgres.webhooks import PostgresWebhooks
 from pyngest.server.store.sqlite.reads import event_where
 from pyngest.server.tasks import stop_tasks
@@ -320,14 +321,16 @@ class PostgresStore(PostgresDashboardReads, PostgresEnvTables, PostgresWebhooks)
     async def _apply_written(self, batches: list[Batch]) -> list[CommitResult]:
         blobs: list[bytes | None] = []
         encoded = [self._encode(b, blobs) for b in batches]
+        # each batch as rows by kind when it can be written set-wise (setwise.py), else its ops
+        sent = [_dumps(setwise(ops) or ops) for ops in encoded]
         if self.leases is not self._leases_seen:
             self._leases_json = _dumps({str(k): v for k, v in self.leases.items()})
             self._leases_seen = self.leases
         try:
             conn = await self._writer_connection()
             raw = await conn.fetchval(
-                "SELECT pyngest_apply($1::jsonb, $2::bytea[], $3, $4::jsonb, $5)",
-                _dumps(encoded), blobs, self.node_id, self._leases_json, self.clock.now_ms(),
+                "SELECT pyngest_apply($1::jsonb[], $2::bytea[], $3::integer[], $4, $5::jsonb, $6)",
+                sent, blobs, named_shards(encoded), self.node_id, self._leases_json, self.clock.now_ms(),
             )
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == FENCED:
