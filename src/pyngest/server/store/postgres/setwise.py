@@ -66,7 +66,7 @@ def setwise(ops: list[dict[str, Any]]) -> dict[str, Any] | None:
                 if key in keys:
                     return None
                 keys.add(key)
-            created.add(rid)
+            created.add(op["rid"])
             rows.setdefault("runs", []).append(
                 {"rid": rid, "sh": op["sh"], "k": key, "x": op["x"], "r": op["r"]})
         elif kind == "ev":
@@ -84,7 +84,7 @@ def setwise(ops: list[dict[str, Any]]) -> dict[str, Any] | None:
             if kind == "upd":
                 if rid in created or rid in updated:
                     return None
-                updated.add(rid)
+                updated.add(op["rid"])
             elif kind == "drj":
                 if rid in queued_runs:
                     return None

@@ -175,6 +175,9 @@ class PostgresStore(PostgresDashboardReads, PostgresEnvTables, PostgresWebhooks)
         self._leases_seen: dict[int, int] | None = None
         # Called after each commit with its batches and results (notifications to other processes).
         self.committed: list[Callable[[list[tuple[Batch, CommitResult]]], None]] = []
+        # Batches sent rows by kind (setwise.py), of all batches written: their statements are
+        # one per batch instead of one or more per op (bench/writes.py reports the share).
+        self.setwise_batches = 0
         # Called when the database could not be reached while committing.
         self.lost: list[Callable[[BaseException], None]] = []
 
@@ -322,7 +325,9 @@ class PostgresStore(PostgresDashboardReads, PostgresEnvTables, PostgresWebhooks)
         blobs: list[bytes | None] = []
         encoded = [self._encode(b, blobs) for b in batches]
         # each batch as rows by kind when it can be written set-wise (setwise.py), else its ops
-        sent = [_dumps(setwise(ops) or ops) for ops in encoded]
+        rows = [setwise(ops) for ops in encoded]
+        self.setwise_batches += sum(1 for r in rows if r is not None)
+        sent = [_dumps(r if r is not None else ops) for r, ops in zip(rows, encoded, strict=True)]
         if self.leases is not self._leases_seen:
             self._leases_json = _dumps({str(k): v for k, v in self.leases.items()})
             self._leases_seen = self.leases
