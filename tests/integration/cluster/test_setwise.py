@@ -16,6 +16,7 @@ from pyngest.server.model import (
     Batch,
     CommitResult,
     CreateRun,
+    DeleteJob,
     DeleteRunJobs,
     Enqueue,
     InsertEvents,
@@ -27,6 +28,7 @@ from pyngest.server.model import (
     StoredEvent,
     UpdateRun,
 )
+from pyngest.server.store.base import Fenced
 from pyngest.server.store.postgres import store as pg_store
 from pyngest.server.store.postgres.store import PostgresStore
 from tests import backends
@@ -92,6 +94,19 @@ BATCHES = [
            UpdateRun(R4, {"status": RunStatus.FAILED, "ended_ms": NOW + 6, "output": b'"boom"'}),
            hist(R1, "FunctionCompleted"), hist(R4, "FunctionFailed"),
            InsertEvents([event(4)])]),
+    # the classic protocol's step: the job that ran goes by id, the next is queued; a job of
+    # another shard, queued to be deleted alone below
+    Batch([UpdateRun(R5, {"status": RunStatus.RUNNING, "started_ms": NOW}), hist(R5, "FunctionStarted"),
+           DeleteJob(f"{R5}:start"), SaveStep(R5, "a", 0, b"2"), hist(R5, "StepCompleted"), job(R5, "next"),
+           Enqueue(Job(id="cron:3", kind=JobKind.CRON, due_ms=NOW + 60_000, shard=3))]),
+    # deletes by id and by run of the same jobs, in both orders, and of a job that is not there
+    Batch([job(R5, "x"), job(R5, "y")]),
+    Batch([DeleteRunJobs(R5, keep=f"{R5}:next"), DeleteJob(f"{R5}:next"), DeleteJob("gone"),
+           hist(R5, "StepCompleted")]),
+    # a job of a shard no other op names: its shard is fenced after the delete
+    Batch([DeleteJob("cron:3")]),
+    Batch([job(R5, "z")]),
+    Batch([DeleteRunJobs(R5), DeleteJob(f"{R5}:z"), hist(R5, "FunctionCompleted")]),
 ]
 
 
@@ -125,15 +140,32 @@ async def test_set_wise_batches_write_and_answer_what_op_by_op_ones_do(monkeypat
         await by_op_store.close()
 
     # what the batches did, as a check that the comparison below covers something
-    first, second, third, fourth = by_op_results
+    first, second, third, fourth, fifth, _, seventh, _, _, tenth = by_op_results
     assert first.created_runs == [R1, R2]
     assert second.skipped_runs == {R3: R1} and second.created_runs == [R4, R5]
     assert second.duplicate_events == {"e1"}
     assert third.ignored_jobs == {f"{R2}:start"} and third.deleted_jobs == set()
     assert fourth.deleted_jobs == {f"{R1}:start", f"{R1}:next"}
     assert [r["key"] for r in by_op_tables["idempotency"]] == ["k1", "k2"]
+    assert fifth.deleted_jobs == set() and seventh.deleted_jobs == {f"{R5}:x", f"{R5}:y"}
+    assert tenth.deleted_jobs == {f"{R5}:z"}  # by its run, which comes first
+    assert [r["id"] for r in by_op_tables["jobs"]] == [f"{R2}:start"]
 
     for mine, theirs in zip(setwise_results, by_op_results, strict=True):
         assert mine == theirs
     for name in TABLES:
         assert setwise_tables[name] == by_op_tables[name], name
+
+
+async def test_a_set_wise_job_delete_in_a_shard_not_held_is_fenced() -> None:
+    store = await open_store()
+    try:
+        await store.commit(Batch([Enqueue(Job(id="cron:3", kind=JobKind.CRON, due_ms=NOW, shard=3))]))
+        store.leases = {0: 1, 1: 1, 2: 1}  # shard 3 lost
+        before = store.setwise_batches
+        with pytest.raises(Fenced):
+            await store.commit(Batch([DeleteJob("cron:3")]))
+        assert store.setwise_batches > before
+        assert [r["id"] for r in await store.fetch("SELECT id FROM jobs")] == ["cron:3"]
+    finally:
+        await store.close()

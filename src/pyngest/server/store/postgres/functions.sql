@@ -28,19 +28,19 @@ $$;
 
 -- A batch of the common shapes applied set-wise: one statement for all of its rows, whatever
 -- their number and kinds (events, run creations with their idempotency key and event links,
--- job deletes of runs, job inserts, run updates, steps, history), instead of one per op.
+-- job deletes, job inserts, run updates, steps, history), instead of one per op.
 --
--- The writer (PostgresStore._setwise) sends a batch this way only when applying it in this
--- fixed order gives what applying its ops one by one gives: every run's creation precedes its
--- other ops; a run has at most one idempotency key, and no two runs of the batch share one; no
--- run is both created and updated, nor updated twice; no job is enqueued before a delete of its
--- run's jobs, and no job id twice; no event twice; the registry check (p_batch->'rv') comes
+-- The writer (setwise.py) sends a batch this way only when applying it in this fixed order
+-- gives what applying its ops one by one gives: every run's creation precedes its other ops; a
+-- run has at most one idempotency key, and no two runs of the batch share one; no run is both
+-- created and updated, nor updated twice; no job is enqueued before a delete of its run's jobs,
+-- no job id twice, and none both enqueued and deleted by id; no event twice; the registry check (p_batch->'rv') comes
 -- before any event of the batch. The sub-statements share one snapshot, so a delete never sees
 -- a row the same batch inserts, which is exactly the order the writer allows.
 --
 -- Returns the batch's result object (as pyngest_apply's), the registry check left to the caller.
-CREATE OR REPLACE FUNCTION pyngest_apply_setwise(p_batch jsonb, p_blobs bytea[], p_now bigint, p_xid bigint)
-    RETURNS jsonb
+CREATE OR REPLACE FUNCTION pyngest_apply_setwise(p_batch jsonb, p_blobs bytea[], p_now bigint, p_xid bigint,
+                                                 p_checked integer[]) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v_res   jsonb;
@@ -97,13 +97,26 @@ BEGIN
     ),
     -- (Rows of the tables are found through "= ANY (ARRAY(...))", an index lookup whatever the
     -- plan cached for this session guessed of the batch's size and the table's.)
-    -- a run's jobs but the one kept (several deletes of one run: the union of what each deletes)
+    -- Jobs deleted by id ('djob') and a run's jobs but the one kept ('drj'), in one DELETE. Done
+    -- one by one, a job goes with the first of the batch's ops that matches it (its position
+    -- "i"): by id, its shard is fenced (below, if the group has not named it); by its run, it is
+    -- reported among the deleted jobs.
+    drj AS (
+        SELECT d->>'rid' AS rid, d->>'keep' AS keep, (d->>'i')::integer AS i
+        FROM jsonb_array_elements(p_batch->'drj') AS d
+        WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = d->>'rid')
+    ),
+    djob AS (
+        SELECT d->>'id' AS id, (d->>'i')::integer AS i FROM jsonb_array_elements(p_batch->'djob') AS d
+    ),
     cleared AS (
-        DELETE FROM jobs AS j USING jsonb_array_elements(p_batch->'drj') AS d
-        WHERE j.run_id = ANY (ARRAY(SELECT o->>'rid' FROM jsonb_array_elements(p_batch->'drj') AS o))
-          AND j.run_id = d->>'rid' AND (d->>'keep' IS NULL OR j.id <> d->>'keep')
-          AND NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = d->>'rid')
-        RETURNING j.id
+        DELETE FROM jobs AS j
+        WHERE j.id = ANY (ARRAY(SELECT id FROM djob))
+           OR (j.run_id = ANY (ARRAY(SELECT rid FROM drj))
+               AND EXISTS (SELECT 1 FROM drj WHERE drj.rid = j.run_id AND (drj.keep IS NULL OR j.id <> drj.keep)))
+        RETURNING j.id, j.shard,
+            (SELECT min(i) FROM djob WHERE djob.id = j.id) AS by_id,
+            (SELECT min(i) FROM drj WHERE drj.rid = j.run_id AND (drj.keep IS NULL OR j.id <> drj.keep)) AS by_run
     ),
     queued AS (
         INSERT INTO jobs (id, shard, run_id, kind, due_ms, priority, step_id, attempt, payload, remote)
@@ -165,7 +178,10 @@ BEGIN
         'ignored', (SELECT COALESCE(jsonb_agg(o->>'id'), '[]') FROM jsonb_array_elements(p_batch->'enq') AS o
                     WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
                       AND NOT EXISTS (SELECT 1 FROM queued AS q WHERE q.id = o->>'id')),
-        'djobs', (SELECT COALESCE(jsonb_agg(DISTINCT id), '[]') FROM cleared),
+        'djobs', (SELECT COALESCE(jsonb_agg(id), '[]') FROM cleared
+                  WHERE by_id IS NULL OR by_run < by_id),
+        'fence', (SELECT COALESCE(jsonb_agg(DISTINCT shard), '[]') FROM cleared
+                  WHERE by_id IS NOT NULL AND (by_run IS NULL OR by_id < by_run) AND shard <> ALL (p_checked)),
         'stored', (SELECT count(*) FROM ev))
     INTO v_res;
 
@@ -188,7 +204,8 @@ BEGIN
     END IF;
     RETURN jsonb_build_object(
         'created', v_res->'created', 'skipped', v_held, 'seqs', v_seqs, 'dups', v_dups,
-        'ignored', v_res->'ignored', 'djobs', v_res->'djobs', 'dpauses', '[]'::jsonb, 'void', false, 'xid', p_xid);
+        'ignored', v_res->'ignored', 'djobs', v_res->'djobs', 'dpauses', '[]'::jsonb, 'void', false, 'xid', p_xid,
+        'fence', v_res->'fence');
 END;
 $$;
 
@@ -272,7 +289,14 @@ BEGIN
                         v_batch->>'rv' USING ERRCODE = 'PYF01';
                 END IF;
             END IF;
-            v_out := v_out || jsonb_build_array(pyngest_apply_setwise(v_batch, p_blobs, p_now, v_xid));
+            v_f := pyngest_apply_setwise(v_batch, p_blobs, p_now, v_xid, v_checked);
+            -- shards of jobs deleted by id that the group did not name, fenced as below
+            IF v_f->'fence' <> '[]' THEN
+                v_fence := ARRAY(SELECT jsonb_array_elements_text(v_f->'fence')::integer);
+                PERFORM pyngest_fence_many(v_fence, p_node, p_leases);
+                v_checked := v_checked || v_fence;
+            END IF;
+            v_out := v_out || jsonb_build_array(v_f - 'fence');
             CONTINUE;
         END IF;
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 from typing import Any
 
 # Op kinds (the "t" of an encoded op) the set-wise statement writes, and the key of their rows.
-_ROWS = {"ev": "ev", "run": "runs", "drj": "drj", "enq": "enq", "upd": "upd", "step": "step", "hist": "hist"}
+_ROWS = {"ev": "ev", "run": "runs", "djob": "djob", "drj": "drj", "enq": "enq", "upd": "upd", "step": "step",
+         "hist": "hist"}
 
 
 def named_shards(batches: list[list[dict[str, Any]]]) -> list[int]:
@@ -41,7 +42,8 @@ def setwise(ops: list[dict[str, Any]]) -> dict[str, Any] | None:
       skipped half-way through its keys releases the ones it took, which needs the loop);
     - a run is not both created and updated (the update would not see the new row), nor updated
       twice (``compact`` merges a batch's updates already);
-    - a job is not enqueued before a delete of its run's jobs (which would delete it), nor twice;
+    - a job is not enqueued before a delete of its run's jobs (which would delete it), nor twice,
+      nor both enqueued and deleted by id;
     - an event is not stored twice, and the registry check of runs started with their events
       is the batch's first event op (it runs before any of the batch's events is stored).
     """
@@ -52,8 +54,9 @@ def setwise(ops: list[dict[str, Any]]) -> dict[str, Any] | None:
     updated: set[str] = set()
     queued_runs: set[str] = set()
     job_ids: set[str] = set()
+    deleted_ids: set[str] = set()
     event_ids: set[str] = set()
-    for op in ops:
+    for i, op in enumerate(ops):
         kind = op["t"]
         if kind not in _ROWS:
             return None
@@ -85,11 +88,14 @@ def setwise(ops: list[dict[str, Any]]) -> dict[str, Any] | None:
                 if rid in created or rid in updated:
                     return None
                 updated.add(op["rid"])
-            elif kind == "drj":
-                if rid in queued_runs:
+            elif kind in ("drj", "djob"):
+                if rid in queued_runs or op.get("id") in job_ids:
                     return None
+                if kind == "djob":
+                    deleted_ids.add(op["id"])
+                op = {**op, "i": i}  # which delete comes first matters (functions.sql)
             elif kind == "enq":
-                if op["id"] in job_ids:
+                if op["id"] in job_ids or op["id"] in deleted_ids:
                     return None
                 job_ids.add(op["id"])
                 if rid is not None:
