@@ -190,7 +190,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         if args.postgres_uri:
             store.committed.append(lambda done: groups.__setitem__(0, groups[0] + 1))
             await pg_reset(args.postgres_uri)
-            setwise_before = store.setwise_batches
+            setwise_before = getattr(store, "setwise_batches", 0)
         else:
             await store.db.write(lambda conn: conn.set_trace_callback(sqlite_stmts.trace))
             sqlite_stmts.on = True
@@ -236,7 +236,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "statements_per_run": round(sum(statements.values()) / args.runs, 2),
             "statements": {k: round(v / args.runs, 2) for k, v in statements.most_common()},
             **({"batches_written": sum(1 for b in batches if b.ops),
-                "batches_setwise": store.setwise_batches - setwise_before} if args.postgres_uri else {}),
+                "batches_setwise": getattr(store, "setwise_batches", 0) - setwise_before} if args.postgres_uri else {}),
         }
     finally:
         await http.aclose()

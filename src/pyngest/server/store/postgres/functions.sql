@@ -282,7 +282,7 @@ BEGIN
                    OR EXISTS (
                        SELECT 1 FROM events AS e
                        WHERE NOT e.started
-                         AND e.event_id IN (SELECT jsonb_array_elements_text(v_batch->'rvids'))
+                         AND e.event_id = ANY (ARRAY(SELECT jsonb_array_elements_text(v_batch->'rvids')))
                          AND (e.xid, e.seq) > (SELECT cursor_xid, cursor_seq FROM shards
                                                ORDER BY cursor_xid, cursor_seq LIMIT 1)) THEN
                     RAISE EXCEPTION 'runs cannot start with their events (registry version %, or an earlier event with the same id to match first)',
