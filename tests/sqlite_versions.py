@@ -6,7 +6,7 @@ import sqlite3
 
 
 def as_version_3(conn: sqlite3.Connection) -> None:
-    """Undo migration 005 (environments): no env tables, no env_id columns, version 3. (The old
+    """Undo migrations 005 and 007 (environments): no env tables, no env_id columns, version 3. (The old
     UNIQUE constraints on apps.name and functions.slug are not put back: 005 rebuilds both.)"""
     for index in ("apps_env_name", "functions_env_slug", "events_env", "runs_env"):
         conn.execute(f"DROP INDEX {index}")
@@ -14,4 +14,7 @@ def as_version_3(conn: sqlite3.Connection) -> None:
         conn.execute(f"DROP TABLE {table}")
     for table in ("apps", "functions", "events", "runs"):
         conn.execute(f"ALTER TABLE {table} DROP COLUMN env_id")
+    # and migration 007 (a webhook's environment); 004's webhook tables are made only if missing
+    conn.execute("DROP INDEX webhooks_env")
+    conn.execute("ALTER TABLE webhooks DROP COLUMN env_id")
     conn.execute("UPDATE meta SET value='3' WHERE key='schema_version'")

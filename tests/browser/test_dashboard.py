@@ -544,3 +544,57 @@ def test_start_mode_environments_switcher_and_keys(browser: Any, tmp_path: Path)
         assert errors == [], errors
     finally:
         secured.stop()
+
+
+def test_start_mode_webhooks_follow_the_selected_environment(browser: Any, tmp_path: Path) -> None:
+    """A webhook created with staging selected is staging's: production's list does not show it,
+    its events land in staging; with a branch of staging selected, the page lists staging's
+    webhooks with URLs that name the branch."""
+    secured = Stack(tmp_path, start_mode=True)
+    admin = {"Authorization": f"Bearer {secured.signing_key}"}
+    try:
+        created = httpx.post(f"{secured.base}/v1/envs", json={"name": "staging"}, headers=admin)
+        assert created.status_code == 201, created.text
+        staging = created.json()["data"]
+        page = Page(browser, secured.base)
+        p = page.go("/webhooks")
+        p.fill("input[name=password]", "correct horse")
+        p.click("button:has-text('Sign in')")
+        p.wait_for_selector("h1:has-text('Webhooks')")
+        with p.expect_navigation():  # switching reloads the page
+            p.select_option("select[aria-label=Environment]", staging["id"])
+        p.wait_for_selector("h1:has-text('Webhooks')")
+        p.click("button:has-text('Create webhook')")
+        p.fill(".modal input", "Staging hook")
+        p.click(".modal button:has-text('Create')")
+        row = p.locator('tr[data-webhook="Staging hook"]')
+        row.wait_for()
+        url = row.locator("input.webhook-url").input_value()
+        # staging's, not production's
+        as_staging = {"Authorization": f"Bearer {staging['signing_key']}"}
+        assert [w["name"] for w in httpx.get(f"{secured.base}/v1/webhooks", headers=as_staging).json()["data"]] \
+            == ["Staging hook"]
+        assert httpx.get(f"{secured.base}/v1/webhooks", headers=admin).json()["data"] == []
+        sent = httpx.post(url, json={"hello": "staging"})
+        assert sent.status_code == 200, sent.text
+        event_id = sent.json()["ids"][0]
+        assert httpx.get(f"{secured.base}/v1/events/{event_id}", headers=as_staging).status_code == 200
+        assert httpx.get(f"{secured.base}/v1/events/{event_id}", headers=admin).status_code == 404
+        # a branch of staging, made by a request naming it; selected, its URLs name it
+        assert httpx.post(url + "?x-inngest-env=preview-1", json={"hello": "branch"}).status_code == 200
+        branch = next(e for e in httpx.get(f"{secured.base}/v1/envs", headers=admin).json()["data"]
+                      if e["name"] == "preview-1" and e["parent_id"] == staging["id"])
+        p = page.go("/webhooks")  # the switcher lists the environments there were when it loaded
+        p.wait_for_selector(f"select[aria-label=Environment] option[value='{branch['id']}']", state="attached")
+        with p.expect_navigation():
+            p.select_option("select[aria-label=Environment]", branch["id"])
+        row = p.locator('tr[data-webhook="Staging hook"]')
+        row.wait_for()
+        assert row.locator("input.webhook-url").input_value() == url + "?x-inngest-env=preview-1"
+        p.wait_for_selector("[data-branch-note]")
+        page.shot("webhooks-branch")
+        errors = list(page.errors)
+        page.ctx.close()
+        assert errors == [], errors
+    finally:
+        secured.stop()

@@ -36,12 +36,15 @@ async def test_existing_rows_join_the_default_environment(tmp_path: Path) -> Non
                      "VALUES ('e1', 'shop/order', 'e1', 1, 1, '{}')")
         conn.execute("INSERT INTO runs(id, fn_id, app_id, status, event_ids, queued_ms) "
                      "VALUES ('01J00000000000000000000000', 'f1', 'a1', 'Completed', '[\"e1\"]', 1)")
+        conn.execute("INSERT INTO webhooks(id, key, name, created_ms, updated_ms) VALUES ('w1', 'k1', 'hook', 1, 1)")
     store = await _store(tmp_path)
     try:
         version = await store.db.read(lambda c: c.execute("SELECT value FROM meta WHERE key='schema_version'")
                                       .fetchone()[0])
         assert version == str(SCHEMA_VERSION)
         await check_upgraded(store, sqlite3.IntegrityError, NOW)
+        # a webhook from before is the default environment's (migration 007)
+        assert [(h.id, h.env_id) for h in await store.list_webhooks()] == [("w1", DEFAULT_ENV)]
     finally:
         await store.close()
 

@@ -99,3 +99,22 @@ def test_another_secret_is_refused() -> None:
     jwt = _sign(b"other", {"alg": "HS256"}, _claims())
     with pytest.raises(InvalidToken, match="signature"):
         tokens.verify([tokens.DEV_SECRET], jwt, NOW)
+
+
+def test_a_token_names_its_environment_before_it_is_verified() -> None:
+    staging = "11111111-1111-4111-8111-111111111111"
+    jwt = tokens.issue(tokens.secrets_for([KEY])[0], account_id=tokens.DEV_ACCOUNT_ID, env_id=staging,
+                       topics=[Topic("c", "t", staging)], now_s=NOW)
+    # which environment's keys to check it with: read from the claims, unverified
+    assert tokens.claimed_env(jwt) == staging
+    assert tokens.claimed_env("not.a-token") == "" and tokens.claimed_env("a.b.c") == ""
+    assert tokens.verify(tokens.secrets_for([KEY]), jwt, NOW).env_id == staging
+
+
+def test_a_topic_of_another_environment_than_the_tokens_is_refused() -> None:
+    secret = tokens.secrets_for([KEY])[0]
+    jwt = _sign(secret, {"alg": "HS256", "typ": "JWT"}, _claims(
+        env="11111111-1111-4111-8111-111111111111",
+        topics=[{"kind": "run", "env_id": tokens.DEV_ENV_ID, "channel": "c", "name": "t"}]))
+    with pytest.raises(InvalidToken, match="another environment"):
+        tokens.verify([secret], jwt, NOW)

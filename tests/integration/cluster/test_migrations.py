@@ -8,6 +8,7 @@ from importlib import resources
 import asyncpg
 
 from pyngest.clock import TestClock
+from pyngest.server.model import DEFAULT_ENV
 from pyngest.server.store.postgres.migrate import SCHEMA_VERSION
 from pyngest.server.store.postgres.store import PostgresStore
 from tests import backends
@@ -40,5 +41,30 @@ async def test_a_version_2_database_gets_environments() -> None:
     try:
         assert await store.fetchval("SELECT value FROM meta WHERE key = 'schema_version'") == str(SCHEMA_VERSION)
         await check_upgraded(store, asyncpg.UniqueViolationError, 1_800_000_000_000)
+    finally:
+        await store.close()
+
+
+async def test_a_version_6_database_gives_its_webhooks_the_default_environment() -> None:
+    schema = backends.new_schema_name()
+    await backends.create_schema(schema)
+    uri = backends.postgres_uri(schema)
+    conn = await asyncpg.connect(uri)
+    try:  # what pyngest with schema version 6 made: webhooks without an environment
+        migrations = resources.files("pyngest.server.store.postgres").joinpath("migrations")
+        async with conn.transaction():
+            for version in range(1, 7):
+                await conn.execute(migrations.joinpath(f"{version:03d}.sql").read_text())
+            await conn.executemany("INSERT INTO meta (key, value) VALUES ($1, $2)", [
+                ("cluster_id", "c"), ("shards", "4"), ("registry_version", "0"), ("schema_version", "6")])
+            await conn.execute("INSERT INTO webhooks (id, key, name, created_ms, updated_ms) "
+                               "VALUES ('w1', 'k1', 'hook', 1, 1)")
+    finally:
+        await conn.close()
+    store = PostgresStore(uri, TestClock(start_ms=1_800_000_000_000), shards=4)
+    await store.open()
+    try:
+        assert await store.fetchval("SELECT value FROM meta WHERE key = 'schema_version'") == str(SCHEMA_VERSION)
+        assert [(h.id, h.env_id) for h in await store.list_webhooks()] == [("w1", DEFAULT_ENV)]
     finally:
         await store.close()

@@ -130,8 +130,8 @@ class EventAPI:
         """Check the key, read the body within the size limit, then validate, store and
         acknowledge its events. Returns (HTTP status, response body).
 
-        A webhook's key is an event key of its own: its requests go through its transform (into
-        the default environment)."""
+        A webhook's key is an event key of its own: its requests go through its transform into
+        the webhook's environment (or, with ``x-inngest-env``, a branch of it)."""
         try:
             hook = await self.webhooks.by_key(key)
         except StoreUnavailable as exc:

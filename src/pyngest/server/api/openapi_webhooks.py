@@ -16,7 +16,8 @@ def _ref(name: str) -> dict[str, Any]:
 WEBHOOK_SCHEMAS: dict[str, Any] = {
     "Webhook": {"type": "object", "required": ["id", "name", "url", "key"], "properties": {
         "id": _ID, "name": {"type": "string"}, "url": {"type": "string"}, "key": {"type": "string"},
-        "transform": {"type": ["string", "null"]}, "created_at": _TIME, "updated_at": _TIME}},
+        "environment_id": _ID, "transform": {"type": ["string", "null"]}, "created_at": _TIME,
+        "updated_at": _TIME}},
     "WebhookFailure": {"type": "object", "required": ["id", "webhook_id", "error", "body"], "properties": {
         "id": _ID, "webhook_id": _ID, "received_at": _TIME, "error": {"type": "string"}, "body": {"type": "string"},
         "headers": {"type": "object", "additionalProperties": {"type": "string"}}, "query": {"type": "string"},

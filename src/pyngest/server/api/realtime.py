@@ -11,6 +11,11 @@
   always required, in dev too. Frames are JSON messages (``frames.py``); a WebSocket client may
   send ``{"kind": "sub", "data": "<jwt>"}`` to add a token's topics and ``{"kind": "unsub",
   "data": [topics]}`` to drop some.
+
+In ``pyngest start`` all of it is per environment (docs/realtime.md#environments): a token is
+issued for, and signed with the key of, the asking key's environment (a branch with
+``x-inngest-env``); a publish goes to the key's environment, or the run's; a topic is (environment,
+channel, name), so the same names in two environments never meet.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ import codecs
 import contextlib
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -30,6 +36,8 @@ from starlette.websockets import WebSocket, WebSocketDisconnect, WebSocketState
 
 from pyngest.protocol.ids import is_ulid, new_ulid
 from pyngest.server.api.common import bearer_ok, json_response, public_error, unauthorized
+from pyngest.server.api.envs import reaches, request_env
+from pyngest.server.environments import EnvError
 from pyngest.server.realtime import frames
 from pyngest.server.realtime.hub import (
     CLOSE_TOO_SLOW,
@@ -47,10 +55,13 @@ from pyngest.server.realtime.tokens import (
     Claims,
     InvalidToken,
     Topic,
+    claimed_env,
     issue,
+    secrets_for,
     verify,
 )
 from pyngest.server.service import Service
+from pyngest.server.store.base import StoreUnavailable
 
 log = logging.getLogger("pyngest.realtime")
 
@@ -58,6 +69,7 @@ KEEPALIVE_S = 15.0  # an SSE comment this often when nothing else is sent (upstr
 SSE_MAX_S = 15 * 60.0  # an SSE response ends after this long (upstream); the client reconnects
 STREAM_CHUNK_BYTES = 1024  # a streamed publish is relayed in pieces of this size
 RELAY_WAIT_S = 5.0  # a new subscription waits this long at most for the cross-process relay
+RUN_ENVS_KEPT = 4096  # runs whose environment a process remembers for their publishes
 _SSE_HEADERS = {"Access-Control-Allow-Origin": "*", "Access-Control-Expose-Headers": "Content-Type",
                 "Cache-Control": "no-cache", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
 
@@ -78,15 +90,36 @@ class RealtimeAPI:
         self.config = service.config
         self.hub = service.realtime.hub
         self.secrets = service.realtime.secrets
-        # one environment until environments exist: upstream's dev-server ids
-        self.env_id = DEV_ENV_ID
+        # upstream's dev-server account; in dev, its one environment too
         self.account_id = DEV_ACCOUNT_ID
+        self._run_envs: OrderedDict[str, str] = OrderedDict()
 
     def _now_s(self) -> int:
         return self.service.clock.now_ms() // 1000
 
+    @property
+    def _per_env(self) -> bool:
+        return self.config.mode != "dev"  # upstream's dev server is one environment
+
+    def _secrets(self, env_id: str) -> list[bytes]:
+        """What a token of ``env_id`` is signed with (the first: the environment's active key; a
+        branch's is its parent's) and checked against (every key the environment accepts)."""
+        if not self._per_env:
+            return self.secrets
+        envs = self.service.registry.envs
+        active = envs.signing_key(env_id)
+        keys = ([active] if active else []) + [k for k in envs.accepted_signing_keys(env_id) if k != active]
+        return secrets_for(keys) if keys else self.secrets
+
     def _claims(self, token: str) -> Claims:
-        return verify(self.secrets, token, self._now_s())
+        """A verified token. Its signature is checked with the keys of the environment it names
+        only, so that a key of one environment cannot make another's tokens."""
+        if not self._per_env:
+            return verify(self.secrets, token, self._now_s())
+        env_id = claimed_env(token)
+        if self.service.registry.envs.get(env_id) is None:
+            raise InvalidToken("invalid realtime token: it names no environment of this server (env)")
+        return verify(self._secrets(env_id), token, self._now_s())
 
     @staticmethod
     def _token_of(query: Any, headers: Any) -> str:
@@ -111,6 +144,12 @@ class RealtimeAPI:
                                 '[{"channel": "user:123", "name": "ai", "kind": "run"}]', 400)
         if len(body) > MAX_TOPICS:
             return public_error(f"Invalid request: at most {MAX_TOPICS} topics per token", 400)
+        try:
+            # the key's environment, or with x-inngest-env a branch of it (created on first use,
+            # as a subscriber may come before the branch's first sync or event)
+            env_id = await request_env(request, self.service, create=True)
+        except EnvError as exc:
+            return public_error(exc.message, exc.status)
         topics: list[Topic] = []
         for i, raw in enumerate(body):
             if not isinstance(raw, dict):
@@ -121,26 +160,62 @@ class RealtimeAPI:
             kind = raw.get("kind") or "run"
             if kind != "run":
                 return public_error(f"Invalid request: topic {i}: kind {kind!r} is not supported (use \"run\")", 400)
-            topics.append(Topic(channel=raw["channel"], name=raw["name"], env_id=self.env_id))
-        jwt = issue(self.secrets[0], account_id=self.account_id, env_id=self.env_id, topics=topics,
+            topics.append(Topic(channel=raw["channel"], name=raw["name"], env_id=env_id))
+        jwt = issue(self._secrets(env_id)[0], account_id=self.account_id, env_id=env_id, topics=topics,
                     now_s=self._now_s())
         return json_response({"jwt": jwt}, 201)
 
     # ---------------------------------------------------------------------------- publish
 
-    def _publish_allowed(self, request: Request) -> bool:
+    async def _publish_env(self, request: Request, run_id: str | None) -> str | Response:
+        """The environment a publish goes to, or the refusal: a token that may publish, its own;
+        a signing key, its environment (a branch with x-inngest-env) — and a publish from a run
+        (``run_id``), the run's, when the key reaches it."""
         scheme, _, value = request.headers.get("authorization", "").partition(" ")
         if scheme.lower() == "bearer" and value.count(".") == 2:
             try:
-                return self._claims(value.strip()).publish
+                claims = self._claims(value.strip())
             except InvalidToken:
                 pass
-        return bearer_ok(request, self.config)
+            else:
+                if claims.publish:
+                    return claims.env_id or DEV_ENV_ID
+        if not bearer_ok(request, self.config):
+            return unauthorized()
+        try:
+            env_id = await request_env(request, self.service)
+        except EnvError as exc:
+            return public_error(exc.message, exc.status)
+        if run_id is None or not self._per_env:
+            return env_id
+        run_env = await self._run_env(run_id)
+        return run_env if run_env is not None and reaches(request, self.service)(run_env) else env_id
+
+    async def _run_env(self, run_id: str) -> str | None:
+        """A run's environment (remembered: a run publishing a stream of messages is looked up once)."""
+        known = self._run_envs.get(run_id)
+        if known is not None:
+            self._run_envs.move_to_end(run_id)
+            return known
+        try:
+            run = await self.service.state.runs.get(run_id)
+        except StoreUnavailable:
+            return None
+        if run is None:
+            return None
+        self._run_envs[run_id] = run.env_id
+        if len(self._run_envs) > RUN_ENVS_KEPT:
+            self._run_envs.popitem(last=False)
+        return run.env_id
 
     async def publish(self, request: Request) -> Response:
-        if not self._publish_allowed(request):
-            return unauthorized()
         query = request.query_params
+        run_id = query.get("run_id") or None
+        if run_id is not None and not is_ulid(run_id):
+            run_id = None  # upstream ignores a run id it cannot parse
+        env_id = await self._publish_env(request, run_id)
+        if isinstance(env_id, Response):
+            return env_id
         channel = query.get("channel")
         topics = list(dict.fromkeys(query.getlist("topic")))
         problem = _bad_name("channel", channel) or (None if topics else "a topic name is required (?topic=)")
@@ -148,9 +223,6 @@ class RealtimeAPI:
         if problem:
             return public_error(f"Invalid publish: {problem}", 400)
         assert channel is not None
-        run_id = query.get("run_id") or None
-        if run_id is not None and not is_ulid(run_id):
-            run_id = None  # upstream ignores a run id it cannot parse
         metadata: Any = None
         if query.get("metadata"):
             try:
@@ -158,7 +230,7 @@ class RealtimeAPI:
             except orjson.JSONDecodeError:
                 return public_error("Invalid publish: metadata is not JSON", 400)
         if request.headers.get("content-type", "").split(";")[0].strip() == "text/stream":
-            return await self._publish_stream(request, channel, topics, run_id, metadata)
+            return await self._publish_stream(request, env_id, channel, topics, run_id, metadata)
         body = bytearray()
         async for piece in request.stream():
             body += piece
@@ -171,20 +243,20 @@ class RealtimeAPI:
             data = body.decode("utf-8", "replace")  # not JSON: sent as a string, as upstream does
         now = self.service.clock.now_ms()
         for topic in topics:
-            frame = frames.message("data", env_id=self.env_id, channel=channel, topic=topic, data=data, now_ms=now,
+            frame = frames.message("data", env_id=env_id, channel=channel, topic=topic, data=data, now_ms=now,
                                    run_id=run_id, metadata=metadata)
-            await self.hub.publish((self.env_id, channel, topic), frame)
+            await self.hub.publish((env_id, channel, topic), frame)
         return Response(status_code=200)
 
-    async def _publish_stream(self, request: Request, channel: str, topics: list[str], run_id: str | None,
-                              metadata: Any) -> Response:
+    async def _publish_stream(self, request: Request, env_id: str, channel: str, topics: list[str],
+                              run_id: str | None, metadata: Any) -> Response:
         stream_id = new_ulid()
-        keys = [(self.env_id, channel, t) for t in topics]
+        keys = [(env_id, channel, t) for t in topics]
 
         async def each(kind: str) -> None:
             now = self.service.clock.now_ms()
             for key in keys:
-                await self.hub.publish(key, frames.message(kind, env_id=self.env_id, channel=channel, topic=key[2],
+                await self.hub.publish(key, frames.message(kind, env_id=env_id, channel=channel, topic=key[2],
                                                            data=stream_id, now_ms=now, run_id=run_id,
                                                            metadata=metadata))
 
@@ -214,7 +286,8 @@ class RealtimeAPI:
     # ---------------------------------------------------------------------------- subscribe
 
     def _topics(self, claims: Claims) -> list[TopicKey]:
-        return [(t.env_id, t.channel, t.name) for t in claims.topics]
+        # the token's environment: the same channel and topic in another environment is another topic
+        return [(claims.env_id or t.env_id, t.channel, t.name) for t in claims.topics]
 
     async def _subscribe(self, protocol: str, claims: Claims) -> Subscriber:
         relay = self.service.realtime.relay
@@ -329,8 +402,11 @@ class RealtimeAPI:
                     if len(sub.topics) + len(claims.topics) <= MAX_TOPICS:
                         self.hub.add_topics(sub, self._topics(claims))
                 elif msg.get("kind") == "unsub" and isinstance(msg.get("data"), list):
-                    keys = [(str(t.get("env_id") or self.env_id), str(t.get("channel")), str(t.get("name")))
-                            for t in msg["data"] if isinstance(t, dict)]
+                    # a topic without env_id: that channel and topic in each environment subscribed
+                    envs = {key[0] for key in sub.topics}
+                    keys = [(env, str(t.get("channel")), str(t.get("name")))
+                            for t in msg["data"] if isinstance(t, dict)
+                            for env in ([str(t["env_id"])] if t.get("env_id") else envs)]
                     self.hub.remove_topics(sub, keys)
         finally:
             sub.close(1000, "client closed")

@@ -6,7 +6,10 @@ HS256, issuer ``rt.inngest.com``, a minute of validity by default, claims ``sub`
 
 The secret: with a signing key, the key's text without its ``signkey-<env>-`` prefix (the same
 bytes the request signatures use), so whoever holds the signing key can mint tokens as the
-server does; the fallback key is accepted too. Without a signing key (``dev``), upstream's dev
+server does; the fallback key is accepted too. In ``pyngest start`` each environment's tokens
+are signed with that environment's active key (a branch's with its parent's) and checked
+against that environment's keys only: a token names its environment (``env``), and a key of
+one environment cannot make a token of another. Without a signing key (``dev``), upstream's dev
 secret ``dev-mode-is-not-secret``. Upstream's OSS server uses that dev secret even for
 ``inngest start`` (docs/compatibility.md).
 
@@ -100,6 +103,20 @@ def issue(secret: bytes, *, account_id: str, env_id: str, topics: list[Topic], n
     return (signing_input + b"." + _b64(_mac(secret, signing_input))).decode()
 
 
+def claimed_env(token: str) -> str:
+    """The environment a token says it is for, read before its signature is checked: it says
+    which environment's keys to check the signature with ("" if unreadable: verify says why)."""
+    parts = token.split(".")
+    if len(parts) != 3:
+        return ""
+    try:
+        payload = orjson.loads(_unb64(parts[1]))
+    except (InvalidToken, orjson.JSONDecodeError):
+        return ""
+    env = payload.get("env") if isinstance(payload, dict) else None
+    return env if isinstance(env, str) else ""
+
+
 def verify(secrets: list[bytes], token: str, now_s: int) -> Claims:
     parts = token.split(".")
     if len(parts) != 3 or not all(parts):
@@ -131,7 +148,11 @@ def verify(secrets: list[bytes], token: str, now_s: int) -> Claims:
     for raw in payload.get("topics") or []:
         if not isinstance(raw, dict) or not isinstance(raw.get("channel"), str) or not isinstance(raw.get("name"), str):
             raise InvalidToken("invalid realtime token: a topic is not {channel, name}")
-        topics.append(Topic(channel=raw["channel"], name=raw["name"], env_id=str(raw.get("env_id") or env),
+        topic_env = str(raw.get("env_id") or env)
+        if env and topic_env != env:
+            # a token is for one environment: its topics are that environment's
+            raise InvalidToken("invalid realtime token: a topic names another environment than the token's")
+        topics.append(Topic(channel=raw["channel"], name=raw["name"], env_id=topic_env,
                             kind=str(raw.get("kind") or "run")))
     return Claims(account_id=str(payload.get("sub") or ""), env_id=str(env or ""), topics=tuple(topics),
                   publish=payload.get("publish") is True, expires_s=int(exp))

@@ -102,8 +102,9 @@ class OperationRecord:
 class WebhookRecord:
     """A webhook: ``POST /e/{key}`` runs ``transform`` (None: the default) on each request.
 
-    Webhooks are shared by every environment, as upstream's branch environments share theirs;
-    the environment a webhook belongs to, once there are several, is a field of this record.
+    It belongs to one top-level environment (``env_id``): its events go there, or with
+    ``x-inngest-env`` to a branch of it, whose webhooks are its parent's (as upstream's branch
+    environments share theirs).
     """
 
     id: str
@@ -112,6 +113,7 @@ class WebhookRecord:
     transform: str | None
     created_ms: int
     updated_ms: int
+    env_id: str = DEFAULT_ENV
 
 
 @dataclass(slots=True)

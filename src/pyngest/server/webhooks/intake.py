@@ -12,10 +12,12 @@ from urllib.parse import parse_qs, parse_qsl
 import orjson
 from starlette.types import Scope
 
+from pyngest.protocol import headers as H
 from pyngest.protocol.events import EventValidationError, normalize_incoming
 from pyngest.protocol.ids import new_ulid
+from pyngest.server.environments import EnvError
 from pyngest.server.events import UNAVAILABLE, stored, take_events
-from pyngest.server.model import StoredEvent
+from pyngest.server.model import DEFAULT_ENV, StoredEvent
 from pyngest.server.service import Service
 from pyngest.server.store.base import StoreUnavailable, WebhookFailure, WebhookRecord
 from pyngest.server.webhooks.sandbox import (
@@ -31,6 +33,8 @@ log = logging.getLogger("pyngest.webhooks")
 FAILURES_KEPT = 100
 
 FORM = "application/x-www-form-urlencoded"
+# upstream's answer for an archived branch environment (and an unknown key)
+NOT_FOUND = "Event key not found"
 
 
 @dataclass(slots=True)
@@ -44,6 +48,24 @@ class Request:
     @property
     def content_type(self) -> str:
         return self.headers.get("Content-Type", "")
+
+    @property
+    def branch(self) -> str | None:
+        """``x-inngest-env``: a header, or a query parameter as in upstream's webhook URLs."""
+        name = self.headers.get(canonical_header(H.ENV))
+        if not name:
+            values = parse_qs(self.query).get(H.ENV)
+            name = values[0] if values else None
+        return name or None
+
+
+class EnvRefused(Exception):
+    """The request's environment does not take events (an archived branch, a bad name)."""
+
+    def __init__(self, status: int, error: str) -> None:
+        super().__init__(error)
+        self.status = status
+        self.error = error
 
 
 def webhook_request(body: bytes, scope: Scope) -> Request:
@@ -84,12 +106,36 @@ class Intake:
                 raise TransformError(f"the transform's {label}is not a valid event: {exc}") from exc
         return out
 
+    async def target(self, hook: WebhookRecord, req: Request) -> str:
+        """The environment the request's events go to: the webhook's, or with ``x-inngest-env``
+        that branch of it, created on first use as the Event API creates branches. Raises
+        EnvRefused for an archived branch (upstream's "Event key not found")."""
+        if self.s.config.mode == "dev":
+            return DEFAULT_ENV  # upstream's dev server is one environment
+        envs = self.s.registry.envs
+        if envs.get(hook.env_id) is None:
+            raise EnvRefused(401, NOT_FOUND)
+        name = req.branch
+        env = envs.select(hook.env_id, name)
+        if env is None and name:
+            try:
+                env = await envs.branch(hook.env_id, name)
+            except EnvError as exc:
+                raise EnvRefused(400, f"x-inngest-env: {exc.message}") from exc
+        if env is None or env.archived_ms is not None:
+            raise EnvRefused(401, NOT_FOUND)
+        return env.id
+
     async def deliver(self, hook: WebhookRecord, req: Request) -> tuple[int, dict[str, Any]]:
         """Handle ``POST /e/{key}`` for a webhook: (HTTP status, answer)."""
         now = self.s.clock.now_ms()
         try:
+            env_id = await self.target(hook, req)
+        except EnvRefused as exc:  # as the Event API answers it: nothing kept
+            return exc.status, {"status": exc.status, "message": "", "error": exc.error}
+        try:
             try:
-                ids = await self._store_events(hook, req, now)
+                ids = await self._store_events(hook, req, now, env_id)
             except TransformError as exc:
                 failure = WebhookFailure(new_ulid(now), hook.id, now, str(exc), req.body, req.headers, req.query)
                 await self.s.store.add_webhook_failure(failure, FAILURES_KEPT)
@@ -105,7 +151,13 @@ class Intake:
         now = self.s.clock.now_ms()
         req = Request(failure.body, failure.headers, failure.query)
         try:
-            ids = await self._store_events(hook, req, now)
+            env_id = await self.target(hook, req)
+        except EnvRefused as exc:
+            error = (f"the branch environment {req.branch!r} is archived: unarchive it to replay this request"
+                     if exc.status == 401 else exc.error)
+            return 400, {"ids": [], "status": 400, "error": error, "failure_id": failure.id}
+        try:
+            ids = await self._store_events(hook, req, now, env_id)
         except TransformError as exc:
             failure.error = str(exc)
             await self.s.store.update_webhook_failure(failure)
@@ -114,12 +166,12 @@ class Intake:
         await self.s.store.update_webhook_failure(failure)
         return 200, {"ids": ids, "status": 200, "failure_id": failure.id}
 
-    async def _store_events(self, hook: WebhookRecord, req: Request, now: int) -> list[str]:
+    async def _store_events(self, hook: WebhookRecord, req: Request, now: int, env_id: str) -> list[str]:
         events = await self.events(hook.transform, req, now)
         source = hashlib.sha256(hook.key.encode()).hexdigest()[:12]
 
         def finish(index: int, event: dict[str, Any]) -> StoredEvent:
-            return stored(event, received_ms=now, source=source)
+            return stored(event, received_ms=now, source=source, env_id=env_id)
 
         # all or nothing: a request is stored whole or kept whole as a failure, so that a replay
         # never repeats part of it

@@ -64,29 +64,38 @@ class Webhooks:
         self._by_key = {h.key: h for h in hooks}
         self._loaded_ms = self.s.clock.now_ms()
 
-    async def all(self) -> list[WebhookRecord]:
+    def owner(self, env_id: str) -> str:
+        """The environment whose webhooks a request about ``env_id`` manages: a branch's are its
+        parent's (the branch is picked on the URL with ``x-inngest-env``)."""
+        return self.s.registry.envs.keys_env(env_id)
+
+    async def all(self, env_id: str) -> list[WebhookRecord]:
+        """The webhooks of the environment ``env_id`` selects."""
         hooks = await self.s.store.list_webhooks()
         self._remember(hooks)
-        return hooks
+        owner = self.owner(env_id)
+        return [h for h in hooks if h.env_id == owner]
 
-    async def get(self, hook_id: str) -> WebhookRecord:
-        hook = next((h for h in await self.all() if h.id == hook_id), None)
+    async def get(self, env_id: str, hook_id: str) -> WebhookRecord:
+        """A webhook of that environment; another environment's is not found, as if not there."""
+        hook = next((h for h in await self.all(env_id) if h.id == hook_id), None)
         if hook is None:
             raise WebhookError(f"no webhook with id {hook_id!r}", 404)
         return hook
 
     # ------------------------------------------------------------------------ changes
 
-    async def create(self, body: dict[str, Any]) -> WebhookRecord:
+    async def create(self, env_id: str, body: dict[str, Any]) -> WebhookRecord:
         name = _name(body.get("name"))
         transform = await self._transform(body.get("transform"))
         now = self.s.clock.now_ms()
-        hook = WebhookRecord(str(uuid.uuid4()), secrets.token_hex(32), name, transform, now, now)
+        hook = WebhookRecord(str(uuid.uuid4()), secrets.token_hex(32), name, transform, now, now,
+                             self.owner(env_id))
         await self._save(hook)
         return hook
 
-    async def update(self, hook_id: str, body: dict[str, Any]) -> WebhookRecord:
-        hook = await self.get(hook_id)
+    async def update(self, env_id: str, hook_id: str, body: dict[str, Any]) -> WebhookRecord:
+        hook = await self.get(env_id, hook_id)
         if "name" in body:
             hook.name = _name(body["name"])
         if "transform" in body:
@@ -95,8 +104,8 @@ class Webhooks:
         await self._save(hook)
         return hook
 
-    async def delete(self, hook_id: str) -> WebhookRecord:
-        hook = await self.get(hook_id)
+    async def delete(self, env_id: str, hook_id: str) -> WebhookRecord:
+        hook = await self.get(env_id, hook_id)
         await self.s.store.delete_webhook(hook.id)
         self._by_key.pop(hook.key, None)
         return hook
@@ -127,14 +136,19 @@ class Webhooks:
 
     # ------------------------------------------------------------------ failed requests
 
-    async def failures(self, hook_id: str | None, before: str | None, limit: int) -> list[WebhookFailure]:
-        return await self.s.store.webhook_failures(hook_id, before, max(1, min(limit, 100)))
+    async def failures(self, hook: WebhookRecord, before: str | None, limit: int) -> list[WebhookFailure]:
+        """A webhook's kept requests (found with ``get``, so of the caller's environment)."""
+        return await self.s.store.webhook_failures(hook.id, before, max(1, min(limit, 100)))
 
-    async def replay(self, failure_id: str) -> tuple[int, dict[str, Any]]:
+    async def replay(self, env_id: str, failure_id: str) -> tuple[int, dict[str, Any]]:
         failure = await self.s.store.get_webhook_failure(failure_id)
+        missing = WebhookError(f"no failed webhook request with id {failure_id!r}", 404)
         if failure is None:
-            raise WebhookError(f"no failed webhook request with id {failure_id!r}", 404)
-        hook = await self.get(failure.webhook_id)
+            raise missing
+        try:
+            hook = await self.get(env_id, failure.webhook_id)
+        except WebhookError as exc:  # another environment's webhook: not there, for this caller
+            raise missing from exc
         return await self.intake.replay(hook, failure)
 
     # ------------------------------------------------------------------------ testing

@@ -44,10 +44,28 @@ _FIND = """
   : (typeof exports.transform === "function") ? exports.transform : null;
 typeof __pyngest_transform === "function"
 """
-# the result travels as JSON inside an object, so that `undefined` (no "v") stays distinguishable
-_CALL = ("(function (raw, evt, parse, headers, query) {{"
-         " if (parse) {{ evt = JSON.parse(raw); }}"
-         " return JSON.stringify({{v: __pyngest_transform(evt, headers, query, raw)}}); }})({args})")
+# The result travels as JSON inside an object, so that `undefined` (no "v") stays distinguishable.
+# An async transform (a Promise, or any thenable) is awaited within the same time limit: the call
+# answers null and the outcome lands in __pyngest_settled, which the runner polls with short
+# evaluations of its own — each under the deadline, so a script still busy after an `await`
+# is terminated like any other (V8 runs the continuation outside the evaluation that made it).
+_CALL = """(function (raw, evt, parse, headers, query) {{
+  if (parse) {{ evt = JSON.parse(raw); }}
+  var r = __pyngest_transform(evt, headers, query, raw);
+  if (r !== null && (typeof r === "object" || typeof r === "function") && typeof r.then === "function") {{
+    globalThis.__pyngest_settled = null;
+    Promise.resolve(r).then(function (v) {{
+      try {{ __pyngest_settled = {{done: JSON.stringify({{v: v}})}}; }}
+      catch (e) {{ __pyngest_settled = {{error: "its result cannot be turned into JSON: " + e}}; }}
+    }}, function (e) {{
+      __pyngest_settled = {{rejected: (e && e.stack) ? String(e.stack) : String(e)}};
+    }});
+    return null;
+  }}
+  return JSON.stringify({{v: r}});
+}})({args})"""
+_SETTLED = "__pyngest_settled === null ? null : JSON.stringify(__pyngest_settled)"
+_POLL_S = 0.001  # between looks at a pending Promise: timers and continuations run meanwhile
 
 NO_FUNCTION = "the transform must define function transform(evt, headers, queryParams, raw)"
 
@@ -119,6 +137,8 @@ def _evaluate(engine_loop: Callable[[], asyncio.AbstractEventLoop], source: str,
             if call is None:
                 return {}
             out = mr.eval(call, timeout_sec=_left(deadline))
+            if out is None:  # an async transform: its Promise settles later, within the deadline
+                out = _settled(mr, deadline, timeout_ms)
         except JSTimeoutException as exc:
             raise TransformError(f"the transform ran longer than its time limit of {timeout_ms} ms") from exc
         except JSOOMException as exc:
@@ -141,6 +161,25 @@ def _evaluate(engine_loop: Callable[[], asyncio.AbstractEventLoop], source: str,
 
 
 _ARRAY_BUFFER_REFUSED = "Array buffer allocation failed"
+
+
+def _settled(mr: Any, deadline: float, timeout_ms: int) -> str:
+    """The JSON result of an async transform's Promise, once settled; raises TransformError if
+    it is rejected, and lets JSTimeoutException through when the deadline passes first."""
+    while True:
+        state = mr.eval(_SETTLED, timeout_sec=_left(deadline))
+        if isinstance(state, str):
+            break
+        if time.monotonic() >= deadline:
+            raise TransformError(f"the transform ran longer than its time limit of {timeout_ms} ms "
+                                 "(its Promise did not settle)")
+        time.sleep(_POLL_S)
+    settled: dict[str, str] = orjson.loads(state)
+    if "rejected" in settled:
+        raise TransformError(f"the transform's Promise was rejected: {_js_message(Exception(settled['rejected']))}")
+    if "error" in settled:
+        raise TransformError(f"the transform's Promise resolved, but {settled['error']}")
+    return settled["done"]
 
 
 def _left(deadline: float) -> float:

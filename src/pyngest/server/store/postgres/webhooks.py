@@ -1,4 +1,4 @@
-"""The PostgreSQL store's webhooks and their failed requests (migration 003)."""
+"""The PostgreSQL store's webhooks and their failed requests (migrations 003 and 007)."""
 
 from __future__ import annotations
 
@@ -30,17 +30,18 @@ class PostgresWebhooks:
         raise NotImplementedError
 
     async def list_webhooks(self) -> list[WebhookRecord]:
-        rows = await self.fetch("SELECT id, key, name, transform, created_ms, updated_ms FROM webhooks "
+        rows = await self.fetch("SELECT id, key, name, transform, created_ms, updated_ms, env_id FROM webhooks "
                                 "ORDER BY created_ms, id")
         return [WebhookRecord(*r) for r in rows]
 
     async def save_webhook(self, hook: WebhookRecord) -> None:
         try:
             await self.execute(
-                "INSERT INTO webhooks (id, key, name, transform, created_ms, updated_ms) VALUES ($1,$2,$3,$4,$5,$6) "
+                "INSERT INTO webhooks (id, key, name, transform, created_ms, updated_ms, env_id) "
+                "VALUES ($1,$2,$3,$4,$5,$6,$7) "
                 "ON CONFLICT (id) DO UPDATE SET key = EXCLUDED.key, name = EXCLUDED.name, "
                 "transform = EXCLUDED.transform, updated_ms = EXCLUDED.updated_ms",
-                hook.id, hook.key, hook.name, hook.transform, hook.created_ms, hook.updated_ms)
+                hook.id, hook.key, hook.name, hook.transform, hook.created_ms, hook.updated_ms, hook.env_id)
         except asyncpg.UniqueViolationError as exc:
             raise KeyTaken(hook.key) from exc
 

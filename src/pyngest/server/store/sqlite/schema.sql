@@ -209,8 +209,10 @@ CREATE TABLE IF NOT EXISTS webhooks (
     name        TEXT NOT NULL,
     transform   TEXT,                    -- JavaScript; NULL: the default transform
     created_ms  INTEGER NOT NULL,
-    updated_ms  INTEGER NOT NULL
+    updated_ms  INTEGER NOT NULL,
+    env_id      TEXT NOT NULL DEFAULT '00000000-0000-4000-b000-000000000000'  -- its events' environment
 );
+CREATE INDEX IF NOT EXISTS webhooks_env ON webhooks (env_id);
 CREATE TABLE IF NOT EXISTS webhook_failures (
     id           TEXT PRIMARY KEY,       -- a ULID (in order of arrival)
     webhook_id   TEXT NOT NULL,

@@ -1,4 +1,4 @@
-"""The SQLite store's webhooks and their failed requests (migration 004)."""
+"""The SQLite store's webhooks and their failed requests (migrations 004 and 007)."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ class SqliteWebhooks:
 
     async def list_webhooks(self) -> list[WebhookRecord]:
         def q(conn: sqlite3.Connection) -> list[WebhookRecord]:
-            rows = conn.execute("SELECT id, key, name, transform, created_ms, updated_ms FROM webhooks "
+            rows = conn.execute("SELECT id, key, name, transform, created_ms, updated_ms, env_id FROM webhooks "
                                 "ORDER BY created_ms, id")
             return [WebhookRecord(*r) for r in rows]
 
@@ -33,10 +33,11 @@ class SqliteWebhooks:
         def w(conn: sqlite3.Connection) -> None:
             try:
                 conn.execute(
-                    "INSERT INTO webhooks (id, key, name, transform, created_ms, updated_ms) VALUES (?,?,?,?,?,?) "
+                    "INSERT INTO webhooks (id, key, name, transform, created_ms, updated_ms, env_id) "
+                    "VALUES (?,?,?,?,?,?,?) "
                     "ON CONFLICT(id) DO UPDATE SET key=excluded.key, name=excluded.name, "
                     "transform=excluded.transform, updated_ms=excluded.updated_ms",
-                    (hook.id, hook.key, hook.name, hook.transform, hook.created_ms, hook.updated_ms))
+                    (hook.id, hook.key, hook.name, hook.transform, hook.created_ms, hook.updated_ms, hook.env_id))
             except sqlite3.IntegrityError as exc:
                 raise KeyTaken(hook.key) from exc
 

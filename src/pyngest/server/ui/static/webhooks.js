@@ -4,7 +4,7 @@ import { useEffect, useState } from "preact/hooks";
 import { ago, gql } from "./api.js";
 import { Code, Empty, ErrorNote, Modal, Pill, html, toast, useData } from "./ui.js";
 
-const LIST = `{ webhooks { id name key path transform createdAt updatedAt } defaultWebhookTransform }`;
+const LIST = `{ webhooks { id name key path environmentID transform createdAt updatedAt } defaultWebhookTransform }`;
 const FAILURES = `query($id: ID!) { webhook(id: $id) { id failures(limit: 50) {
   id receivedAt error body query replayedAt eventIDs } } }`;
 const SAMPLE = JSON.stringify({ example: "paste the incoming JSON payload here to test your transform" }, null, 2);
@@ -149,6 +149,9 @@ export function WebhooksPage() {
     <header class="page-head"><div><h1>Webhooks</h1><p class="muted">URLs for other services to POST to; a transform turns each request into events.</p></div>
       <button class="btn primary" onClick=${() => setCreating(true)}>Create webhook</button></header>
     <${ErrorNote} error=${data.error} />
+    ${hooks.some((h) => h.path.includes("x-inngest-env=")) && html`<p class="muted small" data-branch-note>
+      A branch environment shares its parent's webhooks: the URLs below name this branch
+      (<code>x-inngest-env</code>), so their events go to it.</p>`}
     ${data.data && hooks.length === 0 && html`<${Empty}>No webhooks yet. Create one to get a URL.<//>`}
     ${hooks.length > 0 && html`<table class="table"><thead><tr><th>Name</th><th>URL</th><th>Transform</th><th>Changed</th><th></th></tr></thead>
       <tbody>${hooks.map((h) => html`<tr data-webhook=${h.name} class=${h.id === selected ? "selected" : ""}>
