@@ -39,9 +39,14 @@ $$;
 -- a row the same batch inserts, which is exactly the order the writer allows.
 --
 -- Returns the batch's result object (as pyngest_apply's), the registry check left to the caller.
+--
+-- Its plans are cached for the writer's session, made once while the tables may still be small,
+-- and know nothing of a batch's size: planned without sequential scans or hash joins, every
+-- row of a table is found through its index (one lookup per batch row), as the statements of
+-- the op by op path do, however large the tables grow.
 CREATE OR REPLACE FUNCTION pyngest_apply_setwise(p_batch jsonb, p_blobs bytea[], p_now bigint, p_xid bigint,
                                                  p_checked integer[]) RETURNS jsonb
-LANGUAGE plpgsql AS $$
+LANGUAGE plpgsql SET enable_seqscan = off SET enable_hashjoin = off AS $$
 DECLARE
     v_res   jsonb;
     v_held  jsonb := '{}';
