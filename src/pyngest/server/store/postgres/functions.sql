@@ -38,14 +38,16 @@ $$;
 -- before any event of the batch. The sub-statements share one snapshot, so a delete never sees
 -- a row the same batch inserts, which is exactly the order the writer allows.
 --
--- Returns the batch's result object (as pyngest_apply's), the registry check left to the caller.
+-- p_blobs: the batch's values, the group's p_blobs[p_b0 + 1 ...] (its ops' indexes count from
+-- the group's first). Returns the batch's result object (as pyngest_apply's), the registry
+-- check left to the caller.
 --
 -- Its plans are cached for the writer's session, made once while the tables may still be small,
 -- and know nothing of a batch's size: planned without sequential scans or hash joins, every
 -- row of a table is found through its index (one lookup per batch row), as the statements of
 -- the op by op path do, however large the tables grow.
-CREATE OR REPLACE FUNCTION pyngest_apply_setwise(p_batch jsonb, p_blobs bytea[], p_now bigint, p_xid bigint,
-                                                 p_checked integer[]) RETURNS jsonb
+CREATE OR REPLACE FUNCTION pyngest_apply_setwise(p_batch jsonb, p_blobs bytea[], p_b0 integer, p_now bigint,
+                                                 p_xid bigint, p_checked integer[]) RETURNS jsonb
 LANGUAGE plpgsql SET enable_seqscan = off SET enable_hashjoin = off AS $$
 DECLARE
     v_res   jsonb;
@@ -61,7 +63,7 @@ BEGIN
         WITH
         ev AS (
             INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body, env_id, started)
-            SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[(e->>6)::integer],
+            SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[-p_b0 + (e->>6)::integer],
                    COALESCE(e->>7, '00000000-0000-4000-b000-000000000000'), COALESCE((e->>8)::boolean, false)
             FROM jsonb_array_elements(p_batch->'ev') WITH ORDINALITY AS x(e, i)
             ORDER BY i
@@ -89,7 +91,7 @@ BEGIN
             SELECT o->>'rid', (o->>'sh')::integer, f->>'fn_id', f->>'app_id', (f->>'fn_version')::integer,
                    f->>'status', f->'event_ids', f->>'batch_id', f->>'cron', f->>'original_run_id',
                    (f->>'queued_ms')::bigint, (f->>'started_ms')::bigint, (f->>'ended_ms')::bigint,
-                   p_blobs[(f->>'output')::integer], (f->>'version')::integer,
+                   p_blobs[-p_b0 + (f->>'output')::integer], (f->>'version')::integer,
                    (f->>'force_step_plan')::boolean, NULLIF(f->'pending', 'null'),
                    (f->>'state_bytes')::bigint, NULLIF(f->'attrs', 'null'),
                    COALESCE(f->>'env_id', '00000000-0000-4000-b000-000000000000')
@@ -148,7 +150,7 @@ BEGIN
                 queued_ms = CASE WHEN u.f ? 'queued_ms' THEN (u.f->>'queued_ms')::bigint ELSE runs.queued_ms END,
                 started_ms = CASE WHEN u.f ? 'started_ms' THEN (u.f->>'started_ms')::bigint ELSE runs.started_ms END,
                 ended_ms = CASE WHEN u.f ? 'ended_ms' THEN (u.f->>'ended_ms')::bigint ELSE runs.ended_ms END,
-                output = CASE WHEN u.f ? 'output' THEN p_blobs[(u.f->>'output')::integer] ELSE runs.output END,
+                output = CASE WHEN u.f ? 'output' THEN p_blobs[-p_b0 + (u.f->>'output')::integer] ELSE runs.output END,
                 version = CASE WHEN u.f ? 'version' THEN (u.f->>'version')::integer ELSE runs.version END,
                 force_step_plan = CASE WHEN u.f ? 'force_step_plan' THEN (u.f->>'force_step_plan')::boolean
                                        ELSE runs.force_step_plan END,
@@ -164,7 +166,7 @@ BEGIN
         ),
         saved AS (
             INSERT INTO steps (run_id, step_id, pos, value)
-            SELECT o->>'rid', o->>'s', (o->>'p')::integer, p_blobs[(o->>'v')::integer]
+            SELECT o->>'rid', o->>'s', (o->>'p')::integer, p_blobs[-p_b0 + (o->>'v')::integer]
             FROM jsonb_array_elements(p_batch->'step') WITH ORDINALITY AS x(o, i)
             WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
             ORDER BY i
@@ -173,7 +175,7 @@ BEGIN
         recorded AS (
             INSERT INTO history (run_id, at_ms, kind, step_id, name, attempt, data)
             SELECT o->>'rid', (o->>'at')::bigint, o->>'k', o->>'s', o->>'n', (o->>'a')::integer,
-                   p_blobs[(o->>'v')::integer]
+                   p_blobs[-p_b0 + (o->>'v')::integer]
             FROM jsonb_array_elements(p_batch->'hist') WITH ORDINALITY AS x(o, i)
             WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
             ORDER BY i
@@ -197,7 +199,7 @@ BEGIN
         WITH
         ev AS (
             INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body, env_id, started)
-            SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[(e->>6)::integer],
+            SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[-p_b0 + (e->>6)::integer],
                    COALESCE(e->>7, '00000000-0000-4000-b000-000000000000'), COALESCE((e->>8)::boolean, false)
             FROM jsonb_array_elements(p_batch->'ev') WITH ORDINALITY AS x(e, i)
             ORDER BY i
@@ -244,7 +246,7 @@ BEGIN
                 queued_ms = CASE WHEN u.f ? 'queued_ms' THEN (u.f->>'queued_ms')::bigint ELSE runs.queued_ms END,
                 started_ms = CASE WHEN u.f ? 'started_ms' THEN (u.f->>'started_ms')::bigint ELSE runs.started_ms END,
                 ended_ms = CASE WHEN u.f ? 'ended_ms' THEN (u.f->>'ended_ms')::bigint ELSE runs.ended_ms END,
-                output = CASE WHEN u.f ? 'output' THEN p_blobs[(u.f->>'output')::integer] ELSE runs.output END,
+                output = CASE WHEN u.f ? 'output' THEN p_blobs[-p_b0 + (u.f->>'output')::integer] ELSE runs.output END,
                 version = CASE WHEN u.f ? 'version' THEN (u.f->>'version')::integer ELSE runs.version END,
                 force_step_plan = CASE WHEN u.f ? 'force_step_plan' THEN (u.f->>'force_step_plan')::boolean
                                        ELSE runs.force_step_plan END,
@@ -259,7 +261,7 @@ BEGIN
         ),
         saved AS (
             INSERT INTO steps (run_id, step_id, pos, value)
-            SELECT o->>'rid', o->>'s', (o->>'p')::integer, p_blobs[(o->>'v')::integer]
+            SELECT o->>'rid', o->>'s', (o->>'p')::integer, p_blobs[-p_b0 + (o->>'v')::integer]
             FROM jsonb_array_elements(p_batch->'step') WITH ORDINALITY AS x(o, i)
             ORDER BY i
             ON CONFLICT DO NOTHING
@@ -267,7 +269,7 @@ BEGIN
         recorded AS (
             INSERT INTO history (run_id, at_ms, kind, step_id, name, attempt, data)
             SELECT o->>'rid', (o->>'at')::bigint, o->>'k', o->>'s', o->>'n', (o->>'a')::integer,
-                   p_blobs[(o->>'v')::integer]
+                   p_blobs[-p_b0 + (o->>'v')::integer]
             FROM jsonb_array_elements(p_batch->'hist') WITH ORDINALITY AS x(o, i)
             ORDER BY i
         )
@@ -388,7 +390,10 @@ BEGIN
                         v_batch->>'rv' USING ERRCODE = 'PYF01';
                 END IF;
             END IF;
-            v_f := pyngest_apply_setwise(v_batch, p_blobs, p_now, v_xid, v_checked);
+            -- (only the batch's own values: a function copies an array it is given)
+            v_f := pyngest_apply_setwise(v_batch,
+                                         p_blobs[(v_batch->>'b0')::integer + 1 : (v_batch->>'b1')::integer],
+                                         (v_batch->>'b0')::integer, p_now, v_xid, v_checked);
             -- shards of jobs deleted by id that the group did not name, fenced as below
             IF v_f->'fence' <> '[]' THEN
                 v_fence := ARRAY(SELECT jsonb_array_elements_text(v_f->'fence')::integer);

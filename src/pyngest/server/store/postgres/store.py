@@ -323,10 +323,18 @@ class PostgresStore(PostgresDashboardReads, PostgresEnvTables, PostgresWebhooks)
 
     async def _apply_written(self, batches: list[Batch]) -> list[CommitResult]:
         blobs: list[bytes | None] = []
-        encoded = [self._encode(b, blobs) for b in batches]
+        encoded: list[list[dict[str, Any]]] = []
+        spans: list[tuple[int, int]] = []  # each batch's values in ``blobs``
+        for b in batches:
+            start = len(blobs)
+            encoded.append(self._encode(b, blobs))
+            spans.append((start, len(blobs)))
         # each batch as rows by kind when it can be written set-wise (setwise.py), else its ops
         rows = [setwise(ops) for ops in encoded]
-        self.setwise_batches += sum(1 for r in rows if r is not None)
+        for r, (start, end) in zip(rows, spans, strict=True):
+            if r is not None:
+                r["b0"], r["b1"] = start, end
+                self.setwise_batches += 1
         sent = [_dumps(r if r is not None else ops) for r, ops in zip(rows, encoded, strict=True)]
         if self.leases is not self._leases_seen:
             self._leases_json = _dumps({str(k): v for k, v in self.leases.items()})
