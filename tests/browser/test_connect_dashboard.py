@@ -56,3 +56,45 @@ def test_apps_page_lists_a_connect_app_and_its_workers(browser: Any, tmp_path: P
             worker.kill()
         page.ctx.close()
         stack.stop()
+
+
+def test_the_worker_list_follows_the_selected_environment(browser: Any, tmp_path: Path) -> None:
+    """Start mode: one app id with a worker in production and one in a branch (INNGEST_ENV); the
+    apps page lists production's worker, and after switching to the branch the branch's."""
+    stack = Stack(tmp_path, start_mode=True)
+    admin = {"Authorization": f"Bearer {stack.signing_key}"}
+    workers = []
+    for name, branch in (("dash-prod", None), ("dash-preview", "dash-preview")):
+        env = {**_env(), "INNGEST_DEV": "0", "INNGEST_BASE_URL": stack.base, "INNGEST_SIGNING_KEY": stack.signing_key,
+               "CONFORMANCE_APP_ID": "dash-env", "CONFORMANCE_PREFIX": "dash-env", "CONNECT_INSTANCE_ID": name,
+               "PYTHONUNBUFFERED": "1", **({"INNGEST_ENV": branch} if branch else {})}
+        workers.append(subprocess.Popen([sys.executable, str(WORKER)], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                                        stderr=open(tmp_path / f"{name}.log", "w")))  # noqa: SIM115
+    page = Page(browser, stack.base)
+    try:
+        deadline = time.monotonic() + 60
+        for env_name in ("Production", "dash-preview"):
+            while not (httpx.get(f"{stack.base}/v0/connect/envs/{env_name}/conns", headers=admin).json()
+                       .get("data")):
+                assert all(w.poll() is None for w in workers), (tmp_path / "dash-preview.log").read_text()
+                assert time.monotonic() < deadline, f"no worker connected in {env_name}"
+                time.sleep(0.1)
+        p = page.go("/apps")
+        p.fill("input[name=password]", "correct horse")
+        p.click("button:has-text('Sign in')")
+        card = p.locator('article[data-app="dash-env"]')
+        card.locator('tr[data-instance="dash-prod"]').wait_for()
+        assert card.locator("tr[data-instance]").count() == 1
+        branch = next(e for e in httpx.get(f"{stack.base}/v1/envs", headers=admin).json()["data"]
+                      if e["name"] == "dash-preview")
+        with p.expect_navigation():  # switching reloads the page
+            p.select_option("select[aria-label=Environment]", branch["id"])
+        card = p.locator('article[data-app="dash-env"]')
+        card.locator('tr[data-instance="dash-preview"]').wait_for()
+        assert card.locator("tr[data-instance]").count() == 1
+        assert page.errors == [], page.errors
+    finally:
+        for w in workers:
+            w.kill()
+        page.ctx.close()
+        stack.stop()

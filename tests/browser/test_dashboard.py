@@ -494,6 +494,19 @@ def test_start_mode_environments_switcher_and_keys(browser: Any, tmp_path: Path)
         p.wait_for_selector('tr[data-env="staging"] .pill:has-text("Archived")')
         p.click('tr[data-env="staging"] button:has-text("Unarchive")')
         p.wait_for_selector('tr[data-env="staging"] .pill:has-text("Active")')
+        # a branch (made by an event): auto-archive is on until its toggle turns it off
+        assert httpx.post(f"{secured.base}/e/ek?x-inngest-env=preview-1", json={"name": "a/b"}).status_code == 200
+        p.reload()
+        toggle = 'tr[data-env="preview-1"] input.auto-archive'
+        p.wait_for_selector(toggle)
+        assert p.is_checked(toggle)
+        assert p.query_selector('tr[data-env="staging"] input.auto-archive') is None  # branches only
+        p.click(toggle)
+        p.wait_for_selector('tr[data-env="preview-1"] .switch:has-text("off")')
+        assert not p.is_checked(toggle)
+        preview = next(e for e in httpx.get(f"{secured.base}/v1/envs", headers=admin).json()["data"]
+                       if e["name"] == "preview-1")
+        assert preview["auto_archive"] is False and preview["auto_archive_at"] is None
         # the switcher: staging is what the pages show from now on
         staging = next(e for e in httpx.get(f"{secured.base}/v1/envs", headers=admin).json()["data"]
                        if e["name"] == "staging")
@@ -502,6 +515,7 @@ def test_start_mode_environments_switcher_and_keys(browser: Any, tmp_path: Path)
         p.goto(secured.base + "/keys")
         p.wait_for_selector("h1:has-text('Keys')")
         assert p.eval_on_selector("select[aria-label=Environment]", "s => s.value") == staging["id"]
+        p.wait_for_selector(".live.on")  # the live feed of staging (?x-inngest-env=<id>) is open
         p.wait_for_selector('table.signing-keys tr[data-state="active"]')
         # an event key with a filter: its secret is shown once
         p.click("button:has-text('Create event key')")

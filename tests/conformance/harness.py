@@ -388,7 +388,9 @@ class App:
         headers = {}
         if self.signing_key:
             headers["Authorization"] = f"Bearer {hashed_signing_key(self.signing_key)}"
-        res = requests.get(f"{self.server_url}/v0/connect/envs/dev/conns", params={"app": self.id},
+        # the worker's environment: its branch (INNGEST_ENV) or the default one (by name)
+        env = self.env.get("INNGEST_ENV") or "Production"
+        res = requests.get(f"{self.server_url}/v0/connect/envs/{env}/conns", params={"app": self.id},
                            headers=headers, timeout=5)
         res.raise_for_status()
         return list(res.json()["data"])
@@ -469,13 +471,23 @@ class Api:
         self.session = requests.Session()
         if signing_key:
             self.session.headers["Authorization"] = f"Bearer {hashed_signing_key(signing_key)}"
+        self.env_headers: dict[str, str] = {}  # on events too (in_env)
+
+    def in_env(self, env: str) -> Api:
+        """The same API, about environment ``env`` (``x-inngest-env`` on events and reads)."""
+        other = Api(self.url, self.event_key, None)
+        other.session.headers.update(self.session.headers)
+        other.env_headers = {"x-inngest-env": env}
+        other.session.headers.update(other.env_headers)
+        return other
 
     # events -------------------------------------------------------------------------------
     def send_raw(
         self, events: Any, *, key: str | None = None, headers: dict[str, str] | None = None
     ) -> requests.Response:
         return requests.post(
-            f"{self.url}/e/{key or self.event_key}", json=events, headers=headers or {}, timeout=30
+            f"{self.url}/e/{key or self.event_key}", json=events, headers={**self.env_headers, **(headers or {})},
+            timeout=30,
         )
 
     def send(self, name: str, data: dict[str, Any] | None = None, **fields: Any) -> str:

@@ -20,9 +20,9 @@ def frame(kind: int, msg: Any = None) -> bytes:
     return bytes(pb.ConnectMessage(kind=kind, payload=payload).SerializeToString())
 
 
-def start(server_url: str) -> pb.StartResponse:
+def start(server_url: str, headers: dict[str, str] | None = None) -> pb.StartResponse:
     res = requests.post(f"{server_url}/v0/connect/start", data=pb.StartRequest().SerializeToString(),
-                        headers={"content-type": "application/protobuf"}, timeout=10)
+                        headers={"content-type": "application/protobuf", **(headers or {})}, timeout=10)
     res.raise_for_status()
     return pb.StartResponse.FromString(res.content)
 
@@ -32,23 +32,26 @@ def function(app: str, name: str, event: str) -> dict[str, Any]:
             "steps": {"step": {"id": "step", "name": "step", "runtime": {"type": "ws", "url": "ws://connect"}}}}
 
 
-async def handshake(server_url: str, app: str, functions: list[dict[str, Any]],
-                    instance: str) -> tuple[Any, pb.ConnectMessage]:
-    """The WebSocket and the gateway's answer to WORKER_CONNECT."""
-    s = start(server_url)
+async def handshake(server_url: str, app: str, functions: list[dict[str, Any]], instance: str,
+                    headers: dict[str, str] | None = None,
+                    environment: str | None = None) -> tuple[Any, pb.ConnectMessage]:
+    """The WebSocket and the gateway's answer to WORKER_CONNECT. ``headers``: of the start
+    request (a signing key, ``x-inngest-env``); ``environment``: WORKER_CONNECT's."""
+    s = start(server_url, headers)
     ws = await websockets.connect(s.gateway_endpoint, subprotocols=[SUBPROTOCOL])  # type: ignore[list-item]
     await ws.recv()  # GATEWAY_HELLO
     await ws.send(frame(pb.WORKER_CONNECT, pb.WorkerConnectRequestData(
         connection_id=s.connection_id, instance_id=instance,
         auth_data=pb.AuthData(session_token=s.session_token, sync_token=s.sync_token),
         apps=[pb.AppConfiguration(app_name=app, functions=orjson.dumps(functions))],
-        framework="connect", sdk_language="raw", sdk_version="v0")))
+        framework="connect", sdk_language="raw", sdk_version="v0", environment=environment)))
     return ws, pb.ConnectMessage.FromString(await ws.recv())
 
 
-async def open_worker(server_url: str, app: str, functions: list[dict[str, Any]], instance: str) -> Any:
+async def open_worker(server_url: str, app: str, functions: list[dict[str, Any]], instance: str,
+                      headers: dict[str, str] | None = None, environment: str | None = None) -> Any:
     """A connected, synced worker's WebSocket (after GATEWAY_CONNECTION_READY)."""
-    ws, ready = await handshake(server_url, app, functions, instance)
+    ws, ready = await handshake(server_url, app, functions, instance, headers, environment)
     assert ready.kind == pb.GATEWAY_CONNECTION_READY, pb.GatewayMessageType.Name(ready.kind)
     return ws
 

@@ -6,7 +6,7 @@ here against connect workers — only the transport differs — plus what is con
 workers of one app sharing the load within their capacity, a worker killed in the middle of a
 step (its lease lapses, the step runs again on the other worker, once), a worker drained with
 SIGTERM (its step finishes there; new steps go to the other), and invoke between a connect app
-and an HTTP app.
+and an HTTP app, both ways.
 """
 
 from __future__ import annotations
@@ -110,6 +110,30 @@ def test_invoke_from_a_connect_app_to_an_http_app(app: App, api: Api, apps: AppP
     assert run["status"] == "Completed", run
     assert run["output"] == {"result": {"doubled": 10}}
     assert [o["step"] for o in http_app.observations(kind="step", fn="invoke-child", tag=tag)] == ["double"]
+
+
+@pytest.fixture(scope="module")
+def invoker(server: Server, workdir: Path) -> Iterator[App]:
+    """An HTTP app (the official PyPI SDK) that also serves the connect tests' functions: its
+    ``invoke-other`` invokes another app's function."""
+    http_app = App("py_fastapi", workdir, server.url, app_id="cx-http-invoker",
+                   env={"CONFORMANCE_CONNECT_FUNCTIONS": "1", "CONFORMANCE_PREFIX": "cx-http-invoker"})
+    http_app.start()
+    try:
+        assert http_app.sync_error() is None
+        yield http_app
+    finally:
+        http_app.stop()
+
+
+def test_invoke_from_an_http_app_to_a_connect_app(app: App, api: Api, invoker: App) -> None:
+    tag = new_tag()
+    run = api.wait_run(api.send(invoker.event("invoke-other"),
+                                {"tag": tag, "app": app.id, "fn": "invoke-child", "x": 7}))
+    assert run["status"] == "Completed", run
+    assert run["output"] == {"result": {"doubled": 14}}
+    # the child ran on the connect worker
+    assert [o["step"] for o in app.observations(kind="step", fn="invoke-child", tag=tag)] == ["double"]
 
 
 @pytest.mark.parametrize("pair", [(kind, "1") for kind in CONNECT_KINDS], indirect=True, ids=CONNECT_KINDS)

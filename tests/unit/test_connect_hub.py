@@ -9,11 +9,13 @@ from typing import Any
 from pyngest.clock import TestClock
 from pyngest.protocol.connectpb import connect_pb2 as pb
 from pyngest.server.connect.hub import LEASE_MS, ConnectHub, Worker, connect_url, parse_connect_url
+from pyngest.server.model import DEFAULT_ENV
 from pyngest.server.registry import Registry
 
 
 class FakeRegistry:
-    by_slug: dict[str, Any] = {}
+    def find_function(self, ident: str, env_id: str) -> Any:
+        return None
 
 
 def _hub(clock: TestClock) -> ConnectHub:
@@ -21,7 +23,8 @@ def _hub(clock: TestClock) -> ConnectHub:
     return ConnectHub(clock, registry)
 
 
-def _worker(hub: ConnectHub, wid: str, capacity: int | None = None) -> list[pb.GatewayExecutorRequestData]:
+def _worker(hub: ConnectHub, wid: str, capacity: int | None = None,
+            env_id: str = DEFAULT_ENV) -> list[pb.GatewayExecutorRequestData]:
     got: list[pb.GatewayExecutorRequestData] = []
 
     async def send(data: bytes) -> None:
@@ -32,14 +35,14 @@ def _worker(hub: ConnectHub, wid: str, capacity: int | None = None) -> list[pb.G
     async def close() -> None:
         return None
 
-    hub.add(Worker(id=wid, instance_id=wid, apps={"app": "app-id"}, send=send, close=close,
-                   sdk_language="py", sdk_version="0.5.19", capacity=capacity))
+    hub.add(Worker(id=wid, instance_id=wid, apps={"app": f"app-id-{env_id}"}, send=send, close=close,
+                   env_id=env_id, sdk_language="py", sdk_version="0.5.19", capacity=capacity))
     return got
 
 
-def _execute(hub: ConnectHub, run: str) -> asyncio.Task[Any]:
+def _execute(hub: ConnectHub, run: str, env_id: str = DEFAULT_ENV) -> asyncio.Task[Any]:
     return asyncio.ensure_future(hub.execute(url=connect_url("app", "app-fn"), step_id="step", body=b"{}",
-                                             run_id=run, job_id=f"job-{run}"))
+                                             run_id=run, job_id=f"job-{run}", env_id=env_id))
 
 
 async def _settle() -> None:
@@ -128,4 +131,38 @@ async def test_a_worker_asking_for_manual_readiness_gets_requests_after_worker_r
     await _settle()
     assert len(got) == 1
     hub.reply(pb.SDKResponse(request_id=got[0].request_id, status=pb.DONE))
+    assert (await task).status == 200
+
+
+async def test_one_app_in_two_environments_gets_each_environments_requests() -> None:
+    """Same app name in production and a branch: each run goes to a worker of its own
+    environment, with its environment's app id; a run of an environment without a worker waits
+    rather than take another environment's."""
+    clock = TestClock(0)
+    hub = _hub(clock)
+    prod, branch = _worker(hub, "p"), _worker(hub, "b", env_id="branch-env")
+    tasks = [_execute(hub, "r-prod"), _execute(hub, "r-branch", "branch-env"), _execute(hub, "r-other", "other-env")]
+    await _settle()
+    assert [r.run_id for r in prod] == ["r-prod"] and [r.run_id for r in branch] == ["r-branch"]
+    assert prod[0].env_id == DEFAULT_ENV and prod[0].app_id == f"app-id-{DEFAULT_ENV}"
+    assert branch[0].env_id == "branch-env" and branch[0].app_id == "app-id-branch-env"
+    assert not tasks[2].done()  # no worker in other-env: it waits for one
+    other = _worker(hub, "o", env_id="other-env")
+    await _settle()
+    assert [r.run_id for r in other] == ["r-other"]
+    for got in (prod, branch, other):
+        hub.reply(pb.SDKResponse(request_id=got[0].request_id, status=pb.DONE, body=b"1"))
+    assert [t.status for t in await asyncio.gather(*tasks)] == [200, 200, 200]
+    assert [w.id for w in hub.workers_in("branch-env")] == ["b"]
+
+
+async def test_a_reply_from_another_environment_answers_nothing() -> None:
+    clock = TestClock(0)
+    hub = _hub(clock)
+    got = _worker(hub, "p")
+    task = _execute(hub, "r1")
+    await _settle()
+    reply = pb.SDKResponse(request_id=got[0].request_id, status=pb.DONE, body=b"1")
+    assert not hub.reply(reply, lambda env: env == "branch-env")
+    assert hub.reply(reply, lambda env: env == DEFAULT_ENV)
     assert (await task).status == 200

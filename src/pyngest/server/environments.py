@@ -10,6 +10,13 @@ A branch environment has no keys of its own: it shares its parent's, and is chos
 ``x-inngest-env`` (a header, or a query parameter) on events and syncs; an unknown name creates
 it. An archived environment refuses events as upstream does ("Event key not found").
 
+Branch auto-archive: a branch is archived :data:`BRANCH_ARCHIVE_MS` (3 days) after its latest
+deploy (sync); each deploy moves the date on, and one archived this way is active again at its
+next deploy. The date is a column (``auto_archive_ms``; None: auto-archive turned off), so every
+process of a cluster refuses the branch's events from that moment on, whether or not the row
+says archived yet; a timer on the injectable clock then writes the archive down with one
+conditional UPDATE, which two processes may run at once (see ``Store.archive_due_envs``).
+
 ``pyngest dev`` is one local environment, as upstream's dev server: the default one. The flags
 (``--signing-key``, ``--signing-key-fallback``, ``--event-key``) seed the default environment's
 keys. Keys are few: all are kept in memory, read again when another process changed them.
@@ -21,20 +28,27 @@ import asyncio
 import functools
 import hashlib
 import ipaddress
+import logging
 import secrets
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
 from typing import Any, ParamSpec, TypeVar
 
-from pyngest.clock import Clock
+from pyngest.clock import Clock, TimerHandle
 from pyngest.protocol import signing
 from pyngest.server.model import DEFAULT_ENV
 from pyngest.server.store.base import EnvRecord, EventKeyRecord, SigningKeyRecord, Store
 
+log = logging.getLogger("pyngest.environments")
+
 ACTIVE, NEXT, PREVIOUS = "active", "next", "previous"
 KINDS = ("production", "custom", "branch")
 MAX_NAME = 100
+BRANCH_ARCHIVE_MS = 3 * 86_400_000  # upstream: "archived 3 days after their latest deploy"
+# The archive timer wakes at least this often: a real clock's long wait drifts, and a date
+# moved by another process is read again anyway.
+ARCHIVE_CHECK_MAX_MS = 3_600_000
 
 
 class EnvError(Exception):
@@ -138,6 +152,10 @@ class Environments:
         self.signing_keys: list[SigningKeyRecord] = []
         self.event_keys: dict[str, EventKeyRecord] = {}  # by hash
         self._lock = asyncio.Lock()
+        self._timer: TimerHandle | None = None
+        self._sweeping: asyncio.Future[int] | None = None
+        self._running = False
+        self.auto_archived = 0  # branches this process archived (in a cluster, another may have)
 
     # ----------------------------------------------------------------------------- loading
 
@@ -150,6 +168,7 @@ class Environments:
         self.envs = envs or self.envs
         self.signing_keys = await self.store.list_signing_keys()
         self.event_keys = {k.hash: k for k in await self.store.list_event_keys()}
+        self._arm()
 
     @_locked
     async def seed(self) -> None:
@@ -186,7 +205,18 @@ class Environments:
 
     def archived(self, env_id: str) -> bool:
         env = self.envs.get(env_id)
-        return env is not None and env.archived_ms is not None
+        return env is not None and self.is_archived(env)
+
+    def is_archived(self, env: EnvRecord) -> bool:
+        """Archived by hand, or its auto-archive date has come (written down or not yet)."""
+        if env.archived_ms is not None:
+            return True
+        return env.auto_archive_ms is not None and self.clock.now_ms() >= env.auto_archive_ms
+
+    def archived_at(self, env: EnvRecord) -> int | None:
+        if env.archived_ms is not None:
+            return env.archived_ms
+        return env.auto_archive_ms if self.is_archived(env) else None
 
     def keys_env(self, env_id: str) -> str:
         """The environment whose keys ``env_id`` uses: a branch uses its parent's."""
@@ -241,7 +271,10 @@ class Environments:
         if found is not None:
             return found
         _check_name(name)
-        env = EnvRecord(str(uuid.uuid4()), name, "branch", parent_id, None, self.clock.now_ms())
+        now = self.clock.now_ms()
+        # made by an event, before any deploy: archived 3 days on unless an app syncs into it
+        env = EnvRecord(str(uuid.uuid4()), name, "branch", parent_id, None, now,
+                        auto_archive_ms=now + BRANCH_ARCHIVE_MS)
         try:
             await self.store.save_env(env)
         except Exception:
@@ -252,6 +285,7 @@ class Environments:
                 raise
             return found
         self.envs[env.id] = env
+        self._arm()
         return env
 
     @_locked
@@ -274,10 +308,110 @@ class Environments:
         env = self.require(env_id)
         if env.id == DEFAULT_ENV:
             raise EnvError("the default environment cannot be archived")
-        env = replace(env, archived_ms=self.clock.now_ms() if archived else None)
-        await self.store.save_env(env)  # memory changes only once it is stored
+        now = self.clock.now_ms()
+        auto = env.auto_archive_ms
+        if archived:
+            if env.archived_ms is not None:
+                return env
+            stamp = auto if auto is not None and now >= auto else now  # already due: keep its date
+        else:
+            stamp = None
+            if auto is not None:
+                # else the passed date would archive it again at once: unarchiving starts 3 days anew
+                auto = now + BRANCH_ARCHIVE_MS
+        env = replace(env, archived_ms=stamp, auto_archive_ms=auto)
+        await self.store.update_env(env.id, env.archived_ms, env.auto_archive_ms)  # memory changes once stored
         self.envs[env.id] = env
+        self._arm()
         return env
+
+    @_locked
+    async def set_auto_archive(self, env_id: str, enabled: bool) -> EnvRecord:
+        """The per-environment toggle. Turned on, the branch is archived 3 days from now unless
+        deployed again (not at once for a deploy long ago); turned off, it is never archived by
+        itself (an archived one stays archived: unarchive it)."""
+        env = self.require(env_id)
+        if env.kind != "branch":
+            raise EnvError("auto-archive applies to branch environments only")
+        if enabled == (env.auto_archive_ms is not None):
+            return env
+        auto = self.clock.now_ms() + BRANCH_ARCHIVE_MS if enabled else None
+        archived = env.archived_ms
+        if archived is None and env.auto_archive_ms is not None and self.clock.now_ms() >= env.auto_archive_ms:
+            archived = env.auto_archive_ms  # its date had come: it was archived, and stays so
+        env = replace(env, archived_ms=archived, auto_archive_ms=auto)
+        await self.store.update_env(env.id, env.archived_ms, env.auto_archive_ms)
+        self.envs[env.id] = env
+        self._arm()
+        return env
+
+    @_locked
+    async def deployed(self, env_id: str) -> None:
+        """An app synced into ``env_id``: a branch's auto-archive date moves to 3 days from now,
+        and a branch archived by auto-archive is active again (one archived by hand is not)."""
+        env = self.envs.get(env_id)
+        if env is None or env.kind != "branch":
+            return
+        now = self.clock.now_ms()
+        await self.store.env_deployed(env.id, now, now + BRANCH_ARCHIVE_MS)
+        auto = env.auto_archive_ms
+        archived = None if env.archived_ms is not None and env.archived_ms == auto else env.archived_ms
+        self.envs[env.id] = replace(env, deployed_ms=now, archived_ms=archived,
+                                    auto_archive_ms=now + BRANCH_ARCHIVE_MS if auto is not None else None)
+        self._arm()
+
+    # -------------------------------------------------------------------------- auto-archive
+
+    def start(self) -> None:
+        """Start archiving branches whose date has come (the service, once started)."""
+        self._running = True
+        self._arm()
+
+    def close(self) -> None:
+        self._running = False
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._sweeping is not None:
+            self._sweeping.cancel()
+
+    def _arm(self) -> None:
+        """Wake at the earliest auto-archive date not written down yet."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if not self._running:
+            return
+        due = min((e.auto_archive_ms for e in self.envs.values()
+                   if e.archived_ms is None and e.auto_archive_ms is not None), default=None)
+        if due is not None:
+            self._timer = self.clock.call_at(min(due, self.clock.now_ms() + ARCHIVE_CHECK_MAX_MS), self._wake)
+
+    def _wake(self) -> None:
+        self._timer = None
+        if self._running and (self._sweeping is None or self._sweeping.done()):
+            self._sweeping = asyncio.ensure_future(self.archive_due())
+
+    @_locked
+    async def archive_due(self) -> int:
+        """Write down the archive of every branch whose date has come; return how many this call
+        archived (0 when another process did it first)."""
+        try:
+            count = await self.store.archive_due_envs(self.clock.now_ms())
+            # read back also when another process archived them first: a date that has come
+            # must not stay unwritten here, or the timer would wake for it again at once
+            await self._load()  # arms the timer again
+        except Exception:  # the store is away for a moment: try again in a minute
+            log.warning("archiving branch environments failed; retrying in a minute", exc_info=True)
+            if self._timer is not None:
+                self._timer.cancel()
+            if self._running:
+                self._timer = self.clock.call_at(self.clock.now_ms() + 60_000, self._wake)
+            return 0
+        if count:
+            self.auto_archived += count
+            log.info("auto-archive: archived %d branch environment(s) 3 days after their latest deploy", count)
+        return count
 
     def require(self, env_id: str) -> EnvRecord:
         env = self.envs.get(env_id)

@@ -10,6 +10,11 @@ code:
   (in the same task) tells which way the request ended.
 
 Counters live in memory and restart at zero with the process, as Prometheus counters may.
+
+Per environment, as upstream's export (a scrape endpoint per environment): every count is kept
+under its run's environment and :meth:`Metrics.render` writes one environment's, with upstream's
+names and labels unchanged (``fn``, ``date``, ``status``); no ``env`` label, so a branch
+environment adds no series to another environment's scrape (docs/compatibility.md).
 """
 
 from __future__ import annotations
@@ -21,6 +26,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from pyngest.server.model import (
+    DEFAULT_ENV,
     AddHistory,
     Batch,
     CommitResult,
@@ -67,17 +73,24 @@ def _date(ms: int) -> str:
     return _day[1]
 
 
+# A counter's key: (environment, metric name, sorted labels).
+Key = tuple[str, str, tuple[tuple[str, str], ...]]
+# A run's function: (environment, function slug).
+FnKey = tuple[str, str]
+UNKNOWN: FnKey = (DEFAULT_ENV, "unknown")
+
+
 class Metrics:
-    def __init__(self, fn_of_run: Callable[[str], str | None], now_ms: Callable[[], int]) -> None:
-        # fn_of_run: the function slug of a run the server has in memory, if it has
+    def __init__(self, fn_of_run: Callable[[str], FnKey | None], now_ms: Callable[[], int]) -> None:
+        # fn_of_run: the environment and function slug of a run the server has in memory, if it has
         self.fn_of_run = fn_of_run
         self.now_ms = now_ms
-        self._slugs: OrderedDict[str, str] = OrderedDict()  # runs created since start
-        self.counters: Counter[tuple[str, tuple[tuple[str, str], ...]]] = Counter()
-        self.running: Counter[str] = Counter()
+        self._slugs: OrderedDict[str, FnKey] = OrderedDict()  # runs created since start
+        self.counters: Counter[Key] = Counter()
+        self.running: Counter[FnKey] = Counter()
 
-    def _inc(self, name: str, amount: int = 1, **labels: str) -> None:
-        self.counters[(name, tuple(sorted(labels.items())))] += amount
+    def _inc(self, name: str, fn: FnKey, amount: int = 1, **labels: str) -> None:
+        self.counters[(fn[0], name, tuple(sorted({**labels, "fn": fn[1]}.items())))] += amount
 
     def observe(self, batch: Batch, result: CommitResult) -> None:
         date = ""
@@ -87,10 +100,10 @@ class Metrics:
                 kind = op.kind
                 if kind == "FunctionStarted":
                     date = date or _date(self.now_ms())
-                    self._inc("inngest_function_run_started_total", fn=self._fn(op.run_id), date=date)
+                    self._inc("inngest_function_run_started_total", self._fn(op.run_id), date=date)
                 elif kind in _ENDED:
                     date = date or _date(self.now_ms())
-                    self._inc("inngest_function_run_ended_total", fn=self._fn(op.run_id), date=date,
+                    self._inc("inngest_function_run_ended_total", self._fn(op.run_id), date=date,
                               status=_ENDED[kind])
                 if outcome is not None:
                     if kind in _REQ_FAILED:
@@ -100,23 +113,24 @@ class Metrics:
             elif isinstance(op, CreateRun):
                 if op.run.id not in result.skipped_runs:
                     date = date or _date(self.now_ms())
-                    slug = str(op.run.attrs.get("fn_slug") or self._fn(op.run.id))
-                    self._slugs[op.run.id] = slug
+                    slug = op.run.attrs.get("fn_slug")
+                    fn = (op.run.env_id, str(slug)) if slug else self._fn(op.run.id)
+                    self._slugs[op.run.id] = fn
                     if len(self._slugs) > RECENT_RUNS:
                         self._slugs.popitem(last=False)
-                    self._inc("inngest_function_run_scheduled_total", fn=slug, date=date)
+                    self._inc("inngest_function_run_scheduled_total", fn, date=date)
             elif isinstance(op, Enqueue):
                 job = op.job
                 if job.kind is JobKind.EXECUTE and job.id not in result.ignored_jobs \
                         and job.run_id not in result.skipped_runs:
                     date = date or _date(self.now_ms())
-                    self._inc("inngest_sdk_req_scheduled_total", fn=self._fn(job.run_id or ""), date=date)
+                    self._inc("inngest_sdk_req_scheduled_total", self._fn(job.run_id or ""), date=date)
             elif isinstance(op, SaveStep):
                 date = date or _date(self.now_ms())
-                self._inc("inngest_step_output_bytes_total", len(op.value), fn=self._fn(op.run_id), date=date)
+                self._inc("inngest_step_output_bytes_total", self._fn(op.run_id), len(op.value), date=date)
 
-    def _fn(self, run_id: str) -> str:
-        return self._slugs.get(run_id) or self.fn_of_run(run_id) or "unknown"
+    def _fn(self, run_id: str) -> FnKey:
+        return self._slugs.get(run_id) or self.fn_of_run(run_id) or UNKNOWN
 
     def track_requests(self, handler: Callable[[Job], Awaitable[None]]) -> Callable[[Job], Awaitable[None]]:
         """Wrap the EXECUTE job handler: count requests started, in flight, and how they ended."""
@@ -124,7 +138,7 @@ class Metrics:
         async def tracked(job: Job) -> None:
             fn = self._fn(job.run_id or "")
             date = _date(self.now_ms())
-            self._inc("inngest_sdk_req_started_total", fn=fn, date=date)
+            self._inc("inngest_sdk_req_started_total", fn, date=date)
             outcome = ["success"]
             token = _request.set(outcome)
             self.running[fn] += 1
@@ -136,17 +150,22 @@ class Metrics:
             finally:
                 self.running[fn] -= 1
                 _request.reset(token)
-                self._inc("inngest_sdk_req_ended_total", fn=fn, date=date, status=outcome[0])
+                self._inc("inngest_sdk_req_ended_total", fn, date=date, status=outcome[0])
 
         return tracked
 
-    def render(self, scheduled: dict[str, int]) -> str:
-        """The exposition text. ``scheduled``: steps waiting to run, per function slug."""
+    def running_in(self, env_id: str) -> dict[str, int]:
+        """Requests in flight per function slug, in one environment."""
+        return {slug: n for (env, slug), n in self.running.items() if env == env_id and n > 0}
+
+    def render(self, env_id: str, scheduled: dict[str, int]) -> str:
+        """One environment's exposition text. ``scheduled``: its steps waiting to run, per function slug."""
         lines: list[str] = []
         by_name: dict[str, list[tuple[tuple[tuple[str, str], ...], int]]] = {}
-        for (name, labels), value in self.counters.items():
-            by_name.setdefault(name, []).append((labels, value))
-        by_name["inngest_steps_running"] = [((("fn", fn),), n) for fn, n in self.running.items() if n > 0]
+        for (env, name, labels), value in self.counters.items():
+            if env == env_id:
+                by_name.setdefault(name, []).append((labels, value))
+        by_name["inngest_steps_running"] = [((("fn", fn),), n) for fn, n in self.running_in(env_id).items()]
         by_name["inngest_steps_scheduled"] = [((("fn", fn),), n) for fn, n in scheduled.items()]
         for name, (kind, help_text) in HELP.items():
             lines.append(f"# HELP {name} {help_text}")

@@ -294,7 +294,19 @@ class Registry:
         ``app_url``: the app's URL when it has none to send requests to (a connect app, synced by
         its worker's handshake)."""
         async with self._registering:
-            return await self._register(body, deploy_id=deploy_id, app_url=app_url, env_id=env_id)
+            name = body.get("appName") if isinstance(body, dict) else None
+            if isinstance(name, str) and self.app_by_name(name, env_id) is None:
+                # Another process of a cluster may have made it a moment ago (a connect worker
+                # that moved here, two processes syncing one new app): read what it stored
+                # rather than make a second app of that name.
+                stored = await self.store.list_apps()
+                if any(a.name == name and a.env_id == env_id for a in stored):
+                    self.apps = {a.id: a for a in stored}
+                    await self.load()
+            outcome = await self._register(body, deploy_id=deploy_id, app_url=app_url, env_id=env_id)
+        # a deploy, also of an unchanged app: a branch's auto-archive date moves on
+        await self.envs.deployed(env_id)
+        return outcome
 
     async def _register(self, body: Any, *, deploy_id: str | None = None,
                         app_url: str | None = None, env_id: str = DEFAULT_ENV) -> SyncOutcome:

@@ -79,7 +79,7 @@ class Service:
         # the invoke event is always matched: it names its target function directly
         self.state.listens = lambda name: (name == FN_INVOKED or self.registry.listens(name)
                                            or self.state.pauses.listens(name))
-        self.live = LiveHub()
+        self.live = LiveHub(env_of_run=self._env_of_run)
         self.realtime = RealtimeNode(config)
         self.metrics = Metrics(self._fn_slug_of_run, self.clock.now_ms)
         self.state.observers += [self.live.observe, self.metrics.observe]
@@ -148,6 +148,7 @@ class Service:
             enqueue = Enqueue(job, remote=not self.state.shards.owns(0))
             await self.state.commit(Batch([enqueue] if self.cluster is not None else [DeleteJob(job.id), enqueue]))
         self.workers.start()
+        self.registry.envs.start()  # branch auto-archive
         if sync_apps:
             await self.syncer.start()
         self.started = True
@@ -157,6 +158,7 @@ class Service:
         if not self.started:
             return
         self.started = False
+        self.registry.envs.close()
         await self.realtime.stop(self.clock.now_ms())
         await self.syncer.close()
         await self.workers.stop(self.config.shutdown_grace_s)
@@ -210,10 +212,14 @@ class Service:
         await asyncio.sleep(took)
         return result, took
 
-    def _fn_slug_of_run(self, run_id: str) -> str | None:
+    def _env_of_run(self, run_id: str) -> str | None:
+        run = self.state.runs.peek(run_id)
+        return run.env_id if run is not None else None
+
+    def _fn_slug_of_run(self, run_id: str) -> tuple[str, str] | None:
         run = self.state.runs.peek(run_id)
         fn = self.registry.functions.get(run.fn_id) if run is not None else None
-        return fn.slug if fn is not None else None
+        return (fn.env_id, fn.slug) if fn is not None else None
 
     async def after_sync(self, outcome: SyncOutcome) -> None:
         """Schedule the cron triggers of freshly synced functions."""

@@ -9,6 +9,7 @@ before calling, as a user's app would.
 from __future__ import annotations
 
 import logging
+import os
 from types import ModuleType
 from typing import Any
 
@@ -30,7 +31,13 @@ def fastapi_app(inngest: ModuleType, kind: str) -> Any:
 
     c = client(inngest, kind, sync=False)
     app = fastapi.FastAPI()
-    inngest.fast_api.serve(app, c, functions_async.functions(inngest, c, kind))
+    fns = functions_async.functions(inngest, c, kind)
+    if os.environ.get("CONFORMANCE_CONNECT_FUNCTIONS"):
+        # the connect tests' functions too: an HTTP app that invokes a connect app's function
+        import connect_functions
+
+        fns += connect_functions.functions(inngest, c, kind)
+    inngest.fast_api.serve(app, c, fns)
 
     @app.get("/healthz")
     async def healthz() -> dict[str, Any]:

@@ -1,13 +1,16 @@
 """Upgrading a PostgreSQL database made before environments (schema version 2): every existing
-row becomes the default environment's, and names are unique per environment only."""
+row becomes the default environment's, and names are unique per environment only. And one made
+before branch auto-archive (version 7): its branches get three days from the upgrade."""
 
 from __future__ import annotations
 
+import time
 from importlib import resources
 
 import asyncpg
 
 from pyngest.clock import TestClock
+from pyngest.server.environments import BRANCH_ARCHIVE_MS
 from pyngest.server.model import DEFAULT_ENV
 from pyngest.server.store.postgres.migrate import SCHEMA_VERSION
 from pyngest.server.store.postgres.store import PostgresStore
@@ -68,3 +71,35 @@ async def test_a_version_6_database_gives_its_webhooks_the_default_environment()
         assert [(h.id, h.env_id) for h in await store.list_webhooks()] == [("w1", DEFAULT_ENV)]
     finally:
         await store.close()
+
+
+async def test_a_version_7_database_gets_branch_auto_archive() -> None:
+    schema = backends.new_schema_name()
+    await backends.create_schema(schema)
+    uri = backends.postgres_uri(schema)
+    store = PostgresStore(uri, TestClock(start_ms=1_800_000_000_000), shards=4)
+    await store.open()
+    await store.close()
+    conn = await asyncpg.connect(uri)
+    try:  # as version 7 had it
+        await conn.execute("ALTER TABLE envs DROP COLUMN deployed_ms, DROP COLUMN auto_archive_ms")
+        await conn.execute("UPDATE meta SET value = '7' WHERE key = 'schema_version'")
+        await conn.executemany("INSERT INTO envs (id, name, kind, parent_id, archived_ms, created_ms) "
+                               "VALUES ($1, $2, $3, '', $4, 1)",
+                               [("b1", "preview", "branch", None), ("b2", "gone", "branch", 5),
+                                ("c1", "staging", "custom", None)])
+    finally:
+        await conn.close()
+    before = time.time_ns() // 1_000_000
+    store = PostgresStore(uri, TestClock(start_ms=1_800_000_000_000), shards=4)
+    await store.open()
+    try:
+        envs = {e.id: e for e in await store.list_envs()}
+    finally:
+        await store.close()
+    after = time.time_ns() // 1_000_000
+    auto = envs["b1"].auto_archive_ms
+    # the database's clock, not the process's: allow for a little skew
+    assert auto is not None and before - 5_000 <= auto - BRANCH_ARCHIVE_MS <= after + 5_000
+    assert envs["b1"].archived_ms is None and envs["b2"].auto_archive_ms is None and envs["b2"].archived_ms == 5
+    assert envs["c1"].auto_archive_ms is None

@@ -325,7 +325,8 @@ async def test_every_document_the_pages_send(flow: tuple[Harness, dict[str, Any]
 
 
 # The start-mode pages' documents (environments and keys): sent by the next test.
-ENV_FIELDS = {"environments", "eventKeys", "signingKeys", "createEnvironment", "archiveEnvironment", "createEventKey",
+ENV_FIELDS = {"environments", "eventKeys", "signingKeys", "createEnvironment", "archiveEnvironment",
+              "setEnvironmentAutoArchive", "createEventKey",
               "updateEventKey", "rotateEventKey", "deleteEventKey", "createSigningKey", "rotateSigningKey",
               "deleteSigningKey"}
 ENV_DOCS = {key for key in DOCS if set(key.split()[1:]) <= ENV_FIELDS}
@@ -342,6 +343,14 @@ async def test_every_environment_document_the_pages_send(tmp_path: Path) -> None
         assert created["environment"]["name"] == "staging" and created["signingKey"]
         archived = await pages.one("mutation archiveEnvironment", id=created["environment"]["id"], a=True)
         assert archived["archiveEnvironment"]["id"] == created["environment"]["id"]
+        assert h.http is not None
+        assert (await h.http.post("/e/k1?x-inngest-env=preview", json={"name": "a/b"})).status_code == 200
+        branch = next(e for e in (await pages.one("query environments"))["environments"] if e["name"] == "preview")
+        assert branch["autoArchive"] is True and branch["autoArchiveAt"] and branch["deployedAt"] is None
+        toggled = await pages.one("mutation setEnvironmentAutoArchive", id=branch["id"], on=False)
+        assert toggled["setEnvironmentAutoArchive"]["id"] == branch["id"]
+        branch = next(e for e in (await pages.one("query environments"))["environments"] if e["name"] == "preview")
+        assert branch["autoArchive"] is False and branch["autoArchiveAt"] is None
         key = (await pages.one("mutation createEventKey", name="web", filter={"events": {"mode": "deny",
                                                                                         "names": ["x/*"]}}))
         key_id = key["createEventKey"]["id"]

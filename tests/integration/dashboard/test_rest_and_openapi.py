@@ -266,6 +266,11 @@ async def test_environment_and_key_routes_answer_as_the_openapi_document_says(tm
         await api("post", f"/v1/envs/{staging['id']}/archive", 200)
         await api("post", f"/v1/envs/{staging['id']}/unarchive", 200)
         await api("post", "/v1/envs/nope/archive", 404)
+        assert (await h.http.post("/e/k1?x-inngest-env=preview", json={"name": "a/b"})).status_code == 200
+        branch = next(e for e in (await h.http.get("/v1/envs")).json()["data"] if e["name"] == "preview")
+        await api("patch", f"/v1/envs/{branch['id']}", 200, json={"auto_archive": False})
+        await api("patch", f"/v1/envs/{staging['id']}", 400, json={"auto_archive": False})
+        await api("patch", "/v1/envs/nope", 404, json={"auto_archive": False})
         await api("get", "/v1/keys/event", 200)
         created = (await api("post", "/v1/keys/event", 201, json={"name": "web"}))["data"]
         await api("post", "/v1/keys/event", 400, json={"name": "web", "filter": {"ips": {}}})

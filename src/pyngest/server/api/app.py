@@ -200,6 +200,7 @@ def build_app(service: Service) -> ASGIApp:
         # environments and keys (start mode)
         Route("/v1/envs", envs.list_envs, methods=["GET"]),
         Route("/v1/envs", envs.create_env, methods=["POST"]),
+        Route("/v1/envs/{env_id}", envs.update_env, methods=["PATCH"]),
         Route("/v1/envs/{env_id}/archive", envs.archive, methods=["POST"]),
         Route("/v1/envs/{env_id}/unarchive", envs.archive, methods=["POST"]),
         Route("/v1/keys/event", envs.list_event_keys, methods=["GET"]),

@@ -13,16 +13,22 @@ from starlette.responses import Response
 from pyngest.protocol.durations import iso_ms
 from pyngest.server.api.common import BEARER_ENV, api_error, bearer_ok, json_response, unauthorized
 from pyngest.server.api.envs import admin, request_env
-from pyngest.server.environments import EnvError
+from pyngest.server.environments import EnvError, Environments
 from pyngest.server.service import Service
 from pyngest.server.store.base import EnvRecord, EventKeyRecord, SigningKeyRecord
 
 
-def env_json(env: EnvRecord) -> dict[str, Any]:
+def env_json(env: EnvRecord, envs: Environments) -> dict[str, Any]:
+    archived_at = envs.archived_at(env)
+    auto = env.auto_archive_ms
     return {"id": env.id, "name": env.name, "type": env.kind, "parent_id": env.parent_id or None,
-            "archived": env.archived_ms is not None,
-            "archived_at": iso_ms(env.archived_ms) if env.archived_ms is not None else None,
-            "created_at": iso_ms(env.created_ms)}
+            "archived": archived_at is not None,
+            "archived_at": iso_ms(archived_at) if archived_at is not None else None,
+            "created_at": iso_ms(env.created_ms),
+            # branches only: the latest deploy, and when auto-archive archives it (None: turned off)
+            "auto_archive": auto is not None,
+            "auto_archive_at": iso_ms(auto) if auto is not None and archived_at is None else None,
+            "deployed_at": iso_ms(env.deployed_ms) if env.deployed_ms is not None else None}
 
 
 def event_key_json(key: EventKeyRecord, secret: str | None = None) -> dict[str, Any]:
@@ -75,7 +81,7 @@ class EnvREST:
             envs = list(self.envs.envs.values())
             if not admin(base):  # a key sees its own environment and its branches
                 envs = [e for e in envs if base in (e.id, e.parent_id)]
-            return [env_json(e) for e in envs]
+            return [env_json(e, self.envs) for e in envs]
 
         return await self._call(request, act)
 
@@ -85,7 +91,7 @@ class EnvREST:
                 raise EnvError("environments are created with the default environment's signing key or a "
                                "dashboard session", 403)
             env, key = await self.envs.create(body.get("name"), str(body.get("type") or "custom"))  # type: ignore[arg-type]
-            return {**env_json(env), "signing_key": key, "_created": True}
+            return {**env_json(env, self.envs), "signing_key": key, "_created": True}
 
         return await self._call(request, act)
 
@@ -95,7 +101,26 @@ class EnvREST:
         async def act(env_id: str, body: dict[str, Any]) -> Any:
             target = request.path_params["env_id"]
             self._may_reach(request, target)
-            return env_json(await self.envs.set_archived(target, archived))
+            return env_json(await self.envs.set_archived(target, archived), self.envs)
+
+        return await self._call(request, act)
+
+    async def update_env(self, request: Request) -> Response:
+        """``PATCH /v1/envs/{id}`` ``{"auto_archive": false}``: a branch's auto-archive toggle."""
+
+        async def act(env_id: str, body: dict[str, Any]) -> Any:
+            target = request.path_params["env_id"]
+            self._may_reach(request, target)
+            unknown = set(body) - {"auto_archive"}
+            if unknown:
+                raise EnvError(f"unknown field(s) {sorted(unknown)}: an environment's only setting is "
+                               "'auto_archive' (true or false)")
+            env = self.envs.require(target)
+            if "auto_archive" in body:
+                if not isinstance(body["auto_archive"], bool):
+                    raise EnvError("auto_archive must be true or false")
+                env = await self.envs.set_auto_archive(target, body["auto_archive"])
+            return env_json(env, self.envs)
 
         return await self._call(request, act)
 

@@ -58,9 +58,13 @@ async def request_env(request: Request, service: Service, *, create: bool = Fals
     sync does, as upstream's). Raises EnvError (404) for an environment that is not there."""
     if service.config.mode == "dev":
         return DEFAULT_ENV  # upstream's dev server is one local environment
+    return await select_env(service, request.scope.get(BEARER_ENV), requested_env(request), create=create)
+
+
+async def select_env(service: Service, base: str | None, name: str | None, *, create: bool = False) -> str:
+    """The environment a caller whose key is ``base``'s (None: a dashboard session) reaches by
+    naming ``name`` (``x-inngest-env``; a connect worker's handshake)."""
     envs = service.registry.envs
-    base = request.scope.get(BEARER_ENV)
-    name = requested_env(request)
     if not name or name == base:
         return str(base or DEFAULT_ENV)
     if admin(base):  # any environment, by id or name; a new name is a branch of the default one

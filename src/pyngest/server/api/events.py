@@ -94,7 +94,7 @@ class EventAPI:
                 env = await envs.branch(rec.env_id, name)
             except EnvError as exc:
                 return 400, {"status": 400, "message": "", "error": f"x-inngest-env: {exc.message}"}
-        if env is None or env.archived_ms is not None:
+        if env is None or envs.is_archived(env):
             # as upstream: an archived (branch) environment answers as if the key were unknown
             return 401, {"status": 401, "message": "", "error": _NOT_FOUND}
         return env.id, rec.filter

@@ -51,6 +51,9 @@ SCHEMAS: dict[str, Any] = {
         "id": _ID, "name": {"type": "string"}, "type": {"type": "string", "enum": ["production", "custom", "branch"]},
         "parent_id": {"type": ["string", "null"]}, "archived": {"type": "boolean"},
         "archived_at": {"type": ["string", "null"]}, "created_at": _TIME,
+        "auto_archive": {"type": "boolean", "description": "a branch: archived 3 days after its latest deploy"},
+        "auto_archive_at": {"type": ["string", "null"], "description": "when, unless deployed again"},
+        "deployed_at": {"type": ["string", "null"], "description": "a branch's latest deploy (sync)"},
         "signing_key": {"type": "string", "description": "only when created"}}},
     "EventKey": {"type": "object", "required": ["id", "name", "hint"], "properties": {
         "id": _ID, "environment_id": _ID, "name": {"type": "string"}, "hint": {"type": "string"},
@@ -147,6 +150,10 @@ ROUTES: list[tuple[str, str, str, str, dict[str, Any] | None, dict[str, Any], li
      {"type": "array", "items": _ref("Environment")}, []),
     ("post", "/v1/envs", "Environments", "Create a custom environment and its first signing key",
      _obj(name={"type": "string"}), _ref("Environment"), []),
+    ("patch", "/v1/envs/{env_id}", "Environments",
+     "Turn a branch environment's auto-archive (3 days after its latest deploy) off or on",
+     {**_obj(auto_archive={"type": "boolean"}), "required": ["auto_archive"], "additionalProperties": False},
+     _ref("Environment"), []),
     ("post", "/v1/envs/{env_id}/archive", "Environments", "Archive an environment: its events are refused",
      None, _ref("Environment"), []),
     ("post", "/v1/envs/{env_id}/unarchive", "Environments", "Unarchive an environment", None,
@@ -227,10 +234,11 @@ OTHER_PATHS: dict[str, Any] = {
             **_ALWAYS,
             "413": _error("The body or the query is over its size limit", "GraphQLErrors")}}},
     "/v0/live": {"get": {
-        "tags": ["Live"], "summary": "Server-sent events: which runs and event names just changed",
+        "tags": ["Live"], "summary": "Server-sent events: which runs and event names of the selected "
+                                     "environment (x-inngest-env) just changed",
         "responses": {"200": {"description": "event stream", "content": {"text/event-stream": {}}}, **_ALWAYS}}},
     "/metrics": {"get": {
-        "tags": ["Observability"], "summary": "Prometheus metrics",
+        "tags": ["Observability"], "summary": "Prometheus metrics of the selected environment (x-inngest-env)",
         "responses": {"200": {"description": "exposition text", "content": {"text/plain": {}}}, **_ALWAYS}}},
 }
 # Routes without path parameters that still name something that may not exist (a function).

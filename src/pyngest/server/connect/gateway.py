@@ -1,7 +1,8 @@
 """The WebSocket gateway: one session per worker connection (PROTOCOL.md §12).
 
 GATEWAY_HELLO → WORKER_CONNECT (the session token /v0/connect/start handed out, the apps and
-their functions: synced here, as a PUT would sync an HTTP app) → GATEWAY_CONNECTION_READY →
+their functions: synced here, into the environment the start request selected, as a PUT would
+sync an HTTP app) → GATEWAY_CONNECTION_READY →
 then requests, acks, lease extensions, replies and heartbeats until the connection ends.
 """
 
@@ -22,10 +23,13 @@ from pyngest.server.connect.hub import (
     HEARTBEAT_INTERVAL,
     HEARTBEAT_MS,
     MISSED_HEARTBEATS,
+    Session,
     Worker,
     connect_url,
     frame,
 )
+from pyngest.server.environments import EnvError
+from pyngest.server.model import DEFAULT_ENV
 from pyngest.server.registry import RegistrationError
 
 if TYPE_CHECKING:
@@ -114,31 +118,57 @@ async def _handshake(service: Service, msg: pb.ConnectMessage, send: Any, close:
     except DecodeError as exc:
         raise HandshakeError("connect_worker_hello_invalid_payload", f"WORKER_CONNECT payload: {exc}") from exc
     hub = service.connect
-    token = hub.take_session(data.connection_id)
-    if token is None or not hmac.compare_digest(token, data.auth_data.session_token):
+    session = hub.take_session(data.connection_id)
+    if session is None or not hmac.compare_digest(session.token, data.auth_data.session_token):
         raise HandshakeError("connect_authentication_failed",
                              "unknown connection id or session token: start each connection with POST /v0/connect/start")
     if not data.apps:
         raise HandshakeError("connect_worker_hello_invalid_payload", "WORKER_CONNECT names no app")
+    env_id = await _environment(service, session, data)
     sdk_version = data.sdk_version if data.sdk_version.startswith("v") else f"v{data.sdk_version}"
     apps: dict[str, str] = {}
     for app in data.apps:
-        apps[app.app_name] = await sync_app(service, app, data, f"{data.sdk_language}:{sdk_version}")
+        apps[app.app_name] = await sync_app(service, app, data, f"{data.sdk_language}:{sdk_version}", env_id)
     now = service.clock.now_ms()
     attrs = data.system_attributes
     capacity = data.max_worker_concurrency if data.HasField("max_worker_concurrency") else None
     return Worker(
         id=data.connection_id, instance_id=data.instance_id or data.connection_id, apps=apps, send=send,
-        close=close, sdk_language=data.sdk_language, sdk_version=data.sdk_version,
+        close=close, env_id=env_id, sdk_language=data.sdk_language, sdk_version=data.sdk_version,
         platform=data.platform, capacity=capacity if capacity and capacity > 0 else None,
         cpu_cores=attrs.cpu_cores, mem_bytes=attrs.mem_bytes, os=attrs.os, connected_ms=now,
         last_heartbeat_ms=now, ready=not data.worker_manual_readiness_ack,
     )
 
 
+async def _environment(service: Service, session: Session, data: pb.WorkerConnectRequestData) -> str:
+    """The worker's environment: the one its start request selected (signing key, and
+    ``x-inngest-env`` for a branch). The SDKs name it again in WORKER_CONNECT (``environment``);
+    a worker that named it only there gets it as its start request would have, and one that
+    names another environment than its start request is refused (a confused or forged client)."""
+    named = data.environment if data.HasField("environment") else ""
+    if service.config.mode == "dev" or not named:
+        return session.env_id
+    envs = service.registry.envs
+    env = envs.get(session.env_id)
+    if env is not None and named in (env.id, env.name):
+        return session.env_id
+    if session.env_named:
+        raise HandshakeError("connect_worker_hello_invalid_payload",
+                             f"WORKER_CONNECT names environment {named!r}, but the connection was started in "
+                             f"{env.name if env is not None else session.env_id!r} (x-inngest-env of /v0/connect/start)")
+    from pyngest.server.api.envs import select_env
+
+    try:  # as x-inngest-env on the start request would have (a new branch name makes the branch)
+        return await select_env(service, session.key_env, named, create=True)
+    except EnvError as exc:
+        raise HandshakeError("connect_worker_hello_invalid_payload", f"environment {named!r}: {exc.message}") from exc
+
+
 async def sync_app(service: Service, app: pb.AppConfiguration, data: pb.WorkerConnectRequestData,
-                   sdk: str) -> str:
-    """Register an app the worker announces (``deployType: connect``); its app id."""
+                   sdk: str, env_id: str = DEFAULT_ENV) -> str:
+    """Register an app the worker announces (``deployType: connect``) in its environment; its
+    app id."""
     try:
         functions = orjson.loads(app.functions) if app.functions else []
     except orjson.JSONDecodeError as exc:
@@ -165,7 +195,7 @@ async def sync_app(service: Service, app: pb.AppConfiguration, data: pb.WorkerCo
     if isinstance(caps, dict):
         body["capabilities"] = caps
     try:
-        outcome = await service.registry.register(body, app_url=f"connect://{app.app_name}")
+        outcome = await service.registry.register(body, app_url=f"connect://{app.app_name}", env_id=env_id)
     except RegistrationError as exc:
         detail = f": {exc.data}" if exc.data else ""
         raise HandshakeError("connect_worker_sync_failed", f"app {app.app_name!r}: {exc.message}{detail}") from exc
@@ -192,7 +222,7 @@ async def _session(service: Service, ws: WebSocket, worker: Worker, send: Any) -
             reply = _parse(pb.SDKResponse, msg.payload)
             if reply is None:
                 continue
-            if not hub.reply(reply):
+            if not hub.reply(reply, lambda env: env == worker.env_id):
                 if hub.peers is not None:  # the worker moved here from the process holding it
                     _background(hub.peers.flush(msg.payload))
                 else:
@@ -207,19 +237,35 @@ async def _session(service: Service, ws: WebSocket, worker: Worker, send: Any) -
             ext = _parse(pb.WorkerRequestExtendLeaseData, msg.payload)
             if ext is None:
                 continue
-            answer = pb.WorkerRequestExtendLeaseAckData(
-                request_id=ext.request_id, account_id=ext.account_id, env_id=ext.env_id, app_id=ext.app_id,
-                function_slug=ext.function_slug)
-            new_lease = hub.extend(ext.request_id, ext.lease_id)
-            if new_lease is not None:
-                answer.new_lease_id = new_lease
-            await send(frame(pb.WORKER_REQUEST_EXTEND_LEASE_ACK, answer))
+            if hub.holds(ext.request_id) or hub.peers is None:
+                await send(frame(pb.WORKER_REQUEST_EXTEND_LEASE_ACK,
+                                 extend_ack(ext, hub.extend(ext.request_id, ext.lease_id))))
+            else:  # the worker moved here from the process holding the request: extend it there
+                _background(_extend_elsewhere(hub, ext, msg.payload, send))
         elif kind == pb.WORKER_PAUSE:
             log.info("connect: worker %s (%s) is draining", worker.instance_id, worker.id)
             hub.drain(worker.id)
         elif kind == pb.WORKER_READY:
             hub.mark_ready(worker.id)
         # WORKER_STATUS: nothing to do
+
+
+def extend_ack(ext: pb.WorkerRequestExtendLeaseData, new_lease: str | None) -> pb.WorkerRequestExtendLeaseAckData:
+    """The answer to a lease extension: without a new lease id, the worker stops the step."""
+    answer = pb.WorkerRequestExtendLeaseAckData(
+        request_id=ext.request_id, account_id=ext.account_id, env_id=ext.env_id, app_id=ext.app_id,
+        function_slug=ext.function_slug)
+    if new_lease is not None:
+        answer.new_lease_id = new_lease
+    return answer
+
+
+async def _extend_elsewhere(hub: Any, ext: pb.WorkerRequestExtendLeaseData, raw: bytes, send: Any) -> None:
+    new_lease = await hub.peers.extend(raw)
+    try:
+        await send(frame(pb.WORKER_REQUEST_EXTEND_LEASE_ACK, extend_ack(ext, new_lease)))
+    except Exception:  # noqa: S110 - the connection went away meanwhile: it extends again elsewhere
+        pass
 
 
 _TASKS: set[asyncio.Task[None]] = set()

@@ -5,6 +5,10 @@ execution request of a connect app, holds the request under a *lease* the worker
 it works, and turns the worker's reply into the same DriverResponse an HTTP app's answer gives —
 the executor cannot tell the transports apart.
 
+Every worker belongs to one environment (the one its start request's signing key and
+``x-inngest-env`` selected): a run's requests go only to workers of the run's environment, so
+one app id connected in two environments is two separate pools of workers.
+
 A request belongs to the hub, not to the connection it went out on: a worker that reconnects
 still extends its leases and replies (over the new connection or ``/v0/connect/flush``). A
 request whose lease lapses (the worker died) fails as a transport error, and the executor
@@ -28,6 +32,7 @@ from pyngest.protocol.connectpb import connect_pb2 as pb
 from pyngest.protocol.ids import new_ulid
 from pyngest.server.executor.backoff import parse_retry_after
 from pyngest.server.executor.driver import CONNECT_URL_PREFIX, DriverResponse
+from pyngest.server.model import DEFAULT_ENV
 from pyngest.server.registry import Registry
 
 if TYPE_CHECKING:
@@ -70,6 +75,7 @@ class Worker:
     apps: dict[str, str]  # app name -> app id
     send: Callable[[bytes], Awaitable[None]]
     close: Callable[[], Awaitable[None]]
+    env_id: str = DEFAULT_ENV
     sdk_language: str = ""
     sdk_version: str = ""
     platform: str = ""
@@ -93,6 +99,17 @@ class Worker:
         return self.ready and not self.draining and (self.capacity is None or len(self.inflight) < self.capacity)
 
 
+@dataclass(slots=True)
+class Session:
+    """A connection started on ``/v0/connect/start``, not yet opened on the gateway."""
+
+    token: str
+    env_id: str  # the environment the start request selected
+    started_ms: int
+    key_env: str | None = None  # the environment of the signing key it presented (None: any)
+    env_named: bool = False  # the start request named an environment (x-inngest-env)
+
+
 @dataclass(eq=False)
 class Pending:
     request_id: str
@@ -104,6 +121,7 @@ class Pending:
     step_id: str
     worker_id: str
     started_ms: int
+    env_id: str
     done: asyncio.Future[pb.SDKResponse | str]
     timer: TimerHandle | None = None
     acked: bool = False
@@ -117,23 +135,20 @@ class ConnectHub:
         self.pending: dict[str, Pending] = {}
         self._changed = asyncio.Event()
         self._order = itertools.count(1)
-        # connection ids handed out by /start -> their session token (checked at WORKER_CONNECT)
-        self.sessions: dict[str, str] = {}
-        self._session_ms: dict[str, int] = {}
+        # connection ids handed out by /start -> their session (checked at WORKER_CONNECT)
+        self.sessions: dict[str, Session] = {}
         self.peers: ConnectPeers | None = None  # scale-out: the other processes' workers
         self.forwarded = {"out": 0, "in": 0}  # requests sent to / run for other processes
 
-    def open_session(self, conn_id: str, token: str, now_ms: int) -> None:
-        self.sessions[conn_id] = token
-        self._session_ms[conn_id] = now_ms
+    def open_session(self, conn_id: str, session: Session) -> None:
+        self.sessions[conn_id] = session
 
-    def take_session(self, conn_id: str) -> str | None:
-        self._session_ms.pop(conn_id, None)
+    def take_session(self, conn_id: str) -> Session | None:
         return self.sessions.pop(conn_id, None)
 
     def expire_sessions(self, before_ms: int) -> None:
         """Started connections never opened on the gateway are forgotten."""
-        for conn_id in [c for c, t in self._session_ms.items() if t < before_ms]:
+        for conn_id in [c for c, s in self.sessions.items() if s.started_ms < before_ms]:
             self.take_session(conn_id)
 
     # ------------------------------------------------------------------ connections
@@ -161,20 +176,23 @@ class ConnectHub:
             w.draining = True
             self._wake()
 
-    def workers_of(self, app_name: str) -> list[Worker]:
-        return [w for w in self.workers.values() if app_name in w.apps]
+    def workers_of(self, app_name: str, env_id: str = DEFAULT_ENV) -> list[Worker]:
+        return [w for w in self.workers.values() if w.env_id == env_id and app_name in w.apps]
+
+    def workers_in(self, env_id: str) -> list[Worker]:
+        return [w for w in self.workers.values() if w.env_id == env_id]
 
     def _wake(self) -> None:
         self._changed.set()
         self._changed = asyncio.Event()
 
-    def _pick(self, app_name: str) -> Worker | None:
+    def _pick(self, app_name: str, env_id: str) -> Worker | None:
         """The worker with the most room left (least loaded for its capacity), round robin
         among equals."""
         best: Worker | None = None
         best_key: tuple[float, int] | None = None
         for w in self.workers.values():
-            if app_name not in w.apps or not w.has_room():
+            if w.env_id != env_id or app_name not in w.apps or not w.has_room():
                 continue
             load = len(w.inflight) / w.capacity if w.capacity else len(w.inflight) / 1_000_000
             key = (load, w.assigned)
@@ -182,17 +200,17 @@ class ConnectHub:
                 best, best_key = w, key
         return best
 
-    async def _worker_for(self, app_name: str, wait_s: float) -> Worker | None:
+    async def _worker_for(self, app_name: str, env_id: str, wait_s: float) -> Worker | None:
         """A worker with room; waits while the app's workers are busy, and up to ``wait_s``
         while it has none here."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_s
         while True:
-            w = self._pick(app_name)
+            w = self._pick(app_name, env_id)
             if w is not None:
                 return w
             changed = self._changed
-            has_any = any(not x.draining for x in self.workers_of(app_name))
+            has_any = any(not x.draining for x in self.workers_of(app_name, env_id))
             if has_any:
                 await changed.wait()
                 continue
@@ -206,9 +224,10 @@ class ConnectHub:
 
     # ------------------------------------------------------------------ requests
 
-    async def execute(self, *, url: str, step_id: str, body: bytes, run_id: str, job_id: str) -> DriverResponse:
-        """Send one execution request to a worker of the app and wait for its reply: one
-        connected here, else (scale-out) one connected to another process."""
+    async def execute(self, *, url: str, step_id: str, body: bytes, run_id: str, job_id: str,
+                      env_id: str = DEFAULT_ENV) -> DriverResponse:
+        """Send one execution request to a worker of the app in the run's environment and wait
+        for its reply: one connected here, else (scale-out) one connected to another process."""
         target = parse_connect_url(url)
         assert target is not None
         app_name = target[0]
@@ -216,14 +235,14 @@ class ConnectHub:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + NO_WORKER_WAIT_S
         while True:
-            if self.peers is not None and not self.workers_of(app_name):
+            if self.peers is not None and not self.workers_of(app_name, env_id):
                 forwarded = await self.peers.execute(url=url, step_id=step_id, body=body, run_id=run_id,
-                                                     job_id=job_id, started_ms=started)
+                                                     job_id=job_id, env_id=env_id, started_ms=started)
                 if forwarded is not None:
                     self.forwarded["out"] += 1
                     return forwarded
             wait = 1.0 if self.peers is not None else NO_WORKER_WAIT_S
-            worker = await self._worker_for(app_name, min(wait, max(0.0, deadline - loop.time())))
+            worker = await self._worker_for(app_name, env_id, min(wait, max(0.0, deadline - loop.time())))
             if worker is not None:
                 outcome = await self._dispatch(worker, target, step_id, body, run_id, job_id, started)
                 ended = self.clock.now_ms()
@@ -233,17 +252,18 @@ class ConnectHub:
             if loop.time() >= deadline:
                 return DriverResponse(
                     status=0, started_ms=started, ended_ms=self.clock.now_ms(),
-                    transport_error=f"no connect worker of app {app_name!r} is connected: start one "
-                    f"(inngest.connect / connect()) and the step is retried")
+                    transport_error=f"no connect worker of app {app_name!r} is connected in this run's "
+                    f"environment: start one (inngest.connect / connect(), with the environment's signing "
+                    f"key and INNGEST_ENV for a branch) and the step is retried")
 
     async def execute_forwarded(self, *, url: str, step_id: str, body: bytes, run_id: str,
-                                job_id: str) -> tuple[pb.SDKResponse | str, str] | None:
+                                job_id: str, env_id: str) -> tuple[pb.SDKResponse | str, str] | None:
         """A request another process forwarded: (the reply or why it failed, the worker's SDK);
-        None when no worker of the app is connected here."""
+        None when no worker of the app is connected here in that environment."""
         target = parse_connect_url(url)
-        if target is None or not self.workers_of(target[0]):
+        if target is None or not self.workers_of(target[0], env_id):
             return None
-        worker = await self._worker_for(target[0], 0.0)
+        worker = await self._worker_for(target[0], env_id, 0.0)
         if worker is None:
             return None
         self.forwarded["in"] += 1
@@ -255,19 +275,19 @@ class ConnectHub:
         app_name, fn_slug = target
         request_id = new_ulid()
         app_id = worker.apps[app_name]
-        fn = self.registry.by_slug.get(fn_slug)
+        fn = self.registry.find_function(fn_slug, worker.env_id)
         fn_id = fn.id if fn is not None else ""
         pending = Pending(
             request_id=request_id, lease_id=new_ulid(), app_name=app_name, app_id=app_id,
             fn_slug=fn_slug, run_id=run_id, step_id=step_id, worker_id=worker.id,
-            started_ms=started, done=asyncio.get_running_loop().create_future(),
+            started_ms=started, env_id=worker.env_id, done=asyncio.get_running_loop().create_future(),
         )
         self.pending[request_id] = pending
         worker.inflight.add(request_id)
         worker.assigned = next(self._order)
         self._arm(pending)
         msg = pb.GatewayExecutorRequestData(
-            request_id=request_id, app_id=app_id, app_name=app_name, function_id=fn_id,
+            request_id=request_id, env_id=worker.env_id, app_id=app_id, app_name=app_name, function_id=fn_id,
             function_slug=fn_slug, step_id=step_id, request_payload=body, run_id=run_id,
             lease_id=pending.lease_id, job_id=job_id,
         )
@@ -332,6 +352,10 @@ class ConnectHub:
         if p is not None:
             p.acked = True
 
+    def holds(self, request_id: str) -> bool:
+        """Whether the request is one this process sent (its lease is kept here)."""
+        return request_id in self.pending
+
     def extend(self, request_id: str, lease_id: str) -> str | None:
         """A new lease id, or None when the request is no longer this worker's to finish."""
         p = self.pending.get(request_id)
@@ -341,11 +365,13 @@ class ConnectHub:
         self._arm(p)
         return p.lease_id
 
-    def reply(self, reply: pb.SDKResponse) -> bool:
+    def reply(self, reply: pb.SDKResponse, reaches: Callable[[str], bool] | None = None) -> bool:
         """A worker's answer (over a WebSocket or /flush). False: no request waits for it (its
-        lease lapsed and the attempt was retried, or it was answered already)."""
+        lease lapsed and the attempt was retried, or it was answered already). ``reaches``: the
+        environments the sender's key may answer for (/flush with another environment's key
+        answers nothing)."""
         p = self.pending.get(reply.request_id)
-        if p is None or p.done.done():
+        if p is None or p.done.done() or (reaches is not None and not reaches(p.env_id)):
             return False
         self._settle(p, reply)
         return True

@@ -3,9 +3,12 @@ no worker connected here, is forwarded over HTTP to another process of the clust
 it to one of its workers and answers with the worker's reply (docs/scale-out.md).
 
 Peers are the live rows of the ``nodes`` table. A peer with no worker of the app answers 404 at
-once, so asking them in turn costs one round trip each. The worker's lease extensions and
-replies stay with the process holding its connection; a reply flushed over HTTP to another
-process is passed on to the others (flush, below).
+once, so asking them in turn costs one round trip each. A forwarded request carries its run's
+environment: only a worker of that environment runs it.
+
+The process that sent a request to its worker holds its lease. A worker that reconnects to
+another process in the middle of a step goes on extending there and replies there: those
+extensions and replies reach the holder (extend and flush, below).
 """
 
 from __future__ import annotations
@@ -26,7 +29,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyngest.connect")
 
 FORWARD_PATH = "/v0/connect/forward"
+EXTEND_PATH = "/v0/connect/extend"
 FORWARDED = "x-pyngest-forwarded"
+ENV_HEADER = "x-pyngest-env-id"
 SDK_HEADER = "x-pyngest-connect-sdk"
 _DB_NOW = "(extract(epoch from clock_timestamp()) * 1000)::bigint"
 
@@ -49,10 +54,12 @@ class ConnectPeers:
             self.cluster.node_id, ttl_ms)
         return [str(r["url"]) for r in rows]
 
-    async def execute(self, *, url: str, step_id: str, body: bytes, run_id: str, job_id: str,
+    async def execute(self, *, url: str, step_id: str, body: bytes, run_id: str, job_id: str, env_id: str,
                       started_ms: int) -> DriverResponse | None:
-        """The reply of a peer's worker; None when no peer has a worker of the app."""
+        """The reply of a peer's worker; None when no peer has a worker of the app (in the run's
+        environment)."""
         headers = {**self._auth, FORWARDED: self.cluster.node_id, "content-type": "application/json",
+                   ENV_HEADER: env_id,
                    "x-pyngest-connect-url": url, "x-pyngest-step-id": step_id, "x-pyngest-run-id": run_id,
                    "x-pyngest-job-id": job_id}
         for peer in await self.urls():
@@ -71,6 +78,23 @@ class ConnectPeers:
             reply.ParseFromString(res.content)
             log.debug("connect: request for run %s forwarded to %s", run_id, peer)
             return self.hub.response(reply, res.headers.get(SDK_HEADER, ""), started_ms, ended)
+        return None
+
+    async def extend(self, raw: bytes) -> str | None:
+        """A lease extension for a request this process does not hold: the new lease id from
+        the peer that holds it, or None (no peer does, or it lapsed)."""
+        headers = {**self._auth, FORWARDED: self.cluster.node_id, "content-type": "application/protobuf"}
+        for peer in await self.urls():
+            try:
+                res = await self.http.post(peer.rstrip("/") + EXTEND_PATH, content=raw, headers=headers)
+            except httpx.HTTPError as exc:
+                log.warning("connect: passing a lease extension to %s failed: %s", peer, exc)
+                continue
+            if res.status_code != 200:
+                continue  # 404: not that peer's request
+            ack = pb.WorkerRequestExtendLeaseAckData()
+            ack.ParseFromString(res.content)
+            return ack.new_lease_id if ack.HasField("new_lease_id") else None
         return None
 
     async def flush(self, raw: bytes) -> None:

@@ -129,10 +129,13 @@ class Driver:
     async def execute(
         self, *, url: str, step_id: str, body: bytes, run_id: str, job_id: str,
         request_version: int, generation: int = 0, signing_key: str | None = None,
+        env_id: str | None = None,
     ) -> DriverResponse:
         if self.connect is not None and url.startswith(CONNECT_URL_PREFIX):
+            # a connect app's step goes to a worker connected in the run's environment
             connected: DriverResponse = await self.connect.execute(
-                url=url, step_id=step_id, body=body, run_id=run_id, job_id=job_id)
+                url=url, step_id=step_id, body=body, run_id=run_id, job_id=job_id,
+                **({"env_id": env_id} if env_id else {}))
             return connected
         hdrs = {
             "Content-Type": "application/json",

@@ -101,7 +101,7 @@ class Executor:
             resp = await self.driver.execute(
                 url=fn.url, step_id=job.step_id, body=body, run_id=run.id, job_id=job.id,
                 request_version=run.version, generation=generation,
-                signing_key=self.registry.envs.signing_key(run.env_id),
+                signing_key=self.registry.envs.signing_key(run.env_id), env_id=run.env_id,
             )
         except BaseException:
             self.starts.flush(run.id)  # cut short: its start lands all the same

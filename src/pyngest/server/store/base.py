@@ -156,6 +156,10 @@ class EnvRecord:
     parent_id: str = ""
     archived_ms: int | None = None
     created_ms: int = 0
+    deployed_ms: int | None = None  # a branch's latest deploy (sync)
+    # a branch is archived at this time unless deployed again (None: auto-archive is off); one
+    # archived by auto-archive has archived_ms == auto_archive_ms
+    auto_archive_ms: int | None = None
 
 
 @dataclass(slots=True)
@@ -317,6 +321,18 @@ class Store(Protocol):
     # -- environments and their keys (few rows: read whole, kept in memory by Environments)
     async def list_envs(self) -> list[EnvRecord]: ...
     async def save_env(self, env: EnvRecord) -> None: ...
+    async def update_env(self, env_id: str, archived_ms: int | None, auto_archive_ms: int | None) -> None:
+        """Set these two columns only (a manual archive, the auto-archive toggle): a process with
+        an older copy of the row must not put back its other columns (a deploy's)."""
+        ...
+    async def env_deployed(self, env_id: str, now_ms: int, auto_archive_ms: int) -> None:
+        """A deploy into a branch: ``deployed_ms`` is now; its auto-archive time moves to
+        ``auto_archive_ms`` if auto-archive is on; one archived by auto-archive is active again."""
+        ...
+    async def archive_due_envs(self, now_ms: int) -> int:
+        """Archive the branches whose auto-archive time has come (at that time); return how many.
+        One conditional statement: two processes doing it at once archive each branch once."""
+        ...
     async def list_signing_keys(self) -> list[SigningKeyRecord]: ...
     async def save_signing_keys(self, keys: list[SigningKeyRecord]) -> None:
         """Upsert several at once (a rotation changes two atomically)."""

@@ -5,13 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from pyngest.server.api.envs import admin, env_of
+from pyngest.server.environments import Environments
 from pyngest.server.service import Service
 from pyngest.server.store.base import EnvRecord, EventKeyRecord, SigningKeyRecord
 
 
-def environment(env: EnvRecord) -> dict[str, Any]:
+def environment(env: EnvRecord, envs: Environments) -> dict[str, Any]:
+    archived_at = envs.archived_at(env)
+    auto = env.auto_archive_ms
     return {"id": env.id, "name": env.name, "type": env.kind, "parentID": env.parent_id or None,
-            "archived": env.archived_ms is not None, "createdAt": env.created_ms}
+            "archived": archived_at is not None, "archivedAt": archived_at, "createdAt": env.created_ms,
+            "autoArchive": auto is not None, "autoArchiveAt": auto if archived_at is None else None,
+            "deployedAt": env.deployed_ms}
 
 
 def event_key(key: EventKeyRecord, secret: str | None = None) -> dict[str, Any]:
@@ -33,6 +38,7 @@ class EnvFields:
         return {
             "environments": self.q_environments, "eventKeys": self.q_event_keys, "signingKeys": self.q_signing_keys,
             "createEnvironment": self.m_create_environment, "archiveEnvironment": self.m_archive_environment,
+            "setEnvironmentAutoArchive": self.m_set_auto_archive,
             "createEventKey": self.m_create_event_key, "updateEventKey": self.m_update_event_key,
             "rotateEventKey": self.m_rotate_event_key, "deleteEventKey": self.m_delete_event_key,
             "createSigningKey": self.m_create_signing_key, "rotateSigningKey": self.m_rotate_signing_key,
@@ -50,7 +56,7 @@ class EnvFields:
 
     def q_environments(self, info: Any) -> list[dict[str, Any]]:
         base = self._bearer(info)  # a key sees its own environment and its branches
-        return [environment(e) for e in self.envs.envs.values() if admin(base) or base in (e.id, e.parent_id)]
+        return [environment(e, self.envs) for e in self.envs.envs.values() if admin(base) or base in (e.id, e.parent_id)]
 
     def q_event_keys(self, info: Any) -> list[dict[str, Any]]:
         return [event_key(k) for k in self.envs.event_keys_of(env_of(info))]
@@ -65,14 +71,21 @@ class EnvFields:
             raise ValueError("environments are created with the default environment's signing key or a "
                              "dashboard session")
         env, key = await self.envs.create(name)
-        return {"environment": environment(env), "signingKey": key}
+        return {"environment": environment(env, self.envs), "signingKey": key}
 
     async def m_archive_environment(self, info: Any, id: str, archived: bool) -> dict[str, Any]:  # noqa: A002
         self._check_start()
         base, env = self._bearer(info), self.envs.require(id)
         if not admin(base) and base not in (env.id, env.parent_id):
             raise ValueError(f"environment {id!r} not found")
-        return environment(await self.envs.set_archived(id, archived))
+        return environment(await self.envs.set_archived(id, archived), self.envs)
+
+    async def m_set_auto_archive(self, info: Any, id: str, enabled: bool) -> dict[str, Any]:  # noqa: A002
+        self._check_start()
+        base, env = self._bearer(info), self.envs.require(id)
+        if not admin(base) and base not in (env.id, env.parent_id):
+            raise ValueError(f"environment {id!r} not found")
+        return environment(await self.envs.set_auto_archive(id, enabled), self.envs)
 
     async def m_create_event_key(self, info: Any, name: str, filter: Any = None) -> dict[str, Any]:  # noqa: A002
         self._check_start()

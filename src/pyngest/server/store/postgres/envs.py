@@ -35,6 +35,27 @@ class PostgresEnvTables:
     async def save_env(self, env: EnvRecord) -> None:
         await self._changed(sql.SAVE_ENV, [sql.env_row(env)])
 
+    async def update_env(self, env_id: str, archived_ms: int | None, auto_archive_ms: int | None) -> None:
+        await self._changed(sql.UPDATE_ENV, [(archived_ms, auto_archive_ms, env_id)])
+
+    async def env_deployed(self, env_id: str, now_ms: int, auto_archive_ms: int) -> None:
+        await self._changed(sql.ENV_DEPLOYED, [(now_ms, auto_archive_ms, env_id)])
+
+    async def archive_due_envs(self, now_ms: int) -> int:
+        """Row locks settle two processes archiving at once: the second re-reads the row the
+        first changed, finds it archived and leaves it. The version moves only if a row did, so
+        the other processes read the archived environments again."""
+
+        async def w(conn: asyncpg.Connection) -> int:
+            async with conn.transaction():
+                status = await conn.execute(placeholders(sql.ARCHIVE_DUE_ENVS), now_ms)
+                count = int(status.split()[-1])
+                if count:
+                    await conn.execute(self._BUMP)
+                return count
+
+        return int(await self._read(w))
+
     async def list_signing_keys(self) -> list[SigningKeyRecord]:
         return [SigningKeyRecord(*r) for r in await self.fetch(sql.LIST_SIGNING_KEYS)]
 

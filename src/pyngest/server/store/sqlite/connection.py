@@ -34,7 +34,7 @@ log = logging.getLogger("pyngest.store")
 class StoreError(RuntimeError):
     """The database cannot be used as it is; the message says what to do."""
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 8
 _MAX_GROUP = 256
 # An existing database made without incremental auto-vacuum is converted at start (one VACUUM,
 # which rewrites the file and needs as much free space again) only while it is this small: a

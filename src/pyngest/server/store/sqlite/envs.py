@@ -11,10 +11,25 @@ import orjson
 from pyngest.server.store.base import EnvRecord, EventKeyRecord, SigningKeyRecord
 from pyngest.server.store.sqlite.connection import Database
 
-LIST_ENVS = "SELECT id, name, kind, parent_id, archived_ms, created_ms FROM envs ORDER BY created_ms, name"
+LIST_ENVS = ("SELECT id, name, kind, parent_id, archived_ms, created_ms, deployed_ms, auto_archive_ms FROM envs "
+             "ORDER BY created_ms, name")
 SAVE_ENV = (
-    "INSERT INTO envs (id, name, kind, parent_id, archived_ms, created_ms) VALUES (?, ?, ?, ?, ?, ?) "
+    "INSERT INTO envs (id, name, kind, parent_id, archived_ms, created_ms, deployed_ms, auto_archive_ms) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (id) DO UPDATE SET name = excluded.name, archived_ms = excluded.archived_ms"
+)
+UPDATE_ENV = "UPDATE envs SET archived_ms = ?, auto_archive_ms = ? WHERE id = ?"
+# The right-hand sides read the row as it was: an environment archived by auto-archive
+# (archived_ms = auto_archive_ms) is active again; one archived by hand stays archived.
+ENV_DEPLOYED = (
+    "UPDATE envs SET deployed_ms = ?, "
+    "archived_ms = CASE WHEN archived_ms = auto_archive_ms THEN NULL ELSE archived_ms END, "
+    "auto_archive_ms = CASE WHEN auto_archive_ms IS NULL THEN NULL ELSE CAST(? AS BIGINT) END "
+    "WHERE id = ? AND kind = 'branch'"
+)
+ARCHIVE_DUE_ENVS = (
+    "UPDATE envs SET archived_ms = auto_archive_ms "
+    "WHERE archived_ms IS NULL AND auto_archive_ms IS NOT NULL AND auto_archive_ms <= ?"
 )
 LIST_SIGNING_KEYS = "SELECT id, env_id, key, state, created_ms FROM signing_keys ORDER BY created_ms, id"
 SAVE_SIGNING_KEY = (
@@ -31,7 +46,8 @@ DELETE_EVENT_KEY = "DELETE FROM event_keys WHERE id = ?"
 
 
 def env_row(env: EnvRecord) -> tuple[Any, ...]:
-    return (env.id, env.name, env.kind, env.parent_id, env.archived_ms, env.created_ms)
+    return (env.id, env.name, env.kind, env.parent_id, env.archived_ms, env.created_ms, env.deployed_ms,
+            env.auto_archive_ms)
 
 
 def signing_key_row(key: SigningKeyRecord) -> tuple[Any, ...]:
@@ -55,6 +71,15 @@ class EnvTables:
 
     async def save_env(self, env: EnvRecord) -> None:
         await self.db.write(lambda conn: conn.execute(SAVE_ENV, env_row(env)))
+
+    async def update_env(self, env_id: str, archived_ms: int | None, auto_archive_ms: int | None) -> None:
+        await self.db.write(lambda conn: conn.execute(UPDATE_ENV, (archived_ms, auto_archive_ms, env_id)))
+
+    async def env_deployed(self, env_id: str, now_ms: int, auto_archive_ms: int) -> None:
+        await self.db.write(lambda conn: conn.execute(ENV_DEPLOYED, (now_ms, auto_archive_ms, env_id)))
+
+    async def archive_due_envs(self, now_ms: int) -> int:
+        return await self.db.write(lambda conn: conn.execute(ARCHIVE_DUE_ENVS, (now_ms,)).rowcount)
 
     async def list_signing_keys(self) -> list[SigningKeyRecord]:
         return await self.db.read(lambda conn: [SigningKeyRecord(*r) for r in conn.execute(LIST_SIGNING_KEYS)])

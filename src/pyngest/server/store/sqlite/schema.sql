@@ -242,6 +242,8 @@ CREATE TABLE IF NOT EXISTS envs (
     parent_id     TEXT NOT NULL DEFAULT '',  -- a branch's parent, whose keys it shares
     archived_ms   INTEGER,                   -- set: refuses events, triggers nothing
     created_ms    INTEGER NOT NULL,
+    deployed_ms   INTEGER,                   -- a branch's latest deploy (sync)
+    auto_archive_ms INTEGER,                 -- a branch is archived then (NULL: auto-archive off)
     UNIQUE (parent_id, name)
 );
 INSERT OR IGNORE INTO envs (id, name, kind, created_ms)

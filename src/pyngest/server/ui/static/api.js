@@ -59,7 +59,9 @@ function setConnected(value) {
 
 function ensureSource() {
   if (source) return;
-  source = new EventSource("/v0/live");
+  // the selected environment's changes only (an EventSource sends no headers: a query parameter)
+  const env = currentEnv();
+  source = new EventSource(env ? `/v0/live?x-inngest-env=${encodeURIComponent(env)}` : "/v0/live");
   source.addEventListener("hello", () => setConnected(true));
   source.onmessage = (ev) => {
     const msg = JSON.parse(ev.data);

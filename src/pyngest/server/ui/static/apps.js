@@ -1,6 +1,6 @@
 // Apps: what is synced, from where, with which SDK; add, edit, delete, resync.
 import { useEffect, useState } from "preact/hooks";
-import { ago, getJSON, gql } from "./api.js";
+import { ago, currentEnv, getJSON, gql } from "./api.js";
 import { Empty, ErrorNote, Modal, Pill, html, toast, useData } from "./ui.js";
 
 const APPS = `{ apps { id name sdkLanguage sdkVersion framework url error functionCount connected updatedAt appVersion
@@ -57,12 +57,13 @@ function UrlModal({ title, initial = "", action, onSubmit, onClose }) {
 export function AppsPage() {
   const [modal, setModal] = useState(null);
   const data = useData(() => gql(APPS), []);
-  const conns = useData(() => getJSON("/v0/connect/envs/dev/conns"), []);
+  // the selected environment's workers (pyngest dev has one environment: any name will do)
+  const conns = useData(() => getJSON(`/v0/connect/envs/${encodeURIComponent(currentEnv() || "Production")}/conns`), []);
   useEffect(() => {
     const timer = setInterval(() => conns.reload(), 5000);
     return () => clearInterval(timer);
   }, [conns.reload]);
-  const workersOf = (a) => ((conns.data && conns.data.data) || []).filter((w) => w.apps.includes(a.name));
+  const workersOf = (a) => ((conns.data && conns.data.data) || []).filter((w) => w.app_ids.includes(a.id));
   const act = async (what, app) => {
     try {
       if (what === "sync") {

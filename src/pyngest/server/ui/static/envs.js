@@ -1,10 +1,10 @@
 // Environments and their keys (start mode): the switcher in the top bar, the environments page
-// (list, create, archive) and the keys page (event keys with filters, signing-key rotation).
+// (list, create, archive, a branch's auto-archive toggle) and the keys page (event keys with filters, signing-key rotation).
 import { useEffect, useState } from "preact/hooks";
-import { ago, currentEnv, gql, switchEnv } from "./api.js";
+import { ago, currentEnv, fmtTime, gql, switchEnv } from "./api.js";
 import { Empty, ErrorNote, Modal, Pill, html, navigate, toast, useData } from "./ui.js";
 
-const ENVS = `{ environments { id name type parentID archived createdAt } }`;
+const ENVS = `{ environments { id name type parentID archived createdAt autoArchive autoArchiveAt deployedAt } }`;
 
 function envLabel(e) {
   return e.type === "branch" ? `${e.name} (branch)` : e.name;
@@ -92,6 +92,22 @@ export function EnvironmentsPage() {
       toast(err.message, "bad");
     }
   };
+  const setAuto = async (e, enabled) => {
+    try {
+      await gql(`mutation($id: ID!, $on: Boolean!) { setEnvironmentAutoArchive(id: $id, enabled: $on) { id } }`,
+        { id: e.id, on: enabled });
+      toast(`${e.name}: auto-archive ${enabled ? "on" : "off"}`);
+      data.reload();
+    } catch (err) {
+      toast(err.message, "bad");
+    }
+  };
+  // a branch is archived 3 days after its latest deploy unless the toggle is off
+  const autoCell = (e) => e.type !== "branch" ? "–" : html`<label class="switch"
+      title=${e.autoArchiveAt ? `archived ${fmtTime(e.autoArchiveAt)} unless deployed again` : ""}>
+    <input type="checkbox" class="auto-archive" checked=${e.autoArchive}
+      onChange=${(ev) => setAuto(e, ev.target.checked)} />
+    <span>${e.autoArchive ? (e.autoArchiveAt ? `on · ${fmtTime(e.autoArchiveAt)}` : "on") : "off"}</span></label>`;
   const open = (e) => {
     switchEnv(e.type === "production" ? "" : e.id);
     location.href = "/runs";
@@ -104,10 +120,11 @@ export function EnvironmentsPage() {
       <button class="btn primary" onClick=${() => setCreating(true)}>Create environment</button></header>
     <${ErrorNote} error=${data.error} />
     ${data.data && envs.length === 0 && html`<${Empty}>No environments.<//>`}
-    <table class="table envs"><thead><tr><th>Name</th><th>Type</th><th>Parent</th><th>Created</th><th>Status</th><th></th></tr></thead>
+    <table class="table envs"><thead><tr><th>Name</th><th>Type</th><th>Parent</th><th>Created</th><th>Last deploy</th><th>Auto-archive</th><th>Status</th><th></th></tr></thead>
       <tbody>${envs.map((e) => html`<tr data-env=${e.name}>
         <td><a href="/runs" onClick=${(ev) => { ev.preventDefault(); open(e); }}>${e.name}</a></td>
         <td>${e.type}</td><td>${e.parentID ? name(e.parentID) : "–"}</td><td>${ago(e.createdAt)}</td>
+        <td>${e.deployedAt ? ago(e.deployedAt) : "–"}</td><td>${autoCell(e)}</td>
         <td>${e.archived ? html`<${Pill} kind="bad">Archived<//>` : html`<${Pill} kind="ok">Active<//>`}</td>
         <td class="right">${e.type !== "production" && html`<button class="btn small" onClick=${() => archive(e)}>
           ${e.archived ? "Unarchive" : "Archive"}</button>`}</td></tr>`)}</tbody></table>
