@@ -70,10 +70,12 @@ def section_runs(res: dict[str, Any]) -> list[str]:
                      fmt(m["one_c1"]["p50_ms"], 2), fmt(m["one_c1"]["p99_ms"], 2),
                      fmt(m["ten_c1"]["p50_ms"], 2), fmt(m["ten_c1"]["p99_ms"], 2),
                      fmt(m["ten_c64"].get("engine_cpu_ms_per_run"), 2),
+                     fmt(m["ten_c64"].get("app_cpu_ms_per_run"), 2),
                      fmt(m["ten_c64"].get("engine_rss_mb_max"), 0)])
     out.append(table(["system", "1-step runs/s (64 in flight)", "10-step runs/s (64 in flight)",
                       "1-step p50 ms (one at a time)", "1-step p99 ms", "10-step p50 ms (one at a time)",
-                      "10-step p99 ms", "engine CPU ms per 10-step run", "engine RSS MB (max)"], rows))
+                      "10-step p99 ms", "engine CPU ms per 10-step run", "app CPU ms per 10-step run",
+                      "engine RSS MB (max)"], rows))
     errors = [f"- {labels.get(n, n)}: {rep[n]['error']['message']}"
               for rep in runs["repeats"] for n in rep if "error" in rep[n]]
     if errors:

@@ -204,14 +204,20 @@ class Sampler:
 
 async def measured(system: System, phase: Callable[[], Awaitable[LoadResult]]) -> dict[str, Any]:
     backing = system.backing_pids if isinstance(system, PyngestCluster) else None
-    with Sampler(system.engine_pids(), backing=backing) as sampler:
+    engine = system.engine_pids()
+    app = [p for p in system.all_pids() if p not in engine]  # the workflow's app, where it is apart
+    app_cpu0 = cpu_seconds(app)
+    with Sampler(engine, backing=backing) as sampler:
         result = await phase()
+    app_cpu_s = cpu_seconds(app) - app_cpu0
     out = result.summary()
     out["latency_sample_ms"] = sample(result.latencies_ms)
     out["engine_rss_mb_max"] = round(max(sampler.rss) / 2**20, 1)
     out["engine_cpu_s"] = round(sampler.cpu_s, 2)
     if result.completed:
         out["engine_cpu_ms_per_run"] = round(sampler.cpu_s * 1000 / result.completed, 3)
+        if app:
+            out["app_cpu_ms_per_run"] = round(app_cpu_s * 1000 / result.completed, 3)
         for name, cpu_s in sampler.backing_cpu_s.items():
             out[f"{name}_cpu_s"] = round(cpu_s, 2)
             out[f"{name}_cpu_ms_per_run"] = round(cpu_s * 1000 / result.completed, 3)

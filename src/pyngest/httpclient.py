@@ -20,6 +20,7 @@ urllib3 does). The request is an execution request, which SDKs handle idempotent
 from __future__ import annotations
 
 import asyncio
+import functools
 import ssl
 from collections import deque
 from dataclasses import dataclass
@@ -67,6 +68,13 @@ class Target:
         default = 443 if self.scheme == "https" else 80
         host = f"[{self.host}]" if ":" in self.host else self.host
         return host if self.port == default else f"{host}:{self.port}"
+
+
+@functools.lru_cache(maxsize=1024)
+def _target(url: str) -> Target:
+    """``Target.parse``, remembered: the same few URLs are posted to over and over (an app's
+    endpoint; a run's checkpoint URL, once per step)."""
+    return Target.parse(url)
 
 
 class _Connection(asyncio.Protocol):
@@ -201,7 +209,7 @@ class HTTPClient:
         self._ssl: ssl.SSLContext | None = None
 
     async def post(self, url: str, headers: dict[str, str], body: bytes, *, timeout: float) -> Response:
-        target = Target.parse(url)
+        target = _target(url)
         head = [f"POST {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\nContent-Length: {len(body)}\r\n"]
         head.extend(f"{k}: {v}\r\n" for k, v in headers.items())
         head.append("\r\n")

@@ -65,3 +65,101 @@ async def test_checkpoints_run_beside_the_writer_not_in_its_commits(tmp_path: Pa
     finally:
         await db.close()
     assert not (tmp_path / "main.db-wal").exists()  # the writer's close, the last one, removed it
+
+
+async def test_small_writes_commit_on_the_loops_thread_when_the_writer_is_idle(tmp_path: Path) -> None:
+    import threading
+
+    db = Database(tmp_path / "main.db")
+    db.open()
+    try:
+        await db.write(lambda c: c.execute("CREATE TABLE t (v INTEGER PRIMARY KEY)"))
+        inline, commits = db.inline_commits, db.commits
+        threads = await asyncio.gather(*[
+            db.submit(lambda c, v=v: (c.execute("INSERT INTO t VALUES (?)", (v,)), threading.get_ident())[1],
+                      small=True)
+            for v in range(3)])
+        # one loop turn's small writes: one group, committed here, without the writer thread
+        assert set(threads) == {threading.get_ident()}
+        assert (db.inline_commits - inline, db.commits - commits) == (1, 1)
+        assert await db.read(lambda c: [r[0] for r in c.execute("SELECT v FROM t ORDER BY v")]) == [0, 1, 2]
+    finally:
+        await db.close()
+
+
+async def test_small_writes_wait_their_turn_behind_the_writers_work(tmp_path: Path) -> None:
+    import threading
+
+    db = Database(tmp_path / "main.db")
+    db.open()
+    try:
+        await db.write(lambda c: c.execute("CREATE TABLE t (n INTEGER PRIMARY KEY AUTOINCREMENT, v TEXT)"))
+        inline = db.inline_commits
+
+        def slow(c: sqlite3.Connection) -> None:
+            time.sleep(0.2)
+            c.execute("INSERT INTO t(v) VALUES ('slow')")
+
+        first = db.submit(slow)  # not small: to the writer thread
+        small = db.submit(lambda c: (c.execute("INSERT INTO t(v) VALUES ('small')"), threading.get_ident())[1],
+                          small=True)
+        big = db.submit(lambda c: c.execute("INSERT INTO t(v) VALUES ('big')"))  # after the small one
+        resolved: list[str] = []
+        for name, fut in (("slow", first), ("small", small), ("big", big)):
+            fut.add_done_callback(lambda _f, name=name: resolved.append(name))
+        await asyncio.gather(first, big)
+        await small
+        assert resolved == ["slow", "small", "big"]  # outcomes in the order of submission
+        assert await small != threading.get_ident()  # the writer was busy: the small write queued
+        assert db.inline_commits == inline
+        assert await db.read(lambda c: [r[0] for r in c.execute("SELECT v FROM t ORDER BY n")]) == [
+            "slow", "small", "big"]
+    finally:
+        await db.close()
+
+
+async def test_an_inline_groups_failing_write_fails_alone(tmp_path: Path) -> None:
+    db = Database(tmp_path / "main.db")
+    db.open()
+    try:
+        await db.write(lambda c: c.execute("CREATE TABLE t (v INTEGER PRIMARY KEY)"))
+
+        def fail(c: sqlite3.Connection) -> None:
+            c.execute("INSERT INTO t VALUES (2)")
+            raise ValueError("bad write")
+
+        one, bad, three = await asyncio.gather(
+            db.submit(lambda c: c.execute("INSERT INTO t VALUES (1)").rowcount, small=True),
+            db.submit(fail, small=True),
+            db.submit(lambda c: c.execute("INSERT INTO t VALUES (3)").rowcount, small=True),
+            return_exceptions=True)
+        assert (one, three) == (1, 1)
+        assert isinstance(bad, ValueError)
+        assert await db.read(lambda c: [r[0] for r in c.execute("SELECT v FROM t ORDER BY v")]) == [1, 3]
+    finally:
+        await db.close()
+
+
+async def test_with_an_fsync_per_commit_writes_stay_off_the_loops_thread(tmp_path: Path) -> None:
+    import threading
+
+    db = Database(tmp_path / "main.db", durability="full")
+    db.open()
+    try:
+        await db.write(lambda c: c.execute("CREATE TABLE t (v INTEGER)"))
+        thread = await db.submit(lambda c: (c.execute("INSERT INTO t VALUES (1)"), threading.get_ident())[1],
+                                 small=True)
+        assert thread != threading.get_ident() and db.inline_commits == 0
+    finally:
+        await db.close()
+
+
+def test_only_batches_of_few_ops_and_bytes_may_commit_on_the_loop() -> None:
+    from pyngest.server.model import AddHistory, Batch, SaveStep, UpdateRun
+    from pyngest.server.store.sqlite.store import SMALL_BATCH_BYTES, SMALL_BATCH_OPS, _small
+
+    step = [SaveStep("r", "s", 0, b'{"data":1}'), UpdateRun("r", {"state_bytes": 10}), AddHistory("r", 0, "StepCompleted")]
+    assert _small(Batch(list(step)))
+    assert not _small(Batch([SaveStep("r", "s", 0, b"x" * (SMALL_BATCH_BYTES + 1))]))
+    assert not _small(Batch([UpdateRun("r", {"output": b"x" * (SMALL_BATCH_BYTES + 1)})]))
+    assert not _small(Batch([AddHistory("r", n, "StepCompleted") for n in range(SMALL_BATCH_OPS + 1)]))

@@ -6,10 +6,14 @@ The first use of a user step id hashes to ``sha1(id)``; the n-th repeat within o
 
 from __future__ import annotations
 
+import functools
 import hashlib
 
 
+@functools.lru_cache(maxsize=4096)
 def hash_step_id(user_id: str, repeat: int = 0) -> str:
+    # remembered: a function's step ids are hashed again on every replay of it (the SDK replays
+    # from the top for each step), and the same few ids recur across its runs
     text = user_id if repeat == 0 else f"{user_id}:{repeat}"
     return hashlib.sha1(text.encode("utf-8")).hexdigest()  # noqa: S324 - protocol, not security
 

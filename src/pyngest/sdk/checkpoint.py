@@ -98,7 +98,7 @@ class Session:
     """Checkpointing for one request."""
 
     __slots__ = ("client", "run_id", "fn_id", "qi_id", "generation", "request_id", "deadline", "steps", "pending",
-                 "reported")
+                 "reported", "_target")
 
     def __init__(self, client: Inngest, req: ExecRequest, request_id: str | None, max_runtime_ms: int) -> None:
         self.client = client
@@ -113,6 +113,9 @@ class Session:
         # gate) or before any answer but the function's return, which carries it along.
         self.pending: Step | None = None
         self.reported = 0
+        # the URL, headers (one set per signing key) and the body's fixed head, built at the
+        # first checkpoint and the same for every one after it in this request
+        self._target: tuple[str, list[dict[str, str]], bytes] | None = None
 
     @classmethod
     def open(
@@ -146,18 +149,27 @@ class Session:
         if self.client._monotonic() >= self.deadline:
             return None
         op = info.to_wire()
-        op["data"] = item.output
+        output = item.output
+        op["data"] = output
         try:
             payload = dumps(op)
-            data = orjson.loads(dumps(item.output))
-            # The server stores {"data": ...} as canonical JSON and sends it back parsed: the
-            # handler sees exactly that (1.0 comes back as 1, tuples as lists).
-            stored = jcs.dumps({"data": data})
+            if _plain_scalar(output):
+                # what the server stores and sends back is the value itself: skip the round
+                # trips through JSON that a structured output needs
+                stored_len = len(dumps(output)) + 9  # {"data":...}
+                memo: Any = {"data": output}
+            else:
+                data = orjson.loads(dumps(output))
+                # The server stores {"data": ...} as canonical JSON and sends it back parsed: the
+                # handler sees exactly that (1.0 comes back as 1, tuples as lists).
+                stored = jcs.dumps({"data": data})
+                stored_len = len(stored)
+                memo = None
         except (errors.OutputUnserializableError, orjson.JSONDecodeError, TypeError, ValueError):
             return None  # the classic answer reports the problem
-        if len(stored) > MAX_STEP_OUTPUT_BYTES:
+        if stored_len > MAX_STEP_OUTPUT_BYTES:
             return None  # the server fails the step (output_too_large) from the classic answer
-        return Step(info.id, res, payload, orjson.loads(stored))
+        return Step(info.id, res, payload, memo if memo is not None else orjson.loads(stored))
 
     def must_store(self, res: CallResult) -> bool:
         """A step is pending and ``res`` is not the function's return (which carries it)."""
@@ -211,18 +223,23 @@ class Session:
 
     # ------------------------------------------------------------------ reporting
 
-    def _request(self, step: Step) -> tuple[str, dict[str, str], bytes]:
-        url = urllib.parse.urljoin(self.client.api_origin, f"/v1/checkpoint/{urllib.parse.quote(self.run_id)}/async")
-        headers = config.base_headers(env=self.client.env, framework=None, server_kind=None)
-        headers["content-type"] = "application/json"
-        body: dict[str, Any] = {"run_id": self.run_id, "fn_id": self.fn_id, "qi_id": self.qi_id}
-        if self.request_id:
-            body["request_id"] = self.request_id
-        if self.generation:
-            body["generation_id"] = self.generation
-        body["steps"] = [orjson.Fragment(step.op)]
-        body["ts"] = self.client._clock.now_ms()
-        return url, headers, orjson.dumps(body)
+    def _request(self, step: Step) -> tuple[str, list[dict[str, str]], bytes]:
+        """The checkpoint's URL, its headers (one set per signing key to try) and body."""
+        if self._target is None:
+            url = urllib.parse.urljoin(self.client.api_origin,
+                                       f"/v1/checkpoint/{urllib.parse.quote(self.run_id)}/async")
+            headers = config.base_headers(env=self.client.env, framework=None, server_kind=None)
+            headers["content-type"] = "application/json"
+            fixed: dict[str, Any] = {"run_id": self.run_id, "fn_id": self.fn_id, "qi_id": self.qi_id}
+            if self.request_id:
+                fixed["request_id"] = self.request_id
+            if self.generation:
+                fixed["generation_id"] = self.generation
+            head = orjson.dumps(fixed)[:-1] + b',"steps":['  # the object, still open
+            self._target = (url, [{**headers, **self._auth(key)} for key in self._keys()], head)
+        url, per_key, head = self._target
+        body = b"%s%s],\"ts\":%d}" % (head, step.op, self.client._clock.now_ms())
+        return url, per_key, body
 
     def _keys(self) -> list[str | None]:
         keys: list[str | None] = [k for k in (self.client.signing_key, self.client.signing_key_fallback) if k]
@@ -258,14 +275,14 @@ class Session:
         """Store the step on the server; False if it could not be (answer the classic way)."""
         from pyngest.sdk.client import backoff_s
 
-        url, headers, body = self._request(step)
+        url, per_key, body = self._request(step)
         http = self.client._checkpoint_http()
         for attempt in range(ATTEMPTS):
             status: int | None = None
             text = ""
-            for key in self._keys():
+            for headers in per_key:
                 try:
-                    res = await http.post(url, {**headers, **self._auth(key)}, body, timeout=self.client._timeout)
+                    res = await http.post(url, headers, body, timeout=self.client._timeout)
                 except HTTPError as exc:
                     status, text = None, str(exc)
                     break
@@ -283,14 +300,14 @@ class Session:
         """Blocking :meth:`report`, for plain (non-async) functions."""
         from pyngest.sdk.client import backoff_s
 
-        url, headers, body = self._request(step)
+        url, per_key, body = self._request(step)
         http = self.client._http_sync()
         for attempt in range(ATTEMPTS):
             status: int | None = None
             text = ""
-            for key in self._keys():
+            for headers in per_key:
                 try:
-                    res = http.post(url, headers={**headers, **self._auth(key)}, content=body)
+                    res = http.post(url, headers=headers, content=body)
                 except httpx.HTTPError as exc:
                     status, text = None, str(exc)
                     break
@@ -303,6 +320,16 @@ class Session:
             if attempt + 1 < ATTEMPTS:
                 self.client._sleep_sync(backoff_s(attempt))
         return False
+
+
+_SAFE_INT = 2**53
+
+
+def _plain_scalar(value: Any) -> bool:
+    """A value the server's canonical JSON gives back unchanged (no float to renormalize, no
+    container whose keys it sorts)."""
+    t = type(value)
+    return t is str or t is bool or value is None or (t is int and -_SAFE_INT <= value <= _SAFE_INT)
 
 
 def _returned(res: CallResult) -> bool:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from importlib import metadata
 
 from starlette.applications import Starlette
@@ -42,7 +41,7 @@ class ServerKindHeader:
 
     ``POST /e/{key}`` goes straight to the event API's own ASGI handler, skipping the router;
     so do checkpoints (``POST /v1/checkpoint/{runId}/async``, one per step of a checkpointing
-    SDK), straight to their route function.
+    SDK), to an app of their own that caps the body and adds the header itself.
 
     Every other request's body is capped at ``DEFAULT_MAX_BODY_BYTES`` (a route may cap it lower):
     refused before it is read when ``Content-Length`` says it is over, and the moment it is over
@@ -67,10 +66,12 @@ class ServerKindHeader:
             announced = announced_length(scope["headers"])
             if announced is not None and announced > DEFAULT_MAX_BODY_BYTES:
                 app = _too_large
+            elif self.checkpoints is not None and scope["method"] == "POST" and _checkpoint_run(path):
+                # caps the body and says which kind of server answers itself
+                await self.checkpoints(scope, receive, send)
+                return
             else:
                 receive = _capped(receive, DEFAULT_MAX_BODY_BYTES)
-                if self.checkpoints is not None and scope["method"] == "POST" and _checkpoint_run(path):
-                    app = self.checkpoints
 
         async def send_with_header(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -90,22 +91,54 @@ def _checkpoint_run(path: str) -> str | None:
     return None
 
 
-def _route_directly(handler: Callable[[Request], Awaitable[Response]]) -> ASGIApp:
-    """A route function as an ASGI app of its own, without the router and its middleware (the
-    paths it takes are open to the SDKs: the auth middleware would pass them on unchanged)."""
+def _checkpoint_app(sdk: SdkAPI, server_kind: bytes) -> ASGIApp:
+    """``POST /v1/checkpoint/{runId}/async`` as an ASGI app of its own: no router, no middleware
+    (the paths it takes are open to the SDKs: the auth middleware would pass them on unchanged),
+    no request or response objects on the way of a stored step. A checkpointing SDK sends one
+    per step and waits for its answer before the next step runs."""
+    stored_headers = [(b"content-length", b"0"), (b"x-inngest-server-kind", server_kind)]
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
         scope["path_params"] = {"run_id": _checkpoint_run(scope["path"])}
         request = Request(scope, receive)
+        response: Response | None
         try:
-            response = await handler(request)
+            response = await sdk.checkpoint(request, await _body(receive))
         except BodyTooLarge as exc:
             response = _body_too_large_response(exc)
         except StoreUnavailable as exc:
             response = await _store_unavailable(request, exc)
+        if response is None:
+            # fresh messages: a server may add to what it is sent
+            await send({"type": "http.response.start", "status": 200, "headers": list(stored_headers)})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        response.raw_headers.append((b"x-inngest-server-kind", server_kind))
         await response(scope, receive, send)
 
     return app
+
+
+async def _body(receive: Receive) -> bytes:
+    """The request's body, at most ``DEFAULT_MAX_BODY_BYTES`` (BodyTooLarge beyond)."""
+    message = await receive()
+    body: bytes = message.get("body", b"")
+    if not message.get("more_body"):
+        if len(body) > DEFAULT_MAX_BODY_BYTES:
+            raise BodyTooLarge(DEFAULT_MAX_BODY_BYTES)
+        return body
+    parts = [body]
+    size = len(body)
+    while message.get("more_body"):
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            break
+        chunk = message.get("body", b"")
+        size += len(chunk)
+        if size > DEFAULT_MAX_BODY_BYTES:
+            raise BodyTooLarge(DEFAULT_MAX_BODY_BYTES)
+        parts.append(chunk)
+    return b"".join(parts)
 
 
 def _capped(receive: Receive, limit: int) -> Receive:
@@ -241,7 +274,7 @@ def build_app(service: Service) -> ASGIApp:
     app.state.operations = ops
     # BearerEnv outside: the routes ServerKindHeader serves directly (checkpoints) need it too
     served = ServerKindHeader(AuthMiddleware(app, auth), service.config.server_kind, events.asgi,
-                              _route_directly(sdk.checkpoint_async))
+                              _checkpoint_app(sdk, service.config.server_kind.encode()))
     return BrowserGuard(BearerEnv(served, service.registry.envs), service.config)
 
 

@@ -28,6 +28,7 @@ from pyngest.server.config import ServerConfig
 
 _SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _WILDCARDS = frozenset({"0.0.0.0", "::", "*", ""})
+_LOOKED_AT = frozenset({b"host", b"sec-fetch-site", b"origin", b"x-forwarded-host"})
 
 
 def _hostname(host: str) -> str:
@@ -63,7 +64,9 @@ class BrowserGuard:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        # only the headers looked at below
+        headers = {name.decode("latin-1"): v.decode("latin-1") for k, v in scope.get("headers") or []
+                   if (name := k.lower()) in _LOOKED_AT}
         host = headers.get("host", "")
         if self.check_host and not self.host_allowed(host):
             await _refuse(send, 421, f"this dev server answers only to loopback names and addresses, not to "

@@ -25,7 +25,8 @@ from pyngest.server.api.common import (
 )
 from pyngest.server.api.envs import reaches, request_env
 from pyngest.server.environments import EnvError
-from pyngest.server.model import Batch
+from pyngest.server.executor.ops import step_name
+from pyngest.server.model import AddHistory, Batch
 from pyngest.server.registry import RegistrationError
 from pyngest.server.service import Service
 
@@ -137,17 +138,24 @@ class SdkAPI:
 
     async def checkpoint_async(self, request: Request) -> Response:
         """JS v4 "async checkpointing": step results reported while the request goes on."""
+        return await self.checkpoint(request, await request.body()) or Response(status_code=200)
+
+    async def checkpoint(self, request: Request, raw_body: bytes) -> Response | None:
+        """Store the steps a checkpoint reports; None when they are stored (200, no body), else
+        the error to answer. One per step of a checkpointing SDK: kept to what it needs (the
+        ASGI app in ``api/app.py`` calls it without the router, and answers None itself)."""
         if not bearer_ok(request, self.config):
             return unauthorized()
         run_id = request.path_params["run_id"]
         try:
-            body = orjson.loads(await request.body())
+            body = orjson.loads(raw_body)
         except orjson.JSONDecodeError as exc:
             return public_error(f"Invalid request: {exc}", 400)
-        if not isinstance(body, dict) or not isinstance(body.get("steps"), list):
+        steps = body.get("steps") if isinstance(body, dict) else None
+        if not isinstance(steps, list):
             return public_error("Invalid request: expected an object with a 'steps' array", 400)
         ops = []
-        for raw in body["steps"]:
+        for raw in steps:
             try:
                 opcode = parse_opcode(raw.get("op") if isinstance(raw, dict) else None)
             except ValueError as exc:
@@ -178,25 +186,22 @@ class SdkAPI:
                 return public_error(f"run {run_id} has already ended", 400)
             batch = Batch()
             x.starts.take(run_id, batch)  # a run's first checkpoint records its start too
-            from pyngest.server.executor.ops import step_name
-            from pyngest.server.model import AddHistory
-
             now = self.service.clock.now_ms()
             for opcode, raw in ops:
-                if opcode not in (Opcode.STEP_RUN, Opcode.STEP):
+                if opcode is Opcode.STEP_RUN:
+                    value = jcs.dumps({"data": raw.get("data")})
+                elif opcode is Opcode.STEP:
+                    value = jcs.dumps(raw.get("data"))
+                else:
                     continue
-                data = raw.get("data")
-                value = jcs.dumps({"data": data}) if opcode is Opcode.STEP_RUN else jcs.dumps(data)
                 step_id = str(raw.get("id") or "")
                 if x.save_step(run, step_id, value, batch) is not None:
-                    timing = raw.get("timing") if isinstance(raw.get("timing"), dict) else {}
-                    start = int(timing.get("a", now * 1_000_000)) // 1_000_000
-                    end = start + int(timing.get("b", 0)) // 1_000_000
+                    start, end = _timing(raw.get("timing"), now)
                     batch.add(AddHistory(run.id, now, "StepCompleted", step_id=step_id, name=step_name(raw),
-                                         data=orjson.dumps({"started_ms": start, "ended_ms": end, "checkpoint": True})))
+                                         data=b'{"started_ms":%d,"ended_ms":%d,"checkpoint":true}' % (start, end)))
             if batch:
                 await x.state.commit_run(run_id, batch)
-        return Response(status_code=200)
+        return None
 
     # ---------------------------------------------------------------------------- signals
 
@@ -217,6 +222,19 @@ class SdkAPI:
         if run_id is None:
             return api_error(f"no run is waiting for signal {name!r}", 404)
         return json_response({"data": {"run_id": run_id}, "metadata": _metadata(self.service)})
+
+
+def _timing(timing: Any, now_ms: int) -> tuple[int, int]:
+    """When a checkpointed step started and ended (ms), from its ``timing`` (``a``: start, ``b``:
+    duration, in ns); now and no duration for what is missing or not a number."""
+    start, took = now_ms, 0
+    if isinstance(timing, dict):
+        a, b = timing.get("a"), timing.get("b")
+        if isinstance(a, (int, float)) and not isinstance(a, bool):
+            start = int(a) // 1_000_000
+        if isinstance(b, (int, float)) and not isinstance(b, bool):
+            took = int(b) // 1_000_000
+    return start, start + took
 
 
 def _metadata(service: Service) -> dict[str, Any]:
