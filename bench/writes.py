@@ -1,6 +1,6 @@
 """Store writes and SQL statements per one-step run, counted from the store itself.
 
-    python -m bench.writes [--runs 400] [--concurrency 1] [--shape two|one]
+    python -m bench.writes [--runs 400] [--concurrency 1] [--shape two|one|checkpoint]
                            [--postgres-uri postgresql://127.0.0.1:5433/test]
 
 Runs pyngest's service in this process on a fresh SQLite directory (or a fresh schema of the
@@ -19,7 +19,12 @@ start a one-step run, and reports per run:
 
 ``--shape two`` answers like a non-checkpointing SDK: the step (206 ``StepRun``), then, in a second
 request, the result (200). ``--shape one`` answers like an SDK that runs on after the step: the
-step and ``RunComplete`` in one 206.
+step and ``RunComplete`` in one 206 (pyngest's SDK with its checkpointing). ``--shape checkpoint``
+does what the npm SDK v4 does with its checkpointing on (its default): it checkpoints the step
+(``POST /v1/checkpoint/{run}/async``, awaited) and then answers ``RunComplete`` alone.
+
+On PostgreSQL the report also says how many of the written batches went set-wise (one statement
+each, ``pyngest_apply_setwise``) rather than op by op.
 """
 
 from __future__ import annotations
@@ -54,14 +59,24 @@ class ScriptedApp:
     def __init__(self, shape: str) -> None:
         self.shape = shape
         self.done: dict[int, asyncio.Future[None]] = {}
+        self.server: httpx.AsyncClient | None = None  # for checkpoints
 
     async def execute(self, request: web.Request) -> web.Response:
         body = orjson.loads(await request.read())
         i = body["event"]["data"]["i"]
         step = {"op": "StepRun", "id": STEP, "name": "s0", "displayName": "s0", "data": 1}
+        complete = {"op": "RunComplete", "id": hashlib.sha1(b"complete").hexdigest(), "data": 1}
+        if self.shape == "checkpoint":
+            assert self.server is not None
+            run_id = body["ctx"]["run_id"]
+            resp = await self.server.post(f"/v1/checkpoint/{run_id}/async", json={
+                "run_id": run_id, "generation_id": body["ctx"].get("generation_id"), "steps": [step]})
+            assert resp.status_code == 200, resp.text
+            self._finished(i)
+            return web.Response(body=orjson.dumps([complete]), status=206, headers=HEADERS)
         if self.shape == "one":
             self._finished(i)
-            ops = [step, {"op": "RunComplete", "id": hashlib.sha1(b"complete").hexdigest(), "data": 1}]
+            ops = [step, complete]
             return web.Response(body=orjson.dumps(ops), status=206, headers=HEADERS)
         if body["steps"]:
             self._finished(i)
@@ -152,6 +167,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
     url = f"http://127.0.0.1:{port}/api/inngest"
     await service.start(sync_apps=False)
     http = httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(service)), base_url="http://localhost")
+    app.server = http
     try:
         outcome = await service.registry.register({
             "appName": "bench-writes", "url": url, "sdk": "py:v0", "framework": "aiohttp",
@@ -174,6 +190,7 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         if args.postgres_uri:
             store.committed.append(lambda done: groups.__setitem__(0, groups[0] + 1))
             await pg_reset(args.postgres_uri)
+            setwise_before = getattr(store, "setwise_batches", 0)
         else:
             await store.db.write(lambda conn: conn.set_trace_callback(sqlite_stmts.trace))
             sqlite_stmts.on = True
@@ -218,6 +235,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "commits_per_run": round(commits / args.runs, 2),
             "statements_per_run": round(sum(statements.values()) / args.runs, 2),
             "statements": {k: round(v / args.runs, 2) for k, v in statements.most_common()},
+            **({"batches_written": sum(1 for b in batches if b.ops),
+                "batches_setwise": getattr(store, "setwise_batches", 0) - setwise_before} if args.postgres_uri else {}),
         }
     finally:
         await http.aclose()
@@ -237,7 +256,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=400)
     ap.add_argument("--concurrency", type=int, default=1)
-    ap.add_argument("--shape", choices=("two", "one"), default="two")
+    ap.add_argument("--shape", choices=("two", "one", "checkpoint"), default="two")
     ap.add_argument("--postgres-uri", default=None)
     args = ap.parse_args()
     print(orjson.dumps(asyncio.run(measure(args)), option=orjson.OPT_INDENT_2).decode())

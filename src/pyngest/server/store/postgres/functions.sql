@@ -26,23 +26,313 @@ BEGIN
 END;
 $$;
 
+-- A batch of the common shapes applied set-wise: one statement for all of its rows, whatever
+-- their number and kinds (events, run creations with their idempotency key and event links,
+-- job deletes, job inserts, run updates, steps, history), instead of one per op.
+--
+-- The writer (setwise.py) sends a batch this way only when applying it in this fixed order
+-- gives what applying its ops one by one gives: every run's creation precedes its other ops; a
+-- run has at most one idempotency key, and no two runs of the batch share one; no run is both
+-- created and updated, nor updated twice; no job is enqueued before a delete of its run's jobs,
+-- no job id twice, and none both enqueued and deleted by id; no event twice; the registry check (p_batch->'rv') comes
+-- before any event of the batch. The sub-statements share one snapshot, so a delete never sees
+-- a row the same batch inserts, which is exactly the order the writer allows.
+--
+-- p_blobs: the batch's values, the group's p_blobs[p_b0 + 1 ...] (its ops' indexes count from
+-- the group's first). Returns the batch's result object (as pyngest_apply's), the registry
+-- check left to the caller.
+--
+-- Its plans are cached for the writer's session, made once while the tables may still be small,
+-- and know nothing of a batch's size: planned without sequential scans or hash joins, every
+-- row of a table is found through its index (one lookup per batch row), as the statements of
+-- the op by op path do, however large the tables grow.
+CREATE OR REPLACE FUNCTION pyngest_apply_setwise(p_batch jsonb, p_blobs bytea[], p_b0 integer, p_now bigint,
+                                                 p_xid bigint, p_checked integer[]) RETURNS jsonb
+LANGUAGE plpgsql SET enable_seqscan = off SET enable_hashjoin = off AS $$
+DECLARE
+    v_res   jsonb;
+    v_held  jsonb := '{}';
+    v_rid   text;
+    v_seqs  jsonb;
+    v_dups  jsonb := '[]';
+BEGIN
+    -- Two forms of one statement: with run creations (and their idempotency keys, and skips),
+    -- and without, for the batches of a run's progress and end, which then plan and start
+    -- fewer sub-statements. Keep the two in step (test_setwise.py compares both with op by op).
+    IF p_batch ? 'runs' THEN
+        WITH
+        ev AS (
+            INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body, env_id, started)
+            SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[-p_b0 + (e->>6)::integer],
+                   COALESCE(e->>7, '00000000-0000-4000-b000-000000000000'), COALESCE((e->>8)::boolean, false)
+            FROM jsonb_array_elements(p_batch->'ev') WITH ORDINALITY AS x(e, i)
+            ORDER BY i
+            ON CONFLICT (internal_id) DO NOTHING
+            RETURNING internal_id, seq
+        ),
+        -- a run's idempotency key: claimed unless an unexpired entry holds it (then the run and
+        -- every other op about it are skipped)
+        claimed AS (
+            INSERT INTO idempotency (key, run_id, expires_ms)
+            SELECT r->>'k', r->>'rid', (r->>'x')::bigint
+            FROM jsonb_array_elements(p_batch->'runs') AS r WHERE r->>'k' IS NOT NULL
+            ON CONFLICT (key) DO UPDATE SET run_id = EXCLUDED.run_id, expires_ms = EXCLUDED.expires_ms
+                WHERE idempotency.expires_ms <= p_now
+            RETURNING run_id
+        ),
+        skipped AS (
+            SELECT r->>'rid' AS rid, r->>'k' AS key FROM jsonb_array_elements(p_batch->'runs') AS r
+            WHERE r->>'k' IS NOT NULL AND NOT EXISTS (SELECT 1 FROM claimed AS c WHERE c.run_id = r->>'rid')
+        ),
+        created AS (
+            INSERT INTO runs (id, shard, fn_id, app_id, fn_version, status, event_ids, batch_id, cron,
+                              original_run_id, queued_ms, started_ms, ended_ms, output, version,
+                              force_step_plan, pending, state_bytes, attrs, env_id)
+            SELECT o->>'rid', (o->>'sh')::integer, f->>'fn_id', f->>'app_id', (f->>'fn_version')::integer,
+                   f->>'status', f->'event_ids', f->>'batch_id', f->>'cron', f->>'original_run_id',
+                   (f->>'queued_ms')::bigint, (f->>'started_ms')::bigint, (f->>'ended_ms')::bigint,
+                   p_blobs[-p_b0 + (f->>'output')::integer], (f->>'version')::integer,
+                   (f->>'force_step_plan')::boolean, NULLIF(f->'pending', 'null'),
+                   (f->>'state_bytes')::bigint, NULLIF(f->'attrs', 'null'),
+                   COALESCE(f->>'env_id', '00000000-0000-4000-b000-000000000000')
+            FROM jsonb_array_elements(p_batch->'runs') WITH ORDINALITY AS x(o, i), LATERAL (SELECT o->'r' AS f) AS r
+            WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
+            ORDER BY i
+        ),
+        linked AS (
+            INSERT INTO run_events (event_internal_id, run_id)
+            SELECT e, o->>'rid' FROM jsonb_array_elements(p_batch->'runs') AS o,
+                                     jsonb_array_elements_text(o->'r'->'event_ids') AS e
+            WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
+            ON CONFLICT DO NOTHING
+        ),
+        -- (Rows of the tables are found through "= ANY (ARRAY(...))", an index lookup whatever the
+        -- plan cached for this session guessed of the batch's size and the table's.)
+        -- Jobs deleted by id ('djob') and a run's jobs but the one kept ('drj'), in one DELETE. Done
+        -- one by one, a job goes with the first of the batch's ops that matches it (its position
+        -- "i"): by id, its shard is fenced (below, if the group has not named it); by its run, it is
+        -- reported among the deleted jobs.
+        drj AS (
+            SELECT d->>'rid' AS rid, d->>'keep' AS keep, (d->>'i')::integer AS i
+            FROM jsonb_array_elements(p_batch->'drj') AS d
+            WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = d->>'rid')
+        ),
+        djob AS (
+            SELECT d->>'id' AS id, (d->>'i')::integer AS i FROM jsonb_array_elements(p_batch->'djob') AS d
+        ),
+        cleared AS (
+            DELETE FROM jobs AS j
+            WHERE j.id = ANY (ARRAY(SELECT id FROM djob))
+               OR (j.run_id = ANY (ARRAY(SELECT rid FROM drj))
+                   AND EXISTS (SELECT 1 FROM drj WHERE drj.rid = j.run_id AND (drj.keep IS NULL OR j.id <> drj.keep)))
+            RETURNING j.id, j.shard,
+                (SELECT min(i) FROM djob WHERE djob.id = j.id) AS by_id,
+                (SELECT min(i) FROM drj WHERE drj.rid = j.run_id AND (drj.keep IS NULL OR j.id <> drj.keep)) AS by_run
+        ),
+        queued AS (
+            INSERT INTO jobs (id, shard, run_id, kind, due_ms, priority, step_id, attempt, payload, remote)
+            SELECT o->>'id', (o->>'js')::integer, o->>'rid', o->>'k', (o->>'d')::bigint, (o->>'pr')::integer,
+                   o->>'s', (o->>'a')::integer, NULLIF(o->'pl', 'null'), (o->>'rm')::boolean
+            FROM jsonb_array_elements(p_batch->'enq') WITH ORDINALITY AS x(o, i)
+            WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
+            ORDER BY i
+            ON CONFLICT (id) DO NOTHING
+            RETURNING id
+        ),
+        updated AS (
+            UPDATE runs SET
+                status = CASE WHEN u.f ? 'status' THEN u.f->>'status' ELSE runs.status END,
+                event_ids = CASE WHEN u.f ? 'event_ids' THEN u.f->'event_ids' ELSE runs.event_ids END,
+                batch_id = CASE WHEN u.f ? 'batch_id' THEN u.f->>'batch_id' ELSE runs.batch_id END,
+                cron = CASE WHEN u.f ? 'cron' THEN u.f->>'cron' ELSE runs.cron END,
+                original_run_id = CASE WHEN u.f ? 'original_run_id' THEN u.f->>'original_run_id'
+                                       ELSE runs.original_run_id END,
+                queued_ms = CASE WHEN u.f ? 'queued_ms' THEN (u.f->>'queued_ms')::bigint ELSE runs.queued_ms END,
+                started_ms = CASE WHEN u.f ? 'started_ms' THEN (u.f->>'started_ms')::bigint ELSE runs.started_ms END,
+                ended_ms = CASE WHEN u.f ? 'ended_ms' THEN (u.f->>'ended_ms')::bigint ELSE runs.ended_ms END,
+                output = CASE WHEN u.f ? 'output' THEN p_blobs[-p_b0 + (u.f->>'output')::integer] ELSE runs.output END,
+                version = CASE WHEN u.f ? 'version' THEN (u.f->>'version')::integer ELSE runs.version END,
+                force_step_plan = CASE WHEN u.f ? 'force_step_plan' THEN (u.f->>'force_step_plan')::boolean
+                                       ELSE runs.force_step_plan END,
+                pending = CASE WHEN u.f ? 'pending' THEN NULLIF(u.f->'pending', 'null') ELSE runs.pending END,
+                state_bytes = CASE WHEN u.f ? 'state_bytes' THEN (u.f->>'state_bytes')::bigint
+                                   ELSE runs.state_bytes END,
+                attrs = CASE WHEN u.f ? 'attrs' THEN NULLIF(u.f->'attrs', 'null') ELSE runs.attrs END,
+                fn_version = CASE WHEN u.f ? 'fn_version' THEN (u.f->>'fn_version')::integer ELSE runs.fn_version END
+            FROM (SELECT o->>'rid' AS rid, o->'f' AS f FROM jsonb_array_elements(p_batch->'upd') AS o
+                  WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')) AS u
+            WHERE runs.id = ANY (ARRAY(SELECT o->>'rid' FROM jsonb_array_elements(p_batch->'upd') AS o))
+              AND runs.id = u.rid
+        ),
+        saved AS (
+            INSERT INTO steps (run_id, step_id, pos, value)
+            SELECT o->>'rid', o->>'s', (o->>'p')::integer, p_blobs[-p_b0 + (o->>'v')::integer]
+            FROM jsonb_array_elements(p_batch->'step') WITH ORDINALITY AS x(o, i)
+            WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
+            ORDER BY i
+            ON CONFLICT DO NOTHING
+        ),
+        recorded AS (
+            INSERT INTO history (run_id, at_ms, kind, step_id, name, attempt, data)
+            SELECT o->>'rid', (o->>'at')::bigint, o->>'k', o->>'s', o->>'n', (o->>'a')::integer,
+                   p_blobs[-p_b0 + (o->>'v')::integer]
+            FROM jsonb_array_elements(p_batch->'hist') WITH ORDINALITY AS x(o, i)
+            WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
+            ORDER BY i
+        )
+        SELECT jsonb_build_object(
+            'created', (SELECT COALESCE(jsonb_agg(o->>'rid' ORDER BY i), '[]')
+                        FROM jsonb_array_elements(p_batch->'runs') WITH ORDINALITY AS x(o, i)
+                        WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')),
+            'skipped', (SELECT COALESCE(jsonb_object_agg(rid, key), '{}') FROM skipped),
+            'seqs', (SELECT COALESCE(jsonb_object_agg(internal_id, seq), '{}') FROM ev),
+            'ignored', (SELECT COALESCE(jsonb_agg(o->>'id'), '[]') FROM jsonb_array_elements(p_batch->'enq') AS o
+                        WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
+                          AND NOT EXISTS (SELECT 1 FROM queued AS q WHERE q.id = o->>'id')),
+            'djobs', (SELECT COALESCE(jsonb_agg(id), '[]') FROM cleared
+                      WHERE by_id IS NULL OR by_run < by_id),
+            'fence', (SELECT COALESCE(jsonb_agg(DISTINCT shard), '[]') FROM cleared
+                      WHERE by_id IS NOT NULL AND (by_run IS NULL OR by_id < by_run) AND shard <> ALL (p_checked)),
+            'stored', (SELECT count(*) FROM ev))
+        INTO v_res;
+    ELSE
+        WITH
+        ev AS (
+            INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body, env_id, started)
+            SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[-p_b0 + (e->>6)::integer],
+                   COALESCE(e->>7, '00000000-0000-4000-b000-000000000000'), COALESCE((e->>8)::boolean, false)
+            FROM jsonb_array_elements(p_batch->'ev') WITH ORDINALITY AS x(e, i)
+            ORDER BY i
+            ON CONFLICT (internal_id) DO NOTHING
+            RETURNING internal_id, seq
+        ),
+        -- Jobs deleted by id ('djob') and a run's jobs but the one kept ('drj'), in one DELETE. Done
+        -- one by one, a job goes with the first of the batch's ops that matches it (its position
+        -- "i"): by id, its shard is fenced (below, if the group has not named it); by its run, it is
+        -- reported among the deleted jobs.
+        drj AS (
+            SELECT d->>'rid' AS rid, d->>'keep' AS keep, (d->>'i')::integer AS i
+            FROM jsonb_array_elements(p_batch->'drj') AS d
+        ),
+        djob AS (
+            SELECT d->>'id' AS id, (d->>'i')::integer AS i FROM jsonb_array_elements(p_batch->'djob') AS d
+        ),
+        cleared AS (
+            DELETE FROM jobs AS j
+            WHERE j.id = ANY (ARRAY(SELECT id FROM djob))
+               OR (j.run_id = ANY (ARRAY(SELECT rid FROM drj))
+                   AND EXISTS (SELECT 1 FROM drj WHERE drj.rid = j.run_id AND (drj.keep IS NULL OR j.id <> drj.keep)))
+            RETURNING j.id, j.shard,
+                (SELECT min(i) FROM djob WHERE djob.id = j.id) AS by_id,
+                (SELECT min(i) FROM drj WHERE drj.rid = j.run_id AND (drj.keep IS NULL OR j.id <> drj.keep)) AS by_run
+        ),
+        queued AS (
+            INSERT INTO jobs (id, shard, run_id, kind, due_ms, priority, step_id, attempt, payload, remote)
+            SELECT o->>'id', (o->>'js')::integer, o->>'rid', o->>'k', (o->>'d')::bigint, (o->>'pr')::integer,
+                   o->>'s', (o->>'a')::integer, NULLIF(o->'pl', 'null'), (o->>'rm')::boolean
+            FROM jsonb_array_elements(p_batch->'enq') WITH ORDINALITY AS x(o, i)
+            ORDER BY i
+            ON CONFLICT (id) DO NOTHING
+            RETURNING id
+        ),
+        updated AS (
+            UPDATE runs SET
+                status = CASE WHEN u.f ? 'status' THEN u.f->>'status' ELSE runs.status END,
+                event_ids = CASE WHEN u.f ? 'event_ids' THEN u.f->'event_ids' ELSE runs.event_ids END,
+                batch_id = CASE WHEN u.f ? 'batch_id' THEN u.f->>'batch_id' ELSE runs.batch_id END,
+                cron = CASE WHEN u.f ? 'cron' THEN u.f->>'cron' ELSE runs.cron END,
+                original_run_id = CASE WHEN u.f ? 'original_run_id' THEN u.f->>'original_run_id'
+                                       ELSE runs.original_run_id END,
+                queued_ms = CASE WHEN u.f ? 'queued_ms' THEN (u.f->>'queued_ms')::bigint ELSE runs.queued_ms END,
+                started_ms = CASE WHEN u.f ? 'started_ms' THEN (u.f->>'started_ms')::bigint ELSE runs.started_ms END,
+                ended_ms = CASE WHEN u.f ? 'ended_ms' THEN (u.f->>'ended_ms')::bigint ELSE runs.ended_ms END,
+                output = CASE WHEN u.f ? 'output' THEN p_blobs[-p_b0 + (u.f->>'output')::integer] ELSE runs.output END,
+                version = CASE WHEN u.f ? 'version' THEN (u.f->>'version')::integer ELSE runs.version END,
+                force_step_plan = CASE WHEN u.f ? 'force_step_plan' THEN (u.f->>'force_step_plan')::boolean
+                                       ELSE runs.force_step_plan END,
+                pending = CASE WHEN u.f ? 'pending' THEN NULLIF(u.f->'pending', 'null') ELSE runs.pending END,
+                state_bytes = CASE WHEN u.f ? 'state_bytes' THEN (u.f->>'state_bytes')::bigint
+                                   ELSE runs.state_bytes END,
+                attrs = CASE WHEN u.f ? 'attrs' THEN NULLIF(u.f->'attrs', 'null') ELSE runs.attrs END,
+                fn_version = CASE WHEN u.f ? 'fn_version' THEN (u.f->>'fn_version')::integer ELSE runs.fn_version END
+            FROM (SELECT o->>'rid' AS rid, o->'f' AS f FROM jsonb_array_elements(p_batch->'upd') AS o) AS u
+            WHERE runs.id = ANY (ARRAY(SELECT o->>'rid' FROM jsonb_array_elements(p_batch->'upd') AS o))
+              AND runs.id = u.rid
+        ),
+        saved AS (
+            INSERT INTO steps (run_id, step_id, pos, value)
+            SELECT o->>'rid', o->>'s', (o->>'p')::integer, p_blobs[-p_b0 + (o->>'v')::integer]
+            FROM jsonb_array_elements(p_batch->'step') WITH ORDINALITY AS x(o, i)
+            ORDER BY i
+            ON CONFLICT DO NOTHING
+        ),
+        recorded AS (
+            INSERT INTO history (run_id, at_ms, kind, step_id, name, attempt, data)
+            SELECT o->>'rid', (o->>'at')::bigint, o->>'k', o->>'s', o->>'n', (o->>'a')::integer,
+                   p_blobs[-p_b0 + (o->>'v')::integer]
+            FROM jsonb_array_elements(p_batch->'hist') WITH ORDINALITY AS x(o, i)
+            ORDER BY i
+        )
+        SELECT jsonb_build_object(
+            'created', '[]'::jsonb, 'skipped', '{}'::jsonb,
+            'seqs', (SELECT COALESCE(jsonb_object_agg(internal_id, seq), '{}') FROM ev),
+            'ignored', (SELECT COALESCE(jsonb_agg(o->>'id'), '[]') FROM jsonb_array_elements(p_batch->'enq') AS o
+                        WHERE NOT EXISTS (SELECT 1 FROM queued AS q WHERE q.id = o->>'id')),
+            'djobs', (SELECT COALESCE(jsonb_agg(id), '[]') FROM cleared
+                      WHERE by_id IS NULL OR by_run < by_id),
+            'fence', (SELECT COALESCE(jsonb_agg(DISTINCT shard), '[]') FROM cleared
+                      WHERE by_id IS NOT NULL AND (by_run IS NULL OR by_id < by_run) AND shard <> ALL (p_checked)),
+            'stored', (SELECT count(*) FROM ev))
+        INTO v_res;
+    END IF;
+
+    -- Rare: a skipped run's holder, and events stored already, read in statements of their own
+    -- (a fresh snapshot sees what a concurrent commit that made them conflict wrote).
+    IF v_res->'skipped' <> '{}' THEN
+        FOR v_rid IN SELECT jsonb_object_keys(v_res->'skipped') LOOP
+            v_held := v_held || jsonb_build_object(v_rid,
+                (SELECT run_id FROM idempotency WHERE key = v_res->'skipped'->>v_rid));
+        END LOOP;
+    END IF;
+    v_seqs := v_res->'seqs';
+    IF (v_res->>'stored')::integer < jsonb_array_length(COALESCE(p_batch->'ev', '[]')) THEN
+        SELECT COALESCE(jsonb_agg(ev.internal_id ORDER BY x.i), '[]'), v_seqs || COALESCE(jsonb_object_agg(ev.internal_id, ev.seq), '{}')
+        INTO v_dups, v_seqs
+        FROM jsonb_array_elements(p_batch->'ev') WITH ORDINALITY AS x(e, i)
+        JOIN events AS ev ON ev.internal_id = x.e->>0
+        WHERE ev.internal_id = ANY (ARRAY(SELECT e->>0 FROM jsonb_array_elements(p_batch->'ev') AS e))
+          AND NOT v_res->'seqs' ? (x.e->>0);
+    END IF;
+    RETURN jsonb_build_object(
+        'created', v_res->'created', 'skipped', v_held, 'seqs', v_seqs, 'dups', v_dups,
+        'ignored', v_res->'ignored', 'djobs', v_res->'djobs', 'dpauses', '[]'::jsonb, 'void', false, 'xid', p_xid,
+        'fence', v_res->'fence');
+END;
+$$;
+
 -- Apply a group of batches in one transaction and one round trip.
 --
--- p_batches: [[op, ...], ...]; each op an object with "t" (its kind, see below), "rid" (the run
---   it is about, if any) and "sh" (the shard it writes to, when the writer must hold that
---   shard's lease). Large values (step outputs, event bodies, ...) are in p_blobs, by index.
+-- p_batches: one per batch, in order: either its ops, [op, ...], each an object with "t" (its
+--   kind, see below), "rid" (the run it is about, if any) and "sh" (the shard it writes to,
+--   when the writer must hold that shard's lease); or, for a batch of the common shapes, an
+--   object of its rows by kind (pyngest_apply_setwise). Large values (step outputs, event
+--   bodies, ...) are in p_blobs, by index.
+-- p_shards: the shards the group names (its ops' "sh", its cursors' shards), ascending.
 -- p_node, p_leases: the writing process and the lease epochs it holds ({"shard": epoch}). A
 --   batch that writes to a shard not held with that epoch raises PYF01 (fenced): the caller
 --   then applies the group's batches one by one, so only the stale one fails.
 -- p_now: the writer's clock (idempotency keys expire by it).
 -- Returns one result object per batch (see PostgresStore._result).
-CREATE OR REPLACE FUNCTION pyngest_apply(p_batches jsonb, p_blobs bytea[], p_node text, p_leases jsonb,
-                                         p_now bigint) RETURNS jsonb
+--
+-- The batches and their ops are walked in PL/pgSQL (FOREACH, an index loop), not with a query
+-- each: only the writes, the fencing and the checks are SQL statements.
+CREATE OR REPLACE FUNCTION pyngest_apply(p_batches jsonb[], p_blobs bytea[], p_shards integer[], p_node text,
+                                         p_leases jsonb, p_now bigint) RETURNS jsonb
 LANGUAGE plpgsql AS $$
 DECLARE
     v_xid      bigint := pg_current_xact_id()::text::bigint;
     v_out      jsonb := '[]'::jsonb;
-    v_checked  integer[] := '{}';
+    v_checked  integer[] := p_shards;
     v_batch    jsonb;
     v_op       jsonb;
     v_f        jsonb;
@@ -63,6 +353,7 @@ DECLARE
     v_shard    integer;
     v_n        integer;
     v_bad      record;
+    v_at       integer;   -- the op's index in its batch (from 0)
     v_i        integer;   -- the position of the op being applied in its batch (from 1)
     v_void_at  integer;   -- the position of a void claim: later ops are not applied
     v_hist     boolean;   -- the batch has history rows (inserted together after its loop)
@@ -70,20 +361,10 @@ BEGIN
     -- Fence every shard the group names up front, in ascending order: a takeover takes the
     -- same locks exclusively in ascending order too, so the two never deadlock. (Shards found
     -- only while applying, from a deleted row, are fenced at the end of their batch.)
-    -- Two statements for the whole group: the named shards' locks, then their epochs.
-    SELECT COALESCE(array_agg(s ORDER BY s), '{}') INTO v_checked FROM (
-        SELECT s, pg_advisory_xact_lock_shared(1886287463, s) FROM (
-            SELECT DISTINCT s FROM (
-                SELECT (o->>'sh')::integer AS s
-                FROM jsonb_array_elements(p_batches) AS b, jsonb_array_elements(b) AS o WHERE o ? 'sh'
-                UNION
-                SELECT c::integer
-                FROM jsonb_array_elements(p_batches) AS b, jsonb_array_elements(b) AS o,
-                     jsonb_array_elements_text(CASE WHEN o->>'t' = 'cur' THEN o->'shards' ELSE '[]' END) AS c
-            ) AS named
-            ORDER BY s
-        ) AS ordered
-    ) AS locked;
+    -- Two statements for the whole group: the named shards' locks, then (in a snapshot taken
+    -- once they are held) their epochs.
+    PERFORM pg_advisory_xact_lock_shared(1886287463, s)
+    FROM unnest(p_shards) WITH ORDINALITY AS x(s, i) ORDER BY i;
     SELECT shard, owner, epoch INTO v_bad FROM shards
     WHERE shard = ANY (v_checked)
       AND (owner IS DISTINCT FROM p_node OR NOT p_leases ? shard::text OR epoch <> (p_leases->>shard::text)::bigint)
@@ -93,11 +374,41 @@ BEGIN
             USING ERRCODE = 'PYF01';
     END IF;
 
-    FOR v_batch IN SELECT value FROM jsonb_array_elements(p_batches) LOOP
+    FOREACH v_batch IN ARRAY p_batches LOOP
+        -- The registry check of runs started with their events (see 'ev' below), before any
+        -- event of a set-wise batch is stored.
+        IF jsonb_typeof(v_batch) = 'object' THEN
+            IF v_batch ? 'rv' THEN
+                IF (SELECT value::bigint FROM meta WHERE key = 'registry_version') <> (v_batch->>'rv')::bigint
+                   OR EXISTS (
+                       SELECT 1 FROM events AS e
+                       WHERE NOT e.started
+                         AND e.event_id = ANY (ARRAY(SELECT jsonb_array_elements_text(v_batch->'rvids')))
+                         AND (e.xid, e.seq) > (SELECT cursor_xid, cursor_seq FROM shards
+                                               ORDER BY cursor_xid, cursor_seq LIMIT 1)) THEN
+                    RAISE EXCEPTION 'runs cannot start with their events (registry version %, or an earlier event with the same id to match first)',
+                        v_batch->>'rv' USING ERRCODE = 'PYF01';
+                END IF;
+            END IF;
+            -- (only the batch's own values: a function copies an array it is given)
+            v_f := pyngest_apply_setwise(v_batch,
+                                         p_blobs[(v_batch->>'b0')::integer + 1 : (v_batch->>'b1')::integer],
+                                         (v_batch->>'b0')::integer, p_now, v_xid, v_checked);
+            -- shards of jobs deleted by id that the group did not name, fenced as below
+            IF v_f->'fence' <> '[]' THEN
+                v_fence := ARRAY(SELECT jsonb_array_elements_text(v_f->'fence')::integer);
+                PERFORM pyngest_fence_many(v_fence, p_node, p_leases);
+                v_checked := v_checked || v_fence;
+            END IF;
+            v_out := v_out || jsonb_build_array(v_f - 'fence');
+            CONTINUE;
+        END IF;
+
         v_skipped := '{}'; v_fence := '{}'; v_created := '[]'; v_skips := '{}'; v_seqs := '{}';
         v_dups := '[]'; v_ignored := '[]'; v_djobs := '[]'; v_dpauses := '[]'; v_void := false;
         v_i := 0; v_void_at := NULL; v_hist := false;
-        FOR v_op IN SELECT value FROM jsonb_array_elements(v_batch) LOOP
+        FOR v_at IN 0 .. jsonb_array_length(v_batch) - 1 LOOP
+            v_op := v_batch->v_at;
             v_i := v_i + 1;
             v_rid := v_op->>'rid';
             -- ops about a run whose creation was skipped (idempotency) are skipped with it

@@ -66,6 +66,7 @@ from pyngest.server.store.base import (
 from pyngest.server.store.postgres.envs import PostgresEnvTables
 from pyngest.server.store.postgres.migrate import DEFAULT_SHARDS, migrate
 from pyngest.server.store.postgres.reads import PostgresDashboardReads, placeholders, run_where
+from pyngest.server.store.postgres.setwise import named_shards, setwise
 from pyngest.server.store.postgres.webhooks import PostgresWebhooks
 from pyngest.server.store.sqlite.reads import event_where
 from pyngest.server.tasks import stop_tasks
@@ -174,6 +175,9 @@ class PostgresStore(PostgresDashboardReads, PostgresEnvTables, PostgresWebhooks)
         self._leases_seen: dict[int, int] | None = None
         # Called after each commit with its batches and results (notifications to other processes).
         self.committed: list[Callable[[list[tuple[Batch, CommitResult]]], None]] = []
+        # Batches sent rows by kind (setwise.py), of all batches written: their statements are
+        # one per batch instead of one or more per op (bench/writes.py reports the share).
+        self.setwise_batches = 0
         # Called when the database could not be reached while committing.
         self.lost: list[Callable[[BaseException], None]] = []
 
@@ -319,15 +323,27 @@ class PostgresStore(PostgresDashboardReads, PostgresEnvTables, PostgresWebhooks)
 
     async def _apply_written(self, batches: list[Batch]) -> list[CommitResult]:
         blobs: list[bytes | None] = []
-        encoded = [self._encode(b, blobs) for b in batches]
+        encoded: list[list[dict[str, Any]]] = []
+        spans: list[tuple[int, int]] = []  # each batch's values in ``blobs``
+        for b in batches:
+            start = len(blobs)
+            encoded.append(self._encode(b, blobs))
+            spans.append((start, len(blobs)))
+        # each batch as rows by kind when it can be written set-wise (setwise.py), else its ops
+        rows = [setwise(ops) for ops in encoded]
+        for r, (start, end) in zip(rows, spans, strict=True):
+            if r is not None:
+                r["b0"], r["b1"] = start, end
+                self.setwise_batches += 1
+        sent = [_dumps(r if r is not None else ops) for r, ops in zip(rows, encoded, strict=True)]
         if self.leases is not self._leases_seen:
             self._leases_json = _dumps({str(k): v for k, v in self.leases.items()})
             self._leases_seen = self.leases
         try:
             conn = await self._writer_connection()
             raw = await conn.fetchval(
-                "SELECT pyngest_apply($1::jsonb, $2::bytea[], $3, $4::jsonb, $5)",
-                _dumps(encoded), blobs, self.node_id, self._leases_json, self.clock.now_ms(),
+                "SELECT pyngest_apply($1::jsonb[], $2::bytea[], $3::integer[], $4, $5::jsonb, $6)",
+                sent, blobs, named_shards(encoded), self.node_id, self._leases_json, self.clock.now_ms(),
             )
         except asyncpg.PostgresError as exc:
             if exc.sqlstate == FENCED:
