@@ -16,7 +16,7 @@ import asyncpg
 
 log = logging.getLogger("pyngest.store")
 
-SCHEMA_VERSION = 10
+SCHEMA_VERSION = 9
 MIGRATION_LOCK = 0x70796E67_65737401  # "pyngest" + 1: the key of the migration advisory lock
 DEFAULT_SHARDS = 32
 
