@@ -33,8 +33,6 @@ from pyngest.server.store.postgres import store as pg_store
 from pyngest.server.store.postgres.store import PostgresStore
 from tests import backends
 
-pytestmark = pytest.mark.skipif(backends.BACKEND != "postgres", reason="PostgreSQL's write path")
-
 NOW = 1_800_000_000_000
 R1, R2, R3, R4, R5 = (f"01J{n:023d}" for n in range(1, 6))
 TABLES = {
