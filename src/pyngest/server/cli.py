@@ -370,6 +370,7 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
     import uvicorn
 
     from pyngest.server.api.app import build_app
+    from pyngest.server.api.lane import lane_protocol
     from pyngest.server.service import Service
     from pyngest.server.store.base import StoreUnavailable
     from pyngest.server.store.postgres.migrate import SchemaError
@@ -391,7 +392,7 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
     gc.freeze()
     app = build_app(service)
     server = _Server(uvicorn.Config(
-        app, http="httptools", lifespan="off", access_log=False, log_level="warning",
+        app, http=lane_protocol(app), lifespan="off", access_log=False, log_level="warning",
         timeout_graceful_shutdown=int(cfg.shutdown_grace_s), timeout_keep_alive=30,
     ))
     # realtime subscriptions are open-ended: end them when stopping begins, not after the grace

@@ -18,6 +18,7 @@ from pyngest.server.api.envs import BearerEnv
 from pyngest.server.api.events import EventAPI
 from pyngest.server.api.graphql.resolvers import GraphQLEndpoint
 from pyngest.server.api.guard import BrowserGuard
+from pyngest.server.api.lane import checkpoint_run
 from pyngest.server.api.limits import DEFAULT_MAX_BODY_BYTES, BodyTooLarge, announced_length
 from pyngest.server.api.live import LiveAPI
 from pyngest.server.api.manage import Operations
@@ -66,7 +67,7 @@ class ServerKindHeader:
             announced = announced_length(scope["headers"])
             if announced is not None and announced > DEFAULT_MAX_BODY_BYTES:
                 app = _too_large
-            elif self.checkpoints is not None and scope["method"] == "POST" and _checkpoint_run(path):
+            elif self.checkpoints is not None and scope["method"] == "POST" and checkpoint_run(path):
                 # caps the body and says which kind of server answers itself
                 await self.checkpoints(scope, receive, send)
                 return
@@ -82,15 +83,6 @@ class ServerKindHeader:
         await app(scope, receive, send_with_header)
 
 
-def _checkpoint_run(path: str) -> str | None:
-    """The run id of a checkpoint path (``/v1/checkpoint/{id}/async``, ``/v1/http/runs/{id}/async``)."""
-    for prefix in ("/v1/checkpoint/", "/v1/http/runs/"):
-        if path.startswith(prefix) and path.endswith("/async"):
-            run_id = path[len(prefix):-len("/async")]
-            return run_id if run_id and "/" not in run_id else None
-    return None
-
-
 def _checkpoint_app(sdk: SdkAPI, server_kind: bytes) -> ASGIApp:
     """``POST /v1/checkpoint/{runId}/async`` as an ASGI app of its own: no router, no middleware
     (the paths it takes are open to the SDKs: the auth middleware would pass them on unchanged),
@@ -99,7 +91,7 @@ def _checkpoint_app(sdk: SdkAPI, server_kind: bytes) -> ASGIApp:
     stored_headers = [(b"content-length", b"0"), (b"x-inngest-server-kind", server_kind)]
 
     async def app(scope: Scope, receive: Receive, send: Send) -> None:
-        scope["path_params"] = {"run_id": _checkpoint_run(scope["path"])}
+        scope["path_params"] = {"run_id": checkpoint_run(scope["path"])}
         request = Request(scope, receive)
         response: Response | None
         try:
