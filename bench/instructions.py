@@ -1,7 +1,7 @@
 """Instructions per run of the server and of the app, counted by valgrind (issue 16).
 
     .venv/bin/python -m bench.instructions [--system pyngest-sdk] [--kind ten] [--runs 100]
-                                           [--under server|app]
+                                           [--under server|app] [--keep DIR]
 
 CPU time on a shared machine grows with the machine's load (caches, hand-overs between
 threads); instructions executed do not. This runs one process of the system (``--under``: the
@@ -80,6 +80,10 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
         _callgrind("--dump", pid)
         dumps = sorted(out_dir.glob("cg.*"))
         total = sum(_totals(f) for f in dumps)
+        if args.keep:  # for callgrind_annotate: which C functions the instructions went to
+            Path(args.keep).mkdir(parents=True, exist_ok=True)
+            for f in dumps:
+                shutil.copy(f, Path(args.keep) / f.name)
         return {"system": args.system, "under": args.under, "kind": args.kind, "runs": res.completed,
                 "instructions_per_run": round(total / res.completed), "seconds": round(took, 1),
                 "load": os.getloadavg()}
@@ -95,4 +99,5 @@ if __name__ == "__main__":
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=30)
     parser.add_argument("--under", default="server", choices=["server", "app"])
+    parser.add_argument("--keep", default="", help="copy callgrind's output files into this directory")
     print(json.dumps(asyncio.run(main(parser.parse_args()))))

@@ -96,7 +96,7 @@ class Metrics:
         date = ""
         outcome = _request.get()
         for op in batch.ops:
-            if isinstance(op, AddHistory):
+            if type(op) is AddHistory:
                 kind = op.kind
                 if kind == "FunctionStarted":
                     date = date or _date(self.now_ms())
@@ -110,7 +110,7 @@ class Metrics:
                         outcome[0] = "failed"
                     elif kind in _REQ_ERRORED and outcome[0] != "failed":
                         outcome[0] = "errored"
-            elif isinstance(op, CreateRun):
+            elif type(op) is CreateRun:
                 if op.run.id not in result.skipped_runs:
                     date = date or _date(self.now_ms())
                     slug = op.run.attrs.get("fn_slug")
@@ -119,13 +119,13 @@ class Metrics:
                     if len(self._slugs) > RECENT_RUNS:
                         self._slugs.popitem(last=False)
                     self._inc("inngest_function_run_scheduled_total", fn, date=date)
-            elif isinstance(op, Enqueue):
+            elif type(op) is Enqueue:
                 job = op.job
                 if job.kind is JobKind.EXECUTE and job.id not in result.ignored_jobs \
                         and job.run_id not in result.skipped_runs:
                     date = date or _date(self.now_ms())
                     self._inc("inngest_sdk_req_scheduled_total", self._fn(job.run_id or ""), date=date)
-            elif isinstance(op, SaveStep):
+            elif type(op) is SaveStep:
                 date = date or _date(self.now_ms())
                 self._inc("inngest_step_output_bytes_total", self._fn(op.run_id), len(op.value), date=date)
 

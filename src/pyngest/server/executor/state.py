@@ -303,7 +303,7 @@ class State:
     def submit(self, batch: Batch) -> Awaitable[CommitResult]:
         """Queue ``batch`` now, in order with every other submission; await to know it is durable."""
         mirrored = self._mirrored(batch, self.scheduler.submit(batch))
-        if self.shards.sharded and any(isinstance(op, AddPause) for op in batch.ops):
+        if self.shards.sharded and any(type(op) is AddPause for op in batch.ops):
             task = asyncio.ensure_future(mirrored)
             self._pause_commits.add(task)
             task.add_done_callback(self._pause_commits.discard)
@@ -322,26 +322,26 @@ class State:
     async def _mirrored(self, batch: Batch, pending: Awaitable[CommitResult]) -> CommitResult:
         result = await pending
         for op in applied_ops(batch, result):
-            if isinstance(op, CreateRun):
+            if type(op) is CreateRun:
                 self.pending_runs.discard(op.run.id)
                 if op.run.id not in result.skipped_runs:
                     self.runs.put(op.run)  # its first request needn't read it back
-            elif isinstance(op, AddPause) and op.pause.run_id not in result.skipped_runs:
+            elif type(op) is AddPause and op.pause.run_id not in result.skipped_runs:
                 self.pauses.add(op.pause)
-            elif isinstance(op, (DeletePause, ClaimPause)):
+            elif type(op) is DeletePause or type(op) is ClaimPause:
                 self.pauses.remove(op.pause_id)
-            elif isinstance(op, DeleteFlow) and op.only_if is not None:
+            elif type(op) is DeleteFlow and op.only_if is not None:
                 self.flow.forget_if(op.key, op.only_if)  # e.g. a singleton's run ended
         for pid in result.deleted_pauses:
             self.pauses.remove(pid)
         if result.void:
             # the pause was consumed elsewhere (another node, a signal): it is gone here too
-            claim = next(op for op in batch.ops if isinstance(op, ClaimPause))
+            claim = next(op for op in batch.ops if type(op) is ClaimPause)
             self.pauses.remove(claim.pause_id)
         if result.event_seqs:
             self.last_event_seq = max(self.last_event_seq, *result.event_seqs.values())
-            inserted = [e for op in batch.ops if isinstance(op, InsertEvents) for e in op.events]
-            awaited = {i for op in batch.ops if isinstance(op, Enqueue) and op.job.kind is JobKind.EVENTS
+            inserted = [e for op in batch.ops if type(op) is InsertEvents for e in op.events]
+            awaited = {i for op in batch.ops if type(op) is Enqueue and op.job.kind is JobKind.EVENTS
                        and op.job.id not in result.ignored_jobs for i in (op.job.payload or {}).get("ids", ())}
             for ev in inserted:
                 if ev.internal_id in awaited and ev.internal_id not in result.duplicate_events:

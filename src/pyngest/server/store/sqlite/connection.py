@@ -48,6 +48,15 @@ _MAX_GROUP = 256
 VACUUM_AT_START_MAX_BYTES = 256 * 1024 * 1024
 CHECKPOINT_PAUSE_S = 0.25
 
+# Python's sqlite3 binds int, float, str and bytearray directly, but sends every other value —
+# bytes and None included — through its adapter lookup first, which fails with an
+# AttributeError built and dropped inside the call: about a microsecond per such parameter,
+# some fifty per ten-step run (step outputs, history data, empty columns). Adapters that return
+# the value as it is bind the same values (BLOB, NULL, INTEGER) and find it at the first look.
+sqlite3.register_adapter(bytes, bytes)
+sqlite3.register_adapter(type(None), lambda value: value)
+sqlite3.register_adapter(bool, int)
+
 
 def _connect(path: str, durability: str) -> sqlite3.Connection:
     conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30)

@@ -160,13 +160,13 @@ def _small(batch: Batch) -> bool:
         return False
     size = 0
     for op in batch.ops:
-        if isinstance(op, SaveStep):
+        if type(op) is SaveStep:
             size += len(op.value)
-        elif isinstance(op, InsertEvents):
+        elif type(op) is InsertEvents:
             size += sum(len(ev.body) for ev in op.events)
-        elif isinstance(op, AddHistory):
+        elif type(op) is AddHistory:
             size += len(op.data or b"")
-        elif isinstance(op, UpdateRun):
+        elif type(op) is UpdateRun:
             output = op.fields.get("output")
             size += len(output) if isinstance(output, (bytes, str)) else 0
     return size <= SMALL_BATCH_BYTES
@@ -201,12 +201,12 @@ class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
             rid = op_run_id(op)
             if rid is not None and rid in skipped:
                 continue
-            if isinstance(op, SaveStep):
+            if type(op) is SaveStep:
                 conn.execute(
                     "INSERT OR IGNORE INTO steps(run_id, step_id, pos, value) VALUES (?,?,?,?)",
                     (op.run_id, op.step_id, op.pos, op.value),
                 )
-            elif isinstance(op, Enqueue):
+            elif type(op) is Enqueue:
                 j = op.job
                 cur = conn.execute(
                     f"INSERT OR IGNORE INTO jobs({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
@@ -215,13 +215,13 @@ class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
                 )
                 if cur.rowcount == 0:
                     result.ignored_jobs.add(j.id)
-            elif isinstance(op, DeleteJob):
+            elif type(op) is DeleteJob:
                 conn.execute("DELETE FROM jobs WHERE id=?", (op.job_id,))
-            elif isinstance(op, UpdateRun):
+            elif type(op) is UpdateRun:
                 self._update_run(conn, op)
-            elif isinstance(op, AddHistory):
+            elif type(op) is AddHistory:
                 history.append((op.run_id, op.at_ms, op.kind, op.step_id, op.name, op.attempt, op.data))
-            elif isinstance(op, InsertEvents):
+            elif type(op) is InsertEvents:
                 for ev in op.events:
                     cur = conn.execute(
                         "INSERT OR IGNORE INTO events(internal_id, name, event_id, ts, "
@@ -238,7 +238,7 @@ class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
                     else:
                         ev.seq = cur.lastrowid or 0
                     result.event_seqs[ev.internal_id] = ev.seq
-            elif isinstance(op, CreateRun):
+            elif type(op) is CreateRun:
                 holder = self._claim_keys(conn, op, now)
                 if holder is not None:
                     skipped.add(op.run.id)
@@ -246,7 +246,7 @@ class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
                     continue
                 self._insert_run(conn, op.run)
                 result.created_runs.append(op.run.id)
-            elif isinstance(op, AddPause):
+            elif type(op) is AddPause:
                 p = op.pause
                 conn.execute(
                     f"INSERT OR REPLACE INTO pauses({_PAUSE_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?)",
@@ -254,33 +254,33 @@ class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
                      p.signal, p.after_seq, p.expires_ms,
                      orjson.dumps(p.data) if p.data is not None else None),
                 )
-            elif isinstance(op, DeletePause):
+            elif type(op) is DeletePause:
                 cur = conn.execute("DELETE FROM pauses WHERE id=?", (op.pause_id,))
                 if cur.rowcount:
                     result.deleted_pauses.add(op.pause_id)
-            elif isinstance(op, ClaimPause):
+            elif type(op) is ClaimPause:
                 cur = conn.execute("DELETE FROM pauses WHERE id=?", (op.pause_id,))
                 if not cur.rowcount:
                     result.void = True
                     break
                 result.deleted_pauses.add(op.pause_id)
-            elif isinstance(op, DeleteRunPauses):
+            elif type(op) is DeleteRunPauses:
                 result.deleted_pauses.update(
                     r[0] for r in conn.execute("DELETE FROM pauses WHERE run_id=? RETURNING id", (op.run_id,)))
-            elif isinstance(op, DeleteRunJobs):
+            elif type(op) is DeleteRunJobs:
                 result.deleted_jobs.update(r[0] for r in conn.execute(
                     "DELETE FROM jobs WHERE run_id=? AND id IS NOT ? RETURNING id", (op.run_id, op.keep)))
-            elif isinstance(op, SetFlow):
+            elif type(op) is SetFlow:
                 conn.execute(
                     "INSERT OR REPLACE INTO flow(key, value, expires_ms) VALUES (?,?,?)",
                     (op.key, orjson.dumps(op.value), op.expires_ms),
                 )
-            elif isinstance(op, DeleteFlow):
+            elif type(op) is DeleteFlow:
                 if op.only_if is None:
                     conn.execute("DELETE FROM flow WHERE key=?", (op.key,))
                 else:
                     conn.execute("DELETE FROM flow WHERE key=? AND value=?", (op.key, orjson.dumps(op.only_if)))
-            elif isinstance(op, AddSkip):
+            elif type(op) is AddSkip:
                 conn.execute(
                     "INSERT OR IGNORE INTO skips(event_internal_id, fn_id, reason, at_ms) VALUES (?,?,?,?)",
                     (op.event_internal_id, op.fn_id, op.reason, op.at_ms),
