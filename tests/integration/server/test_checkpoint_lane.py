@@ -142,6 +142,15 @@ async def test_anything_else_goes_uvicorns_way(served: Any, raw: bytes, why: str
     writer.close()
 
 
+async def test_a_path_that_is_not_ascii_gets_uvicorns_400(served: Any) -> None:
+    _, port, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(b"POST /v1/checkpoint/\xc3\xa9/async HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\n{}")
+    status, _, body = await read_response(reader)
+    assert (status, body) == (400, b"Invalid HTTP request received.")
+    writer.close()
+
+
 async def test_connection_close_and_http_1_0_are_answered_then_closed(served: Any) -> None:
     _, port, _ = served
     for raw in (request(f"/v1/checkpoint/{RUN}/async", b"{}", "Connection: close"),

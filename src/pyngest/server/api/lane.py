@@ -87,7 +87,14 @@ if HttpToolsProtocol is not None:
 
         def _takes_lane(self) -> bool:
             url: bytes = self.url
-            if not url.startswith(_PREFIXES) or b"%" in url or b"?" in url or b"#" in url:
+            if not url.startswith(_PREFIXES):
+                return False
+            try:
+                path = url.decode("ascii")
+            except UnicodeDecodeError:
+                return False
+            # (on str: ``b"%" in url`` first tries the operand as an int, a TypeError each time)
+            if "%" in path or "?" in path or "#" in path or checkpoint_run(path) is None:
                 return False
             parser = self.parser
             if parser.get_method() != b"POST" or parser.get_http_version() != "1.1" or parser.should_upgrade() \
@@ -103,9 +110,6 @@ if HttpToolsProtocol is not None:
                     return False
             if length is None or length > self.max_body:
                 return False  # the normal path refuses it (413) before reading
-            path = url.decode("ascii")
-            if checkpoint_run(path) is None:
-                return False
             scope = self.scope
             scope["method"] = "POST"
             scope["path"] = self.root_path + path
@@ -172,7 +176,7 @@ if HttpToolsProtocol is not None:
                 name = name.lower()
                 if name == b"content-length" or name == b"transfer-encoding":
                     continue  # the body is all here: its length is written below
-                if name == b"connection" and b"close" in value.lower():
+                if name == b"connection" and value.lower().find(b"close") >= 0:
                     close = True
                     continue
                 out += (name, b": ", value, b"\r\n")

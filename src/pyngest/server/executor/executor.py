@@ -36,6 +36,7 @@ from pyngest.server.model import (
     JobKind,
     Run,
     RunStatus,
+    SaveStep,
     UpdateRun,
 )
 from pyngest.server.registry import Function, Registry
@@ -255,8 +256,6 @@ class Executor:
     def save_step(self, run: Run, step_id: str, value: bytes, batch: Batch) -> bool | None:
         """Memoize a step result. Returns whether other parallel steps are still pending, or
         None if the step was already saved (a duplicate response, nothing to do)."""
-        from pyngest.server.model import SaveStep
-
         if step_id in run.steps:
             return None
         pos = len(run.stack)
