@@ -122,7 +122,19 @@ async def test_checkpoints_on_a_keep_alive_connection_take_the_short_path(served
     writer.close()
 
 
+async def test_small_event_requests_take_the_short_path_too(served: Any) -> None:
+    _, port, _ = served
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    writer.write(request("/e/some-key", b'{"name":"a/b"}'))
+    answer = orjson.loads((await read_response(reader))[2])
+    assert (answer["via"], answer["path"], answer["body"]) == ("lane", "/e/some-key", '{"name":"a/b"}')
+    writer.close()
+
+
 @pytest.mark.parametrize(("raw", "why"), [
+    (request("/e/key", b"[" + b" " * lane.EVENTS_MAX_BODY + b"]"), "an event request over the short path's size"),
+    (request("/e/key/more"), "a path under /e/key"),
+    (request("/e/"), "no key"),
     (request(f"/v1/checkpoint/{RUN}/async?x=1"), "a query string"),
     (request(f"/v1/checkpoint/{RUN}/other"), "another path"),
     (request(f"/v1/checkpoint/{RUN}/async", method="PUT"), "another method"),
@@ -259,3 +271,29 @@ def test_the_short_path_answers_as_the_usual_path_does(dev: str, extra: dict[str
     assert short.json() == usual.json()
     for header in ("content-type", "x-inngest-server-kind", "server"):
         assert short.headers.get(header) == usual.headers.get(header), header
+
+
+@pytest.mark.parametrize(("body", "extra"), [
+    (b'{"name": "lane/sent", "data": {}}', {}),
+    (b'{"name": "lane/sent"', {}),  # not JSON: 400
+    (b'{"name": "lane/sent", "data": {}}', {"sec-fetch-site": "cross-site"}),
+])
+def test_events_on_the_short_path_are_answered_as_on_the_usual_one(dev: str, body: bytes,
+                                                                   extra: dict[str, str]) -> None:
+    with httpx.Client() as client:
+        short = client.post(f"{dev}/e/key", content=body, headers=extra)
+        usual = client.post(f"{dev}/e/key?via=uvicorn", content=body, headers=extra)
+    assert short.status_code == usual.status_code
+    a, b = short.json(), usual.json()
+    assert len(a.get("ids", [])) == len(b.get("ids", [])) and {**a, "ids": []} == {**b, "ids": []}
+    for header in ("content-type", "x-inngest-server-kind", "server"):
+        assert short.headers.get(header) == usual.headers.get(header), header
+    if short.status_code == 200:
+        stored = client_events(dev, "lane/sent")
+        assert set(a["ids"]) | set(b["ids"]) <= stored
+
+
+def client_events(dev: str, name: str) -> set[str]:
+    res = httpx.get(f"{dev}/v1/events", params={"name": name, "limit": 100})
+    assert res.status_code == 200, res.text
+    return {e["internal_id"] for e in res.json()["data"]}

@@ -1,4 +1,4 @@
-"""A short path through the HTTP server for checkpoints (issue 16).
+"""A short path through the HTTP server for checkpoints and events (issue 16).
 
 A checkpointing SDK sends ``POST /v1/checkpoint/{runId}/async`` once per step and waits for the
 answer before the next step runs, so each one's cost is paid ten times per ten-step run. Behind
@@ -7,9 +7,10 @@ does (measured: 85 µs against 28 µs of server CPU per request for an app that 
 request-response cycle object, the proxy-headers middleware, an event per request, the checks
 of every response header, a timer per keep-alive.
 
-:class:`LaneProtocol` is uvicorn's own HTTP protocol (httptools) with one change: a checkpoint
-request that arrives on an idle keep-alive HTTP/1.1 connection, with its whole body announced
-within the limit, is read into memory and given to the same ASGI application, through a
+:class:`LaneProtocol` is uvicorn's own HTTP protocol (httptools) with one change: a checkpoint,
+or an event request (``POST /e/{key}``, each run's first request) of at most ``EVENTS_MAX_BODY``,
+that arrives on an idle keep-alive HTTP/1.1 connection with its whole body announced within the
+limit, is read into memory and given to the same ASGI application, through a
 receive that hands over the body at once and a send that collects the answer and writes it in
 one piece. The application, its guards (cross-site browser writes, the dev server's Host check),
 the Bearer key's environment and every answer are those of any other request; only the
@@ -35,6 +36,9 @@ from pyngest.server.api.limits import DEFAULT_MAX_BODY_BYTES
 log = logging.getLogger("pyngest.api")
 
 _PREFIXES = (b"/v1/checkpoint/", b"/v1/http/runs/")
+# Events (``POST /e/{key}``) take the short path only this small: the event API checks the key
+# before it reads a body, and a body this size is in memory with the request's first bytes anyway.
+EVENTS_MAX_BODY = 64 * 1024
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -87,14 +91,17 @@ if HttpToolsProtocol is not None:
 
         def _takes_lane(self) -> bool:
             url: bytes = self.url
-            if not url.startswith(_PREFIXES):
+            event = url.startswith(b"/e/")
+            if not event and not url.startswith(_PREFIXES):
                 return False
             try:
                 path = url.decode("ascii")
             except UnicodeDecodeError:
                 return False
             # (on str: ``b"%" in url`` first tries the operand as an int, a TypeError each time)
-            if "%" in path or "?" in path or "#" in path or checkpoint_run(path) is None:
+            if "%" in path or "?" in path or "#" in path:
+                return False
+            if (len(path) == 3 or "/" in path[3:]) if event else checkpoint_run(path) is None:
                 return False
             parser = self.parser
             if parser.get_method() != b"POST" or parser.get_http_version() != "1.1" or parser.should_upgrade() \
@@ -108,8 +115,8 @@ if HttpToolsProtocol is not None:
                     length = int(value) if value.isdigit() else None
                 elif name == b"transfer-encoding":
                     return False
-            if length is None or length > self.max_body:
-                return False  # the normal path refuses it (413) before reading
+            if length is None or length > (EVENTS_MAX_BODY if event else self.max_body):
+                return False  # larger: read as it arrives, the usual way (refused when over a limit)
             scope = self.scope
             scope["method"] = "POST"
             scope["path"] = self.root_path + path
