@@ -60,3 +60,8 @@ def test_the_run_of_each_op() -> None:
     assert {type(op) for op, _ in about} == set(typing.get_args(model.Op))
     for op, run_id in about:
         assert op_run_id(op) == run_id, op
+
+
+def test_which_statuses_are_ended() -> None:
+    assert {s.value: s.ended for s in RunStatus} == {
+        "Queued": False, "Running": False, "Completed": True, "Failed": True, "Cancelled": True, "Skipped": True}

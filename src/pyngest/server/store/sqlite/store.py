@@ -210,7 +210,7 @@ class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
                 j = op.job
                 cur = conn.execute(
                     f"INSERT OR IGNORE INTO jobs({_JOB_COLUMNS}) VALUES (?,?,?,?,?,?,?,?)",
-                    (j.id, j.run_id, j.kind.value, j.due_ms, j.priority, j.step_id, j.attempt,
+                    (j.id, j.run_id, j.kind._value_, j.due_ms, j.priority, j.step_id, j.attempt,
                      orjson.dumps(j.payload) if j.payload is not None else None),
                 )
                 if cur.rowcount == 0:
@@ -310,7 +310,7 @@ class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
     def _insert_run(self, conn: sqlite3.Connection, run: Run) -> None:
         conn.execute(
             f"INSERT INTO runs({_RUN_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            (run.id, run.fn_id, run.app_id, run.fn_version, run.status.value,
+            (run.id, run.fn_id, run.app_id, run.fn_version, run.status._value_,
              orjson.dumps(run.event_ids), run.batch_id, run.cron, run.original_run_id,
              run.queued_ms, run.started_ms, run.ended_ms, run.output, run.version,
              int(run.force_step_plan),
@@ -337,7 +337,8 @@ class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
             elif key in _BOOL_FIELDS:
                 value = int(bool(value))
             elif key == "status":
-                value = RunStatus(value).value
+                # (a member's ``.value`` and ``RunStatus(member)`` are slow Python calls in 3.11)
+                value = (value if type(value) is RunStatus else RunStatus(value))._value_
             sets.append(f"{key}=?")
             values.append(value)
         if sets:
