@@ -31,6 +31,7 @@ from pyngest.server.connect.hub import (
 from pyngest.server.environments import EnvError
 from pyngest.server.model import DEFAULT_ENV
 from pyngest.server.registry import RegistrationError
+from pyngest.server.store.base import StoreUnavailable
 
 if TYPE_CHECKING:
     from pyngest.server.service import Service
@@ -199,6 +200,11 @@ async def sync_app(service: Service, app: pb.AppConfiguration, data: pb.WorkerCo
     except RegistrationError as exc:
         detail = f": {exc.data}" if exc.data else ""
         raise HandshakeError("connect_worker_sync_failed", f"app {app.app_name!r}: {exc.message}{detail}") from exc
+    except StoreUnavailable as exc:
+        # the worker is told, and connects again after its back-off, as after any refused handshake
+        raise HandshakeError("connect_worker_sync_failed",
+                             f"app {app.app_name!r}: the server's database is unavailable, nothing was synced; "
+                             f"try again: {exc}") from exc
     await service.after_sync(outcome)
     return outcome.app.id
 
