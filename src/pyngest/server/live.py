@@ -78,14 +78,14 @@ class LiveHub:
             return
         skipped = result.skipped_runs
         for op in batch.ops:
-            if isinstance(op, AddHistory):
+            if type(op) is AddHistory:
                 env = self._run_env(op.run_id)
                 if env is not None:
                     changes = self._of(env)
                     changes.runs.add(op.run_id)
                     if op.step_id is not None:
                         changes.steps += 1
-            elif isinstance(op, CreateRun):
+            elif type(op) is CreateRun:
                 if op.run.id not in skipped:
                     env = op.run.env_id
                     self._run_envs[op.run.id] = env
@@ -94,12 +94,12 @@ class LiveHub:
                     changes = self._of(env)
                     changes.runs.add(op.run.id)
                     changes.new_runs += 1
-            elif isinstance(op, UpdateRun):
+            elif type(op) is UpdateRun:
                 if "status" in op.fields or "ended_ms" in op.fields:
                     env = self._run_env(op.run_id)
                     if env is not None:
                         self._of(env).runs.add(op.run_id)
-            elif isinstance(op, InsertEvents):
+            elif type(op) is InsertEvents:
                 for e in op.events:
                     if e.internal_id not in result.duplicate_events:
                         self._of(e.env_id).events.add(e.name)

@@ -60,11 +60,11 @@ class RunLog:
         if not log.isEnabledFor(logging.INFO):
             return
         for op in batch.ops:
-            if isinstance(op, CreateRun):
+            if type(op) is CreateRun:
                 if op.run.id not in result.skipped_runs:
                     self._remember(op.run)
                     self._emit(logging.INFO, "run created", op.run.id)
-            elif isinstance(op, AddHistory):
+            elif type(op) is AddHistory:
                 event = _EVENTS.get(op.kind)
                 if event is not None:
                     self._emit(*event, op.run_id, step=op.name, attempt=op.attempt)
