@@ -12,6 +12,8 @@ from typing import Any
 
 from pyngest.sdk.types import EMPTY
 
+_WRAPPER_KEYS = frozenset(("data", "error"))
+
 
 class MemoizedError:
     """A step's final error as stored by the server: ``name``, ``message``, ``stack``."""
@@ -38,7 +40,9 @@ class Output:
         # A value is a {data, error} wrapper only if it has no other keys and a well-formed
         # error; anything else (a waitForEvent's event, null) is the data itself. The official
         # SDK decides the same way with a strict model.
-        if type(raw) is dict and raw.keys() <= {"data", "error"}:
+        if type(raw) is dict and len(raw) == 1 and "data" in raw:
+            return cls(data=raw["data"])  # a step's output, by far the most common memo
+        if type(raw) is dict and raw.keys() <= _WRAPPER_KEYS:
             err = raw.get("error")
             if err is None:
                 return cls(data=raw.get("data"))
@@ -95,8 +99,11 @@ class StepMemos:
 
     def pop(self, hashed_id: str) -> Output | Any:
         """Remove and return the memo, or ``EMPTY`` if the step has none."""
-        if hashed_id not in self._raw:
+        raw = self._raw.pop(hashed_id, EMPTY)  # a memo is JSON (or a dict): never EMPTY
+        if raw is EMPTY:
             return EMPTY
-        out = self._parsed.pop(hashed_id, None)
-        raw = self._raw.pop(hashed_id)
-        return out if out is not None else Output.from_raw(raw)
+        if self._parsed:  # only middleware reading the memos decodes them ahead
+            out = self._parsed.pop(hashed_id, None)
+            if out is not None:
+                return out
+        return Output.from_raw(raw)

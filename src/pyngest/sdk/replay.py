@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Generator
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import orjson
 
 from pyngest.protocol.opcodes import Opcode
-from pyngest.protocol.step_ids import StepIdCounter
+from pyngest.protocol.step_ids import StepIdCounter, hash_step_id
 from pyngest.sdk import errors
 from pyngest.sdk.memos import StepMemos
 from pyngest.sdk.middleware import MiddlewareManager
@@ -160,6 +161,19 @@ def is_serializable(value: object) -> bool:
     return True
 
 
+# Exact types that have no __await__: a step's output of one of these needs no awaitable check
+# (inspect.isawaitable's ABC test is a good part of a small step's cost).
+NEVER_AWAITABLE = frozenset((int, str, float, bool, type(None), dict, list, tuple, bytes))
+
+
+def is_coroutine_function(fn: object) -> TypeGuard[Callable[..., Coroutine[Any, Any, Any]]]:
+    """``inspect.iscoroutinefunction``; for a plain function without attributes (no
+    ``functools.wraps``, no coroutine marker) its code flags answer directly."""
+    if type(fn) is types.FunctionType and not fn.__dict__:
+        return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn)
+
+
 class Execution:
     """Replay state of one request."""
 
@@ -212,9 +226,13 @@ class Execution:
 
     def take(self, user_id: str) -> tuple[str, int, Any]:
         """Hash the step's id (counting repeats) and take its memo, or EMPTY."""
-        if not isinstance(user_id, str):
+        if type(user_id) is not str and not isinstance(user_id, str):
             raise TypeError(f"a step id must be a string, got {type(user_id).__name__}")
-        hashed, n = self.counter.next(user_id)
+        # StepIdCounter.next, inlined (once per step and replay)
+        seen = self.counter.seen
+        n = seen.get(user_id, 0)
+        seen[user_id] = n + 1
+        hashed = hash_step_id(user_id, n)
         if self.in_step:
             raise NestedStepInterrupt()
         return hashed, n, self.memos.pop(hashed)
@@ -354,6 +372,7 @@ def run(exe: Execution, client: Inngest, fn: Function[Any], ctx: Any, output_typ
 async def drive_async(gen: Generator[Ask, Any, T], mw: MiddlewareManager, call: Callable[[], Awaitable[Any]]) -> T:
     value: Any = None
     exc: BaseException | None = None
+    hooks = not mw.empty  # without middleware every hook is a no-op: skip the coroutine per hook
     while True:
         try:
             kind, args = gen.throw(exc) if exc is not None else gen.send(value)
@@ -362,7 +381,8 @@ async def drive_async(gen: Generator[Ask, Any, T], mw: MiddlewareManager, call: 
         value, exc = None, None
         try:
             if kind == HOOK:
-                await mw.call(*args)
+                if hooks:
+                    await mw.call(*args)
             else:
                 value = await call()
         except BaseException as err:  # noqa: BLE001 - handed back to the generator, which decides
@@ -383,7 +403,7 @@ def drive_sync(gen: Generator[Ask, Any, T], mw: MiddlewareManager, call: Callabl
                 mw.call_sync(*args)
             else:
                 value = call()
-                if inspect.isawaitable(value):
+                if type(value) not in NEVER_AWAITABLE and inspect.isawaitable(value):
                     raise errors.AsyncUnsupportedError("the handler returned an awaitable in a non-async function")
         except BaseException as err:  # noqa: BLE001 - handed back to the generator, which decides
             exc = err
