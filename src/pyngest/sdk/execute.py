@@ -203,7 +203,8 @@ def _output_result(res: CallResult) -> tuple[CallResult, TransformOutputResult] 
 def _execute(exe: Execution, client: Inngest, fn: Function[Any], ctx: Any, output_type: object) -> Generator[Ask, Any, CallResult]:
     res = yield from run(exe, client, fn, ctx, output_type)
     try:
-        pair = _output_result(res)
+        # without middleware transform_output changes nothing: skip building its argument
+        pair = None if exe.middleware.empty else _output_result(res)
         if pair is not None:
             target_res, tor = pair
             yield HOOK, ("transform_output", tor)

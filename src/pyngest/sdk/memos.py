@@ -13,6 +13,7 @@ from typing import Any
 from pyngest.sdk.types import EMPTY
 
 _WRAPPER_KEYS = frozenset(("data", "error"))
+_new = object.__new__
 
 
 class MemoizedError:
@@ -40,8 +41,11 @@ class Output:
         # A value is a {data, error} wrapper only if it has no other keys and a well-formed
         # error; anything else (a waitForEvent's event, null) is the data itself. The official
         # SDK decides the same way with a strict model.
-        if type(raw) is dict and len(raw) == 1 and "data" in raw:
-            return cls(data=raw["data"])  # a step's output, by far the most common memo
+        if type(raw) is dict and len(raw) == 1 and "data" in raw and cls is Output:
+            # a step's output, by far the most common memo: built without a keyword call
+            out = _new(Output)
+            out.data, out.error = raw["data"], None
+            return out
         if type(raw) is dict and raw.keys() <= _WRAPPER_KEYS:
             err = raw.get("error")
             if err is None:
@@ -62,10 +66,12 @@ class Output:
 class StepMemos:
     """Memoized outputs keyed by hashed step id."""
 
-    __slots__ = ("_raw", "_parsed")
+    __slots__ = ("_raw", "_parsed", "remaining")
 
     def __init__(self, raw: dict[str, Any]) -> None:
         self._raw = raw
+        # the same dict, for the replay's "any memo left?" test once per step (no call); read only
+        self.remaining: dict[str, Any] = raw
         self._parsed: dict[str, Output] = {}
 
     @classmethod

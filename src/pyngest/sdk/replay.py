@@ -254,7 +254,7 @@ class Execution:
 
     def exhausted_now(self) -> bool:
         """True once: when no memos are left, new code starts (fire the hooks)."""
-        if self._exhausted_fired or self.memos.size:
+        if self._exhausted_fired or self.memos.remaining:
             return False
         self._exhausted_fired = True
         self.new_code = True

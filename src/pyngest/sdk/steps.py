@@ -146,6 +146,8 @@ class Step(_StepBase):
             await exe.middleware.call("after_memoization")
             await exe.middleware.call("before_execution")
         if memo is not EMPTY:
+            if memo.error is None and output_type is EMPTY:
+                return memo.data  # type: ignore[no-any-return]
             return self._client._deserialize(_memo_value(memo), output_type)  # type: ignore[return-value]
         info = exe.step_info(hashed, n, step_id, Opcode.STEP_RUN, None, None)
         exe.resolve(info)
@@ -299,6 +301,8 @@ class StepSync(_StepBase):
             exe.middleware.call_sync("after_memoization")
             exe.middleware.call_sync("before_execution")
         if memo is not EMPTY:
+            if memo.error is None and output_type is EMPTY:
+                return memo.data  # type: ignore[no-any-return]
             return self._client._deserialize(_memo_value(memo), output_type)  # type: ignore[return-value]
         info = exe.step_info(hashed, n, step_id, Opcode.STEP_RUN, None, None)
         exe.resolve(info)

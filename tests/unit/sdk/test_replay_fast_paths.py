@@ -197,3 +197,13 @@ def test_a_step_output_is_awaited_exactly_when_it_is_awaitable(
         raise AssertionError("the step did not stop the handler")
 
     assert asyncio.run(go()) == expected
+
+
+def test_a_subclass_of_output_decodes_to_itself() -> None:
+    class Tagged(Output):
+        __slots__ = ()
+
+    out = Tagged.from_raw({"data": 1})
+    assert type(out) is Tagged and _decoded(out) == (1, None)
+    plain = Output.from_raw({"data": 1})
+    assert type(plain) is Output and _decoded(plain) == (1, None)
