@@ -108,6 +108,9 @@ class _Connection(asyncio.Protocol):
         self.max_body = max_body
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        # The parser has read a whole answer (or none yet): ready for the next one on this
+        # kept-alive connection, as llhttp is. Making one per request cost more than the parsing.
+        self._parser_clean = True
         self.closed = False
         self._waiter: asyncio.Future[Response] | None = None
         self._reset()
@@ -189,6 +192,7 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._parser_clean = True
         self._finish()
 
     # -- requests
@@ -206,7 +210,9 @@ class _Connection(asyncio.Protocol):
     def send(self, request: bytes) -> asyncio.Future[Response]:
         assert self.transport is not None
         self._reset()
-        self.parser = httptools.HttpResponseParser(self)
+        if not self._parser_clean:
+            self.parser = httptools.HttpResponseParser(self)
+        self._parser_clean = False
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return self._waiter
