@@ -41,11 +41,6 @@ class Output:
         # A value is a {data, error} wrapper only if it has no other keys and a well-formed
         # error; anything else (a waitForEvent's event, null) is the data itself. The official
         # SDK decides the same way with a strict model.
-        if type(raw) is dict and len(raw) == 1 and "data" in raw and cls is Output:
-            # a step's output, by far the most common memo: built without a keyword call
-            out = _new(Output)
-            out.data, out.error = raw["data"], None
-            return out
         if type(raw) is dict and raw.keys() <= _WRAPPER_KEYS:
             err = raw.get("error")
             if err is None:
@@ -112,4 +107,10 @@ class StepMemos:
             out = self._parsed.pop(hashed_id, None)
             if out is not None:
                 return out
+        if type(raw) is dict and len(raw) == 1 and "data" in raw:
+            # a step's output, by far the most common memo: what from_raw makes of it, without
+            # the call and the keyword arguments (once per memoized step of every replay)
+            out = _new(Output)
+            out.data, out.error = raw["data"], None
+            return out
         return Output.from_raw(raw)

@@ -69,7 +69,6 @@ class StepInfo:
 
     def __init__(
         self,
-        *,
         id: str,  # noqa: A002
         display_name: str,
         name: str,
@@ -196,7 +195,6 @@ class Execution:
 
     def __init__(
         self,
-        *,
         memos: StepMemos,
         middleware: MiddlewareManager,
         target: str | None,
@@ -241,16 +239,9 @@ class Execution:
     def step_info(
         hashed: str, n: int, user_id: str, op: Opcode, name: str | None, opts: dict[str, Any] | None
     ) -> StepInfo:
-        # Built only for steps without a memo: replaying memoized steps stays cheap.
-        return StepInfo(
-            id=hashed,
-            display_name=user_id,
-            name=user_id if name is None else name,
-            op=op,
-            opts=opts,
-            user_id=user_id,
-            index=n if n else None,
-        )
+        # Built only for steps without a memo: replaying memoized steps stays cheap. Positional
+        # (id, display_name, name, op, opts, user_id, index): no dict of keywords per step.
+        return StepInfo(hashed, user_id, user_id if name is None else name, op, opts, user_id, n if n else None)
 
     def exhausted_now(self) -> bool:
         """True once: when no memos are left, new code starts (fire the hooks)."""
@@ -312,9 +303,8 @@ class Execution:
 
 
 def _result_from_interrupt(interrupt: Interrupt) -> CallResult:
-    return CallResult(
-        multi=[CallResult(error=r.error, output=r.output, step=r.info) for r in interrupt.responses]
-    )
+    # positional (error, multi, output, step): once per replay, no dict of keywords
+    return CallResult(None, [CallResult(r.error, None, r.output, r.info) for r in interrupt.responses])
 
 
 def _unexpected(err: SkipInterrupt) -> CallResult:

@@ -172,7 +172,7 @@ class Step(_StepBase):
             raise exe.step_error(info, err) from None
         finally:
             exe.in_step = False
-        raise Interrupt([StepResponse(info, output=output)])
+        raise Interrupt([StepResponse(info, output)])
 
     async def sleep(self, step_id: str, duration: int | datetime.timedelta) -> None:
         """Pause for ``duration`` (milliseconds or a timedelta)."""
@@ -321,7 +321,7 @@ class StepSync(_StepBase):
             raise exe.step_error(info, err) from None
         finally:
             exe.in_step = False
-        raise Interrupt([StepResponse(info, output=output)])
+        raise Interrupt([StepResponse(info, output)])
 
     def sleep(self, step_id: str, duration: int | datetime.timedelta) -> None:
         """Pause for ``duration`` (milliseconds or a timedelta)."""
