@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from pyngest.httpclient import HTTPError, Prepared
+from pyngest.httpclient import HTTPClient, HTTPError, Prepared
 from pyngest.protocol import jcs
 from pyngest.protocol.opcodes import MAX_STEP_OUTPUT_BYTES, Opcode
 from pyngest.protocol.signing import hash_signing_key
@@ -141,7 +141,7 @@ class Session:
     """Checkpointing for one request."""
 
     __slots__ = ("client", "run_id", "fn_id", "qi_id", "generation", "request_id", "deadline", "steps", "pending",
-                 "reported", "_target")
+                 "reported", "_target", "_http")
 
     def __init__(self, client: Inngest, req: ExecRequest, request_id: str | None, max_runtime_ms: int) -> None:
         self.client = client
@@ -160,6 +160,7 @@ class Session:
         # and the body's fixed head, built at the first checkpoint and the same for every one
         # after it in this request
         self._target: tuple[str, list[dict[str, str]], list[Prepared], bytes] | None = None
+        self._http: HTTPClient | None = None  # the loop's checkpoint client, looked up once
 
     @classmethod
     def open(
@@ -311,7 +312,9 @@ class Session:
         from pyngest.sdk.client import backoff_s
 
         _, _, rendered, body = self._request(step)
-        http = self.client._checkpoint_http()
+        http = self._http
+        if http is None:
+            http = self._http = self.client._checkpoint_http()
         for attempt in range(ATTEMPTS):
             status: int | None = None
             text = ""
