@@ -58,12 +58,15 @@ def settings(fn_option: CheckpointingOption, client_option: CheckpointingOption)
         if option is False:
             return None
         if option is True:
-            return Checkpointing()
+            return _DEFAULTS
         if isinstance(option, Checkpointing):
             return option
     if config.env_is_false(Env.CHECKPOINTING):
         return None
-    return Checkpointing()
+    return _DEFAULTS
+
+
+_DEFAULTS = Checkpointing()  # frozen: one for every request that takes the defaults
 
 
 class API:

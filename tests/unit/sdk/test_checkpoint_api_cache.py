@@ -64,3 +64,20 @@ def test_the_cache_is_rebuilt_when_its_inputs_change() -> None:
     assert support.api(client).headers[0]["x-inngest-env"] == "branch-2"
     url, prepared = support.api(client).for_run("r")
     assert (url, [p.request(b'{"x":1}') for p in prepared]) == _rendered_per_run(client, "r")
+
+
+def test_requests_on_the_defaults_share_one_frozen_settings_object(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import FrozenInstanceError
+
+    from pyngest.sdk.checkpoint import settings
+
+    monkeypatch.delenv("INNGEST_CHECKPOINTING", raising=False)
+    shared = settings(None, None)
+    assert shared is not None and shared is settings(True, None) is settings(None, True)
+    assert shared == inngest.Checkpointing()
+    with pytest.raises(FrozenInstanceError):
+        shared.max_runtime = 1  # type: ignore[misc]
+    own = inngest.Checkpointing(max_runtime=5)
+    assert settings(own, True) is own and settings(None, False) is None
+    monkeypatch.setenv("INNGEST_CHECKPOINTING", "0")  # read per request, as before
+    assert settings(None, None) is None and settings(True, None) is shared
