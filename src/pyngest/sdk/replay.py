@@ -230,7 +230,8 @@ class Execution:
         seen = self.counter.seen
         n = seen.get(user_id, 0)
         seen[user_id] = n + 1
-        hashed = hash_step_id(user_id, n)
+        # one argument for a first use: the cache's key is then the id itself, no tuple
+        hashed = hash_step_id(user_id) if n == 0 else hash_step_id(user_id, n)
         if self.in_step:
             raise NestedStepInterrupt()
         return hashed, n, self.memos.pop(hashed)
