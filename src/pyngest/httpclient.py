@@ -77,11 +77,40 @@ def _target(url: str) -> Target:
     return Target.parse(url)
 
 
+@dataclass(frozen=True, slots=True)
+class Prepared:
+    """A POST's target and head, rendered once for the many bodies sent with them (a run's
+    checkpoints, one per step): the request line and Host, then the other headers."""
+
+    target: Target
+    start: bytes  # the request line and Host, each with its CRLF
+    rest: bytes  # the other headers and the blank line that ends the head
+
+    @staticmethod
+    def render(url: str, headers: dict[str, str]) -> Prepared:
+        target = _target(url)
+        start = f"POST {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
+        rest = "".join([f"{k}: {v}\r\n" for k, v in headers.items()]) + "\r\n"
+        return Prepared(target, start.encode("latin-1"), rest.encode("latin-1"))
+
+    def with_path(self, path: str) -> Prepared:
+        """The same head for another path on the same origin."""
+        target = Target(self.target.scheme, self.target.host, self.target.port, path)
+        start = f"POST {path} HTTP/1.1\r\nHost: {target.host_header}\r\n"
+        return Prepared(target, start.encode("latin-1"), self.rest)
+
+    def request(self, body: bytes) -> bytes:
+        return b"%sContent-Length: %d\r\n%s%s" % (self.start, len(body), self.rest, body)
+
+
 class _Connection(asyncio.Protocol):
     def __init__(self, max_body: int) -> None:
         self.max_body = max_body
         self.transport: asyncio.Transport | None = None
         self.parser = httptools.HttpResponseParser(self)
+        # The parser has read a whole answer (or none yet): ready for the next one on this
+        # kept-alive connection, as llhttp is. Making one per request cost more than the parsing.
+        self._parser_clean = True
         self.closed = False
         self._waiter: asyncio.Future[Response] | None = None
         self._reset()
@@ -103,7 +132,10 @@ class _Connection(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         self._got_bytes = True
         if self._head is not None:
-            data = self._take_head(data)
+            if not self._head and data.startswith(b"HTTP/1.1 "):
+                self._head = None  # only an HTTP/1.0 head is held back (see _take_head)
+            else:
+                data = self._take_head(data)
             if not data:
                 return
         try:
@@ -160,6 +192,7 @@ class _Connection(asyncio.Protocol):
         self._body.append(body)
 
     def on_message_complete(self) -> None:
+        self._parser_clean = True
         self._finish()
 
     # -- requests
@@ -177,7 +210,9 @@ class _Connection(asyncio.Protocol):
     def send(self, request: bytes) -> asyncio.Future[Response]:
         assert self.transport is not None
         self._reset()
-        self.parser = httptools.HttpResponseParser(self)
+        if not self._parser_clean:
+            self.parser = httptools.HttpResponseParser(self)
+        self._parser_clean = False
         self._waiter = asyncio.get_running_loop().create_future()
         self.transport.write(request)
         return self._waiter
@@ -209,11 +244,12 @@ class HTTPClient:
         self._ssl: ssl.SSLContext | None = None
 
     async def post(self, url: str, headers: dict[str, str], body: bytes, *, timeout: float) -> Response:
-        target = _target(url)
-        head = [f"POST {target.path} HTTP/1.1\r\nHost: {target.host_header}\r\nContent-Length: {len(body)}\r\n"]
-        head.extend(f"{k}: {v}\r\n" for k, v in headers.items())
-        head.append("\r\n")
-        request = "".join(head).encode("latin-1") + body
+        return await self.post_prepared(Prepared.render(url, headers), body, timeout=timeout)
+
+    async def post_prepared(self, prepared: Prepared, body: bytes, *, timeout: float) -> Response:
+        """:meth:`post` with the URL and headers rendered beforehand (:meth:`Prepared.render`)."""
+        target = prepared.target
+        request = prepared.request(body)
         key = (target.scheme, target.host, target.port)
         conn, reused = await self._acquire(key, target)
         try:

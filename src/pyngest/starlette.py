@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -18,6 +19,13 @@ from pyngest.sdk.handler import CommHandler, Request, Response
 FRAMEWORK = "starlette"
 
 
+@functools.lru_cache(maxsize=256)
+def query_pairs(query_string: bytes) -> tuple[tuple[str, str], ...]:
+    """A query string's pairs, remembered: the server calls with the same few (a function's id
+    and ``stepId=step``), and parsing one costs more than the rest of reading the request."""
+    return tuple(parse_qsl(query_string.decode("latin-1"), keep_blank_values=True))
+
+
 async def to_request(request: StarletteRequest) -> Request:
     scope = request.scope
     method = request.method
@@ -27,7 +35,7 @@ async def to_request(request: StarletteRequest) -> Request:
         # ASGI header names are lower-case bytes already; decoding them directly skips
         # Starlette's Headers object, which costs more than the rest of a step's request here.
         headers={k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope["headers"]},
-        query=dict(parse_qsl(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)),
+        query=dict(query_pairs(scope.get("query_string", b""))),
         # Only GET and PUT answer with the serve URL; building it is skipped for executions.
         url="" if method == "POST" else str(request.url),
         raw_request=request,

@@ -24,13 +24,13 @@ class StepIdCounter:
     O(1) per step: a dict of counts, never rebuilt.
     """
 
-    __slots__ = ("_seen",)
+    __slots__ = ("seen",)
 
     def __init__(self) -> None:
-        self._seen: dict[str, int] = {}
+        self.seen: dict[str, int] = {}  # user id -> uses so far
 
     def next(self, user_id: str) -> tuple[str, int]:
         """Return (hashed id, repeat index) for the next use of ``user_id``."""
-        n = self._seen.get(user_id, 0)
-        self._seen[user_id] = n + 1
+        n = self.seen.get(user_id, 0)
+        self.seen[user_id] = n + 1
         return hash_step_id(user_id, n), n

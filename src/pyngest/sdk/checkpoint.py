@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any
 import httpx
 import orjson
 
-from pyngest.httpclient import HTTPError
+from pyngest.httpclient import HTTPClient, HTTPError, Prepared
 from pyngest.protocol import jcs
 from pyngest.protocol.opcodes import MAX_STEP_OUTPUT_BYTES, Opcode
 from pyngest.protocol.signing import hash_signing_key
@@ -58,21 +58,67 @@ def settings(fn_option: CheckpointingOption, client_option: CheckpointingOption)
         if option is False:
             return None
         if option is True:
-            return Checkpointing()
+            return _DEFAULTS
         if isinstance(option, Checkpointing):
             return option
     if config.env_is_false(Env.CHECKPOINTING):
         return None
-    return Checkpointing()
+    return _DEFAULTS
+
+
+_DEFAULTS = Checkpointing()  # frozen: one for every request that takes the defaults
+
+
+class API:
+    """Where a client's checkpoints go and the heads they carry (one set of headers per signing
+    key to try): the same for all its runs but the run id in the path, so rendered once."""
+
+    __slots__ = ("key", "origin", "prefix", "headers", "rendered")
+
+    def __init__(self, client: Inngest) -> None:
+        self.key = _api_key(client)
+        self.origin = client.api_origin
+        self.prefix = urllib.parse.urljoin(self.origin, "/v1/checkpoint/")
+        base = config.base_headers(env=client.env, framework=None, server_kind=None)
+        base["content-type"] = "application/json"
+        keys: list[str | None] = [k for k in (client.signing_key, client.signing_key_fallback) if k]
+        self.headers = [{**base, **_auth(key)} for key in keys or [None]]
+        self.rendered = [Prepared.render(self.prefix, h) for h in self.headers]
+
+    def for_run(self, run_id: str) -> tuple[str, list[Prepared]]:
+        """The run's checkpoint URL and its rendered heads."""
+        quoted = urllib.parse.quote(run_id)
+        if not quoted or "/" in quoted or "." in quoted:
+            # urljoin would drop empty and dot segments from such a path: let it
+            url = urllib.parse.urljoin(self.origin, f"/v1/checkpoint/{quoted}/async")
+            return url, [Prepared.render(url, h) for h in self.headers]
+        tail = f"{quoted}/async"
+        return self.prefix + tail, [p.with_path(p.target.path + tail) for p in self.rendered]
+
+
+def _api_key(client: Inngest) -> tuple[str, str | None, str | None, str | None]:
+    return client.api_origin, client.env, client.signing_key, client.signing_key_fallback
+
+
+def _auth(key: str | None) -> dict[str, str]:
+    return {"authorization": f"Bearer {hash_signing_key(key)}"} if key else {}
 
 
 class Support:
     """What the client learnt about its server's checkpoint API (shared by its requests)."""
 
-    __slots__ = ("missing_until",)
+    __slots__ = ("missing_until", "_api")
 
     def __init__(self) -> None:
         self.missing_until = 0.0
+        self._api: API | None = None
+
+    def api(self, client: Inngest) -> API:
+        """The client's :class:`API`, built again if what it was built from has changed."""
+        api = self._api
+        if api is None or api.key != _api_key(client):
+            api = self._api = API(client)
+        return api
 
     def available(self) -> bool:
         return time.monotonic() >= self.missing_until
@@ -98,7 +144,7 @@ class Session:
     """Checkpointing for one request."""
 
     __slots__ = ("client", "run_id", "fn_id", "qi_id", "generation", "request_id", "deadline", "steps", "pending",
-                 "reported", "_target")
+                 "reported", "_target", "_http")
 
     def __init__(self, client: Inngest, req: ExecRequest, request_id: str | None, max_runtime_ms: int) -> None:
         self.client = client
@@ -113,9 +159,11 @@ class Session:
         # gate) or before any answer but the function's return, which carries it along.
         self.pending: Step | None = None
         self.reported = 0
-        # the URL, headers (one set per signing key) and the body's fixed head, built at the
-        # first checkpoint and the same for every one after it in this request
-        self._target: tuple[str, list[dict[str, str]], bytes] | None = None
+        # the URL, headers (one set per signing key, and each rendered for the async client)
+        # and the body's fixed head, built at the first checkpoint and the same for every one
+        # after it in this request
+        self._target: tuple[str, list[dict[str, str]], list[Prepared], bytes] | None = None
+        self._http: HTTPClient | None = None  # the loop's checkpoint client, looked up once
 
     @classmethod
     def open(
@@ -223,31 +271,22 @@ class Session:
 
     # ------------------------------------------------------------------ reporting
 
-    def _request(self, step: Step) -> tuple[str, list[dict[str, str]], bytes]:
-        """The checkpoint's URL, its headers (one set per signing key to try) and body."""
+    def _request(self, step: Step) -> tuple[str, list[dict[str, str]], list[Prepared], bytes]:
+        """The checkpoint's URL, its headers (one set per signing key to try, as dicts and
+        rendered) and body."""
         if self._target is None:
-            url = urllib.parse.urljoin(self.client.api_origin,
-                                       f"/v1/checkpoint/{urllib.parse.quote(self.run_id)}/async")
-            headers = config.base_headers(env=self.client.env, framework=None, server_kind=None)
-            headers["content-type"] = "application/json"
+            api = self.client._checkpoint_support.api(self.client)
+            url, rendered = api.for_run(self.run_id)
             fixed: dict[str, Any] = {"run_id": self.run_id, "fn_id": self.fn_id, "qi_id": self.qi_id}
             if self.request_id:
                 fixed["request_id"] = self.request_id
             if self.generation:
                 fixed["generation_id"] = self.generation
             head = orjson.dumps(fixed)[:-1] + b',"steps":['  # the object, still open
-            self._target = (url, [{**headers, **self._auth(key)} for key in self._keys()], head)
-        url, per_key, head = self._target
+            self._target = (url, api.headers, rendered, head)
+        url, per_key, rendered, head = self._target
         body = b"%s%s],\"ts\":%d}" % (head, step.op, self.client._clock.now_ms())
-        return url, per_key, body
-
-    def _keys(self) -> list[str | None]:
-        keys: list[str | None] = [k for k in (self.client.signing_key, self.client.signing_key_fallback) if k]
-        return keys or [None]
-
-    @staticmethod
-    def _auth(key: str | None) -> dict[str, str]:
-        return {"authorization": f"Bearer {hash_signing_key(key)}"} if key else {}
+        return url, per_key, rendered, body
 
     def _outcome(self, status: int | None, text: str) -> bool | None:
         """True: stored. False: refused for good (answer the classic way). None: try again."""
@@ -275,18 +314,21 @@ class Session:
         """Store the step on the server; False if it could not be (answer the classic way)."""
         from pyngest.sdk.client import backoff_s
 
-        url, per_key, body = self._request(step)
-        http = self.client._checkpoint_http()
+        _, _, rendered, body = self._request(step)
+        http = self._http
+        if http is None:
+            http = self._http = self.client._checkpoint_http()
         for attempt in range(ATTEMPTS):
             status: int | None = None
             text = ""
-            for headers in per_key:
+            for prepared in rendered:
                 try:
-                    res = await http.post(url, headers, body, timeout=self.client._timeout)
+                    res = await http.post_prepared(prepared, body, timeout=self.client._timeout)
                 except HTTPError as exc:
                     status, text = None, str(exc)
                     break
-                status, text = res.status, res.body.decode(errors="replace")
+                status = res.status
+                text = "" if status < 300 else res.body.decode(errors="replace")  # read only to log it
                 if status not in (401, 403):
                     break
             outcome = self._outcome(status, text)
@@ -300,7 +342,7 @@ class Session:
         """Blocking :meth:`report`, for plain (non-async) functions."""
         from pyngest.sdk.client import backoff_s
 
-        url, per_key, body = self._request(step)
+        url, per_key, _, body = self._request(step)
         http = self.client._http_sync()
         for attempt in range(ATTEMPTS):
             status: int | None = None

@@ -157,33 +157,23 @@ def _prepare(
     mw = MiddlewareManager.from_client(client, raw_request)
     for m in fn._middleware:
         mw.add(m)
-    exe = Execution(
-        memos=StepMemos.from_raw(steps),
-        middleware=mw,
-        target=target,
-        disable_immediate=req.disable_immediate,
-        attempt=req.attempt,
-        max_attempts=req.max_attempts,
-        logger=client.logger,
-        gate=gate,
-    )
-    logger = ReplayLogger(client.logger, exe)
-    common = dict(
-        attempt=req.attempt,
-        event=req.event,
-        events=events,
-        job_id=headers.get("x-inngest-job-id") or None,
-        logger=logger,
-        request_id=headers.get("x-request-id") or None,
-        run_id=req.run_id,
-    )
+    # Positional arguments below: a class called with keywords builds a dict of them, and
+    # this runs once per replay (eleven times for a 10-step run with checkpointing).
+    exe = Execution(StepMemos.from_raw(steps), mw, target, req.disable_immediate, req.attempt, req.max_attempts,
+                    client.logger, gate)
+    logger: Any = ReplayLogger(client.logger, exe)  # a Logger to the handler's eyes
+    job_id = headers.get("x-inngest-job-id") or None
+    request_id = headers.get("x-request-id") or None
     ctx: Any
+    # the fields in Context's order: attempt, event, events, group, job_id, logger, request_id,
+    # run_id, step
     if is_async:
         step = Step(client, exe)
-        ctx = Context(group=step._group, step=step, **common)  # type: ignore[arg-type]
+        ctx = Context(req.attempt, req.event, events, step._group, job_id, logger, request_id, req.run_id, step)
     else:
         step_sync = StepSync(client, exe)
-        ctx = ContextSync(group=step_sync._group, step=step_sync, **common)  # type: ignore[arg-type]
+        ctx = ContextSync(req.attempt, req.event, events, step_sync._group, job_id, logger, request_id, req.run_id,
+                          step_sync)
     return handler, exe, ctx, two_args, output_type, mw
 
 
@@ -203,7 +193,8 @@ def _output_result(res: CallResult) -> tuple[CallResult, TransformOutputResult] 
 def _execute(exe: Execution, client: Inngest, fn: Function[Any], ctx: Any, output_type: object) -> Generator[Ask, Any, CallResult]:
     res = yield from run(exe, client, fn, ctx, output_type)
     try:
-        pair = _output_result(res)
+        # without middleware transform_output changes nothing: skip building its argument
+        pair = None if exe.middleware.empty else _output_result(res)
         if pair is not None:
             target_res, tor = pair
             yield HOOK, ("transform_output", tor)

@@ -12,6 +12,9 @@ from typing import Any
 
 from pyngest.sdk.types import EMPTY
 
+_WRAPPER_KEYS = frozenset(("data", "error"))
+_new = object.__new__
+
 
 class MemoizedError:
     """A step's final error as stored by the server: ``name``, ``message``, ``stack``."""
@@ -38,7 +41,7 @@ class Output:
         # A value is a {data, error} wrapper only if it has no other keys and a well-formed
         # error; anything else (a waitForEvent's event, null) is the data itself. The official
         # SDK decides the same way with a strict model.
-        if type(raw) is dict and raw.keys() <= {"data", "error"}:
+        if type(raw) is dict and raw.keys() <= _WRAPPER_KEYS:
             err = raw.get("error")
             if err is None:
                 return cls(data=raw.get("data"))
@@ -58,10 +61,12 @@ class Output:
 class StepMemos:
     """Memoized outputs keyed by hashed step id."""
 
-    __slots__ = ("_raw", "_parsed")
+    __slots__ = ("_raw", "_parsed", "remaining")
 
     def __init__(self, raw: dict[str, Any]) -> None:
         self._raw = raw
+        # the same dict, for the replay's "any memo left?" test once per step (no call); read only
+        self.remaining: dict[str, Any] = raw
         self._parsed: dict[str, Output] = {}
 
     @classmethod
@@ -95,8 +100,17 @@ class StepMemos:
 
     def pop(self, hashed_id: str) -> Output | Any:
         """Remove and return the memo, or ``EMPTY`` if the step has none."""
-        if hashed_id not in self._raw:
+        raw = self._raw.pop(hashed_id, EMPTY)  # a memo is JSON (or a dict): never EMPTY
+        if raw is EMPTY:
             return EMPTY
-        out = self._parsed.pop(hashed_id, None)
-        raw = self._raw.pop(hashed_id)
-        return out if out is not None else Output.from_raw(raw)
+        if self._parsed:  # only middleware reading the memos decodes them ahead
+            out = self._parsed.pop(hashed_id, None)
+            if out is not None:
+                return out
+        if type(raw) is dict and len(raw) == 1 and "data" in raw:
+            # a step's output, by far the most common memo: what from_raw makes of it, without
+            # the call and the keyword arguments (once per memoized step of every replay)
+            out = _new(Output)
+            out.data, out.error = raw["data"], None
+            return out
+        return Output.from_raw(raw)

@@ -10,14 +10,15 @@ from __future__ import annotations
 
 import inspect
 import json
-from collections.abc import Awaitable, Callable, Generator
+import types
+from collections.abc import Awaitable, Callable, Coroutine, Generator
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeGuard, TypeVar
 
 import orjson
 
 from pyngest.protocol.opcodes import Opcode
-from pyngest.protocol.step_ids import StepIdCounter
+from pyngest.protocol.step_ids import StepIdCounter, hash_step_id
 from pyngest.sdk import errors
 from pyngest.sdk.memos import StepMemos
 from pyngest.sdk.middleware import MiddlewareManager
@@ -68,7 +69,6 @@ class StepInfo:
 
     def __init__(
         self,
-        *,
         id: str,  # noqa: A002
         display_name: str,
         name: str,
@@ -160,6 +160,19 @@ def is_serializable(value: object) -> bool:
     return True
 
 
+# Exact types that have no __await__: a step's output of one of these needs no awaitable check
+# (inspect.isawaitable's ABC test is a good part of a small step's cost).
+NEVER_AWAITABLE = frozenset((int, str, float, bool, type(None), dict, list, tuple, bytes))
+
+
+def is_coroutine_function(fn: object) -> TypeGuard[Callable[..., Coroutine[Any, Any, Any]]]:
+    """``inspect.iscoroutinefunction``; for a plain function without attributes (no
+    ``functools.wraps``, no coroutine marker) its code flags answer directly."""
+    if type(fn) is types.FunctionType and not fn.__dict__:
+        return bool(fn.__code__.co_flags & inspect.CO_COROUTINE)
+    return inspect.iscoroutinefunction(fn)
+
+
 class Execution:
     """Replay state of one request."""
 
@@ -182,7 +195,6 @@ class Execution:
 
     def __init__(
         self,
-        *,
         memos: StepMemos,
         middleware: MiddlewareManager,
         target: str | None,
@@ -212,9 +224,14 @@ class Execution:
 
     def take(self, user_id: str) -> tuple[str, int, Any]:
         """Hash the step's id (counting repeats) and take its memo, or EMPTY."""
-        if not isinstance(user_id, str):
+        if type(user_id) is not str and not isinstance(user_id, str):
             raise TypeError(f"a step id must be a string, got {type(user_id).__name__}")
-        hashed, n = self.counter.next(user_id)
+        # StepIdCounter.next, inlined (once per step and replay)
+        seen = self.counter.seen
+        n = seen.get(user_id, 0)
+        seen[user_id] = n + 1
+        # one argument for a first use: the cache's key is then the id itself, no tuple
+        hashed = hash_step_id(user_id) if n == 0 else hash_step_id(user_id, n)
         if self.in_step:
             raise NestedStepInterrupt()
         return hashed, n, self.memos.pop(hashed)
@@ -223,20 +240,13 @@ class Execution:
     def step_info(
         hashed: str, n: int, user_id: str, op: Opcode, name: str | None, opts: dict[str, Any] | None
     ) -> StepInfo:
-        # Built only for steps without a memo: replaying memoized steps stays cheap.
-        return StepInfo(
-            id=hashed,
-            display_name=user_id,
-            name=user_id if name is None else name,
-            op=op,
-            opts=opts,
-            user_id=user_id,
-            index=n if n else None,
-        )
+        # Built only for steps without a memo: replaying memoized steps stays cheap. Positional
+        # (id, display_name, name, op, opts, user_id, index): no dict of keywords per step.
+        return StepInfo(hashed, user_id, user_id if name is None else name, op, opts, user_id, n if n else None)
 
     def exhausted_now(self) -> bool:
         """True once: when no memos are left, new code starts (fire the hooks)."""
-        if self._exhausted_fired or self.memos.size:
+        if self._exhausted_fired or self.memos.remaining:
             return False
         self._exhausted_fired = True
         self.new_code = True
@@ -294,9 +304,8 @@ class Execution:
 
 
 def _result_from_interrupt(interrupt: Interrupt) -> CallResult:
-    return CallResult(
-        multi=[CallResult(error=r.error, output=r.output, step=r.info) for r in interrupt.responses]
-    )
+    # positional (error, multi, output, step): once per replay, no dict of keywords
+    return CallResult(None, [CallResult(r.error, None, r.output, r.info) for r in interrupt.responses])
 
 
 def _unexpected(err: SkipInterrupt) -> CallResult:
@@ -354,6 +363,7 @@ def run(exe: Execution, client: Inngest, fn: Function[Any], ctx: Any, output_typ
 async def drive_async(gen: Generator[Ask, Any, T], mw: MiddlewareManager, call: Callable[[], Awaitable[Any]]) -> T:
     value: Any = None
     exc: BaseException | None = None
+    hooks = not mw.empty  # without middleware every hook is a no-op: skip the coroutine per hook
     while True:
         try:
             kind, args = gen.throw(exc) if exc is not None else gen.send(value)
@@ -362,7 +372,8 @@ async def drive_async(gen: Generator[Ask, Any, T], mw: MiddlewareManager, call: 
         value, exc = None, None
         try:
             if kind == HOOK:
-                await mw.call(*args)
+                if hooks:
+                    await mw.call(*args)
             else:
                 value = await call()
         except BaseException as err:  # noqa: BLE001 - handed back to the generator, which decides
@@ -383,7 +394,7 @@ def drive_sync(gen: Generator[Ask, Any, T], mw: MiddlewareManager, call: Callabl
                 mw.call_sync(*args)
             else:
                 value = call()
-                if inspect.isawaitable(value):
+                if type(value) not in NEVER_AWAITABLE and inspect.isawaitable(value):
                     raise errors.AsyncUnsupportedError("the handler returned an awaitable in a non-async function")
         except BaseException as err:  # noqa: BLE001 - handed back to the generator, which decides
             exc = err

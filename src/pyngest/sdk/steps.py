@@ -18,11 +18,13 @@ from pyngest.protocol.opcodes import Opcode
 from pyngest.sdk import errors
 from pyngest.sdk.options import duration_str, to_ms
 from pyngest.sdk.replay import (
+    NEVER_AWAITABLE,
     Execution,
     Interrupt,
     NestedStepInterrupt,
     SkipInterrupt,
     StepResponse,
+    is_coroutine_function,
 )
 from pyngest.sdk.types import EMPTY, Event, SendEventsResult, to_events
 
@@ -137,19 +139,27 @@ class Step(_StepBase):
         output_type: object = EMPTY,
     ) -> T:
         """Run ``handler(*handler_args)`` once, retried on error and memoized on success."""
-        info, memo = await self._begin(step_id, Opcode.STEP_RUN)
-        if memo is not None:
-            return self._client._deserialize(_memo_value(memo), output_type)  # type: ignore[return-value]
+        # _begin inlined: a replay passes every memoized step before the one it runs
         exe = self._execution
+        hashed, n, memo = exe.take(step_id)
+        if exe.exhausted_now():
+            await exe.middleware.call("after_memoization")
+            await exe.middleware.call("before_execution")
+        if memo is not EMPTY:
+            if memo.error is None and output_type is EMPTY:
+                return memo.data  # type: ignore[no-any-return]
+            return self._client._deserialize(_memo_value(memo), output_type)  # type: ignore[return-value]
+        info = exe.step_info(hashed, n, step_id, Opcode.STEP_RUN, None, None)
+        exe.resolve(info)
         if exe.gate is not None:
             await exe.gate()
         exe.in_step = True
         try:
-            if inspect.iscoroutinefunction(handler):
+            if is_coroutine_function(handler):
                 output = await handler(*handler_args)
             else:
                 output = handler(*handler_args)
-                if inspect.isawaitable(output):
+                if type(output) not in NEVER_AWAITABLE and inspect.isawaitable(output):
                     output = await output
             output = self._client._serialize(output, output_type)
         except (errors.NonRetriableError, errors.RetryAfterError):
@@ -162,7 +172,7 @@ class Step(_StepBase):
             raise exe.step_error(info, err) from None
         finally:
             exe.in_step = False
-        raise Interrupt([StepResponse(info, output=output)])
+        raise Interrupt([StepResponse(info, output)])
 
     async def sleep(self, step_id: str, duration: int | datetime.timedelta) -> None:
         """Pause for ``duration`` (milliseconds or a timedelta)."""
@@ -284,10 +294,18 @@ class StepSync(_StepBase):
         output_type: object = EMPTY,
     ) -> T:
         """Run ``handler(*handler_args)`` once, retried on error and memoized on success."""
-        info, memo = self._begin(step_id, Opcode.STEP_RUN)
-        if memo is not None:
-            return self._client._deserialize(_memo_value(memo), output_type)  # type: ignore[return-value]
+        # _begin inlined: a replay passes every memoized step before the one it runs
         exe = self._execution
+        hashed, n, memo = exe.take(step_id)
+        if exe.exhausted_now():
+            exe.middleware.call_sync("after_memoization")
+            exe.middleware.call_sync("before_execution")
+        if memo is not EMPTY:
+            if memo.error is None and output_type is EMPTY:
+                return memo.data  # type: ignore[no-any-return]
+            return self._client._deserialize(_memo_value(memo), output_type)  # type: ignore[return-value]
+        info = exe.step_info(hashed, n, step_id, Opcode.STEP_RUN, None, None)
+        exe.resolve(info)
         if exe.gate is not None:
             exe.gate()
         exe.in_step = True
@@ -303,7 +321,7 @@ class StepSync(_StepBase):
             raise exe.step_error(info, err) from None
         finally:
             exe.in_step = False
-        raise Interrupt([StepResponse(info, output=output)])
+        raise Interrupt([StepResponse(info, output)])
 
     def sleep(self, step_id: str, duration: int | datetime.timedelta) -> None:
         """Pause for ``duration`` (milliseconds or a timedelta)."""
