@@ -150,11 +150,21 @@ async def pg_statements(uri: str) -> tuple[Counter[str], float, float]:
     return out, apply_ms, inner_ms
 
 
+def backend_cpu_ns(pid: int) -> int:
+    """A PostgreSQL backend's CPU time so far (ns), when the server runs on this machine, else 0."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except OSError:
+        return 0
+
+
 def watch_shapes(shapes: Counter[str]) -> None:
     """Count the set-wise batches by the kinds of rows they have (what a statement form must cover)."""
     from pyngest.server.store.postgres import store as pg_store
 
-    plain = pg_store.setwise
+    plain = getattr(pg_store, "setwise", None)
+    if plain is None:  # a pyngest before the set-wise batches
+        return
 
     def counted(ops: list[dict[str, Any]]) -> dict[str, Any] | None:
         rows = plain(ops)
@@ -216,6 +226,8 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             store.committed.append(lambda done: groups.__setitem__(0, groups[0] + 1))
             await pg_reset(args.postgres_uri)
             watch_shapes(shapes)
+            writer_pid = (await store._writer_connection()).get_server_pid()
+            writer_cpu = backend_cpu_ns(writer_pid)
             setwise_before = getattr(store, "setwise_batches", 0)
         else:
             await store.db.write(lambda conn: conn.set_trace_callback(sqlite_stmts.trace))
@@ -238,9 +250,11 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.sleep(0.5)  # the runs' last commits land after the app's answer
         elapsed = time.perf_counter() - started
         apply_ms = inner_ms = 0.0
+        writer_cpu = 0
         if args.postgres_uri:
             commits = groups[0]
             statements, apply_ms, inner_ms = await pg_statements(args.postgres_uri)
+            writer_cpu = backend_cpu_ns(writer_pid) - writer_cpu
         else:
             sqlite_stmts.on = False
             commits = store.db.commits - commits_before
@@ -268,6 +282,9 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
                 # inside included; their own share: inner), per run, in ms
                 "apply_exec_ms_per_run": round(apply_ms / args.runs, 4),
                 "inner_exec_ms_per_run": round(inner_ms / args.runs, 4),
+                # the writer backend's CPU time per run (ms; this machine's server only): less
+                # sensitive to other processes' load than the execution times, which are elapsed
+                "writer_cpu_ms_per_run": round(writer_cpu / 1e6 / args.runs, 4),
                 "setwise_shapes": dict(shapes.most_common())} if args.postgres_uri else {}),
         }
     finally:

@@ -39,8 +39,7 @@ $$;
 -- a row the same batch inserts, which is exactly the order the writer allows.
 --
 -- p_blobs: the batch's values, the group's p_blobs[p_b0 + 1 ...] (its ops' indexes count from
--- the group's first). Returns the batch's result object (as pyngest_apply's), the registry
--- check left to the caller.
+-- the group's first). Returns the batch's result object (as pyngest_apply's).
 --
 -- Its plans are cached for the writer's session, made once while the tables may still be small,
 -- and know nothing of a batch's size: planned without sequential scans or hash joins, every
@@ -48,7 +47,7 @@ $$;
 -- the op by op path do, however large the tables grow.
 CREATE OR REPLACE FUNCTION pyngest_apply_setwise(p_batch jsonb, p_blobs bytea[], p_b0 integer, p_now bigint,
                                                  p_xid bigint, p_checked integer[]) RETURNS jsonb
-LANGUAGE plpgsql SET enable_seqscan = off SET enable_hashjoin = off AS $$
+LANGUAGE plpgsql SET enable_seqscan = off SET enable_hashjoin = off SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_res   jsonb;
     v_held  jsonb := '{}';
@@ -57,6 +56,24 @@ DECLARE
     v_dups  jsonb := '[]';
     v_form  integer := (p_batch->>'f')::integer;
 BEGIN
+    -- The registry check of runs started with the batch's events (see pyngest_apply's 'ev'),
+    -- before any of them is stored. Here rather than in pyngest_apply for this function's
+    -- settings: its plan, cached while the events table may be small and without statistics,
+    -- then finds the events through their index (events_unstarted) rather than by reading
+    -- the table at every batch.
+    IF p_batch ? 'rv' THEN
+        IF (SELECT value::bigint FROM meta WHERE key = 'registry_version') <> (p_batch->>'rv')::bigint
+           OR EXISTS (
+               SELECT 1 FROM events AS e
+               WHERE NOT e.started
+                 AND e.event_id = ANY (ARRAY(SELECT jsonb_array_elements_text(p_batch->'rvids')))
+                 AND (e.xid, e.seq) > (SELECT cursor_xid, cursor_seq FROM shards
+                                       ORDER BY cursor_xid, cursor_seq LIMIT 1)) THEN
+            RAISE EXCEPTION 'runs cannot start with their events (registry version %, or an earlier event with the same id to match first)',
+                p_batch->>'rv' USING ERRCODE = 'PYF01';
+        END IF;
+    END IF;
+
     -- The statement of the batch's form (forms.py): its sub-statements only, those of the kinds
     -- of rows the batch has (PostgreSQL starts every sub-statement of a statement, empty or not).
     -- The forms are generated into this function when it is created (forms.functions_sql);
@@ -152,21 +169,9 @@ BEGIN
     END IF;
 
     FOREACH v_batch IN ARRAY p_batches LOOP
-        -- The registry check of runs started with their events (see 'ev' below), before any
-        -- event of a set-wise batch is stored.
+        -- A set-wise batch (its registry check, of runs started with its events, done first
+        -- inside: see 'ev' below)
         IF jsonb_typeof(v_batch) = 'object' THEN
-            IF v_batch ? 'rv' THEN
-                IF (SELECT value::bigint FROM meta WHERE key = 'registry_version') <> (v_batch->>'rv')::bigint
-                   OR EXISTS (
-                       SELECT 1 FROM events AS e
-                       WHERE NOT e.started
-                         AND e.event_id = ANY (ARRAY(SELECT jsonb_array_elements_text(v_batch->'rvids')))
-                         AND (e.xid, e.seq) > (SELECT cursor_xid, cursor_seq FROM shards
-                                               ORDER BY cursor_xid, cursor_seq LIMIT 1)) THEN
-                    RAISE EXCEPTION 'runs cannot start with their events (registry version %, or an earlier event with the same id to match first)',
-                        v_batch->>'rv' USING ERRCODE = 'PYF01';
-                END IF;
-            END IF;
             -- (only the batch's own values: a function copies an array it is given)
             v_f := pyngest_apply_setwise(v_batch,
                                          p_blobs[(v_batch->>'b0')::integer + 1 : (v_batch->>'b1')::integer],
