@@ -126,20 +126,54 @@ async def pg_reset(uri: str) -> None:
         await conn.close()
 
 
-async def pg_statements(uri: str) -> Counter[str]:
+async def pg_statements(uri: str) -> tuple[Counter[str], float, float]:
+    """The statements run inside ``pyngest_apply`` by kind; PostgreSQL's own execution time (ms,
+    ``total_exec_time``) of the top-level ``pyngest_apply`` calls, and of the statements inside."""
     import asyncpg
 
     conn = await asyncpg.connect(uri)
     try:
         rows = await conn.fetch(
-            "SELECT query, calls FROM pg_stat_statements WHERE NOT toplevel AND dbid = "
+            "SELECT query, calls, total_exec_time, toplevel FROM pg_stat_statements WHERE dbid = "
             "(SELECT oid FROM pg_database WHERE datname = current_database())")
     finally:
         await conn.close()
     out: Counter[str] = Counter()
+    apply_ms = inner_ms = 0.0
     for r in rows:
+        if r["toplevel"]:
+            if "pyngest_apply(" in r["query"]:
+                apply_ms += r["total_exec_time"]
+            continue
         out[kind_of(r["query"])] += int(r["calls"])
-    return out
+        inner_ms += r["total_exec_time"]
+    return out, apply_ms, inner_ms
+
+
+def backend_cpu_ns(pid: int) -> int:
+    """A PostgreSQL backend's CPU time so far (ns), when the server runs on this machine, else 0."""
+    try:
+        return int(Path(f"/proc/{pid}/schedstat").read_text().split()[0])
+    except OSError:
+        return 0
+
+
+def watch_shapes(shapes: Counter[str]) -> None:
+    """Count the set-wise batches by the kinds of rows they have (what a statement form must cover)."""
+    from pyngest.server.store.postgres import store as pg_store
+
+    plain = getattr(pg_store, "setwise", None)
+    if plain is None:  # a pyngest before the set-wise batches
+        return
+
+    def counted(ops: list[dict[str, Any]]) -> dict[str, Any] | None:
+        rows = plain(ops)
+        if rows is not None:
+            shapes[" ".join(sorted(k for k in rows if k in ("ev", "runs", "djob", "drj", "enq", "upd", "step",
+                                                             "hist")))] += 1
+        return rows
+
+    pg_store.setwise = counted  # type: ignore[assignment]
 
 
 async def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -185,11 +219,15 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
 
         service.state.observers.append(observe)
         groups = [0]
+        shapes: Counter[str] = Counter()
         sqlite_stmts = SqliteStatements()
         store: Any = service.store
         if args.postgres_uri:
             store.committed.append(lambda done: groups.__setitem__(0, groups[0] + 1))
             await pg_reset(args.postgres_uri)
+            watch_shapes(shapes)
+            writer_pid = (await store._writer_connection()).get_server_pid()
+            writer_cpu = backend_cpu_ns(writer_pid)
             setwise_before = getattr(store, "setwise_batches", 0)
         else:
             await store.db.write(lambda conn: conn.set_trace_callback(sqlite_stmts.trace))
@@ -211,9 +249,12 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
         await asyncio.gather(*(one(i) for i in range(args.runs)))
         await asyncio.sleep(0.5)  # the runs' last commits land after the app's answer
         elapsed = time.perf_counter() - started
+        apply_ms = inner_ms = 0.0
+        writer_cpu = 0
         if args.postgres_uri:
             commits = groups[0]
-            statements = await pg_statements(args.postgres_uri)
+            statements, apply_ms, inner_ms = await pg_statements(args.postgres_uri)
+            writer_cpu = backend_cpu_ns(writer_pid) - writer_cpu
         else:
             sqlite_stmts.on = False
             commits = store.db.commits - commits_before
@@ -236,7 +277,15 @@ async def measure(args: argparse.Namespace) -> dict[str, Any]:
             "statements_per_run": round(sum(statements.values()) / args.runs, 2),
             "statements": {k: round(v / args.runs, 2) for k, v in statements.most_common()},
             **({"batches_written": sum(1 for b in batches if b.ops),
-                "batches_setwise": getattr(store, "setwise_batches", 0) - setwise_before} if args.postgres_uri else {}),
+                "batches_setwise": getattr(store, "setwise_batches", 0) - setwise_before,
+                # PostgreSQL's execution time of the writer's pyngest_apply calls (the statements
+                # inside included; their own share: inner), per run, in ms
+                "apply_exec_ms_per_run": round(apply_ms / args.runs, 4),
+                "inner_exec_ms_per_run": round(inner_ms / args.runs, 4),
+                # the writer backend's CPU time per run (ms; this machine's server only): less
+                # sensitive to other processes' load than the execution times, which are elapsed
+                "writer_cpu_ms_per_run": round(writer_cpu / 1e6 / args.runs, 4),
+                "setwise_shapes": dict(shapes.most_common())} if args.postgres_uri else {}),
         }
     finally:
         await http.aclose()

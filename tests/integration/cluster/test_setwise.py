@@ -1,8 +1,10 @@
 """PostgreSQL's set-wise batches (store/postgres/setwise.py, ``pyngest_apply_setwise``) write and
-answer exactly what the same batches applied op by op do: the same batches go to two fresh
+answer exactly what the same batches applied op by op do: the same batches go to fresh
 databases, one of them with the set-wise path turned off, and their results and every table
 they write are compared — idempotency skips and reclaimed keys, duplicate events, ignored jobs,
-a run's job deletes with and without a kept job, run updates, steps and history among them."""
+a run's job deletes with and without a kept job, run updates, steps and history among them, in
+every statement form (store/postgres/forms.py) and without one (as a writer before the forms sent
+them); and batches whose runs cannot start with their events are refused on both paths alike."""
 
 from __future__ import annotations
 
@@ -30,11 +32,13 @@ from pyngest.server.model import (
 )
 from pyngest.server.store.base import Fenced
 from pyngest.server.store.postgres import store as pg_store
+from pyngest.server.store.postgres.forms import FORMS
+from pyngest.server.store.postgres.setwise import setwise
 from pyngest.server.store.postgres.store import PostgresStore
 from tests import backends
 
 NOW = 1_800_000_000_000
-R1, R2, R3, R4, R5 = (f"01J{n:023d}" for n in range(1, 6))
+R1, R2, R3, R4, R5, R6 = (f"01J{n:023d}" for n in range(1, 7))
 TABLES = {
     "runs": "SELECT * FROM runs ORDER BY id",
     "steps": "SELECT * FROM steps ORDER BY run_id, step_id",
@@ -105,6 +109,26 @@ BATCHES = [
     Batch([DeleteJob("cron:3")]),
     Batch([job(R5, "z")]),
     Batch([DeleteRunJobs(R5), DeleteJob(f"{R5}:z"), hist(R5, "FunctionCompleted")]),
+    # one batch of each statement form not used above (forms.py): an event alone; an event with
+    # a run without a key; a checkpointed step; a step that sends an event; a last step with the end
+    Batch([InsertEvents([event(5, started=False)])]),
+    Batch([InsertEvents([event(6)], registry_version=0), CreateRun(run(R6, "e6")), job(R6, "start"),
+           hist(R6, "FunctionScheduled")]),
+    Batch([SaveStep(R6, "c", 0, b"3"), UpdateRun(R6, {"status": RunStatus.RUNNING, "started_ms": NOW}),
+           hist(R6, "StepCompleted")]),
+    Batch([DeleteJob(f"{R6}:start"), SaveStep(R6, "d", 1, b"4"), UpdateRun(R6, {"version": 2}),
+           hist(R6, "StepCompleted"), job(R6, "next"), InsertEvents([event(7, started=False)])]),
+    Batch([DeleteRunJobs(R6), SaveStep(R6, "e", 2, b"5"),
+           UpdateRun(R6, {"status": RunStatus.COMPLETED, "ended_ms": NOW + 9, "output": b"1"}),
+           hist(R6, "FunctionCompleted"), InsertEvents([event(8, started=False)])]),
+]
+# Batches whose runs cannot start with their events (registry check): the registry has moved
+# since the runs were decided; an earlier event with the same id is still to be matched (e3).
+REFUSED = [
+    Batch([InsertEvents([event(9)], registry_version=5), CreateRun(run("01JX", "e9")), job("01JX", "start")]),
+    Batch([InsertEvents([StoredEvent(internal_id="e10", name="shop/order", event_id="id3", ts=NOW, received_ms=NOW,
+                                     body=b"{}", started=True)], registry_version=0),
+           CreateRun(run("01JY", "e10")), job("01JY", "start")]),
 ]
 
 
@@ -119,26 +143,53 @@ async def open_store() -> PostgresStore:
     return store
 
 
-async def apply_all(store: PostgresStore) -> tuple[list[CommitResult], dict[str, list[dict[str, Any]]]]:
+async def apply_all(store: PostgresStore) -> tuple[list[CommitResult], dict[str, list[dict[str, Any]]], int]:
+    """BATCHES' results, then REFUSED's refusals; the tables; how many of BATCHES went set-wise."""
     results = [await store.commit(Batch(list(b.ops))) for b in BATCHES]
+    setwise_batches = store.setwise_batches
+    for b in REFUSED:
+        with pytest.raises(Fenced):
+            await store.commit(Batch(list(b.ops)))
     tables = {name: [dict(r) for r in await store.fetch(sql)] for name, sql in TABLES.items()}
-    return results, tables
+    return results, tables, setwise_batches
+
+
+def formless(ops: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """A batch's rows without the form they name, as a writer before the forms sent them."""
+    rows = setwise(ops)
+    if rows is not None:
+        del rows["f"]
+    return rows
 
 
 async def test_set_wise_batches_write_and_answer_what_op_by_op_ones_do(monkeypatch: pytest.MonkeyPatch) -> None:
-    setwise_store, by_op_store = await open_store(), await open_store()
+    setwise_store, formless_store, by_op_store = await open_store(), await open_store(), await open_store()
+    forms: list[int] = []
+
+    def recorded(ops: list[dict[str, Any]]) -> dict[str, Any] | None:
+        rows = setwise(ops)
+        if rows is not None:
+            forms.append(rows["f"])
+        return rows
+
     try:
-        setwise_results, setwise_tables = await apply_all(setwise_store)
-        assert setwise_store.setwise_batches == len(BATCHES), "every batch here is of a set-wise shape"
+        monkeypatch.setattr(pg_store, "setwise", recorded)
+        setwise_results, setwise_tables, setwise_batches = await apply_all(setwise_store)
+        assert setwise_batches == len(BATCHES), "every batch here is of a set-wise shape"
+        assert setwise_store.setwise_batches > len(BATCHES), "the refused batches too"
+        assert set(forms) == set(range(len(FORMS))), "every statement form is compared"
+        monkeypatch.setattr(pg_store, "setwise", formless)
+        formless_results, formless_tables, _ = await apply_all(formless_store)
         monkeypatch.setattr(pg_store, "setwise", lambda ops: None)
-        by_op_results, by_op_tables = await apply_all(by_op_store)
+        by_op_results, by_op_tables, _ = await apply_all(by_op_store)
         assert by_op_store.setwise_batches == 0
     finally:
         await setwise_store.close()
+        await formless_store.close()
         await by_op_store.close()
 
     # what the batches did, as a check that the comparison below covers something
-    first, second, third, fourth, fifth, _, seventh, _, _, tenth = by_op_results
+    first, second, third, fourth, fifth, _, seventh, _, _, tenth = by_op_results[:10]
     assert first.created_runs == [R1, R2]
     assert second.skipped_runs == {R3: R1} and second.created_runs == [R4, R5]
     assert second.duplicate_events == {"e1"}
@@ -148,11 +199,14 @@ async def test_set_wise_batches_write_and_answer_what_op_by_op_ones_do(monkeypat
     assert fifth.deleted_jobs == set() and seventh.deleted_jobs == {f"{R5}:x", f"{R5}:y"}
     assert tenth.deleted_jobs == {f"{R5}:z"}  # by its run, which comes first
     assert [r["id"] for r in by_op_tables["jobs"]] == [f"{R2}:start"]
+    assert by_op_results[-1].deleted_jobs == {f"{R6}:next"}
+    assert [r["id"] for r in by_op_tables["runs"]] == [R1, R2, R4, R5, R6]  # none of REFUSED
 
-    for mine, theirs in zip(setwise_results, by_op_results, strict=True):
-        assert mine == theirs
-    for name in TABLES:
-        assert setwise_tables[name] == by_op_tables[name], name
+    for results, tables in ((setwise_results, setwise_tables), (formless_results, formless_tables)):
+        for mine, theirs in zip(results, by_op_results, strict=True):
+            assert mine == theirs
+        for name in TABLES:
+            assert tables[name] == by_op_tables[name], name
 
 
 async def test_a_set_wise_job_delete_in_a_shard_not_held_is_fenced() -> None:

@@ -39,8 +39,7 @@ $$;
 -- a row the same batch inserts, which is exactly the order the writer allows.
 --
 -- p_blobs: the batch's values, the group's p_blobs[p_b0 + 1 ...] (its ops' indexes count from
--- the group's first). Returns the batch's result object (as pyngest_apply's), the registry
--- check left to the caller.
+-- the group's first). Returns the batch's result object (as pyngest_apply's).
 --
 -- Its plans are cached for the writer's session, made once while the tables may still be small,
 -- and know nothing of a batch's size: planned without sequential scans or hash joins, every
@@ -48,243 +47,38 @@ $$;
 -- the op by op path do, however large the tables grow.
 CREATE OR REPLACE FUNCTION pyngest_apply_setwise(p_batch jsonb, p_blobs bytea[], p_b0 integer, p_now bigint,
                                                  p_xid bigint, p_checked integer[]) RETURNS jsonb
-LANGUAGE plpgsql SET enable_seqscan = off SET enable_hashjoin = off AS $$
+LANGUAGE plpgsql SET enable_seqscan = off SET enable_hashjoin = off SET plan_cache_mode = force_generic_plan AS $$
 DECLARE
     v_res   jsonb;
     v_held  jsonb := '{}';
     v_rid   text;
     v_seqs  jsonb;
     v_dups  jsonb := '[]';
+    v_form  integer := (p_batch->>'f')::integer;
 BEGIN
-    -- Two forms of one statement: with run creations (and their idempotency keys, and skips),
-    -- and without, for the batches of a run's progress and end, which then plan and start
-    -- fewer sub-statements. Keep the two in step (test_setwise.py compares both with op by op).
-    IF p_batch ? 'runs' THEN
-        WITH
-        ev AS (
-            INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body, env_id, started)
-            SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[-p_b0 + (e->>6)::integer],
-                   COALESCE(e->>7, '00000000-0000-4000-b000-000000000000'), COALESCE((e->>8)::boolean, false)
-            FROM jsonb_array_elements(p_batch->'ev') WITH ORDINALITY AS x(e, i)
-            ORDER BY i
-            ON CONFLICT (internal_id) DO NOTHING
-            RETURNING internal_id, seq
-        ),
-        -- a run's idempotency key: claimed unless an unexpired entry holds it (then the run and
-        -- every other op about it are skipped)
-        claimed AS (
-            INSERT INTO idempotency (key, run_id, expires_ms)
-            SELECT r->>'k', r->>'rid', (r->>'x')::bigint
-            FROM jsonb_array_elements(p_batch->'runs') AS r WHERE r->>'k' IS NOT NULL
-            ON CONFLICT (key) DO UPDATE SET run_id = EXCLUDED.run_id, expires_ms = EXCLUDED.expires_ms
-                WHERE idempotency.expires_ms <= p_now
-            RETURNING run_id
-        ),
-        skipped AS (
-            SELECT r->>'rid' AS rid, r->>'k' AS key FROM jsonb_array_elements(p_batch->'runs') AS r
-            WHERE r->>'k' IS NOT NULL AND NOT EXISTS (SELECT 1 FROM claimed AS c WHERE c.run_id = r->>'rid')
-        ),
-        created AS (
-            INSERT INTO runs (id, shard, fn_id, app_id, fn_version, status, event_ids, batch_id, cron,
-                              original_run_id, queued_ms, started_ms, ended_ms, output, version,
-                              force_step_plan, pending, state_bytes, attrs, env_id)
-            SELECT o->>'rid', (o->>'sh')::integer, f->>'fn_id', f->>'app_id', (f->>'fn_version')::integer,
-                   f->>'status', f->'event_ids', f->>'batch_id', f->>'cron', f->>'original_run_id',
-                   (f->>'queued_ms')::bigint, (f->>'started_ms')::bigint, (f->>'ended_ms')::bigint,
-                   p_blobs[-p_b0 + (f->>'output')::integer], (f->>'version')::integer,
-                   (f->>'force_step_plan')::boolean, NULLIF(f->'pending', 'null'),
-                   (f->>'state_bytes')::bigint, NULLIF(f->'attrs', 'null'),
-                   COALESCE(f->>'env_id', '00000000-0000-4000-b000-000000000000')
-            FROM jsonb_array_elements(p_batch->'runs') WITH ORDINALITY AS x(o, i), LATERAL (SELECT o->'r' AS f) AS r
-            WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
-            ORDER BY i
-        ),
-        linked AS (
-            INSERT INTO run_events (event_internal_id, run_id)
-            SELECT e, o->>'rid' FROM jsonb_array_elements(p_batch->'runs') AS o,
-                                     jsonb_array_elements_text(o->'r'->'event_ids') AS e
-            WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
-            ON CONFLICT DO NOTHING
-        ),
-        -- (Rows of the tables are found through "= ANY (ARRAY(...))", an index lookup whatever the
-        -- plan cached for this session guessed of the batch's size and the table's.)
-        -- Jobs deleted by id ('djob') and a run's jobs but the one kept ('drj'), in one DELETE. Done
-        -- one by one, a job goes with the first of the batch's ops that matches it (its position
-        -- "i"): by id, its shard is fenced (below, if the group has not named it); by its run, it is
-        -- reported among the deleted jobs.
-        drj AS (
-            SELECT d->>'rid' AS rid, d->>'keep' AS keep, (d->>'i')::integer AS i
-            FROM jsonb_array_elements(p_batch->'drj') AS d
-            WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = d->>'rid')
-        ),
-        djob AS (
-            SELECT d->>'id' AS id, (d->>'i')::integer AS i FROM jsonb_array_elements(p_batch->'djob') AS d
-        ),
-        cleared AS (
-            DELETE FROM jobs AS j
-            WHERE j.id = ANY (ARRAY(SELECT id FROM djob))
-               OR (j.run_id = ANY (ARRAY(SELECT rid FROM drj))
-                   AND EXISTS (SELECT 1 FROM drj WHERE drj.rid = j.run_id AND (drj.keep IS NULL OR j.id <> drj.keep)))
-            RETURNING j.id, j.shard,
-                (SELECT min(i) FROM djob WHERE djob.id = j.id) AS by_id,
-                (SELECT min(i) FROM drj WHERE drj.rid = j.run_id AND (drj.keep IS NULL OR j.id <> drj.keep)) AS by_run
-        ),
-        queued AS (
-            INSERT INTO jobs (id, shard, run_id, kind, due_ms, priority, step_id, attempt, payload, remote)
-            SELECT o->>'id', (o->>'js')::integer, o->>'rid', o->>'k', (o->>'d')::bigint, (o->>'pr')::integer,
-                   o->>'s', (o->>'a')::integer, NULLIF(o->'pl', 'null'), (o->>'rm')::boolean
-            FROM jsonb_array_elements(p_batch->'enq') WITH ORDINALITY AS x(o, i)
-            WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
-            ORDER BY i
-            ON CONFLICT (id) DO NOTHING
-            RETURNING id
-        ),
-        updated AS (
-            UPDATE runs SET
-                status = CASE WHEN u.f ? 'status' THEN u.f->>'status' ELSE runs.status END,
-                event_ids = CASE WHEN u.f ? 'event_ids' THEN u.f->'event_ids' ELSE runs.event_ids END,
-                batch_id = CASE WHEN u.f ? 'batch_id' THEN u.f->>'batch_id' ELSE runs.batch_id END,
-                cron = CASE WHEN u.f ? 'cron' THEN u.f->>'cron' ELSE runs.cron END,
-                original_run_id = CASE WHEN u.f ? 'original_run_id' THEN u.f->>'original_run_id'
-                                       ELSE runs.original_run_id END,
-                queued_ms = CASE WHEN u.f ? 'queued_ms' THEN (u.f->>'queued_ms')::bigint ELSE runs.queued_ms END,
-                started_ms = CASE WHEN u.f ? 'started_ms' THEN (u.f->>'started_ms')::bigint ELSE runs.started_ms END,
-                ended_ms = CASE WHEN u.f ? 'ended_ms' THEN (u.f->>'ended_ms')::bigint ELSE runs.ended_ms END,
-                output = CASE WHEN u.f ? 'output' THEN p_blobs[-p_b0 + (u.f->>'output')::integer] ELSE runs.output END,
-                version = CASE WHEN u.f ? 'version' THEN (u.f->>'version')::integer ELSE runs.version END,
-                force_step_plan = CASE WHEN u.f ? 'force_step_plan' THEN (u.f->>'force_step_plan')::boolean
-                                       ELSE runs.force_step_plan END,
-                pending = CASE WHEN u.f ? 'pending' THEN NULLIF(u.f->'pending', 'null') ELSE runs.pending END,
-                state_bytes = CASE WHEN u.f ? 'state_bytes' THEN (u.f->>'state_bytes')::bigint
-                                   ELSE runs.state_bytes END,
-                attrs = CASE WHEN u.f ? 'attrs' THEN NULLIF(u.f->'attrs', 'null') ELSE runs.attrs END,
-                fn_version = CASE WHEN u.f ? 'fn_version' THEN (u.f->>'fn_version')::integer ELSE runs.fn_version END
-            FROM (SELECT o->>'rid' AS rid, o->'f' AS f FROM jsonb_array_elements(p_batch->'upd') AS o
-                  WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')) AS u
-            WHERE runs.id = ANY (ARRAY(SELECT o->>'rid' FROM jsonb_array_elements(p_batch->'upd') AS o))
-              AND runs.id = u.rid
-        ),
-        saved AS (
-            INSERT INTO steps (run_id, step_id, pos, value)
-            SELECT o->>'rid', o->>'s', (o->>'p')::integer, p_blobs[-p_b0 + (o->>'v')::integer]
-            FROM jsonb_array_elements(p_batch->'step') WITH ORDINALITY AS x(o, i)
-            WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
-            ORDER BY i
-            ON CONFLICT DO NOTHING
-        ),
-        recorded AS (
-            INSERT INTO history (run_id, at_ms, kind, step_id, name, attempt, data)
-            SELECT o->>'rid', (o->>'at')::bigint, o->>'k', o->>'s', o->>'n', (o->>'a')::integer,
-                   p_blobs[-p_b0 + (o->>'v')::integer]
-            FROM jsonb_array_elements(p_batch->'hist') WITH ORDINALITY AS x(o, i)
-            WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
-            ORDER BY i
-        )
-        SELECT jsonb_build_object(
-            'created', (SELECT COALESCE(jsonb_agg(o->>'rid' ORDER BY i), '[]')
-                        FROM jsonb_array_elements(p_batch->'runs') WITH ORDINALITY AS x(o, i)
-                        WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')),
-            'skipped', (SELECT COALESCE(jsonb_object_agg(rid, key), '{}') FROM skipped),
-            'seqs', (SELECT COALESCE(jsonb_object_agg(internal_id, seq), '{}') FROM ev),
-            'ignored', (SELECT COALESCE(jsonb_agg(o->>'id'), '[]') FROM jsonb_array_elements(p_batch->'enq') AS o
-                        WHERE NOT EXISTS (SELECT 1 FROM skipped AS s WHERE s.rid = o->>'rid')
-                          AND NOT EXISTS (SELECT 1 FROM queued AS q WHERE q.id = o->>'id')),
-            'djobs', (SELECT COALESCE(jsonb_agg(id), '[]') FROM cleared
-                      WHERE by_id IS NULL OR by_run < by_id),
-            'fence', (SELECT COALESCE(jsonb_agg(DISTINCT shard), '[]') FROM cleared
-                      WHERE by_id IS NOT NULL AND (by_run IS NULL OR by_id < by_run) AND shard <> ALL (p_checked)),
-            'stored', (SELECT count(*) FROM ev))
-        INTO v_res;
-    ELSE
-        WITH
-        ev AS (
-            INSERT INTO events (internal_id, name, event_id, ts, received_ms, source, body, env_id, started)
-            SELECT e->>0, e->>1, e->>2, (e->>3)::bigint, (e->>4)::bigint, e->>5, p_blobs[-p_b0 + (e->>6)::integer],
-                   COALESCE(e->>7, '00000000-0000-4000-b000-000000000000'), COALESCE((e->>8)::boolean, false)
-            FROM jsonb_array_elements(p_batch->'ev') WITH ORDINALITY AS x(e, i)
-            ORDER BY i
-            ON CONFLICT (internal_id) DO NOTHING
-            RETURNING internal_id, seq
-        ),
-        -- Jobs deleted by id ('djob') and a run's jobs but the one kept ('drj'), in one DELETE. Done
-        -- one by one, a job goes with the first of the batch's ops that matches it (its position
-        -- "i"): by id, its shard is fenced (below, if the group has not named it); by its run, it is
-        -- reported among the deleted jobs.
-        drj AS (
-            SELECT d->>'rid' AS rid, d->>'keep' AS keep, (d->>'i')::integer AS i
-            FROM jsonb_array_elements(p_batch->'drj') AS d
-        ),
-        djob AS (
-            SELECT d->>'id' AS id, (d->>'i')::integer AS i FROM jsonb_array_elements(p_batch->'djob') AS d
-        ),
-        cleared AS (
-            DELETE FROM jobs AS j
-            WHERE j.id = ANY (ARRAY(SELECT id FROM djob))
-               OR (j.run_id = ANY (ARRAY(SELECT rid FROM drj))
-                   AND EXISTS (SELECT 1 FROM drj WHERE drj.rid = j.run_id AND (drj.keep IS NULL OR j.id <> drj.keep)))
-            RETURNING j.id, j.shard,
-                (SELECT min(i) FROM djob WHERE djob.id = j.id) AS by_id,
-                (SELECT min(i) FROM drj WHERE drj.rid = j.run_id AND (drj.keep IS NULL OR j.id <> drj.keep)) AS by_run
-        ),
-        queued AS (
-            INSERT INTO jobs (id, shard, run_id, kind, due_ms, priority, step_id, attempt, payload, remote)
-            SELECT o->>'id', (o->>'js')::integer, o->>'rid', o->>'k', (o->>'d')::bigint, (o->>'pr')::integer,
-                   o->>'s', (o->>'a')::integer, NULLIF(o->'pl', 'null'), (o->>'rm')::boolean
-            FROM jsonb_array_elements(p_batch->'enq') WITH ORDINALITY AS x(o, i)
-            ORDER BY i
-            ON CONFLICT (id) DO NOTHING
-            RETURNING id
-        ),
-        updated AS (
-            UPDATE runs SET
-                status = CASE WHEN u.f ? 'status' THEN u.f->>'status' ELSE runs.status END,
-                event_ids = CASE WHEN u.f ? 'event_ids' THEN u.f->'event_ids' ELSE runs.event_ids END,
-                batch_id = CASE WHEN u.f ? 'batch_id' THEN u.f->>'batch_id' ELSE runs.batch_id END,
-                cron = CASE WHEN u.f ? 'cron' THEN u.f->>'cron' ELSE runs.cron END,
-                original_run_id = CASE WHEN u.f ? 'original_run_id' THEN u.f->>'original_run_id'
-                                       ELSE runs.original_run_id END,
-                queued_ms = CASE WHEN u.f ? 'queued_ms' THEN (u.f->>'queued_ms')::bigint ELSE runs.queued_ms END,
-                started_ms = CASE WHEN u.f ? 'started_ms' THEN (u.f->>'started_ms')::bigint ELSE runs.started_ms END,
-                ended_ms = CASE WHEN u.f ? 'ended_ms' THEN (u.f->>'ended_ms')::bigint ELSE runs.ended_ms END,
-                output = CASE WHEN u.f ? 'output' THEN p_blobs[-p_b0 + (u.f->>'output')::integer] ELSE runs.output END,
-                version = CASE WHEN u.f ? 'version' THEN (u.f->>'version')::integer ELSE runs.version END,
-                force_step_plan = CASE WHEN u.f ? 'force_step_plan' THEN (u.f->>'force_step_plan')::boolean
-                                       ELSE runs.force_step_plan END,
-                pending = CASE WHEN u.f ? 'pending' THEN NULLIF(u.f->'pending', 'null') ELSE runs.pending END,
-                state_bytes = CASE WHEN u.f ? 'state_bytes' THEN (u.f->>'state_bytes')::bigint
-                                   ELSE runs.state_bytes END,
-                attrs = CASE WHEN u.f ? 'attrs' THEN NULLIF(u.f->'attrs', 'null') ELSE runs.attrs END,
-                fn_version = CASE WHEN u.f ? 'fn_version' THEN (u.f->>'fn_version')::integer ELSE runs.fn_version END
-            FROM (SELECT o->>'rid' AS rid, o->'f' AS f FROM jsonb_array_elements(p_batch->'upd') AS o) AS u
-            WHERE runs.id = ANY (ARRAY(SELECT o->>'rid' FROM jsonb_array_elements(p_batch->'upd') AS o))
-              AND runs.id = u.rid
-        ),
-        saved AS (
-            INSERT INTO steps (run_id, step_id, pos, value)
-            SELECT o->>'rid', o->>'s', (o->>'p')::integer, p_blobs[-p_b0 + (o->>'v')::integer]
-            FROM jsonb_array_elements(p_batch->'step') WITH ORDINALITY AS x(o, i)
-            ORDER BY i
-            ON CONFLICT DO NOTHING
-        ),
-        recorded AS (
-            INSERT INTO history (run_id, at_ms, kind, step_id, name, attempt, data)
-            SELECT o->>'rid', (o->>'at')::bigint, o->>'k', o->>'s', o->>'n', (o->>'a')::integer,
-                   p_blobs[-p_b0 + (o->>'v')::integer]
-            FROM jsonb_array_elements(p_batch->'hist') WITH ORDINALITY AS x(o, i)
-            ORDER BY i
-        )
-        SELECT jsonb_build_object(
-            'created', '[]'::jsonb, 'skipped', '{}'::jsonb,
-            'seqs', (SELECT COALESCE(jsonb_object_agg(internal_id, seq), '{}') FROM ev),
-            'ignored', (SELECT COALESCE(jsonb_agg(o->>'id'), '[]') FROM jsonb_array_elements(p_batch->'enq') AS o
-                        WHERE NOT EXISTS (SELECT 1 FROM queued AS q WHERE q.id = o->>'id')),
-            'djobs', (SELECT COALESCE(jsonb_agg(id), '[]') FROM cleared
-                      WHERE by_id IS NULL OR by_run < by_id),
-            'fence', (SELECT COALESCE(jsonb_agg(DISTINCT shard), '[]') FROM cleared
-                      WHERE by_id IS NOT NULL AND (by_run IS NULL OR by_id < by_run) AND shard <> ALL (p_checked)),
-            'stored', (SELECT count(*) FROM ev))
-        INTO v_res;
+    -- The registry check of runs started with the batch's events (see pyngest_apply's 'ev'),
+    -- before any of them is stored. Here rather than in pyngest_apply for this function's
+    -- settings: its plan, cached while the events table may be small and without statistics,
+    -- then finds the events through their index (events_unstarted) rather than by reading
+    -- the table at every batch.
+    IF p_batch ? 'rv' THEN
+        IF (SELECT value::bigint FROM meta WHERE key = 'registry_version') <> (p_batch->>'rv')::bigint
+           OR EXISTS (
+               SELECT 1 FROM events AS e
+               WHERE NOT e.started
+                 AND e.event_id = ANY (ARRAY(SELECT jsonb_array_elements_text(p_batch->'rvids')))
+                 AND (e.xid, e.seq) > (SELECT cursor_xid, cursor_seq FROM shards
+                                       ORDER BY cursor_xid, cursor_seq LIMIT 1)) THEN
+            RAISE EXCEPTION 'runs cannot start with their events (registry version %, or an earlier event with the same id to match first)',
+                p_batch->>'rv' USING ERRCODE = 'PYF01';
+        END IF;
     END IF;
+
+    -- The statement of the batch's form (forms.py): its sub-statements only, those of the kinds
+    -- of rows the batch has (PostgreSQL starts every sub-statement of a statement, empty or not).
+    -- The forms are generated into this function when it is created (forms.functions_sql);
+    -- test_setwise.py compares every one of them with op by op.
+    -- @forms: forms.dispatch()
 
     -- Rare: a skipped run's holder, and events stored already, read in statements of their own
     -- (a fresh snapshot sees what a concurrent commit that made them conflict wrote).
@@ -375,21 +169,9 @@ BEGIN
     END IF;
 
     FOREACH v_batch IN ARRAY p_batches LOOP
-        -- The registry check of runs started with their events (see 'ev' below), before any
-        -- event of a set-wise batch is stored.
+        -- A set-wise batch (its registry check, of runs started with its events, done first
+        -- inside: see 'ev' below)
         IF jsonb_typeof(v_batch) = 'object' THEN
-            IF v_batch ? 'rv' THEN
-                IF (SELECT value::bigint FROM meta WHERE key = 'registry_version') <> (v_batch->>'rv')::bigint
-                   OR EXISTS (
-                       SELECT 1 FROM events AS e
-                       WHERE NOT e.started
-                         AND e.event_id = ANY (ARRAY(SELECT jsonb_array_elements_text(v_batch->'rvids')))
-                         AND (e.xid, e.seq) > (SELECT cursor_xid, cursor_seq FROM shards
-                                               ORDER BY cursor_xid, cursor_seq LIMIT 1)) THEN
-                    RAISE EXCEPTION 'runs cannot start with their events (registry version %, or an earlier event with the same id to match first)',
-                        v_batch->>'rv' USING ERRCODE = 'PYF01';
-                END IF;
-            END IF;
             -- (only the batch's own values: a function copies an array it is given)
             v_f := pyngest_apply_setwise(v_batch,
                                          p_blobs[(v_batch->>'b0')::integer + 1 : (v_batch->>'b1')::integer],

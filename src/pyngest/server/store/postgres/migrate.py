@@ -3,7 +3,7 @@
 Numbered migrations (``migrations/NNN.sql``) run in order inside one transaction, under a
 session advisory lock, so two processes starting at once on an empty database do not race:
 the second waits, then finds the schema current. The server-side functions
-(``functions.sql``) are replaced at every start.
+(``functions.sql``, with the set-wise statement forms of ``forms.py``) are replaced at every start.
 """
 
 from __future__ import annotations
@@ -13,6 +13,8 @@ import secrets
 from importlib import resources
 
 import asyncpg
+
+from pyngest.server.store.postgres.forms import functions_sql
 
 log = logging.getLogger("pyngest.store")
 
@@ -55,7 +57,7 @@ async def migrate(conn: asyncpg.Connection, *, shards: int = DEFAULT_SHARDS) -> 
             count = int(await conn.fetchval("SELECT value FROM meta WHERE key = 'shards'"))
             await conn.execute(
                 "INSERT INTO shards (shard) SELECT generate_series(0, $1 - 1) ON CONFLICT DO NOTHING", count)
-            await conn.execute(package.joinpath("functions.sql").read_text())
+            await conn.execute(functions_sql(package.joinpath("functions.sql").read_text()))
         return {r["key"]: r["value"] for r in await conn.fetch("SELECT key, value FROM meta")}
     finally:
         await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)

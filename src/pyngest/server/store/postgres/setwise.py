@@ -12,6 +12,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from pyngest.server.store.postgres.forms import form_of
+
 # Op kinds (the "t" of an encoded op) the set-wise statement writes, and the key of their rows.
 _ROWS = {"ev": "ev", "run": "runs", "djob": "djob", "drj": "drj", "enq": "enq", "upd": "upd", "step": "step",
          "hist": "hist"}
@@ -103,4 +105,5 @@ def setwise(ops: list[dict[str, Any]]) -> dict[str, Any] | None:
             rows.setdefault(_ROWS[kind], []).append(op)
         if rid is not None:
             about.add(rid)
+    rows["f"] = form_of(rows)  # the statement form that writes it (forms.py)
     return rows
