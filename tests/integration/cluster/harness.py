@@ -26,12 +26,6 @@ from tests import backends
 from tests.integration.server.harness import FakeApp
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @dataclass
 class Node:
     service: Service
@@ -69,7 +63,12 @@ class Cluster:
         await self.balanced()
 
     async def add_node(self, **overrides: Any) -> Node:
-        port = free_port()
+        # bound here and handed to uvicorn: a port picked free and bound later can be taken in
+        # between (another worker's outgoing connection), which failed a node's start
+        sock = socket.socket()
+        sock.bind(("127.0.0.1", 0))
+        sock.listen(128)
+        port = sock.getsockname()[1]
         config = ServerConfig(
             sqlite_dir=self.directory / f"node{len(self.nodes)}", host="127.0.0.1", port=port, discovery=False,
             poll=False, queue_workers=8, postgres_uri=self.node_uri, redis_uri=self.redis, lease_ttl_s=2.0,
@@ -79,8 +78,12 @@ class Cluster:
         await service.start(sync_apps=False)
         server = uvicorn.Server(uvicorn.Config(build_app(service), host="127.0.0.1", port=port, lifespan="off",
                                                log_level="warning", access_log=False))
-        task = asyncio.create_task(server.serve())
+        task = asyncio.create_task(server.serve(sockets=[sock]))
         while not server.started:
+            if task.done():  # it could not start: stop what did, and say why
+                await service.stop()
+                task.result()
+                raise AssertionError("node's HTTP server stopped while starting")
             await asyncio.sleep(0.01)
         node = Node(service, server, task, httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=30), port)
         self.nodes.append(node)
