@@ -21,6 +21,7 @@ import uvicorn
 
 from pyngest.server.api import lane
 from tests.integration.server.test_cli import free_port, spawn, stop, wait_healthy
+from tests.integration.server.test_write_count_sdks import bound_socket
 
 RUN = "01HZZZZZZZZZZZZZZZZZZZZZZZ"
 
@@ -83,12 +84,13 @@ class Recorder:
 
 @contextlib.asynccontextmanager
 async def lane_server(app: Recorder) -> AsyncIterator[tuple[int, uvicorn.Server]]:
-    port = free_port()
+    sock = bound_socket()
+    port = sock.getsockname()[1]
     protocol = lane.lane_protocol(app)
     assert protocol != "httptools"
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=protocol, lifespan="off",
                                            log_level="critical", access_log=False, timeout_graceful_shutdown=5))
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         assert not task.done(), "the server did not start"
         await asyncio.sleep(0.01)

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -27,18 +28,27 @@ import uvicorn
 from pyngest.server.api.app import build_app
 from pyngest.server.executor import starts
 from pyngest.server.model import InsertEvents, SaveStep, UpdateRun
-from tests.conformance.harness import App, free_port
+from tests.conformance.harness import App
 from tests.integration.server.harness import Harness
 from tests.integration.server.test_write_count import WriteLog, kinds
+
+
+def bound_socket() -> socket.socket:
+    """A listening socket on a free loopback port, for an in-process uvicorn (``serve(sockets=...)``)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(128)
+    return sock
 
 
 @contextlib.asynccontextmanager
 async def served(harness: Harness) -> AsyncIterator[str]:
     """The harness's service on a loopback port, for an app in another process to reach."""
-    port = free_port()
+    sock = bound_socket()  # bound before uvicorn has it: no other process can take the port meanwhile
+    port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(build_app(harness.service), host="127.0.0.1", port=port,
                                            log_level="warning", lifespan="off", access_log=False))
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         assert not task.done(), "the server did not start"
         await asyncio.sleep(0.01)
