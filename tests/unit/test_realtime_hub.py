@@ -106,3 +106,24 @@ async def test_shutdown_sends_the_closing_frame_then_ends_every_subscription() -
     assert closed.value.code == CLOSE_SHUTDOWN
     with pytest.raises(HubFull):
         hub.subscribe("ws", [A])
+
+
+async def test_written_waits_for_each_closing_frame_to_be_taken_and_no_longer_than_its_bound() -> None:
+    hub = RealtimeHub()
+    reader = hub.subscribe("ws", [A])
+    stalled = hub.subscribe("ws", [A])  # its client stopped reading: never takes the frame
+    gone = hub.subscribe("sse", [A])
+    subs = hub.close(b"closing")
+    assert set(subs) == {reader, stalled, gone}
+    hub.unsubscribe(gone)  # its connection ended: nothing of it is left to write
+
+    async def read_to_the_end() -> None:
+        assert await reader.next(None) == b"closing"
+        with pytest.raises(SubscriberClosed):
+            await reader.next(None)
+
+    writing = asyncio.create_task(read_to_the_end())
+    assert await hub.written(subs, 0.2) == 1  # the stalled one only
+    await writing
+    assert reader.ended.is_set() and not stalled.ended.is_set()
+    assert await hub.written([reader, gone], 0) == 0

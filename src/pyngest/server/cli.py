@@ -17,7 +17,7 @@ import sqlite3
 import sys
 import time
 import tomllib
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,9 @@ def _env(name: str) -> str:
 # still reads them (hidden) so that it refuses them on its command line instead of ignoring
 # them (from the environment they are ignored: an app's INNGEST_EVENT_KEY may be set there).
 START_ONLY = ("dashboard_user", "dashboard_password", "event_key")
+# stopping: how long realtime subscribers get to receive their ``closing`` message before the
+# HTTP server ends their connections (a reader that stopped reading is not waited for longer)
+EXIT_NOTICE_S = 2.0
 
 
 def common_options(fn: Any, *, dev: bool) -> Any:
@@ -395,8 +398,9 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
         app, http=lane_protocol(app), lifespan="off", access_log=False, log_level="warning",
         timeout_graceful_shutdown=int(cfg.shutdown_grace_s), timeout_keep_alive=30,
     ))
-    # realtime subscriptions are open-ended: end them when stopping begins, not after the grace
-    server.on_exit.append(lambda: service.realtime.close_subscribers(service.clock.now_ms()))
+    # realtime subscriptions are open-ended: end them when stopping begins, not after the grace,
+    # and let their closing messages out before the HTTP server cuts open WebSockets (1012)
+    server.before_exit.append(lambda: service.realtime.tell_subscribers(service.clock.now_ms(), EXIT_NOTICE_S))
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, server.request_exit, sig)
@@ -482,19 +486,31 @@ class _Server:
 
         self._server = Quiet(config)
         self.sockets: list[socket.socket] = []
-        self.on_exit: list[Callable[[], None]] = []  # called when stopping begins
+        # awaited when stopping begins, before the HTTP server stops (each bounds its own wait)
+        self.before_exit: list[Callable[[], Awaitable[None]]] = []
+        self._exiting: asyncio.Task[None] | None = None
 
     @property
     def started(self) -> bool:
         return bool(self._server.started)
 
     def request_exit(self, sig: int) -> None:
-        if self._server.should_exit:
-            self._server.force_exit = True  # a second signal: don't wait any more
         log.info("received %s: shutting down", signal.Signals(sig).name)
-        self._server.should_exit = True
-        for hook in self.on_exit:
-            hook()
+        if self._exiting is not None:  # a second signal: don't wait any more
+            self._server.should_exit = True
+            self._server.force_exit = True
+            return
+        self._exiting = asyncio.ensure_future(self._exit())
+
+    async def _exit(self) -> None:
+        try:
+            for hook in self.before_exit:
+                try:
+                    await hook()
+                except Exception:
+                    log.exception("stopping: a step before the HTTP server stops failed; stopping anyway")
+        finally:
+            self._server.should_exit = True
 
     async def serve(self, sockets: list[socket.socket]) -> None:
         await self._server.serve(sockets=sockets)

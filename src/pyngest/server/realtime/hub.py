@@ -64,6 +64,9 @@ class Subscriber:
         # called when the subscriber is dropped (nothing more to write): its writer may be stuck
         # sending to a client that stopped reading, and is interrupted to close the connection
         self.on_drop: Callable[[], object] | None = None
+        # set once its connection has nothing more to write: the writer met the end after the
+        # last frame, or the connection's handler let it go
+        self.ended = asyncio.Event()
 
     def push(self, frame: bytes) -> None:
         if self.closed is not None:
@@ -88,7 +91,7 @@ class Subscriber:
         self._bytes = 0
         if last is not None:
             self._frames.append(last)
-        self.hub.unsubscribe(self)
+        self.hub.detach(self)
         self._wake.set()
         if last is None and self.on_drop is not None:
             self.on_drop()
@@ -98,6 +101,7 @@ class Subscriber:
         Raises SubscriberClosed once closed and what was left for the writer is written."""
         while not self._frames:
             if self.closed is not None:
+                self.ended.set()
                 raise self.closed
             self._wake.clear()
             try:
@@ -152,9 +156,15 @@ class RealtimeHub:
                 if not subs:
                     del self._by_topic[key]
 
-    def unsubscribe(self, sub: Subscriber) -> None:
+    def detach(self, sub: Subscriber) -> None:
+        """No more frames for ``sub``; its writer may still have the last ones to write."""
         self.remove_topics(sub, list(sub.topics))
         self.subscribers.discard(sub)
+
+    def unsubscribe(self, sub: Subscriber) -> None:
+        """The connection is gone: nothing of ``sub`` is left to write."""
+        self.detach(sub)
+        sub.ended.set()
 
     def deliver(self, key: TopicKey, frame: bytes) -> int:
         """Queue a frame for this process's subscribers of ``key``; how many got it."""
@@ -175,8 +185,23 @@ class RealtimeHub:
             return
         self.deliver(key, frame)
 
-    def close(self, closing_frame: bytes) -> None:
-        """The server is stopping: every subscriber gets ``closing_frame``, then its connection ends."""
+    def close(self, closing_frame: bytes) -> list[Subscriber]:
+        """The server is stopping: every subscriber gets ``closing_frame``, then its connection
+        ends. Returns the subscribers closed, for ``written``."""
         self.closing = True
-        for sub in list(self.subscribers):
+        subs = list(self.subscribers)
+        for sub in subs:
             sub.close(CLOSE_SHUTDOWN, "server shutting down; reconnect", last=closing_frame)
+        return subs
+
+    @staticmethod
+    async def written(subs: Iterable[Subscriber], timeout_s: float) -> int:
+        """Wait, at most ``timeout_s``, until each of ``subs`` has written what it had left (a
+        reader that stopped reading is not waited for longer); how many did not."""
+        waits = [asyncio.ensure_future(sub.ended.wait()) for sub in subs if not sub.ended.is_set()]
+        if not waits:
+            return 0
+        _, pending = await asyncio.wait(waits, timeout=timeout_s)
+        for wait in pending:
+            wait.cancel()
+        return len(pending)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from pyngest.server.config import ServerConfig
 from pyngest.server.realtime import frames
-from pyngest.server.realtime.hub import RealtimeHub
+from pyngest.server.realtime.hub import RealtimeHub, Subscriber
 from pyngest.server.realtime.relay import RedisRelay
 from pyngest.server.realtime.tokens import DEV_ENV_ID, secrets_for
 
@@ -35,11 +35,20 @@ class RealtimeNode:
         self.relay = RedisRelay(self.config.redis_uri, cluster.store.cluster_id, cluster.node_id, self.hub)
         await self.relay.start()
 
-    def close_subscribers(self, now_ms: int) -> None:
+    def close_subscribers(self, now_ms: int) -> list[Subscriber]:
         """The server is stopping: tell every subscriber (a ``closing`` message) and end them."""
-        if not self.hub.closing:
-            self.hub.close(frames.message("closing", env_id=DEV_ENV_ID, channel="", topic="", data=None,
-                                          now_ms=now_ms))
+        if self.hub.closing:
+            return []
+        return self.hub.close(frames.message("closing", env_id=DEV_ENV_ID, channel="", topic="", data=None,
+                                             now_ms=now_ms))
+
+    async def tell_subscribers(self, now_ms: int, timeout_s: float) -> None:
+        """``close_subscribers``, returning once their ``closing`` messages are written (at most
+        ``timeout_s``): the HTTP server ends open WebSockets as soon as it stops, and a client
+        should learn why first."""
+        late = await self.hub.written(self.close_subscribers(now_ms), timeout_s)
+        if late:
+            log.info("realtime: %d subscribers had not read the closing message after %.1f s", late, timeout_s)
 
     async def stop(self, now_ms: int) -> None:
         self.close_subscribers(now_ms)
