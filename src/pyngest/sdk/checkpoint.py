@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import time
 import urllib.parse
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -218,6 +219,26 @@ class Session:
         if stored_len > MAX_STEP_OUTPUT_BYTES:
             return None  # the server fails the step (output_too_large) from the classic answer
         return Step(info.id, res, payload, memo if memo is not None else orjson.loads(stored))
+
+    def resume(self, steps: dict[str, Any]) -> Callable[[StepInfo, object], Any]:
+        """For :class:`~pyngest.sdk.replay.Execution`: go on after a step in the same call of the
+        handler (``steps``: this request's memos so far)."""
+        if self.steps is None:
+            self.steps = dict(steps)
+        return self._resumed
+
+    def _resumed(self, info: StepInfo, output: object) -> Any:
+        """``info``'s step ran and gave ``output``: make it the pending step and give back its
+        memo, or EMPTY where the request must answer for it (as :meth:`answer` would)."""
+        if self.pending is not None:  # (the gate stored the one before: never here)
+            return EMPTY
+        step = self.next_step(CallResult(None, [CallResult(None, None, output, info)]))
+        if step is None:
+            return EMPTY
+        self.pending = step
+        assert self.steps is not None
+        self.steps[step.id] = step.memo  # should a later step replay the handler after all
+        return step.memo
 
     def must_store(self, res: CallResult) -> bool:
         """A step is pending and ``res`` is not the function's return (which carries it)."""

@@ -21,6 +21,7 @@ from pyngest.sdk.replay import (
     CallResult,
     CheckpointRefused,
     Execution,
+    StepInfo,
     drive_async,
     drive_sync,
     run,
@@ -149,6 +150,7 @@ def _prepare(
     *,
     is_async: bool,
     gate: Callable[[], Any] | None = None,
+    resume: Callable[[StepInfo, object], Any] | None = None,
 ) -> tuple[Any, Execution, Any, bool, object, MiddlewareManager] | CallResult:
     found = fn.handler_for(fn_id)
     if found is None:
@@ -159,8 +161,10 @@ def _prepare(
         mw.add(m)
     # Positional arguments below: a class called with keywords builds a dict of them, and
     # this runs once per replay (eleven times for a 10-step run with checkpointing).
+    # Resuming the handler after a step instead of replaying it would run middleware hooks
+    # once where a replay runs them per step: with middleware, every step replays.
     exe = Execution(StepMemos.from_raw(steps), mw, target, req.disable_immediate, req.attempt, req.max_attempts,
-                    client.logger, gate)
+                    client.logger, gate, resume if mw.empty else None)
     logger: Any = ReplayLogger(client.logger, exe)  # a Logger to the handler's eyes
     job_id = headers.get("x-inngest-job-id") or None
     request_id = headers.get("x-request-id") or None
@@ -216,10 +220,11 @@ async def execute_async(
     raw_request: object = None,
     headers: dict[str, str] | None = None,
     gate: Callable[[], Awaitable[None]] | None = None,
+    resume: Callable[[StepInfo, object], Any] | None = None,
 ) -> CallResult:
     """Run an async function's request; never raises (but CheckpointRefused from ``gate``)."""
     prepared = _prepare(client, fn, fn_id, req, events, steps, target, raw_request, headers or {}, is_async=True,
-                        gate=gate)
+                        gate=gate, resume=resume)
     if isinstance(prepared, CallResult):
         return prepared
     handler, exe, ctx, two_args, output_type, mw = prepared
@@ -269,7 +274,7 @@ async def serve_async(
     while True:
         try:
             res = await execute_async(client, fn, fn_id, req, events, steps, target, raw_request, headers,
-                                      gate=session.gate)
+                                      gate=session.gate, resume=session.resume(steps))
             if session.must_store(res) and not await session.report_pending():
                 return session.refused()
         except CheckpointRefused:

@@ -189,6 +189,7 @@ class Execution:
         "new_code",
         "logger",
         "gate",
+        "resume",
         "_warned",
         "_exhausted_fired",
     )
@@ -203,6 +204,7 @@ class Execution:
         max_attempts: int | None,
         logger: Any,
         gate: Callable[[], Any] | None = None,
+        resume: Callable[[StepInfo, object], Any] | None = None,
     ) -> None:
         self.memos = memos
         self.middleware = middleware
@@ -219,6 +221,10 @@ class Execution:
         # Checkpointing: called (awaited for async functions) before a step's code runs, to
         # make the previous step durable first; raises CheckpointRefused if it cannot be.
         self.gate = gate
+        # Checkpointing without middleware (async functions): called after a step.run's code
+        # with its output; the memo to go on with in the same call of the handler, or EMPTY to
+        # stop there as without it (the request then answers, or replays with the step memoized)
+        self.resume = resume
         self._warned = False
         self._exhausted_fired = False
 

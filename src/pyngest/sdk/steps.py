@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pyngest.protocol import durations
 from pyngest.protocol.opcodes import Opcode
 from pyngest.sdk import errors
+from pyngest.sdk.memos import Output
 from pyngest.sdk.options import duration_str, to_ms
 from pyngest.sdk.replay import (
     NEVER_AWAITABLE,
@@ -172,6 +173,15 @@ class Step(_StepBase):
             raise exe.step_error(info, err) from None
         finally:
             exe.in_step = False
+        if exe.resume is not None:
+            # checkpointing goes on in this same call of the handler: the step's memo, as a
+            # replay would have taken it
+            resumed = exe.resume(info, output)
+            if resumed is not EMPTY:
+                memo = Output.from_raw(resumed)
+                if output_type is EMPTY:
+                    return memo.data  # type: ignore[return-value]
+                return self._client._deserialize(memo.data, output_type)  # type: ignore[return-value]
         raise Interrupt([StepResponse(info, output)])
 
     async def sleep(self, step_id: str, duration: int | datetime.timedelta) -> None:

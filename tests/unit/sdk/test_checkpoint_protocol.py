@@ -181,3 +181,51 @@ def test_a_return_that_cannot_be_sent_does_not_take_the_step_before_it_down(api:
     res = _post(app)
     assert ran == ["a"] and _reported(api) == ["a"], "the step is stored before the error answer"
     assert res.status == 500 and res.json()["code"] == "output_unserializable"
+
+
+def _counting_app(api: FakeAPI, calls: list[str], **kw: Any) -> Any:
+    client = inngest.Inngest(app_id="cp", is_production=False, api_base_url=api.url, event_api_base_url=api.url, **kw)
+
+    @client.create_function(fn_id="three", trigger=inngest.TriggerEvent(event="e"))
+    async def shapes(ctx: inngest.Context, step: inngest.Step) -> list[Any]:
+        calls.append("handler")  # code outside steps
+        first = await step.run("tuple", lambda: (1, 2.0, {"b": 1, "a": 2}))
+        second = await step.run("again", lambda: "x")
+        return [first, list(first[2]), type(first[1]).__name__, second]
+
+    app = fastapi.FastAPI()
+    pyngest.fast_api.serve(app, client, [shapes])
+    return app
+
+
+class _Hooks(inngest.Middleware):
+    seen: list[str] = []
+
+    async def transform_input(self, ctx: Any, function: Any, steps: Any) -> None:
+        self.seen.append("transform_input")
+
+
+def test_without_middleware_the_handler_goes_on_after_a_step_with_the_value_a_replay_would_see(api: FakeAPI) -> None:
+    """No replay per step: the handler is called once, and each step's value is its memo (the
+    server's canonical JSON read back: a tuple is a list, 2.0 is 2, keys sorted)."""
+    calls: list[str] = []
+    res = _post(_counting_app(api, calls))
+    assert calls == ["handler"]
+    assert _reported(api) == ["tuple"]
+    expected = [[1, 2, {"a": 2, "b": 1}], ["a", "b"], "int", "x"]
+    assert res.json()[-1]["data"] == expected
+    # the same as the classic protocol, one request per step
+    classic: list[str] = []
+    app = _counting_app(api, classic, checkpointing=False)
+    first = _post(app).json()[0]
+    second = _post(app, steps={first["id"]: {"data": first["data"]}}).json()[0]
+    done = _post(app, steps={first["id"]: {"data": first["data"]}, second["id"]: {"data": second["data"]}})
+    assert done.status == 200 and done.json() == expected
+
+
+def test_with_middleware_each_step_replays_the_handler_so_hooks_run_as_without_checkpointing(api: FakeAPI) -> None:
+    calls: list[str] = []
+    _Hooks.seen = []
+    res = _post(_counting_app(api, calls, middleware=[_Hooks]))
+    assert calls == ["handler"] * 3 and _Hooks.seen == ["transform_input"] * 3
+    assert res.json()[-1]["data"] == [[1, 2, {"a": 2, "b": 1}], ["a", "b"], "int", "x"]
