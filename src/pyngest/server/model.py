@@ -151,6 +151,9 @@ class Run:
     cron: str | None = None
     original_run_id: str | None = None
     attrs: dict[str, Any] = field(default_factory=dict)
+    # What its events and steps' outputs weigh (the SDK is told to fetch them through the API
+    # past a threshold). Stored at creation only, as the events' size: a run loaded from the
+    # store counts it again (``counted``), so a saved step costs no UPDATE of the run's row.
     state_bytes: int = 0
     env_id: str = DEFAULT_ENV
     # Whether the store may hold pauses of the run. Not stored: a run read back from the store
@@ -160,6 +163,11 @@ class Run:
     @property
     def ended(self) -> bool:
         return self.status.ended
+
+    def counted(self) -> Run:
+        """Set ``state_bytes`` from the events and steps a store has just loaded."""
+        self.state_bytes = sum(map(len, self.events)) + sum(map(len, self.steps.values()))
+        return self
 
 
 # ---------------------------------------------------------------------------------------------

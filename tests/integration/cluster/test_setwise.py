@@ -110,15 +110,17 @@ BATCHES = [
     Batch([job(R5, "z")]),
     Batch([DeleteRunJobs(R5), DeleteJob(f"{R5}:z"), hist(R5, "FunctionCompleted")]),
     # one batch of each statement form not used above (forms.py): an event alone; an event with
-    # a run without a key; a checkpointed step; a step that sends an event; a last step with the end
+    # a run without a key; a run's first checkpointed step (its start) and a later one; a step
+    # that sends an event; a last step with the end
     Batch([InsertEvents([event(5, started=False)])]),
     Batch([InsertEvents([event(6)], registry_version=0), CreateRun(run(R6, "e6")), job(R6, "start"),
            hist(R6, "FunctionScheduled")]),
     Batch([SaveStep(R6, "c", 0, b"3"), UpdateRun(R6, {"status": RunStatus.RUNNING, "started_ms": NOW}),
            hist(R6, "StepCompleted")]),
-    Batch([DeleteJob(f"{R6}:start"), SaveStep(R6, "d", 1, b"4"), UpdateRun(R6, {"version": 2}),
+    Batch([SaveStep(R6, "c2", 1, b"6"), hist(R6, "StepCompleted")]),
+    Batch([DeleteJob(f"{R6}:start"), SaveStep(R6, "d", 2, b"4"), UpdateRun(R6, {"version": 2}),
            hist(R6, "StepCompleted"), job(R6, "next"), InsertEvents([event(7, started=False)])]),
-    Batch([DeleteRunJobs(R6), SaveStep(R6, "e", 2, b"5"),
+    Batch([DeleteRunJobs(R6), SaveStep(R6, "e", 3, b"5"),
            UpdateRun(R6, {"status": RunStatus.COMPLETED, "ended_ms": NOW + 9, "output": b"1"}),
            hist(R6, "FunctionCompleted"), InsertEvents([event(8, started=False)])]),
 ]

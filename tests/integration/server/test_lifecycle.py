@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 from pathlib import Path
 
@@ -10,6 +11,7 @@ from pyngest.protocol.step_ids import hash_step_id
 from tests.integration.server.harness import Call, Harness, done, function_config, ops
 
 S, W, INV, G = hash_step_id("nap"), hash_step_id("wait"), hash_step_id("inv"), hash_step_id("sig")
+A, B = hash_step_id("big"), hash_step_id("bigger")
 MIN = 60_000
 
 
@@ -313,3 +315,46 @@ async def test_a_wait_condition_too_long_or_invalid_fails_the_attempt_naming_why
     await harness.send({"name": "test/reply", "data": {"s": value}})
     [run] = await harness.run_ended(waiting)
     assert run["status"] == "Completed" and run["output"]["got"] == {"s": value}
+
+
+async def test_a_run_reloaded_after_a_restart_knows_how_large_its_state_is(tmp_path: Path) -> None:
+    """A saved step does not rewrite the run's row with its size: a run read back from the
+    store counts its events and steps again, so a large state still goes through the API."""
+    big = "y" * (3 * 1024 * 1024)
+    h = Harness(tmp_path)
+    await h.start()
+
+    async def before(call: Call) -> tuple:
+        for sid in (A, B):  # 6 MiB in all: over what a request may carry
+            if not call.body["use_api"] and sid not in call.body["steps"]:
+                return ops({"op": "StepRun", "id": sid, "name": sid, "data": big})
+        asleep.set()
+        return ops({"op": "Sleep", "id": S, "name": "1h"})
+
+    asleep = asyncio.Event()
+    h.app.script = before
+    await h.register(function_config(h.app, "bigstate"))
+    [eid] = await h.send({"name": "test/bigstate"})
+    await asyncio.wait_for(asleep.wait(), 15)
+    await h.settle()
+    now = h.clock.now_ms()
+    await h.stop()
+
+    h2 = Harness(tmp_path)
+    h2.clock.set(now)
+    h2.app = h.app
+    await h2.start()
+    try:
+        async def after(call: Call) -> tuple:
+            assert call.body["use_api"] is True and call.body["steps"] == {}, "the state is too large to send"
+            assert h2.http is not None
+            actions = (await h2.http.get(f"/v0/runs/{call.body['ctx']['run_id']}/actions")).json()
+            return done(sorted(actions))
+
+        h2.app.script = after
+        await h2.register(function_config(h2.app, "bigstate"))
+        await h2.advance(60 * MIN)
+        [run] = await h2.run_ended(eid, timeout=15)
+        assert run["status"] == "Completed" and run["output"] == sorted([A, B, S]), run
+    finally:
+        await h2.stop()

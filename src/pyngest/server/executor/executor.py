@@ -264,11 +264,10 @@ class Executor:
         run.state_bytes += len(value)
         self.state.runs.grew(run, len(value))
         batch.add(SaveStep(run.id, step_id, pos, value))
-        fields: dict[str, Any] = {"state_bytes": run.state_bytes}
+        # (state_bytes is not written: a run loaded from the store counts its events and steps)
         if run.pending is not None and step_id in run.pending:
             run.pending = [p for p in run.pending if p != step_id] or None
-            fields["pending"] = run.pending
-        batch.add(UpdateRun(run.id, fields))
+            batch.add(UpdateRun(run.id, {"pending": run.pending}))
         return bool(run.pending)
 
     def enqueue_discovery(self, run: Run, batch: Batch, due_ms: int | None = None, *,

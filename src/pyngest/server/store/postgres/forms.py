@@ -30,7 +30,8 @@ FORMS: list[frozenset[str]] = [frozenset(f.split()) for f in (
     "ev",                          # events that start no run with them
     "ev runs enq hist",            # an event with the runs it starts
     "ev runs keys enq hist",       # ... with their idempotency keys
-    "upd step hist",               # a checkpointed step
+    "step hist",                   # a checkpointed step
+    "upd step hist",               # ... the run's first (its start)
     "del enq upd step hist",       # a step: its job done, the next queued (a sleep: no step)
     "del ev upd hist",             # a run's end, with its inngest/function.finished event
     "del ev upd step hist",        # a last step with the end

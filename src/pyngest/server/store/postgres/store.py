@@ -488,7 +488,7 @@ class PostgresStore(PostgresDashboardReads, PostgresEnvTables, PostgresWebhooks)
                 bodies = dict(await conn.fetch(
                     "SELECT internal_id, body FROM events WHERE internal_id = ANY($1::text[])", run.event_ids))
                 run.events = [bodies[e] for e in run.event_ids if e in bodies]
-            return run
+            return run.counted()
 
         return await self._read(q)
 

@@ -369,7 +369,7 @@ class SqliteStore(DashboardReads, EnvTables, SqliteWebhooks):
             ).fetchall()
         ) if run.event_ids else {}
         run.events = [bodies[e] for e in run.event_ids if e in bodies]
-        return run
+        return run.counted()
 
     async def list_runs(self, query: RunQuery) -> list[Run]:
         def q(conn: sqlite3.Connection) -> list[Run]:
