@@ -211,13 +211,7 @@ async def test_runs_survive_a_restart(tmp_path: Path) -> None:
     await h.register(function_config(h.app, "durable"))
     [eid] = await h.send({"name": "test/durable"})
     await h.settle()
-    now = h.clock.now_ms()
-    await h.stop()
-
-    h2 = Harness(tmp_path)
-    h2.clock.set(now)
-    h2.app = h.app  # same app address, restarted below
-    await h2.start()
+    h2 = await _restarted(h, tmp_path)
     try:
         async def script(call: Call) -> tuple:
             return done("after restart") if S in call.body["steps"] else ops({"op": "Sleep", "id": S, "name": "1h"})
@@ -229,6 +223,18 @@ async def test_runs_survive_a_restart(tmp_path: Path) -> None:
         assert run["output"] == "after restart"
     finally:
         await h2.stop()
+
+
+async def _restarted(h: Harness, directory: Path) -> Harness:
+    """``h`` stopped and a server started again on its data, at its clock's time, for its app
+    (same address)."""
+    now = h.clock.now_ms()
+    await h.stop()
+    h2 = Harness(directory)
+    h2.clock.set(now)
+    h2.app = h.app
+    await h2.start()
+    return h2
 
 
 async def _done_async(value: object) -> tuple:
@@ -257,13 +263,7 @@ async def test_pending_waits_and_cancel_on_survive_a_restart(tmp_path: Path) -> 
     eids = await h.send(*({"name": "test/waiter", "data": {"id": i}} for i in (1, 2, 3)))
     await h.settle()
     assert len(h.service.state.pauses) == 6  # a wait and a cancelOn per run
-    now = h.clock.now_ms()
-    await h.stop()
-
-    h2 = Harness(tmp_path)
-    h2.clock.set(now)
-    h2.app = h.app
-    await h2.start()
+    h2 = await _restarted(h, tmp_path)
     try:
         assert len(h2.service.state.pauses) == 6
         h2.app.script = script
@@ -337,13 +337,7 @@ async def test_a_run_reloaded_after_a_restart_knows_how_large_its_state_is(tmp_p
     [eid] = await h.send({"name": "test/bigstate"})
     await asyncio.wait_for(asleep.wait(), 15)
     await h.settle()
-    now = h.clock.now_ms()
-    await h.stop()
-
-    h2 = Harness(tmp_path)
-    h2.clock.set(now)
-    h2.app = h.app
-    await h2.start()
+    h2 = await _restarted(h, tmp_path)
     try:
         async def after(call: Call) -> tuple:
             assert call.body["use_api"] is True and call.body["steps"] == {}, "the state is too large to send"
