@@ -243,10 +243,11 @@ def execute_sync(
     raw_request: object = None,
     headers: dict[str, str] | None = None,
     gate: Callable[[], None] | None = None,
+    resume: Callable[[StepInfo, object], Any] | None = None,
 ) -> CallResult:
     """Run a plain function's request; never raises (but CheckpointRefused from ``gate``)."""
     prepared = _prepare(client, fn, fn_id, req, events, steps, target, raw_request, headers or {}, is_async=False,
-                        gate=gate)
+                        gate=gate, resume=resume)
     if isinstance(prepared, CallResult):
         return prepared
     handler, exe, ctx, two_args, output_type, mw = prepared
@@ -304,7 +305,7 @@ def serve_sync(
     while True:
         try:
             res = execute_sync(client, fn, fn_id, req, events, steps, target, raw_request, headers,
-                               gate=session.gate_sync)
+                               gate=session.gate_sync, resume=session.resume(steps))
             if session.must_store(res) and not session.report_pending_sync():
                 return session.refused()
         except CheckpointRefused:

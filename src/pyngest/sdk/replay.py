@@ -221,7 +221,7 @@ class Execution:
         # Checkpointing: called (awaited for async functions) before a step's code runs, to
         # make the previous step durable first; raises CheckpointRefused if it cannot be.
         self.gate = gate
-        # Checkpointing without middleware (async functions): called after a step.run's code
+        # Checkpointing without middleware: called after a step.run's code
         # with its output; the memo to go on with in the same call of the handler, or EMPTY to
         # stop there as without it (the request then answers, or replays with the step memoized)
         self.resume = resume

@@ -60,6 +60,15 @@ def _sleep_target(until: datetime.datetime | str) -> str:
     raise TypeError(f"sleep_until takes a datetime (or ISO string), got {type(until).__name__}")
 
 
+def _resumed(client: Inngest, memo: Any, output_type: object) -> Any:
+    """Checkpointing goes on in the same call of the handler after a step: the value its memo
+    (EMPTY: none, stop as without) gives, as a replay would have taken it."""
+    if memo is EMPTY:
+        return EMPTY
+    data = Output.from_raw(memo).data
+    return data if output_type is EMPTY else client._deserialize(data, output_type)
+
+
 def _memo_value(memo: Any) -> Any:
     if memo.error is not None:
         raise errors.StepError(message=memo.error.message, name=memo.error.name, stack=memo.error.stack)
@@ -174,14 +183,9 @@ class Step(_StepBase):
         finally:
             exe.in_step = False
         if exe.resume is not None:
-            # checkpointing goes on in this same call of the handler: the step's memo, as a
-            # replay would have taken it
-            resumed = exe.resume(info, output)
-            if resumed is not EMPTY:
-                memo = Output.from_raw(resumed)
-                if output_type is EMPTY:
-                    return memo.data  # type: ignore[return-value]
-                return self._client._deserialize(memo.data, output_type)  # type: ignore[return-value]
+            value = _resumed(self._client, exe.resume(info, output), output_type)
+            if value is not EMPTY:
+                return value  # type: ignore[no-any-return]
         raise Interrupt([StepResponse(info, output)])
 
     async def sleep(self, step_id: str, duration: int | datetime.timedelta) -> None:
@@ -331,6 +335,10 @@ class StepSync(_StepBase):
             raise exe.step_error(info, err) from None
         finally:
             exe.in_step = False
+        if exe.resume is not None:
+            value = _resumed(self._client, exe.resume(info, output), output_type)
+            if value is not EMPTY:
+                return value  # type: ignore[no-any-return]
         raise Interrupt([StepResponse(info, output)])
 
     def sleep(self, step_id: str, duration: int | datetime.timedelta) -> None:

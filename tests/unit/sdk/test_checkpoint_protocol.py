@@ -229,3 +229,20 @@ def test_with_middleware_each_step_replays_the_handler_so_hooks_run_as_without_c
     res = _post(_counting_app(api, calls, middleware=[_Hooks]))
     assert calls == ["handler"] * 3 and _Hooks.seen == ["transform_input"] * 3
     assert res.json()[-1]["data"] == [[1, 2, {"a": 2, "b": 1}], ["a", "b"], "int", "x"]
+
+
+def test_a_plain_function_goes_on_after_a_step_too(api: FakeAPI) -> None:
+    client = inngest.Inngest(app_id="cp", is_production=False, api_base_url=api.url, event_api_base_url=api.url)
+    calls: list[str] = []
+
+    @client.create_function(fn_id="three", trigger=inngest.TriggerEvent(event="e"))
+    def plain(ctx: inngest.ContextSync, step: inngest.StepSync) -> list[Any]:
+        calls.append("handler")
+        first = step.run("tuple", lambda: (1, 2.0))
+        return [first, step.run("again", lambda: "x")]
+
+    app = fastapi.FastAPI()
+    pyngest.fast_api.serve(app, client, [plain])
+    res = _post(app)
+    assert calls == ["handler"] and _reported(api) == ["tuple"]
+    assert res.json()[-1]["data"] == [[1, 2], "x"]
