@@ -166,6 +166,17 @@ class Proc:
             return ""
         return "\n".join(text.splitlines()[-lines:])
 
+    def listening(self, port: int) -> bool:
+        """Once something answered on ``port``: whether it is this process (it listens there)
+        rather than another one that holds the port (this one then exits, unable to bind it)."""
+        def listening_or_gone() -> str | None:
+            if not self.alive():
+                return "gone"
+            return "listening" if _listens(self.pid, port) else None
+
+        return poll(listening_or_gone, timeout=START_TIMEOUT, interval=0.05,
+                    what=f"{self.name} to listen on {port}") == "listening"
+
     def ensure_alive(self) -> None:
         if not self.alive():
             code = self.popen.returncode if self.popen else None
@@ -256,22 +267,23 @@ class Server:
             self.proc.start()
             try:
                 self.wait_healthy()
-                return
+                if self.proc.listening(self.port):  # not another test's server on that port
+                    return
             except AssertionError:  # it exited, or never answered (PollTimeout)
-                # A port picked free is bound by the server a moment later, and another test's
-                # socket can take it in between: a first start then tries another port (a
-                # restart keeps its port, which apps and tests already point at).
-                if not first or attempt == PORT_TRIES or not self._port_was_taken():
+                if self.proc.alive():
                     raise
-                self.port = free_port()
+            # A port picked free is bound by the server a moment later, and another test's
+            # socket can take it in between: a first start then tries another port (a restart
+            # keeps its port, which apps and tests already point at).
+            if not first or attempt == PORT_TRIES or not self._port_was_taken():
+                raise AssertionError(f"pyngest {self.mode} exited; output:\n{self.proc.tail()}")
+            self.port = free_port()
 
     def log_text(self) -> str:
         return (self.workdir / "server.log").read_text(errors="replace")
 
     def _port_was_taken(self) -> bool:
         assert self.proc is not None
-        if self.proc.alive():
-            return False
         tail = self.proc.tail()
         return f"cannot listen on 127.0.0.1:{self.port}" in tail and "in use" in tail
 
@@ -362,6 +374,29 @@ class App:
         return f"{self.prefix}/{name}"
 
     def start(self) -> None:
+        first = self.proc is None
+        for attempt in range(1, PORT_TRIES + 1):
+            self._spawn()
+            assert self.proc is not None
+            if self.connect:
+                poll(self.connected, timeout=START_TIMEOUT, interval=0.1,
+                     what=f"{self.kind} worker {self.instance} to connect")
+                return
+            try:
+                poll(self._answers, timeout=START_TIMEOUT, interval=0.1, what=f"{self.kind} app to serve")
+                # What answered may be another test's app that holds the port picked for this
+                # one (picked free, bound by the app a moment later): it must be this process.
+                if self.proc.listening(self.port):
+                    return
+            except AssertionError:
+                if self.proc.alive():
+                    raise
+            tail = self.proc.tail()
+            if not first or attempt == PORT_TRIES or not any(t in tail for t in ("in use", "EADDRINUSE")):
+                raise AssertionError(f"{self.kind} app exited; output:\n{tail}")
+            self.port = free_port()
+
+    def _spawn(self) -> None:
         env: dict[str, str] = {
             "PORT": str(self.port),
             "CONFORMANCE_LOG": str(self.log_path),
@@ -401,11 +436,6 @@ class App:
             self.kind, argv, _child_env(env), cwd, self.workdir / f"{self.kind}-{self.port}.out"
         )
         self.proc.start()
-        if self.connect:
-            poll(self.connected, timeout=START_TIMEOUT, interval=0.1,
-                 what=f"{self.kind} worker {self.instance} to connect")
-            return
-        poll(self._answers, timeout=START_TIMEOUT, interval=0.1, what=f"{self.kind} app to serve")
 
     def connections(self) -> list[dict[str, Any]]:
         """The server's live connect connections of this app."""
@@ -477,6 +507,42 @@ class App:
             if all(entry.get(k) == v for k, v in match.items()):
                 out.append(entry)
         return out
+
+
+def _listens(pid: int, port: int) -> bool:
+    """Whether process ``pid`` (or a child of it) has a socket listening on ``port`` (Linux's
+    /proc: the listening sockets' inodes, then the process's file descriptors)."""
+    inodes: set[str] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if fields[3] == "0A" and int(fields[1].rsplit(":", 1)[1], 16) == port:  # LISTEN
+                inodes.add(f"socket:[{fields[9]}]")
+    if not inodes:
+        return False
+    pids = [pid]
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            if int(stat.read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                pids.append(int(stat.parent.name))
+        except (OSError, ValueError, IndexError):
+            continue
+    for p in pids:
+        try:
+            fds = list(Path(f"/proc/{p}/fd").iterdir())
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(fd) in inodes:
+                    return True
+            except OSError:
+                continue
+    return False
 
 
 def _node_major(node: str) -> int:
