@@ -67,6 +67,29 @@ async def test_checkpoints_run_beside_the_writer_not_in_its_commits(tmp_path: Pa
     assert not (tmp_path / "main.db-wal").exists()  # the writer's close, the last one, removed it
 
 
+async def test_the_wal_starts_over_under_writes_that_never_pause(tmp_path: Path) -> None:
+    """Commits back to back keep a PASSIVE checkpoint always a few frames behind, and SQLite
+    starts the WAL over only when a commit finds it fully copied: the checkpointer forces that
+    once the WAL is large, so the file stops growing while the writes go on."""
+    limit = 1_000_000
+    db = Database(tmp_path / "main.db", wal_restart_bytes=limit)
+    db.open()
+    wal = tmp_path / "main.db-wal"
+    try:
+        await db.write(lambda c: c.execute("CREATE TABLE t (v BLOB)"))
+        written, row = 0, b"x" * 20_000
+        deadline = time.monotonic() + 60
+        while (db.wal_restarts < 3 or written < 20 * limit) and time.monotonic() < deadline:
+            await db.write(lambda c: c.executemany("INSERT INTO t VALUES (?)", [(row,)] * 5))
+            written += 5 * len(row)
+        assert db.wal_restarts >= 3
+        # the WAL holds what came between two restarts, not everything written
+        assert wal.stat().st_size < written / 2, (wal.stat().st_size, written)
+        assert await db.read(lambda c: c.execute("SELECT count(*) FROM t").fetchone()[0]) == written // len(row)
+    finally:
+        await db.close()
+
+
 async def test_small_writes_commit_on_the_loops_thread_when_the_writer_is_idle(tmp_path: Path) -> None:
     import threading
 

@@ -47,6 +47,15 @@ _MAX_GROUP = 256
 # second or so. A larger one is left as it is, with a warning saying how to convert it offline.
 VACUUM_AT_START_MAX_BYTES = 256 * 1024 * 1024
 CHECKPOINT_PAUSE_S = 0.25
+# The WAL is started over from its beginning once it holds this much (journal_size_limit cuts
+# a larger file back to the same size). Under writes that never pause, a PASSIVE checkpoint is
+# always a few commits behind, and SQLite starts the WAL over only when a commit finds it fully
+# copied: without a restart forced now and then the file grew by every commit, 1.4 GB in two
+# minutes of one-at-a-time runs, each append paying the file system's block allocation.
+WAL_RESTART_BYTES = 64 * 1024 * 1024
+# How long a forced restart waits for readers still on older WAL frames before it gives up for
+# that round; writers wait behind it meanwhile (in the writer thread, not on the loop).
+RESTART_READER_WAIT_MS = 100
 
 # Python's sqlite3 binds int, float, str and bytearray directly, but sends every other value —
 # bytes and None included — through its adapter lookup first, which fails with an
@@ -157,8 +166,10 @@ def _statements(script: str) -> list[str]:
 
 
 class Database:
-    def __init__(self, path: Path | str, *, durability: str = "normal", readers: int = 2) -> None:
+    def __init__(self, path: Path | str, *, durability: str = "normal", readers: int = 2,
+                 wal_restart_bytes: int = WAL_RESTART_BYTES) -> None:
         self.path = str(path)
+        self.wal_restart_bytes = wal_restart_bytes
         self.durability = durability
         self._readers = readers
         self._writes: queue.SimpleQueue[tuple[Callable[[sqlite3.Connection], Any], asyncio.Future[Any]] | None] = (
@@ -173,6 +184,7 @@ class Database:
         self._committed = threading.Event()  # set by the writer: there is something to checkpoint
         self._closing = False
         self.checkpoints = 0  # how many checkpoints the checkpointer ran (for tests)
+        self.wal_restarts = 0  # how many times it started the WAL over (for figures and tests)
         # Small writes are committed on the event loop's thread when the writer has nothing to do
         # (see submit): the writer thread's connection, taken under this lock.
         self._conn: sqlite3.Connection | None = None
@@ -227,6 +239,8 @@ class Database:
 
     def _checkpoint_loop(self) -> None:
         conn = _connect(self.path, self.durability)
+        conn.execute(f"PRAGMA busy_timeout={RESTART_READER_WAIT_MS}")
+        frame_bytes = conn.execute("PRAGMA page_size").fetchone()[0] + 24  # a WAL frame's header
         try:
             while not self._closing:
                 self._committed.wait()
@@ -234,14 +248,28 @@ class Database:
                 if self._closing:
                     break
                 try:
-                    conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+                    _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.checkpoints += 1
+                    if frames * frame_bytes >= self.wal_restart_bytes:
+                        self._restart_wal(conn)
                 except sqlite3.Error as exc:  # a full disk, say: the next round tries again
                     log.debug("checkpoint failed: %s", exc)
                 # commits in the meantime are checkpointed together, a few times a second at most
                 time.sleep(CHECKPOINT_PAUSE_S)
         finally:
             conn.close()  # before the writer's: its close, the last, checkpoints and removes the WAL
+
+    def _restart_wal(self, conn: sqlite3.Connection) -> None:
+        """Copy the last frames with no commit in between, so that the next commit starts the
+        WAL over from its beginning (writing over blocks the file has, not growing it).
+
+        The writers' lock is taken, not SQLite's: a commit meanwhile is handed to the writer
+        thread and waits there (the loop never does), for the frames written since the PASSIVE
+        checkpoint just before and two syncs."""
+        with self._mutex:
+            busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
+        if not busy and frames == copied:
+            self.wal_restarts += 1
 
     def submit(self, fn: Callable[[sqlite3.Connection], T], *, small: bool = False) -> asyncio.Future[T]:
         """Queue ``fn`` for the writer now; the future resolves once it is committed.
