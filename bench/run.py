@@ -31,6 +31,7 @@ import datetime as dt
 import json
 import os
 import platform
+import shutil
 import statistics
 import subprocess
 import sys
@@ -49,9 +50,11 @@ from bench.harness.procs import (
     Proc,
     cpu_seconds,
     free_port,
+    machine_ticks,
     python,
     rss_bytes,
     scratch_dir,
+    steal_pct,
     wait_http,
 )
 from bench.harness.systems.base import System
@@ -206,11 +209,12 @@ async def measured(system: System, phase: Callable[[], Awaitable[LoadResult]]) -
     backing = system.backing_pids if isinstance(system, PyngestCluster) else None
     engine = system.engine_pids()
     app = [p for p in system.all_pids() if p not in engine]  # the workflow's app, where it is apart
-    app_cpu0 = cpu_seconds(app)
+    app_cpu0, ticks0 = cpu_seconds(app), machine_ticks()
     with Sampler(engine, backing=backing) as sampler:
         result = await phase()
     app_cpu_s = cpu_seconds(app) - app_cpu0
     out = result.summary()
+    out["steal_pct"] = steal_pct(ticks0, machine_ticks())  # the host's share of the vCPUs meanwhile
     out["latency_sample_ms"] = sample(result.latencies_ms)
     out["engine_rss_mb_max"] = round(max(sampler.rss) / 2**20, 1)
     out["engine_cpu_s"] = round(sampler.cpu_s, 2)
@@ -247,11 +251,13 @@ async def scenario_runs(system: System, quick: bool) -> dict[str, Any]:
         # warm-up: connections, caches, JIT-less but import-heavy first calls
         await closed_loop(trigger, concurrency=16, runs=64 if quick else 400)
         out[f"{kind}_c64"] = await measured(system, lambda t=trigger: closed_loop(t, concurrency=64, seconds=seconds))
-        log(f"  {system.name} {kind} x64: {out[f'{kind}_c64']['per_s']}/s p50 {out[f'{kind}_c64']['p50_ms']} ms")
+        log(f"  {system.name} {kind} x64: {out[f'{kind}_c64']['per_s']}/s p50 {out[f'{kind}_c64']['p50_ms']} ms"
+            f" (steal {out[f'{kind}_c64']['steal_pct']} %)")
         if isinstance(system, PyngestRaw):
             await system.step_gaps_us(clear=True)
         out[f"{kind}_c1"] = await measured(system, lambda t=trigger: closed_loop(t, concurrency=1, runs=serial))
-        log(f"  {system.name} {kind} x1: p50 {out[f'{kind}_c1']['p50_ms']} ms p99 {out[f'{kind}_c1']['p99_ms']} ms")
+        log(f"  {system.name} {kind} x1: p50 {out[f'{kind}_c1']['p50_ms']} ms p99 {out[f'{kind}_c1']['p99_ms']} ms"
+            f" (steal {out[f'{kind}_c1']['steal_pct']} %)")
         if isinstance(system, PyngestRaw) and kind == "ten":
             gaps_ms = [g / 1000 for g in await system.step_gaps_us(clear=True)]
             out["step_overhead_c1"] = {"samples": len(gaps_ms), "p50_ms": round(pct(gaps_ms, 50), 3),
@@ -276,7 +282,8 @@ async def scenario_open(system: System, rates: list[float], quick: bool) -> dict
                                                               seconds=seconds, timeout_s=30))
         res["sustained"] = res["errors"] == 0 and res["per_s"] >= 0.95 * rate and res["p99_ms"] < 1000
         out[str(int(rate))] = res
-        log(f"  {system.name} open loop {rate:.0f}/s: {res['per_s']}/s p50 {res['p50_ms']} ms p99 {res['p99_ms']} ms")
+        log(f"  {system.name} open loop {rate:.0f}/s: {res['per_s']}/s p50 {res['p50_ms']} ms p99 {res['p99_ms']} ms"
+            f" (steal {res['steal_pct']} %)")
         if not res["sustained"]:
             break
         await asyncio.sleep(2)  # let any backlog drain before the next rate
@@ -327,9 +334,9 @@ async def ingest_into(bases: list[str], pids: list[int], quick: bool,
 async def scenario_ingest(quick: bool, clusters: list[type[PyngestCluster]]) -> dict[str, Any]:
     """Events accepted per second: each is durable (committed) before its POST answers. One
     SQLite process, then each scale-out system chosen."""
-    port = free_port()
+    port, data = free_port(), scratch_dir("ingest")
     server = Proc("pyngest", python("-m", "pyngest.server.cli", "dev", "--no-discovery", "--no-poll",
-                                    "-p", str(port), "--host", "127.0.0.1", "--sqlite-dir", scratch_dir("ingest"),
+                                    "-p", str(port), "--host", "127.0.0.1", "--sqlite-dir", data,
                                     "-l", "warn"), cwd=ROOT)
     base = f"http://127.0.0.1:{port}"
     try:
@@ -337,6 +344,7 @@ async def scenario_ingest(quick: bool, clusters: list[type[PyngestCluster]]) -> 
         out = await ingest_into([base], [server.pid], quick)
     finally:
         server.stop()
+        shutil.rmtree(data, ignore_errors=True)
     for cls in clusters:
         log(f"ingest: {cls.name}")
         system = cls()

@@ -129,6 +129,25 @@ def rss_bytes(pids: Sequence[int]) -> int:
     return total
 
 
+def machine_ticks() -> tuple[int, int]:
+    """(stolen, total) CPU ticks of the whole machine so far, from ``/proc/stat``: on a virtual
+    machine, time the host gave to someone else while a vCPU wanted to run. Two readings around a
+    measurement say how much of it the host took, the main reason one repeat differs from the
+    next here."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    # user nice system idle iowait irq softirq steal [guest guest_nice, already in user and nice]
+    return (fields[7] if len(fields) > 7 else 0), sum(fields[:8])
+
+
+def steal_pct(before: tuple[int, int], after: tuple[int, int]) -> float:
+    total = after[1] - before[1]
+    return round(100 * (after[0] - before[0]) / total, 1) if total > 0 else 0.0
+
+
 def cpu_seconds(pids: Sequence[int]) -> float:
     """User + system CPU time of the given processes and their descendants."""
     total = 0.0

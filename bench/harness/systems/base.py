@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import shutil
 from abc import ABC, abstractmethod
 from typing import Literal
 
-from bench.harness.procs import Proc
+from bench.harness.procs import Proc, scratch_dir
 
 Kind = Literal["one", "ten"]  # a 1-step function, and a 10-step one whose steps return small ints
 
@@ -24,6 +25,14 @@ class System(ABC):
 
     def __init__(self) -> None:
         self.processes = []
+        self.data_dirs: list[str] = []
+
+    def data_dir(self, prefix: str) -> str:
+        """A new directory for the system's data, removed when it stops: a server under load
+        writes gigabytes, and a benchmark run starts a dozen of them."""
+        path = scratch_dir(prefix)
+        self.data_dirs.append(path)
+        return path
 
     @abstractmethod
     async def start(self) -> None: ...
@@ -35,6 +44,9 @@ class System(ABC):
         for proc in reversed(self.processes):
             proc.stop()
         self.processes = []
+        for path in self.data_dirs:
+            shutil.rmtree(path, ignore_errors=True)
+        self.data_dirs = []
 
     def engine_pids(self) -> list[int]:
         """The processes of the engine itself (server, database), for memory and CPU figures."""

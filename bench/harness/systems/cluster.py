@@ -20,7 +20,7 @@ import aiohttp
 import asyncpg
 
 from bench.harness.notify import ENV as NOTIFY_ENV
-from bench.harness.procs import ROOT, Proc, free_port, python, scratch_dir, wait_http
+from bench.harness.procs import ROOT, Proc, free_port, python, wait_http
 from bench.harness.systems.pyngest import PyngestSDK
 
 POSTGRES_URI = os.environ.get("BENCH_POSTGRES_URI", "postgresql://127.0.0.1:5432/test")
@@ -55,7 +55,7 @@ class PyngestCluster(PyngestSDK):
         for n, port in enumerate(self.ports):
             server = Proc(f"pyngest-{n}", python(
                 "-m", "pyngest.server.cli", "dev", "--no-discovery", "--no-poll", "-p", str(port),
-                "--host", "127.0.0.1", "--sqlite-dir", scratch_dir("unused"), "--postgres-uri", self.uri,
+                "--host", "127.0.0.1", "--sqlite-dir", self.data_dir("unused"), "--postgres-uri", self.uri,
                 "--redis-uri", REDIS_URI, "-l", "warn"), cwd=ROOT)
             self.processes.append(server)
             await wait_http(f"http://127.0.0.1:{port}/health", server)

@@ -10,7 +10,7 @@ import os
 
 import aiohttp
 
-from bench.harness.procs import ROOT, Proc, free_port, python, scratch_dir, wait_http
+from bench.harness.procs import ROOT, Proc, free_port, python, wait_http
 from bench.harness.systems.base import Kind, System
 
 STEPS = {"one": 1, "ten": 10}
@@ -26,7 +26,7 @@ class Floor(System):
 
     async def start(self) -> None:
         self.port = free_port()
-        path = os.path.join(scratch_dir("floor"), "floor.db")
+        path = os.path.join(self.data_dir("floor"), "floor.db")
         app = Proc("floor", python("-m", "bench.harness.apps.floor_app", str(self.port), path), cwd=ROOT)
         self.processes.append(app)
         await wait_http(f"http://127.0.0.1:{self.port}/", app)

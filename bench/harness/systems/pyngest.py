@@ -15,7 +15,7 @@ import orjson
 
 from bench.harness.notify import ENV as NOTIFY_ENV
 from bench.harness.notify import Completions
-from bench.harness.procs import ROOT, Proc, free_port, python, scratch_dir, wait_http
+from bench.harness.procs import ROOT, Proc, free_port, python, wait_http
 from bench.harness.systems.base import Kind, System
 
 
@@ -46,7 +46,7 @@ class PyngestSystem(System):
     async def start(self) -> None:
         await self.completions.start()
         self.port, self.app_port = free_port(), free_port()
-        self.sqlite_dir = scratch_dir("sqlite")
+        self.sqlite_dir = self.data_dir("sqlite")
         server = Proc("pyngest", python("-m", "pyngest.server.cli", "dev", "--no-discovery", "--no-poll",
                                         "-p", str(self.port), "--host", "127.0.0.1",
                                         "--sqlite-dir", self.sqlite_dir, "--durability", self.durability,

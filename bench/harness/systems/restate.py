@@ -37,7 +37,6 @@ from bench.harness.procs import (
     Proc,
     free_port,
     python,
-    scratch_dir,
     tree,
     wait_http,
 )
@@ -127,7 +126,7 @@ class RestateSystem(System):
     async def start(self) -> None:
         self.ingress_port, self.admin_port = free_port(), free_port()
         self.fabric_port, self.app_port = free_port(), free_port()
-        self.base_dir = scratch_dir("restate")
+        self.base_dir = self.data_dir("restate")
         server_toml, app_toml = self.write_configs()
         server = Proc("restate-server", [str(server_binary()), "--config-file", str(server_toml),
                                          "--no-logo", "--log-format", "compact",
