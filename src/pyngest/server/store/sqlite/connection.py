@@ -56,6 +56,12 @@ WAL_RESTART_BYTES = 64 * 1024 * 1024
 # How long a forced restart waits for readers still on older WAL frames before it gives up for
 # that round; writers wait behind it meanwhile (in the writer thread, not on the loop).
 RESTART_READER_WAIT_MS = 100
+# Before the restart, which holds writers back while it copies what is left, PASSIVE passes
+# (which hold back nothing) catch up until one takes less than this: what piled up during it is
+# then all the restart has to copy. At most this many passes, so writes faster than the copy
+# cannot keep the restart away for ever.
+RESTART_TAIL_MS = 5.0
+RESTART_CATCH_UP_PASSES = 6
 
 # Python's sqlite3 binds int, float, str and bytearray directly, but sends every other value —
 # bytes and None included — through its adapter lookup first, which fails with an
@@ -251,6 +257,7 @@ class Database:
                     _, frames, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
                     self.checkpoints += 1
                     if frames * frame_bytes >= self.wal_restart_bytes:
+                        self._catch_up(conn)
                         self._restart_wal(conn)
                 except sqlite3.Error as exc:  # a full disk, say: the next round tries again
                     log.debug("checkpoint failed: %s", exc)
@@ -258,6 +265,16 @@ class Database:
                 time.sleep(CHECKPOINT_PAUSE_S)
         finally:
             conn.close()  # before the writer's: its close, the last, checkpoints and removes the WAL
+
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        """PASSIVE passes until one is short: each copies what the commits wrote during the one
+        before, so the restart's copy (with the writers held back) is small."""
+        for _ in range(RESTART_CATCH_UP_PASSES):
+            started = time.perf_counter()
+            conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+            self.checkpoints += 1
+            if (time.perf_counter() - started) * 1000 < RESTART_TAIL_MS:
+                return
 
     def _restart_wal(self, conn: sqlite3.Connection) -> None:
         """Copy the last frames with no commit in between, so that the next commit starts the
