@@ -280,9 +280,10 @@ class Database:
         """Copy the last frames with no commit in between, so that the next commit starts the
         WAL over from its beginning (writing over blocks the file has, not growing it).
 
-        The writers' lock is taken, not SQLite's: a commit meanwhile is handed to the writer
-        thread and waits there (the loop never does), for the frames written since the PASSIVE
-        checkpoint just before and two syncs."""
+        Our writers' lock is taken first: a commit meanwhile is handed to the writer thread and
+        waits there, for the frames written since the last PASSIVE pass and two syncs. Without
+        it, the loop's own commits would meet SQLite's write lock held by the RESTART and sleep
+        in SQLite's busy handler on the loop's thread."""
         with self._mutex:
             busy, frames, copied = conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         if not busy and frames == copied:
