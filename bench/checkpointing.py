@@ -2,7 +2,7 @@
 and off (issue 16).
 
     .venv/bin/python -m bench.checkpointing [--systems pyngest-sdk,pyngest-sdk-classic]
-                                            [--rounds 150] [--windows 3] [--seconds 5]
+                                            [--rounds 150] [--block 1] [--windows 3] [--seconds 5]
 
 The systems of ``bench.run`` named (by default ``pyngest-sdk``, the SDK's default:
 checkpointing, and ``pyngest-sdk-classic``, ``INNGEST_CHECKPOINTING=0``) run at once, each its
@@ -10,8 +10,10 @@ own server and app, and are measured in turns, so a machine whose speed changes 
 (a shared one: the host's steal time and its neighbours' load come and go within minutes)
 weighs on all alike:
 
-- latency one run at a time: rounds of one 1-step and one 10-step run on each system, the order
-  of the systems swapped every round;
+- latency one run at a time: rounds of ``--block`` 1-step and as many 10-step runs on each
+  system, the order of the systems swapped every round (a block of 1 alternates run by run, so
+  every run follows another system's, caches cold; larger blocks keep a system warm within its
+  turn, as ``bench.run`` does, while the turns still spread the machine's phases over all);
 - throughput with 64 in flight: windows of ``--seconds`` per system and workflow, in turns.
   Each window's throughput is divided by that of the first system's window next to it, so the
   ratios come with their spread.
@@ -37,7 +39,7 @@ from bench.run import all_systems
 KINDS = ("one", "ten")
 
 
-async def main(names: list[str], rounds: int, windows: int, seconds: float) -> dict[str, Any]:
+async def main(names: list[str], rounds: int, windows: int, seconds: float, block: int = 1) -> dict[str, Any]:
     load_before = os.getloadavg()
     known = all_systems()
     unknown = [n for n in names if n not in known]
@@ -51,14 +53,19 @@ async def main(names: list[str], rounds: int, windows: int, seconds: float) -> d
             for kind in KINDS:
                 await closed_loop(lambda i, s=system, k=kind: s.run(k, i), concurrency=16, runs=200)
         latency: dict[str, dict[str, list[float]]] = {s.name: {k: [] for k in KINDS} for s in systems}
+        blocks: dict[str, dict[str, list[float]]] = {s.name: {k: [] for k in KINDS} for s in systems}
         n = 10_000_000
         for r in range(rounds):
             for system in (systems if r % 2 == 0 else systems[::-1]):
                 for kind in KINDS:
-                    n += 1
-                    start = time.perf_counter()
-                    await system.run(kind, n)  # type: ignore[arg-type]
-                    latency[system.name][kind].append((time.perf_counter() - start) * 1000)
+                    these = []
+                    for _ in range(block):
+                        n += 1
+                        start = time.perf_counter()
+                        await system.run(kind, n)  # type: ignore[arg-type]
+                        these.append((time.perf_counter() - start) * 1000)
+                    latency[system.name][kind] += these
+                    blocks[system.name][kind].append(round(pct(these, 50), 3))
         throughput: dict[str, dict[str, list[float]]] = {s.name: {k: [] for k in KINDS} for s in systems}
         steal: dict[str, dict[str, list[float]]] = {s.name: {k: [] for k in KINDS} for s in systems}
         for w in range(windows):
@@ -73,12 +80,13 @@ async def main(names: list[str], rounds: int, windows: int, seconds: float) -> d
         for system in systems:
             await system.stop()
     out: dict[str, Any] = {"load_before": load_before, "load_after": os.getloadavg(), "rounds": rounds,
-                           "windows": windows, "seconds": seconds}
+                           "block": block, "windows": windows, "seconds": seconds}
     first = systems[0].name
     for name in latency:
         out[name] = {
             **{f"{k}_c1_p50_ms": round(pct(v, 50), 3) for k, v in latency[name].items()},
             **{f"{k}_c1_p99_ms": round(pct(v, 99), 3) for k, v in latency[name].items()},
+            **({f"{k}_c1_p50_ms_blocks": v for k, v in blocks[name].items()} if block > 1 else {}),
             **{f"{k}_c64_per_s_median": statistics.median(v) for k, v in throughput[name].items()},
             **{f"{k}_c64_per_s_windows": v for k, v in throughput[name].items()},
             **{f"{k}_c64_steal_pct_windows": v for k, v in steal[name].items()},
@@ -97,7 +105,9 @@ if __name__ == "__main__":
     parser.add_argument("--systems", default="pyngest-sdk,pyngest-sdk-classic",
                         help="systems of bench.run, comma-separated; ratios are against the first")
     parser.add_argument("--rounds", type=int, default=150)
+    parser.add_argument("--block", type=int, default=1, help="runs of each kind per system in a round")
     parser.add_argument("--windows", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=5.0)
     args = parser.parse_args()
-    print(json.dumps(asyncio.run(main(args.systems.split(","), args.rounds, args.windows, args.seconds)), indent=1))
+    print(json.dumps(asyncio.run(main(args.systems.split(","), args.rounds, args.windows, args.seconds,
+                                       args.block)), indent=1))
