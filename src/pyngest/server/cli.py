@@ -242,15 +242,29 @@ def start(ctx: click.Context, /, config_path: Path | None, **params: Any) -> Non
     _run(cfg, config_path)
 
 
+def _port_ok(flag: str, uri: Any) -> None:
+    """A URI's port, if it names one, is a number in range (else the drivers fail deep inside)."""
+    if uri is None:
+        return
+    from urllib.parse import urlsplit
+
+    try:
+        _ = urlsplit(str(uri)).port  # raises for a port that is not a number in range
+    except ValueError as exc:
+        raise click.UsageError(f"{flag}: the port is not a number from 0 to 65535 ({exc})") from exc
+
+
 def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     postgres, redis = params.get("postgres_uri") or None, params.get("redis_uri") or None
     if postgres is not None and not str(postgres).startswith(("postgres://", "postgresql://")):
         raise click.UsageError("--postgres-uri must be a postgres:// or postgresql:// URI, "
                                "e.g. postgres://user:password@db.example:5432/inngest")
+    _port_ok("--postgres-uri", postgres)
     if redis is not None:
         if not str(redis).startswith(("redis://", "rediss://", "unix://")):
             raise click.UsageError("--redis-uri must be a redis://, rediss:// or unix:// URI, "
                                    "e.g. redis://cache.example:6379/0")
+        _port_ok("--redis-uri", redis)
         if postgres is None:
             raise click.UsageError("--redis-uri needs --postgres-uri: pyngest keeps its record in PostgreSQL and "
                                    "uses Redis only to wake the other processes sharing it")

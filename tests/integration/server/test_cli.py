@@ -179,6 +179,9 @@ async def _count_events(uri: str) -> int:
     (["--postgres-uri", "mysql://db/x"], "--postgres-uri must be a postgres:// or postgresql:// URI"),
     (["--redis-uri", "redis://127.0.0.1:6379"], "--redis-uri needs --postgres-uri"),
     (["--postgres-uri", "postgres://127.0.0.1/x", "--redis-uri", "memcache://y"], "--redis-uri must be a redis://"),
+    (["--postgres-uri", "postgres://127.0.0.1:notaport/x"], "--postgres-uri: the port is not a number"),
+    (["--postgres-uri", "postgres://127.0.0.1/x", "--redis-uri", "redis://127.0.0.1:70000/0"],
+     "--redis-uri: the port is not a number from 0 to 65535"),
 ])
 def test_bad_store_settings_are_refused_clearly(tmp_path: Path, args: list[str], message: str) -> None:
     for mode in (["start", "--signing-key", KEY, "--event-key", "k"], ["dev", "--no-discovery"]):
@@ -193,6 +196,23 @@ def test_an_unreachable_postgres_is_a_clear_error(tmp_path: Path) -> None:
                   f"postgres://127.0.0.1:{dead}/nothing"], tmp_path)
     _, err = proc.communicate(timeout=30)
     assert proc.returncode == 1 and f"cannot reach PostgreSQL at postgres://127.0.0.1:{dead}/nothing" in err, err
+
+
+@pytest.mark.parametrize(("uri", "message"), [
+    ("postgres://127.0.0.1:5432/pyngest_no_such_db",
+     'database "pyngest_no_such_db" does not exist at postgres://127.0.0.1:5432/pyngest_no_such_db: create it'),
+    ("postgres://pyngest_no_such_role:secret@127.0.0.1:5432/test",
+     "PostgreSQL at postgres://pyngest_no_such_role:***@127.0.0.1:5432/test refused the login: "
+     'role "pyngest_no_such_role" does not exist; check the user and password'),
+])
+def test_a_postgres_that_refuses_us_is_a_clear_error(tmp_path: Path, uri: str, message: str) -> None:
+    """A database or role that is not there: one line saying what to do (not a traceback), and
+    the password kept out of it."""
+    proc = spawn(["start", "--signing-key", KEY, "--event-key", "k", "-p", str(free_port()), "--postgres-uri", uri],
+                 tmp_path)
+    _, err = proc.communicate(timeout=30)
+    assert proc.returncode == 1 and f"Error: cannot open the store: {message}" in err, err
+    assert "Traceback" not in err and "secret" not in err, err
 
 
 def test_event_api_validation_and_partial_success(tmp_path: Path) -> None:

@@ -64,7 +64,7 @@ from pyngest.server.store.base import (
     SyncRecord,
 )
 from pyngest.server.store.postgres.envs import PostgresEnvTables
-from pyngest.server.store.postgres.migrate import DEFAULT_SHARDS, migrate
+from pyngest.server.store.postgres.migrate import DEFAULT_SHARDS, SchemaError, migrate
 from pyngest.server.store.postgres.reads import PostgresDashboardReads, placeholders, run_where
 from pyngest.server.store.postgres.setwise import named_shards, setwise
 from pyngest.server.store.postgres.webhooks import PostgresWebhooks
@@ -197,7 +197,7 @@ class PostgresStore(PostgresDashboardReads, PostgresEnvTables, PostgresWebhooks)
         except Exception as exc:
             if unavailable(exc):
                 raise StoreUnavailable(f"cannot reach PostgreSQL at {_redact(self.dsn)}: {exc}") from exc
-            raise
+            raise SchemaError(_refused(self.dsn, exc)) from exc
         try:
             self.meta = await migrate(conn, shards=self._want_shards)
             self._shards = int(self.meta.get("shards", "1"))
@@ -780,6 +780,20 @@ class PostgresStore(PostgresDashboardReads, PostgresEnvTables, PostgresWebhooks)
     async def session_revoked(self, session_id: str) -> bool:
         return bool(await self.fetchval("SELECT EXISTS (SELECT 1 FROM revoked_sessions WHERE session_id = $1)",
                                         session_id))
+
+
+def _refused(dsn: str, exc: Exception) -> str:
+    """What to do when PostgreSQL answered but would not let us in (or the URI is not one it
+    reads): a missing database or role, a wrong password, a setting it does not know."""
+    where = _redact(dsn)
+    if isinstance(exc, asyncpg.exceptions.InvalidCatalogNameError):
+        return f"{exc} at {where}: create it (createdb, or CREATE DATABASE) or name another in --postgres-uri"
+    if isinstance(exc, (asyncpg.exceptions.InvalidAuthorizationSpecificationError,
+                        asyncpg.exceptions.InvalidPasswordError)):
+        return f"PostgreSQL at {where} refused the login: {exc}; check the user and password in --postgres-uri"
+    if isinstance(exc, asyncpg.PostgresError):
+        return f"PostgreSQL at {where} refused the connection: {exc}"
+    return f"cannot connect to PostgreSQL with --postgres-uri {where}: {exc}"
 
 
 def _redact(dsn: str) -> str:
