@@ -66,6 +66,11 @@ _CALL = """(function (raw, evt, parse, headers, query) {{
 }})({args})"""
 _SETTLED = "__pyngest_settled === null ? null : JSON.stringify(__pyngest_settled)"
 _POLL_S = 0.001  # between looks at a pending Promise: timers and continuations run meanwhile
+# Each look may take at least this long, even with less of the time limit left: a look is a few
+# microseconds of JavaScript, but on a loaded machine one given the last millisecond timed out,
+# and a Promise that never settled was reported as a transform still running. A transform that
+# is busy (a loop after an await) still times out in the look, at most this much past its limit.
+_LOOK_FLOOR_S = 0.05
 
 NO_FUNCTION = "the transform must define function transform(evt, headers, queryParams, raw)"
 
@@ -167,7 +172,7 @@ def _settled(mr: Any, deadline: float, timeout_ms: int) -> str:
     """The JSON result of an async transform's Promise, once settled; raises TransformError if
     it is rejected, and lets JSTimeoutException through when the deadline passes first."""
     while True:
-        state = mr.eval(_SETTLED, timeout_sec=_left(deadline))
+        state = mr.eval(_SETTLED, timeout_sec=max(_left(deadline), _LOOK_FLOOR_S))
         if isinstance(state, str):
             break
         if time.monotonic() >= deadline:
