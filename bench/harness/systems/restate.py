@@ -22,7 +22,6 @@ import asyncio
 import json
 import os
 import platform
-import shutil
 import signal
 import time
 from importlib import metadata
@@ -186,9 +185,7 @@ class RestateSystem(System):
                     os.kill(pid, signal.SIGKILL)
                 except ProcessLookupError:
                     pass
-        if self.base_dir:
-            shutil.rmtree(self.base_dir, ignore_errors=True)
-            self.base_dir = ""
+        # (base_dir is one of the system's data directories: System.stop removed it)
 
     def describe(self) -> dict[str, str]:
         return {
