@@ -27,7 +27,7 @@ import yaml
 from pyngest.protocol import signing
 from pyngest.protocol.durations import DurationError, parse_ms
 from pyngest.protocol.sync import app_url_problem
-from pyngest.server.config import DEFAULT_PORT, ServerConfig
+from pyngest.server.config import DEFAULT_PORT, DEFAULT_SPIN_US, ServerConfig
 
 log = logging.getLogger("pyngest")
 
@@ -133,6 +133,11 @@ def common_options(fn: Any, *, dev: bool) -> Any:
         click.option("--durability", type=click.Choice(["normal", "full"]), default="normal",
                      envvar=_env("durability"),
                      help="'normal' survives a killed process; 'full' also fsyncs every commit (power loss)."),
+        click.option("--spin-us", type=click.IntRange(min=0, max=10_000), default=DEFAULT_SPIN_US,
+                     envvar=_env("spin_us"), show_default=True,
+                     help="Microseconds the server keeps polling after answering an SDK while at most "
+                          "two runs execute, instead of sleeping (lower step latency on machines whose "
+                          "idle CPUs are slow to wake); 0 turns it off."),
         click.option("--shutdown-grace", type=float, default=30.0, envvar=_env("shutdown_grace"),
                      help="Seconds in-flight app requests get to finish on shutdown."),
         click.option("--retention", default="7d", envvar=_env("retention"), show_default=True,
@@ -296,6 +301,7 @@ def _build(params: dict[str, Any], *, mode: str) -> ServerConfig:
     if params["max_request_size"]:
         cfg.max_request_bytes = int(params["max_request_size"])
     cfg.durability = params["durability"]
+    cfg.spin_us = int(params["spin_us"])
     cfg.webhook_timeout_ms = int(params["webhook_timeout"])
     cfg.webhook_memory_bytes = int(params["webhook_memory"]) * 1024 * 1024
     cfg.shutdown_grace_s = float(params["shutdown_grace"])
@@ -419,7 +425,7 @@ async def _serve(cfg: ServerConfig, sockets: list[socket.socket], config_file: P
     gc.set_threshold(YOUNG_COLLECTION_THRESHOLD, *gc.get_threshold()[1:])
     app = build_app(service)
     server = _Server(uvicorn.Config(
-        app, http=lane_protocol(app), lifespan="off", access_log=False, log_level="warning",
+        app, http=lane_protocol(app, service.keep_awake), lifespan="off", access_log=False, log_level="warning",
         timeout_graceful_shutdown=int(cfg.shutdown_grace_s), timeout_keep_alive=30,
     ))
     # realtime subscriptions are open-ended: end them when stopping begins, not after the grace,

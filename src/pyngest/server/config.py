@@ -12,6 +12,8 @@ from pyngest.protocol.events import DEFAULT_MAX_EVENT_BYTES
 DEFAULT_MAX_REQUEST_BYTES = 3 * 1024 * 1024
 
 DEFAULT_PORT = 8288
+# what `pyngest dev/start` give ServerConfig.spin_us unless told (--spin-us)
+DEFAULT_SPIN_US = 300
 DEV_DISCOVERY_PORTS = [80, 443, *range(3000, 3011), 4321, 5000, 5173, 8000, 8080, 8081, 8888,
                        *range(8910, 8916), 8787]
 DEV_DISCOVERY_PATHS = ["/api/inngest", "/x/inngest", "/.netlify/functions/inngest", "/.redwood/functions/inngest"]
@@ -42,6 +44,9 @@ class ServerConfig:
     max_event_bytes: int = DEFAULT_MAX_EVENT_BYTES
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     durability: str = "normal"  # "normal" survives a killed process; "full" fsyncs every commit
+    # microseconds the HTTP server's loop keeps polling after answering an SDK, while few runs
+    # execute (server/awake.py); 0: it sleeps at once
+    spin_us: int = 0
     shutdown_grace_s: float = 30.0
     retention_ms: int = 7 * 86_400_000  # ended runs and old events are removed after this; 0 keeps all
     # a webhook's JavaScript transform: wall-clock time and V8 heap it may use per request

@@ -13,6 +13,7 @@ from typing import Any
 from pyngest.clock import Clock, RealClock
 from pyngest.protocol.events import FN_INVOKED
 from pyngest.server import exprs
+from pyngest.server.awake import KeepAwake
 from pyngest.server.cluster.node import ClusterNode
 from pyngest.server.config import ServerConfig
 from pyngest.server.connect.hub import ConnectHub
@@ -107,6 +108,8 @@ class Service:
                                app_of=self._app_of_function),
         )
         self.operations = Operations(self)
+        # the loop stays awake for an SDK's next request while few runs execute (api/lane.py)
+        self.keep_awake = KeepAwake(config.spin_us / 1e6, lambda: self.workers.running)
         self.workers.handlers[JobKind.OPERATION] = self.operations.process
         self.workers.handlers[JobKind.START] = self.operations.start_job
         self.workers.handlers[JobKind.MAINTENANCE] = self.maintain

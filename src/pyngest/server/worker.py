@@ -44,6 +44,11 @@ class WorkerPool:
         self._stopping = False
         self.processed = 0
 
+    @property
+    def running(self) -> int:
+        """Jobs executing now: those holding a worker and the app requests in their own tasks."""
+        return len(self._busy) + len(self._requests)
+
     def start(self) -> None:
         for i in range(self.size):
             self._tasks.append(asyncio.create_task(self._loop(), name=f"pyngest-worker-{i}"))

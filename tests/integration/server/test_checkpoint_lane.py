@@ -20,6 +20,7 @@ import pytest
 import uvicorn
 
 from pyngest.server.api import lane
+from pyngest.server.awake import KeepAwake
 from tests.integration.server.test_cli import free_port, spawn, stop, wait_healthy
 from tests.integration.server.test_write_count_sdks import bound_socket
 
@@ -83,10 +84,10 @@ class Recorder:
 
 
 @contextlib.asynccontextmanager
-async def lane_server(app: Recorder) -> AsyncIterator[tuple[int, uvicorn.Server]]:
+async def lane_server(app: Recorder, keep_awake: KeepAwake | None = None) -> AsyncIterator[tuple[int, uvicorn.Server]]:
     sock = bound_socket()
     port = sock.getsockname()[1]
-    protocol = lane.lane_protocol(app)
+    protocol = lane.lane_protocol(app, keep_awake)
     assert protocol != "httptools"
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, http=protocol, lifespan="off",
                                            log_level="critical", access_log=False, timeout_graceful_shutdown=5))
@@ -200,6 +201,24 @@ async def test_an_app_that_fails_gets_a_500_and_the_connection_closes(served: An
         status, headers, body = await read_response(reader)
         assert (status, body, headers["connection"]) == (500, b"Internal Server Error", "close")
         assert await closed(reader)
+        writer.close()
+
+
+async def test_each_answer_on_the_short_path_keeps_the_loop_awake_a_while() -> None:
+    awake = KeepAwake(0.05, lambda: 1)
+    async with lane_server(Recorder(), awake) as (port, _):
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        writer.write(request(f"/v1/checkpoint/{RUN}/async"))
+        assert (await read_response(reader))[0] == 201
+        assert awake.spins == 1
+        while awake.spinning:
+            await asyncio.sleep(0.01)
+        writer.write(request("/e/some-key", b'{"name":"a/b"}'))
+        assert (await read_response(reader))[0] == 201
+        assert awake.spins == 2
+        writer.write(request("/v1/checkpoint/boom/async"))  # a failure closes the connection instead
+        assert (await read_response(reader))[0] == 500
+        assert awake.spins == 2
         writer.close()
 
 

@@ -32,6 +32,7 @@ from typing import Any
 from starlette.types import ASGIApp, Message
 
 from pyngest.server.api.limits import DEFAULT_MAX_BODY_BYTES
+from pyngest.server.awake import KeepAwake
 
 log = logging.getLogger("pyngest.api")
 
@@ -81,6 +82,7 @@ if HttpToolsProtocol is not None:
         """uvicorn's httptools protocol with checkpoints on the short path (module docstring)."""
 
         lane_app: ASGIApp  # the application without uvicorn's proxy-headers wrapper
+        keep_awake: KeepAwake | None = None  # told of every answer (server/awake.py)
         max_body = DEFAULT_MAX_BODY_BYTES
 
         def on_headers_complete(self) -> None:
@@ -194,8 +196,10 @@ if HttpToolsProtocol is not None:
             self.transport.write(b"".join(out))
             if close:
                 self.transport.close()
-            else:
-                self.on_response_complete()  # uvicorn's: next pipelined request, keep-alive timer
+                return
+            self.on_response_complete()  # uvicorn's: next pipelined request, keep-alive timer
+            if self.keep_awake is not None:
+                self.keep_awake.touch()  # the SDK's next checkpoint is a fraction of a millisecond away
 
 
 def checkpoint_run(path: str) -> str | None:
@@ -207,11 +211,12 @@ def checkpoint_run(path: str) -> str | None:
     return None
 
 
-def lane_protocol(app: ASGIApp) -> Any:
+def lane_protocol(app: ASGIApp, keep_awake: KeepAwake | None = None) -> Any:
     """The HTTP protocol class to give uvicorn (``Config(http=...)``) for ``app``: the short
     path for checkpoints, or uvicorn's ``"httptools"`` when this uvicorn's protocol is not the
-    one :class:`LaneProtocol` was written against."""
+    one :class:`LaneProtocol` was written against. ``keep_awake`` hears of each answer given on
+    the short path."""
     if HttpToolsProtocol is None or not all(hasattr(HttpToolsProtocol, name) for name in _UVICORN_STATE):
         log.debug("checkpoints take uvicorn's usual path: its HTTP protocol is not the expected one")
         return "httptools"
-    return type("LaneProtocol", (LaneProtocol,), {"lane_app": app})
+    return type("LaneProtocol", (LaneProtocol,), {"lane_app": app, "keep_awake": keep_awake})
