@@ -13,7 +13,7 @@ DEFAULT_MAX_REQUEST_BYTES = 3 * 1024 * 1024
 
 DEFAULT_PORT = 8288
 # what `pyngest dev/start` give ServerConfig.spin_us unless told (--spin-us)
-DEFAULT_SPIN_US = 300
+DEFAULT_SPIN_US = 500
 DEV_DISCOVERY_PORTS = [80, 443, *range(3000, 3011), 4321, 5000, 5173, 8000, 8080, 8081, 8888,
                        *range(8910, 8916), 8787]
 DEV_DISCOVERY_PATHS = ["/api/inngest", "/x/inngest", "/.netlify/functions/inngest", "/.redwood/functions/inngest"]
