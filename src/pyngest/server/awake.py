@@ -6,7 +6,8 @@ CPUs halt (this project's 2-vCPU benchmark machine: ``cpuidle-haltpoll`` with
 ``guest_halt_poll_ns=0``), waking it again takes tens of microseconds of the hypervisor's and
 the kernel's time, on the critical path of every step.
 
-So after the server answers an SDK's request, :class:`KeepAwake` keeps the loop turning (a
+So after the server answers a checkpoint or an event on the short path (``api/lane.py``; an
+event starts runs whose app is called next), :class:`KeepAwake` keeps the loop turning (a
 callback that schedules itself: each turn polls for I/O without blocking) for ``window_s``, but
 only while at most ``QUIET_RUNNING`` jobs are executing. Under load the loop has work anyway, and
 a spinning thread takes CPU from the app when they share a machine: without that condition, 10-step

@@ -216,6 +216,8 @@ async def test_each_answer_on_the_short_path_keeps_the_loop_awake_a_while() -> N
         writer.write(request("/e/some-key", b'{"name":"a/b"}'))
         assert (await read_response(reader))[0] == 201
         assert awake.spins == 2
+        while awake.spinning:
+            await asyncio.sleep(0.01)
         writer.write(request("/v1/checkpoint/boom/async"))  # a failure closes the connection instead
         assert (await read_response(reader))[0] == 500
         assert awake.spins == 2
