@@ -38,7 +38,7 @@ class KeepAwake:
         self._now = now
         self._until = 0.0
         self._spinning = False
-        self.spins = 0  # times the loop stayed awake (observability, tests)
+        self.spins = 0  # times the loop stayed awake (for tests)
 
     def touch(self) -> None:
         """An SDK was just answered: stay awake for its next request, if few runs are executing."""
